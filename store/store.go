@@ -1,0 +1,333 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
+	"google.golang.org/protobuf/proto"
+
+	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
+)
+
+// Prefix is the root of every Fathom key. The version segment lets a future
+// incompatible layout live beside this one.
+const Prefix = "/fathom/v1/"
+
+// Key prefixes; see the package documentation for the layout.
+const (
+	JobsPrefix     = Prefix + "jobs/"
+	JobNamesPrefix = Prefix + "jobnames/"
+	TasksPrefix    = Prefix + "tasks/"
+	NodesPrefix    = Prefix + "nodes/"
+	ModelsPrefix   = Prefix + "models/"
+	LeaderKey      = Prefix + "leader"
+)
+
+// JobKey is the key of a job.
+func JobKey(namespace, id string) string { return JobsPrefix + namespace + "/" + id }
+
+// JobNameKey is the key that reserves a job name in a namespace.
+func JobNameKey(namespace, name string) string { return JobNamesPrefix + namespace + "/" + name }
+
+// TaskKey is the key of task index idx of a job.
+func TaskKey(jobID string, idx int32) string {
+	return TasksPrefix + jobID + "/" + fmt.Sprintf("%06d", idx)
+}
+
+// NodeKey is the key of a node.
+func NodeKey(name string) string { return NodesPrefix + name }
+
+// ErrNameTaken is returned by CreateJob when an active job already holds the
+// name in the namespace.
+var ErrNameTaken = errors.New("job name already in use in this namespace")
+
+// Options say where the state lives.
+type Options struct {
+	// DataDir holds the embedded etcd's data (in DataDir/etcd). Ignored when
+	// Endpoints is set.
+	DataDir string
+	// Endpoints of an external etcd cluster; empty = run an embedded member.
+	Endpoints []string
+	// DialTimeout for external endpoints; default 5 s.
+	DialTimeout time.Duration
+	// MaxTxnOps caps the operations per transaction. Default 128, etcd's own
+	// default, so that the same code works against an external cluster.
+	MaxTxnOps int
+	// EtcdLogLevel for the embedded member: debug, info, warn, error; default "error".
+	EtcdLogLevel string
+}
+
+// Store is Fathom's state in etcd. Safe for concurrent use.
+type Store struct {
+	client *clientv3.Client
+	etcd   *embed.Etcd
+	maxOps int
+}
+
+// Open connects to external etcd or starts the embedded member and waits
+// until it serves.
+func Open(ctx context.Context, o Options) (*Store, error) {
+	if o.MaxTxnOps <= 0 {
+		o.MaxTxnOps = 128
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 5 * time.Second
+	}
+	s := &Store{maxOps: o.MaxTxnOps}
+	if len(o.Endpoints) > 0 {
+		c, err := clientv3.New(clientv3.Config{Endpoints: o.Endpoints, DialTimeout: o.DialTimeout, Context: ctx})
+		if err != nil {
+			return nil, fmt.Errorf("store: connect to etcd %v: %w", o.Endpoints, err)
+		}
+		cctx, cancel := context.WithTimeout(ctx, o.DialTimeout)
+		defer cancel()
+		if _, err := c.Get(cctx, LeaderKey); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("store: etcd %v does not answer: %w", o.Endpoints, err)
+		}
+		s.client = c
+		return s, nil
+	}
+	if o.DataDir == "" {
+		return nil, errors.New("store: DataDir is required for the embedded etcd (or give Endpoints)")
+	}
+	dir := filepath.Join(o.DataDir, "etcd")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("store: create data dir: %w", err)
+	}
+	cfg := embed.NewConfig()
+	cfg.Name = "fathom"
+	cfg.Dir = dir
+	cfg.LogLevel = o.EtcdLogLevel
+	if cfg.LogLevel == "" {
+		cfg.LogLevel = "error"
+	}
+	cfg.LogOutputs = []string{filepath.Join(o.DataDir, "etcd.log")}
+	// Loopback only: the embedded member serves this process (through an
+	// in-process client) and nobody else. Ports are picked free at start.
+	cu, err := freeURL()
+	if err != nil {
+		return nil, err
+	}
+	pu, err := freeURL()
+	if err != nil {
+		return nil, err
+	}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.AutoCompactionMode = "periodic"
+	cfg.AutoCompactionRetention = "1h"
+	cfg.MaxTxnOps = uint(max(o.MaxTxnOps, 128))
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: start embedded etcd in %s: %w", dir, err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		return nil, fmt.Errorf("store: embedded etcd: %w", err)
+	case <-ctx.Done():
+		e.Close()
+		return nil, ctx.Err()
+	case <-time.After(60 * time.Second):
+		e.Close()
+		return nil, errors.New("store: embedded etcd did not become ready in 60s (see etcd.log in the data dir)")
+	}
+	s.etcd = e
+	s.client = v3client.New(e.Server)
+	return s, nil
+}
+
+func freeURL() (*url.URL, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("store: pick a loopback port: %w", err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	return url.Parse("http://127.0.0.1:" + strconv.Itoa(port))
+}
+
+// Client is the etcd client, for leader election and watches.
+func (s *Store) Client() *clientv3.Client { return s.client }
+
+// Embedded reports whether this store runs its own etcd member.
+func (s *Store) Embedded() bool { return s.etcd != nil }
+
+// Close closes the client and stops the embedded member, if any.
+func (s *Store) Close() error {
+	err := s.client.Close()
+	if s.etcd != nil {
+		// The in-process client reports its own cancellation on close.
+		if errors.Is(err, context.Canceled) {
+			err = nil
+		}
+		s.etcd.Close()
+	}
+	return err
+}
+
+// Op is one put or delete.
+type Op struct {
+	Key    string
+	Value  []byte
+	Delete bool
+}
+
+// Put returns an Op that stores m at key.
+func Put(key string, m proto.Message) Op {
+	b, err := proto.Marshal(m)
+	if err != nil {
+		// Marshalling our own generated messages cannot fail short of a bug.
+		panic(fmt.Sprintf("store: marshal %T: %v", m, err))
+	}
+	return Op{Key: key, Value: b}
+}
+
+// Delete returns an Op that removes key.
+func Delete(key string) Op { return Op{Key: key, Delete: true} }
+
+// PutJob stores a job.
+func PutJob(j *fathomv1.Job) Op { return Put(JobKey(j.GetNamespace(), j.GetId()), j) }
+
+// PutTask stores a task.
+func PutTask(t *fathomv1.Task) Op { return Put(TaskKey(t.GetJobId(), t.GetIndex()), t) }
+
+// PutNode stores a node.
+func PutNode(n *fathomv1.Node) Op { return Put(NodeKey(n.GetName()), n) }
+
+func toEtcd(o Op) clientv3.Op {
+	if o.Delete {
+		return clientv3.OpDelete(o.Key)
+	}
+	return clientv3.OpPut(o.Key, string(o.Value))
+}
+
+// CreateJob stores a new job and reserves its name in the namespace, in one
+// transaction. It returns ErrNameTaken (and stores nothing) when an active job
+// holds the name. When it returns nil the job is committed and fsync'd.
+func (s *Store) CreateJob(ctx context.Context, j *fathomv1.Job) error {
+	nameKey := JobNameKey(j.GetNamespace(), j.GetName())
+	job := PutJob(j)
+	resp, err := s.client.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(nameKey), "=", 0)).
+		Then(clientv3.OpPut(nameKey, j.GetId()), toEtcd(job)).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("store: create job %s/%s: %w", j.GetNamespace(), j.GetName(), err)
+	}
+	if !resp.Succeeded {
+		return ErrNameTaken
+	}
+	return nil
+}
+
+// Commit applies ops in transactions of at most MaxTxnOps operations each.
+// Each transaction is atomic; a large batch is not atomic as a whole, and ops
+// are applied in order. When it returns nil all ops are committed.
+func (s *Store) Commit(ctx context.Context, ops ...Op) error {
+	for len(ops) > 0 {
+		n := min(len(ops), s.maxOps)
+		eops := make([]clientv3.Op, n)
+		for i, o := range ops[:n] {
+			eops[i] = toEtcd(o)
+		}
+		if _, err := s.client.Txn(ctx).Then(eops...).Commit(); err != nil {
+			return fmt.Errorf("store: commit %d ops: %w", n, err)
+		}
+		ops = ops[n:]
+	}
+	return nil
+}
+
+// Snapshot is the whole state as loaded at one etcd revision.
+type Snapshot struct {
+	Revision int64
+	Jobs     []*fathomv1.Job
+	Tasks    []*fathomv1.Task
+	Nodes    []*fathomv1.Node
+	// JobNames maps "<namespace>/<name>" to the job id holding it.
+	JobNames map[string]string
+}
+
+// Load reads every job, task and node at one revision, in pages.
+func (s *Store) Load(ctx context.Context) (*Snapshot, error) {
+	snap := &Snapshot{JobNames: map[string]string{}}
+	first, err := s.client.Get(ctx, LeaderKey)
+	if err != nil {
+		return nil, fmt.Errorf("store: load: %w", err)
+	}
+	snap.Revision = first.Header.Revision
+	err = s.scan(ctx, JobsPrefix, snap.Revision, func(k, v []byte) error {
+		j := &fathomv1.Job{}
+		if err := proto.Unmarshal(v, j); err != nil {
+			return fmt.Errorf("decode %s: %w", k, err)
+		}
+		snap.Jobs = append(snap.Jobs, j)
+		return nil
+	})
+	if err == nil {
+		err = s.scan(ctx, TasksPrefix, snap.Revision, func(k, v []byte) error {
+			t := &fathomv1.Task{}
+			if err := proto.Unmarshal(v, t); err != nil {
+				return fmt.Errorf("decode %s: %w", k, err)
+			}
+			snap.Tasks = append(snap.Tasks, t)
+			return nil
+		})
+	}
+	if err == nil {
+		err = s.scan(ctx, NodesPrefix, snap.Revision, func(k, v []byte) error {
+			n := &fathomv1.Node{}
+			if err := proto.Unmarshal(v, n); err != nil {
+				return fmt.Errorf("decode %s: %w", k, err)
+			}
+			snap.Nodes = append(snap.Nodes, n)
+			return nil
+		})
+	}
+	if err == nil {
+		err = s.scan(ctx, JobNamesPrefix, snap.Revision, func(k, v []byte) error {
+			snap.JobNames[string(k[len(JobNamesPrefix):])] = string(v)
+			return nil
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: load: %w", err)
+	}
+	return snap, nil
+}
+
+// scan visits every key under prefix at revision rev, 1,000 keys per request.
+func (s *Store) scan(ctx context.Context, prefix string, rev int64, f func(k, v []byte) error) error {
+	end := clientv3.GetPrefixRangeEnd(prefix)
+	key := prefix
+	for {
+		resp, err := s.client.Get(ctx, key, clientv3.WithRange(end), clientv3.WithRev(rev),
+			clientv3.WithLimit(1000), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+		if err != nil {
+			return err
+		}
+		for _, kv := range resp.Kvs {
+			if err := f(kv.Key, kv.Value); err != nil {
+				return err
+			}
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return nil
+		}
+		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
