@@ -1,0 +1,305 @@
+package cgroups
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// Mode names an enforcement back end, as the node reports it.
+type Mode string
+
+const (
+	ModeV2   Mode = "cgroup2"
+	ModeV1   Mode = "cgroup1"
+	ModeNone Mode = "none"
+)
+
+// ErrLimitBelowUsage is returned by SetLimits when a memory limit would be
+// lower than what the group already uses; the old limit stays in force.
+var ErrLimitBelowUsage = errors.New("memory limit below current use")
+
+// Limits are what a group enforces. Zero means unlimited.
+type Limits struct {
+	CPUCores    float64 // CFS quota as cores; 0 = unlimited
+	CPURequest  float64 // relative weight (shares) as cores; 0 = default
+	MemoryBytes int64   // hard limit; 0 = unlimited
+}
+
+// Stats are a group's counters at one instant.
+type Stats struct {
+	CPUSeconds       float64 // cumulative user+system CPU of every process ever in the group
+	MemoryUsage      int64   // charged memory including page cache
+	MemoryWorkingSet int64   // usage minus inactive file cache (what cAdvisor calls working set)
+	OOMKills         uint64  // kernel OOM kills inside the group (cgroup's own counter)
+	MemoryFailCount  uint64  // times the limit was hit (v1 memory.failcnt; v2 memory.events max)
+}
+
+// Group is one task's control group.
+type Group interface {
+	// Paths identifies the group on disk; persist it to Open it after a restart.
+	Paths() map[string]string
+	// AddProc moves pid into the group.
+	AddProc(pid int) error
+	// SetLimits applies limits in place; running processes keep running.
+	SetLimits(Limits) error
+	// Stats reads the group's counters.
+	Stats() (Stats, error)
+	// Procs lists the pids currently in the group.
+	Procs() ([]int, error)
+	// Kill sends SIGKILL to every process in the group.
+	Kill() error
+	// Delete removes the (empty) group.
+	Delete() error
+}
+
+// Manager creates and re-opens task groups under one parent.
+type Manager interface {
+	Mode() Mode
+	// Create makes (or reuses) the group for name, a task id.
+	Create(name string) (Group, error)
+	// Open re-attaches to a group by the paths a Group reported.
+	Open(paths map[string]string) (Group, error)
+}
+
+// New picks a back end. mode "" or "auto" detects: cgroup2 if the unified
+// hierarchy has the cpu and memory controllers and the parent can be created
+// there, else cgroup1 if the memory, cpu and cpuacct hierarchies are mounted
+// and writable, else none. An explicit mode that is not usable is an error.
+func New(mode string, parent string) (Manager, error) {
+	if parent == "" {
+		parent = "fathom"
+	}
+	if strings.Contains(parent, "..") {
+		return nil, fmt.Errorf("cgroup parent %q must not contain '..'", parent)
+	}
+	mounts, err := readMounts()
+	if err != nil {
+		return nil, err
+	}
+	own, err := readOwnCgroups("/proc/self/cgroup")
+	if err != nil {
+		return nil, err
+	}
+	switch mode {
+	case "", "auto":
+		if m, err := newV2(mounts, own, parent); err == nil {
+			return m, nil
+		}
+		if m, err := newV1(mounts, own, parent); err == nil {
+			return m, nil
+		}
+		return NewNone(), nil
+	case string(ModeV2):
+		return newV2(mounts, own, parent)
+	case string(ModeV1):
+		return newV1(mounts, own, parent)
+	case string(ModeNone):
+		return NewNone(), nil
+	}
+	return nil, fmt.Errorf("cgroup mode %q is not one of auto, cgroup2, cgroup1, none", mode)
+}
+
+// mount is one cgroup hierarchy mount from /proc/self/mountinfo.
+type mount struct {
+	root, point string
+	v2          bool
+	controllers []string
+}
+
+func readMounts() ([]mount, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("reading mountinfo: %w", err)
+	}
+	var out []mount
+	for _, line := range strings.Split(string(b), "\n") {
+		// id parent major:minor root point opts [optional...] - fstype source superopts
+		pre, post, ok := strings.Cut(line, " - ")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(pre)
+		p := strings.Fields(post)
+		if len(f) < 5 || len(p) < 3 {
+			continue
+		}
+		switch p[0] {
+		case "cgroup2":
+			out = append(out, mount{root: f[3], point: f[4], v2: true})
+		case "cgroup":
+			var ctrls []string
+			for _, o := range strings.Split(p[2], ",") {
+				switch o {
+				case "rw", "ro", "relatime", "noexec", "nosuid", "nodev":
+				default:
+					ctrls = append(ctrls, o)
+				}
+			}
+			out = append(out, mount{root: f[3], point: f[4], controllers: ctrls})
+		}
+	}
+	return out, nil
+}
+
+// readOwnCgroups maps controller name ("" for v2) to this process's cgroup path.
+func readOwnCgroups(file string) (map[string]string, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", file, err)
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if parts[1] == "" {
+			out[""] = parts[2]
+			continue
+		}
+		for _, c := range strings.Split(parts[1], ",") {
+			out[c] = parts[2]
+		}
+	}
+	return out, nil
+}
+
+// hostPath turns a cgroup path as /proc/self/cgroup shows it into a path under
+// the mount point, honouring a mount whose root is a sub-tree.
+func hostPath(m mount, cg string) string {
+	rel := cg
+	if m.root != "/" {
+		rel = strings.TrimPrefix(cg, m.root)
+	}
+	return filepath.Join(m.point, rel)
+}
+
+// parentDir resolves the configured parent inside one hierarchy.
+func parentDir(m mount, own, parent string) string {
+	if strings.HasPrefix(parent, "/") {
+		return filepath.Join(m.point, parent)
+	}
+	return filepath.Join(hostPath(m, own), parent)
+}
+
+// validName rejects task ids that would escape the parent directory.
+func validName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+		return fmt.Errorf("task id %q cannot name a cgroup (empty, '.', '..' or contains '/')", name)
+	}
+	return nil
+}
+
+func writeFile(path, val string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(val)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("writing %q to %s: %w", val, path, err)
+	}
+	return nil
+}
+
+// readSmall reads a small control file into buf without allocating per call.
+func readSmall(path string, buf []byte) ([]byte, error) {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer syscall.Close(fd)
+	n := 0
+	for n < len(buf) {
+		m, err := syscall.Read(fd, buf[n:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+	}
+	return buf[:n], nil
+}
+
+func readInt(path string) (int64, error) {
+	var buf [64]byte
+	b, err := readSmall(path, buf[:])
+	if err != nil {
+		return 0, err
+	}
+	s := string(bytes.TrimSpace(b))
+	if s == "max" {
+		return -1, nil
+	}
+	return strconv.ParseInt(s, 10, 64)
+}
+
+// keyed finds "key value" in a flat-keyed file's content.
+func keyed(b []byte, key string) (int64, bool) {
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		if len(line) > len(key) && line[len(key)] == ' ' && string(line[:len(key)]) == key {
+			v, err := strconv.ParseInt(string(line[len(key)+1:]), 10, 64)
+			return v, err == nil
+		}
+	}
+	return 0, false
+}
+
+func readProcs(path string) ([]int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var pids []int
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if p, err := strconv.Atoi(strings.TrimSpace(sc.Text())); err == nil {
+			pids = append(pids, p)
+		}
+	}
+	return pids, sc.Err()
+}
+
+func killPids(pids []int) error {
+	var first error
+	for _, p := range pids {
+		if err := syscall.Kill(p, syscall.SIGKILL); err != nil && err != syscall.ESRCH && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// probeWritable creates dir (and parents) and checks a child can be made in it.
+func probeWritable(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	probe := filepath.Join(dir, fmt.Sprintf(".probe-%d", os.Getpid()))
+	if err := os.Mkdir(probe, 0o755); err != nil && !os.IsExist(err) {
+		return err
+	}
+	return os.Remove(probe)
+}

@@ -1,0 +1,192 @@
+package cgroups
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// v2 uses the unified hierarchy.
+type v2 struct {
+	parent string
+}
+
+func newV2(mounts []mount, own map[string]string, parent string) (Manager, error) {
+	var mt *mount
+	for i := range mounts {
+		if mounts[i].v2 {
+			mt = &mounts[i]
+			break
+		}
+	}
+	if mt == nil {
+		return nil, errors.New("cgroup2: no unified hierarchy mounted")
+	}
+	dir := parentDir(*mt, own[""], parent)
+	b, err := os.ReadFile(filepath.Join(mt.point, "cgroup.controllers"))
+	if err != nil {
+		return nil, fmt.Errorf("cgroup2: %w", err)
+	}
+	ctrls := strings.Fields(string(b))
+	if !contains(ctrls, "memory") || !contains(ctrls, "cpu") {
+		return nil, fmt.Errorf("cgroup2: hierarchy at %s lacks the cpu and memory controllers (has %q); they are bound to cgroup v1", mt.point, ctrls)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("cgroup2: creating parent %s: %w", dir, err)
+	}
+	// Enable cpu and memory for the task groups on every level from the
+	// mount point down to the parent. A non-root cgroup holding processes
+	// cannot enable controllers for its children ("no internal processes"),
+	// which is the agent's own cgroup when the parent is relative; the error
+	// then names the fix (an absolute --cgroup-parent, or a delegated slice).
+	rel, _ := filepath.Rel(mt.point, dir)
+	cur := mt.point
+	for _, part := range strings.Split(rel, string(filepath.Separator)) {
+		if err := enableControllers(cur); err != nil {
+			return nil, fmt.Errorf("cgroup2: enabling cpu and memory in %s: %w (use an absolute --cgroup-parent outside the agent's own cgroup)", cur, err)
+		}
+		cur = filepath.Join(cur, part)
+	}
+	if err := enableControllers(dir); err != nil {
+		return nil, fmt.Errorf("cgroup2: enabling cpu and memory in %s: %w", dir, err)
+	}
+	return &v2{parent: dir}, nil
+}
+
+func enableControllers(dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, "cgroup.subtree_control"))
+	if err != nil {
+		return err
+	}
+	have := strings.Fields(string(b))
+	if contains(have, "cpu") && contains(have, "memory") {
+		return nil
+	}
+	return writeFile(filepath.Join(dir, "cgroup.subtree_control"), "+cpu +memory")
+}
+
+func (*v2) Mode() Mode { return ModeV2 }
+
+func (m *v2) Create(name string) (Group, error) {
+	if err := validName(name); err != nil {
+		return nil, err
+	}
+	p := filepath.Join(m.parent, name)
+	if err := os.Mkdir(p, 0o755); err != nil && !os.IsExist(err) {
+		return nil, fmt.Errorf("cgroup2: creating %s: %w", p, err)
+	}
+	return &v2Group{path: p}, nil
+}
+
+func (m *v2) Open(paths map[string]string) (Group, error) {
+	p, ok := paths["unified"]
+	if !ok {
+		return nil, errors.New("cgroup2: saved group has no unified path")
+	}
+	if _, err := os.Stat(p); err != nil {
+		return nil, fmt.Errorf("cgroup2: saved group %s is gone: %w", p, err)
+	}
+	return &v2Group{path: p}, nil
+}
+
+type v2Group struct {
+	path string
+	buf  [4096]byte
+}
+
+func (g *v2Group) Paths() map[string]string { return map[string]string{"unified": g.path} }
+
+func (g *v2Group) AddProc(pid int) error {
+	return writeFile(filepath.Join(g.path, "cgroup.procs"), strconv.Itoa(pid))
+}
+
+func (g *v2Group) SetLimits(l Limits) error {
+	mem := "max"
+	if l.MemoryBytes > 0 {
+		st, err := g.Stats()
+		if err == nil && st.MemoryWorkingSet > l.MemoryBytes {
+			return fmt.Errorf("%w: limit %d bytes, working set %d bytes", ErrLimitBelowUsage, l.MemoryBytes, st.MemoryWorkingSet)
+		}
+		mem = strconv.FormatInt(l.MemoryBytes, 10)
+	}
+	if err := writeFile(filepath.Join(g.path, "memory.max"), mem); err != nil {
+		if errors.Is(err, syscall.EBUSY) {
+			return fmt.Errorf("%w: the kernel could not reclaim down to %s bytes", ErrLimitBelowUsage, mem)
+		}
+		return err
+	}
+	cpu := fmt.Sprintf("max %d", cfsPeriodUS)
+	if l.CPUCores > 0 {
+		cpu = fmt.Sprintf("%d %d", max(1000, int64(l.CPUCores*cfsPeriodUS)), cfsPeriodUS)
+	}
+	if err := writeFile(filepath.Join(g.path, "cpu.max"), cpu); err != nil {
+		return err
+	}
+	weight := int64(100)
+	if l.CPURequest > 0 {
+		// cpu.weight 1..10000 with 100 = 1024 shares, as runc converts.
+		shares := max(2, int64(l.CPURequest*1024))
+		weight = min(10000, 1+((shares-2)*9999)/262142)
+		weight = max(1, weight)
+	}
+	return writeFile(filepath.Join(g.path, "cpu.weight"), strconv.FormatInt(weight, 10))
+}
+
+func (g *v2Group) Stats() (Stats, error) {
+	var s Stats
+	b, err := readSmall(filepath.Join(g.path, "cpu.stat"), g.buf[:])
+	if err != nil {
+		return s, err
+	}
+	us, _ := keyed(b, "usage_usec")
+	s.CPUSeconds = float64(us) / 1e6
+	if s.MemoryUsage, err = readInt(filepath.Join(g.path, "memory.current")); err != nil {
+		return s, err
+	}
+	b, err = readSmall(filepath.Join(g.path, "memory.stat"), g.buf[:])
+	if err != nil {
+		return s, err
+	}
+	inactive, _ := keyed(b, "inactive_file")
+	s.MemoryWorkingSet = max(0, s.MemoryUsage-inactive)
+	b, err = readSmall(filepath.Join(g.path, "memory.events"), g.buf[:])
+	if err != nil {
+		return s, err
+	}
+	if v, ok := keyed(b, "oom_kill"); ok {
+		s.OOMKills = uint64(v)
+	}
+	if v, ok := keyed(b, "max"); ok {
+		s.MemoryFailCount = uint64(v)
+	}
+	return s, nil
+}
+
+func (g *v2Group) Procs() ([]int, error) { return readProcs(filepath.Join(g.path, "cgroup.procs")) }
+
+func (g *v2Group) Kill() error {
+	if err := writeFile(filepath.Join(g.path, "cgroup.kill"), "1"); err == nil {
+		return nil
+	}
+	for i := 0; i < 10; i++ {
+		pids, err := g.Procs()
+		if err != nil || len(pids) == 0 {
+			return err
+		}
+		if err := killPids(pids); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (g *v2Group) Delete() error {
+	if err := os.Remove(g.path); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("removing cgroup %s: %w", g.path, err)
+	}
+	return nil
+}

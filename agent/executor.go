@@ -1,0 +1,869 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/fathom-scheduler/fathom/agent/cgroups"
+)
+
+// ExecutorConfig configures an Executor.
+type ExecutorConfig struct {
+	// DataDir holds one directory per task: state.json (pid, start time,
+	// cgroup paths, the assignment) and output.log (stdout and stderr).
+	DataDir string
+	// Cgroups is the enforcement back end.
+	Cgroups cgroups.Manager
+	// Node is this node's name, passed to tasks as FATHOM_NODE.
+	Node string
+	// GracePeriod between SIGTERM and SIGKILL on stop. Default 10s.
+	GracePeriod time.Duration
+	// RestartBackoff is the first delay before restarting a service task;
+	// it doubles per consecutive failure up to RestartBackoffMax.
+	RestartBackoff, RestartBackoffMax time.Duration
+	// OnStatus is called after every state change, from the task's own
+	// goroutine. It must not block for long.
+	OnStatus func(TaskStatus)
+	// Log receives operational messages. Default slog.Default().
+	Log *slog.Logger
+}
+
+// Executor runs tasks as processes, each in its own process group and
+// cgroup, and reconciles them to the desired set. Safe for concurrent use.
+type Executor struct {
+	cfg ExecutorConfig
+	log *slog.Logger
+
+	mu    sync.Mutex
+	tasks map[string]*task
+	wg    sync.WaitGroup
+	quit  chan struct{}
+}
+
+// task is one supervised task. Fields under mu are shared with the sampler,
+// Reconcile and the eviction loop; the supervisor goroutine owns the process.
+type task struct {
+	id      string
+	dir     string
+	wake    chan struct{}
+	removed chan struct{} // closed when the supervisor has cleaned up
+
+	mu          sync.Mutex
+	desired     Assignment
+	gone        bool   // no longer in the desired set
+	evictReason string // set by the pressure loop
+	applied     Assignment
+	status      TaskStatus
+	cg          cgroups.Group
+	pid         int
+	startTicks  uint64
+	oomBase     uint64
+	statsMu     sync.Mutex // serialises cgroup reads (groups reuse a buffer)
+	exited      chan exitInfo
+	doneGen     int64 // generation whose run ended for good (batch done, evicted, rejected)
+	failStreak  int
+	retryAt     time.Time
+	runStarted  time.Time
+}
+
+type exitInfo struct {
+	code     int32
+	signaled bool
+	known    bool // false for a re-attached process, whose exit status belongs to its new parent
+}
+
+// persisted is what survives an agent restart.
+type persisted struct {
+	Assignment Assignment        `json:"assignment"`
+	PID        int               `json:"pid"`
+	StartTicks uint64            `json:"start_ticks"`
+	Cgroup     map[string]string `json:"cgroup"`
+	CgroupMode cgroups.Mode      `json:"cgroup_mode"`
+	OOMBase    uint64            `json:"oom_base"`
+	Restarts   int32             `json:"restarts"`
+	StartedAt  time.Time         `json:"started_at"`
+}
+
+// NewExecutor returns an executor; call Recover before the first Reconcile
+// to re-attach to tasks a previous agent process started.
+func NewExecutor(cfg ExecutorConfig) (*Executor, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("executor: DataDir is required")
+	}
+	if cfg.Cgroups == nil {
+		return nil, errors.New("executor: a cgroups.Manager is required")
+	}
+	if cfg.GracePeriod <= 0 {
+		cfg.GracePeriod = 10 * time.Second
+	}
+	if cfg.RestartBackoff <= 0 {
+		cfg.RestartBackoff = time.Second
+	}
+	if cfg.RestartBackoffMax <= 0 {
+		cfg.RestartBackoffMax = time.Minute
+	}
+	if cfg.OnStatus == nil {
+		cfg.OnStatus = func(TaskStatus) {}
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "tasks"), 0o755); err != nil {
+		return nil, fmt.Errorf("executor: %w", err)
+	}
+	return &Executor{cfg: cfg, log: cfg.Log, tasks: map[string]*task{}, quit: make(chan struct{})}, nil
+}
+
+// Mode is the enforcement the executor applies.
+func (e *Executor) Mode() cgroups.Mode { return e.cfg.Cgroups.Mode() }
+
+func (e *Executor) taskDir(id string) string { return filepath.Join(e.cfg.DataDir, "tasks", id) }
+
+// LogPath is where a task's stdout and stderr go.
+func (e *Executor) LogPath(id string) string { return filepath.Join(e.taskDir(id), "output.log") }
+
+// Recover re-attaches to tasks recorded in DataDir. A recorded process that
+// still runs with the same start time (so not a reused pid) is adopted, not
+// restarted; one that is gone is reported as ended. Must be called once,
+// before Reconcile.
+func (e *Executor) Recover() error {
+	entries, err := os.ReadDir(filepath.Join(e.cfg.DataDir, "tasks"))
+	if err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
+	for _, ent := range entries {
+		if !ent.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(e.taskDir(ent.Name()), "state.json"))
+		if err != nil {
+			continue // a task that never started, or was removed half-way
+		}
+		var p persisted
+		if err := json.Unmarshal(b, &p); err != nil {
+			e.log.Warn("ignoring unreadable task state", "task", ent.Name(), "err", err)
+			continue
+		}
+		t := e.newTask(p.Assignment)
+		t.applied = p.Assignment
+		t.status = TaskStatus{TaskID: t.id, Restarts: p.Restarts, StartedAt: p.StartedAt, Generation: p.Assignment.Generation}
+		if p.CgroupMode == e.cfg.Cgroups.Mode() {
+			if g, err := e.cfg.Cgroups.Open(p.Cgroup); err == nil {
+				t.cg = g
+			}
+		}
+		if t.cg == nil {
+			if g, err := e.cfg.Cgroups.Create(t.id); err == nil {
+				t.cg = g
+			}
+		}
+		t.oomBase = p.OOMBase
+		if st, err := cgroups.ProcStartTime(p.PID); p.PID > 0 && err == nil && st == p.StartTicks && !isZombie(p.PID) {
+			t.pid, t.startTicks = p.PID, p.StartTicks
+			t.exited = make(chan exitInfo, 1)
+			t.runStarted = time.Now()
+			go watchForeign(t.pid, t.startTicks, t.exited, e.quit)
+			t.status.State, t.status.PID = StateRunning, int32(p.PID)
+			t.status.Reason = "re-attached after agent restart"
+			e.log.Info("re-attached task", "task", t.id, "pid", p.PID)
+		} else {
+			// The process ended while no agent watched it. Its exit code went
+			// to whoever reaped it; the cgroup's OOM counter still tells
+			// whether the kernel killed it for memory.
+			t.status = e.endedStatus(t, exitInfo{known: false})
+			t.status.Reason = "process ended while the agent was down; exit code unknown (it was not this agent's child)" + oomSuffix(t.status.OOMKilled)
+			if t.applied.JobType != "service" {
+				t.doneGen = t.applied.Generation
+			}
+		}
+		e.mu.Lock()
+		e.tasks[t.id] = t
+		e.mu.Unlock()
+		e.wg.Add(1)
+		go e.supervise(t)
+		e.cfg.OnStatus(t.status)
+	}
+	return nil
+}
+
+func oomSuffix(oom bool) string {
+	if oom {
+		return "; the cgroup recorded an OOM kill"
+	}
+	return ""
+}
+
+func (e *Executor) newTask(a Assignment) *task {
+	return &task{id: a.TaskID, dir: e.taskDir(a.TaskID), desired: a, doneGen: -1, wake: make(chan struct{}, 1), removed: make(chan struct{})}
+}
+
+// Reconcile makes the desired set the truth: new tasks start, changed ones
+// are resized in place or restarted, missing ones are stopped and forgotten.
+// It does not wait for any of that to happen.
+func (e *Executor) Reconcile(set []Assignment) {
+	want := make(map[string]Assignment, len(set))
+	for _, a := range set {
+		want[a.TaskID] = a
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for id, t := range e.tasks {
+		a, ok := want[id]
+		t.mu.Lock()
+		if ok {
+			t.desired = a
+			t.gone = false
+		} else {
+			t.gone = true
+		}
+		t.mu.Unlock()
+		t.poke()
+		delete(want, id)
+	}
+	for _, a := range set {
+		if _, ok := want[a.TaskID]; !ok {
+			continue
+		}
+		t := e.newTask(a)
+		e.tasks[a.TaskID] = t
+		e.wg.Add(1)
+		go e.supervise(t)
+	}
+}
+
+func (t *task) poke() {
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Evict kills a running task now (no grace: memory is short) and reports it
+// with evicted=true. It is not restarted until its assignment changes.
+func (e *Executor) Evict(id, reason string) bool {
+	e.mu.Lock()
+	t := e.tasks[id]
+	e.mu.Unlock()
+	if t == nil {
+		return false
+	}
+	t.mu.Lock()
+	running := t.pid != 0
+	if running {
+		t.evictReason = reason
+	}
+	t.mu.Unlock()
+	t.poke()
+	return running
+}
+
+// Statuses returns every known task's current status.
+func (e *Executor) Statuses() []TaskStatus {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]TaskStatus, 0, len(e.tasks))
+	for _, t := range e.tasks {
+		t.mu.Lock()
+		if t.status.State != "" {
+			out = append(out, t.status)
+		}
+		t.mu.Unlock()
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].TaskID < out[j].TaskID })
+	return out
+}
+
+// Status returns one task's status.
+func (e *Executor) Status(id string) (TaskStatus, bool) {
+	e.mu.Lock()
+	t := e.tasks[id]
+	e.mu.Unlock()
+	if t == nil {
+		return TaskStatus{}, false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.status, t.status.State != ""
+}
+
+// Close stops supervising without touching the processes: they keep
+// running and a later Recover re-attaches to them.
+func (e *Executor) Close() {
+	select {
+	case <-e.quit:
+	default:
+		close(e.quit)
+	}
+	e.wg.Wait()
+}
+
+// StopAll stops every task (SIGTERM, grace, SIGKILL) and waits, then Closes.
+func (e *Executor) StopAll() {
+	e.Reconcile(nil)
+	e.mu.Lock()
+	var waits []chan struct{}
+	for _, t := range e.tasks {
+		waits = append(waits, t.removed)
+	}
+	e.mu.Unlock()
+	for _, w := range waits {
+		<-w
+	}
+	e.Close()
+}
+
+// supervise owns one task's process for its whole life on this node.
+func (e *Executor) supervise(t *task) {
+	defer e.wg.Done()
+	var timer *time.Timer
+	for {
+		t.mu.Lock()
+		d, gone, evict, state := t.desired, t.gone, t.evictReason, t.status.State
+		running := t.pid != 0
+		t.mu.Unlock()
+
+		switch {
+		case gone || d.Desired == DesiredStop:
+			if running {
+				e.stop(t, "stopped by the control plane")
+			} else if state == "" || state == StateRunning {
+				e.setStatus(t, func(s *TaskStatus) {
+					if s.State == "" || s.State == StateRunning {
+						s.State, s.Reason = StateStopped, "stopped by the control plane"
+					}
+					s.Generation = d.Generation
+				})
+			}
+			if gone {
+				e.remove(t)
+				return
+			}
+		case running && evict != "":
+			e.evict(t, evict)
+		case running && d.Generation != t.applied.Generation:
+			if sameSpec(d, t.applied) {
+				e.resize(t, d)
+			} else {
+				e.stop(t, "restarting with a changed command, environment or user")
+			}
+			continue
+		case !running && t.doneGen != d.Generation && state == StateSucceeded && t.applied.JobType != "service" && sameSpec(d, t.applied):
+			// A finished batch task whose limits changed has nothing to rerun.
+			t.doneGen = d.Generation
+			continue
+		case !running && t.doneGen != d.Generation:
+			if wait := time.Until(t.retryAt); wait > 0 {
+				timer = resetTimer(timer, wait)
+				break
+			}
+			e.start(t, d)
+			continue
+		}
+
+		var exited chan exitInfo
+		if t.pid != 0 {
+			exited = t.exited
+		}
+		var tc <-chan time.Time
+		if timer != nil {
+			tc = timer.C
+		}
+		select {
+		case <-e.quit:
+			return
+		case <-t.wake:
+		case <-tc:
+			timer = nil
+		case ex := <-exited:
+			e.ended(t, ex)
+		}
+	}
+}
+
+func resetTimer(t *time.Timer, d time.Duration) *time.Timer {
+	if t == nil {
+		return time.NewTimer(d)
+	}
+	t.Stop()
+	select {
+	case <-t.C:
+	default:
+	}
+	t.Reset(d)
+	return t
+}
+
+func (e *Executor) setStatus(t *task, f func(*TaskStatus)) {
+	t.mu.Lock()
+	t.status.TaskID = t.id
+	f(&t.status)
+	s := t.status
+	t.mu.Unlock()
+	e.cfg.OnStatus(s)
+}
+
+func (e *Executor) reject(t *task, a Assignment, reason string) {
+	e.log.Warn("rejected assignment", "task", t.id, "reason", reason)
+	t.doneGen = a.Generation
+	e.setStatus(t, func(s *TaskStatus) {
+		*s = TaskStatus{TaskID: t.id, State: StateRejected, Reason: reason, Generation: a.Generation, Restarts: s.Restarts, FinishedAt: time.Now()}
+	})
+}
+
+// resolveExecutable finds argv[0] the way the task's PATH would.
+func resolveExecutable(cmd0 string, env []string) (string, error) {
+	if strings.Contains(cmd0, "/") {
+		fi, err := os.Stat(cmd0)
+		if err != nil {
+			return "", fmt.Errorf("executable %q not found", cmd0)
+		}
+		if fi.IsDir() || fi.Mode()&0o111 == 0 {
+			return "", fmt.Errorf("%q is not an executable file", cmd0)
+		}
+		return cmd0, nil
+	}
+	path := ""
+	for _, kv := range env {
+		if p, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = p
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, cmd0)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("executable %q not found in PATH %q", cmd0, path)
+}
+
+// gateScript holds the process until the agent has moved it into its cgroup
+// (cgroup v1 cannot start a process inside a group), then execs the task in
+// place, so the pid the agent sees is the task's own.
+const gateScript = `read _ <&3 || exit 111; exec 3<&-; exec "$0" "$@"`
+
+// start launches the task. Problems the node cannot fix are REJECTED; the
+// task's other siblings are unaffected.
+func (e *Executor) start(t *task, a Assignment) {
+	if len(a.Command) == 0 || a.Command[0] == "" {
+		e.reject(t, a, "assignment has an empty command")
+		return
+	}
+	if a.CPULimitCores < 0 || a.MemoryLimitBytes < 0 || a.CPURequestCores < 0 || a.MemoryRequestBytes < 0 {
+		e.reject(t, a, "negative cpu or memory size in the assignment")
+		return
+	}
+	var cred *syscall.Credential
+	home := "/"
+	if a.User != "" {
+		u, err := user.Lookup(a.User)
+		if err != nil {
+			e.reject(t, a, fmt.Sprintf("unknown user %q on node %s", a.User, e.cfg.Node))
+			return
+		}
+		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		home = u.HomeDir
+	}
+	env := e.taskEnv(a, home)
+	exe, err := resolveExecutable(a.Command[0], env)
+	if err != nil {
+		e.reject(t, a, err.Error())
+		return
+	}
+	if err := os.MkdirAll(t.dir, 0o755); err != nil {
+		e.failStart(t, a, fmt.Sprintf("creating task directory: %v", err))
+		return
+	}
+	if cred != nil {
+		_ = os.Chown(t.dir, int(cred.Uid), int(cred.Gid))
+	}
+	if t.cg == nil {
+		g, err := e.cfg.Cgroups.Create(t.id)
+		if err != nil {
+			e.failStart(t, a, fmt.Sprintf("creating cgroup: %v", err))
+			return
+		}
+		t.cg = g
+	}
+	t.statsMu.Lock()
+	err = t.cg.SetLimits(limitsOf(a))
+	st, _ := t.cg.Stats()
+	t.statsMu.Unlock()
+	if err != nil {
+		if errors.Is(err, cgroups.ErrLimitBelowUsage) {
+			e.reject(t, a, err.Error())
+		} else {
+			e.failStart(t, a, fmt.Sprintf("setting cgroup limits: %v", err))
+		}
+		return
+	}
+	logf, err := os.OpenFile(e.LogPath(t.id), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		e.failStart(t, a, fmt.Sprintf("opening log file: %v", err))
+		return
+	}
+	defer logf.Close()
+	gateR, gateW, err := os.Pipe()
+	if err != nil {
+		e.failStart(t, a, fmt.Sprintf("pipe: %v", err))
+		return
+	}
+	cmd := exec.Command("/bin/sh", append([]string{"-c", gateScript, exe}, a.Command[1:]...)...)
+	cmd.Env = env
+	cmd.Dir = t.dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = []*os.File{gateR}
+	// Setpgid: the task leads its own group so stop can signal all of it.
+	// No Pdeathsig: tasks must outlive an agent restart.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
+	if err := cmd.Start(); err != nil {
+		gateR.Close()
+		gateW.Close()
+		e.failStart(t, a, fmt.Sprintf("starting process: %v", err))
+		return
+	}
+	gateR.Close()
+	pid := cmd.Process.Pid
+	if err := t.cg.AddProc(pid); err != nil {
+		gateW.Close() // EOF: the gate exits 111 without running the task
+		_ = cmd.Wait()
+		e.failStart(t, a, fmt.Sprintf("moving pid %d into its cgroup: %v", pid, err))
+		return
+	}
+	_, _ = gateW.Write([]byte("go\n"))
+	gateW.Close()
+	ticks, _ := cgroups.ProcStartTime(pid)
+	exited := make(chan exitInfo, 1)
+	go func() {
+		_ = cmd.Wait()
+		ps := cmd.ProcessState
+		ex := exitInfo{known: true, code: int32(ps.ExitCode())}
+		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			ex.signaled, ex.code = true, int32(128+ws.Signal())
+		}
+		exited <- ex
+	}()
+	now := time.Now()
+	t.mu.Lock()
+	t.pid, t.startTicks, t.exited, t.applied, t.oomBase, t.runStarted = pid, ticks, exited, a, st.OOMKills, now
+	t.mu.Unlock()
+	e.log.Info("started task", "task", t.id, "pid", pid, "generation", a.Generation)
+	e.setStatus(t, func(s *TaskStatus) {
+		restarts := s.Restarts
+		if s.State != "" && s.State != StateRejected {
+			restarts++
+		}
+		*s = TaskStatus{TaskID: t.id, State: StateRunning, PID: int32(pid), Restarts: restarts, StartedAt: now, Generation: a.Generation}
+	})
+	e.persist(t)
+}
+
+// failStart reports a local failure to start; it is retried with backoff.
+func (e *Executor) failStart(t *task, a Assignment, reason string) {
+	e.log.Error("task failed to start", "task", t.id, "reason", reason)
+	t.failStreak++
+	t.retryAt = time.Now().Add(e.backoff(t.failStreak))
+	e.setStatus(t, func(s *TaskStatus) {
+		*s = TaskStatus{TaskID: t.id, State: StateFailed, ExitCode: -1, Reason: reason, Generation: a.Generation, Restarts: s.Restarts, FinishedAt: time.Now()}
+	})
+}
+
+func (e *Executor) backoff(streak int) time.Duration {
+	d := e.cfg.RestartBackoff
+	for i := 1; i < streak && d < e.cfg.RestartBackoffMax; i++ {
+		d *= 2
+	}
+	return min(d, e.cfg.RestartBackoffMax)
+}
+
+func limitsOf(a Assignment) cgroups.Limits {
+	return cgroups.Limits{CPUCores: a.CPULimitCores, CPURequest: a.CPURequestCores, MemoryBytes: a.MemoryLimitBytes}
+}
+
+func (e *Executor) taskEnv(a Assignment, home string) []string {
+	path := os.Getenv("PATH")
+	if path == "" {
+		path = "/usr/local/bin:/usr/bin:/bin"
+	}
+	m := map[string]string{
+		"PATH": path, "HOME": home,
+		"FATHOM_TASK_ID": a.TaskID, "FATHOM_JOB_ID": a.JobID, "FATHOM_NAMESPACE": a.Namespace,
+		"FATHOM_JOB_NAME": a.JobName, "FATHOM_TASK_INDEX": strconv.Itoa(int(a.TaskIndex)), "FATHOM_NODE": e.cfg.Node,
+	}
+	for k, v := range a.Env {
+		m[k] = v
+	}
+	out := make([]string, 0, len(m))
+	for k, v := range m {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// resize applies new limits to the running process; the pid does not change.
+func (e *Executor) resize(t *task, a Assignment) {
+	t.statsMu.Lock()
+	err := t.cg.SetLimits(limitsOf(a))
+	t.statsMu.Unlock()
+	if err != nil {
+		// Keep the process at its old limits; answer this generation with
+		// REJECTED and the pid that still runs.
+		reason := fmt.Sprintf("limit change to generation %d rejected: %v; the task keeps running at generation %d's limits", a.Generation, err, t.applied.Generation)
+		e.log.Warn("resize rejected", "task", t.id, "err", err)
+		t.mu.Lock()
+		t.applied.Generation = a.Generation // answered; do not retry the same generation
+		t.mu.Unlock()
+		e.setStatus(t, func(s *TaskStatus) {
+			s.State, s.Reason, s.Generation = StateRejected, reason, a.Generation
+		})
+		// Report the truth again right after: the process still runs.
+		e.setStatus(t, func(s *TaskStatus) { s.State = StateRunning })
+		return
+	}
+	t.mu.Lock()
+	t.applied = a
+	t.mu.Unlock()
+	e.persist(t)
+	e.log.Info("resized task in place", "task", t.id, "pid", t.pid, "cpu_limit", a.CPULimitCores, "memory_limit", a.MemoryLimitBytes)
+	e.setStatus(t, func(s *TaskStatus) { s.Generation, s.Reason = a.Generation, "limits changed in place" })
+}
+
+// stop sends SIGTERM to the task's process group, waits the grace period,
+// then SIGKILLs the group and everything left in its cgroup.
+func (e *Executor) stop(t *task, reason string) {
+	pid := t.pid
+	_ = syscall.Kill(-pid, syscall.SIGTERM)
+	timer := time.NewTimer(e.cfg.GracePeriod)
+	defer timer.Stop()
+	var ex exitInfo
+	select {
+	case ex = <-t.exited:
+	case <-timer.C:
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		ex = <-t.exited
+	case <-e.quit:
+		return
+	}
+	t.statsMu.Lock()
+	_ = t.cg.Kill()
+	t.statsMu.Unlock()
+	st := e.endedStatus(t, ex)
+	st.State, st.Reason = StateStopped, reason
+	e.clearRun(t)
+	t.mu.Lock()
+	t.status = st
+	t.mu.Unlock()
+	e.cfg.OnStatus(st)
+}
+
+func (e *Executor) evict(t *task, reason string) {
+	_ = syscall.Kill(-t.pid, syscall.SIGKILL)
+	t.statsMu.Lock()
+	_ = t.cg.Kill()
+	t.statsMu.Unlock()
+	ex := <-t.exited
+	st := e.endedStatus(t, ex)
+	st.State, st.Evicted, st.Reason = StateFailed, true, "evicted: "+reason
+	e.log.Warn("evicted task", "task", t.id, "reason", reason)
+	t.doneGen = t.applied.Generation
+	e.clearRun(t)
+	t.mu.Lock()
+	t.status, t.evictReason = st, ""
+	t.mu.Unlock()
+	e.cfg.OnStatus(st)
+}
+
+// ended handles a process that exited on its own.
+func (e *Executor) ended(t *task, ex exitInfo) {
+	t.statsMu.Lock()
+	_ = t.cg.Kill() // the task is over; so is anything it left behind
+	t.statsMu.Unlock()
+	st := e.endedStatus(t, ex)
+	switch {
+	case !ex.known:
+		st.State = StateFailed
+		st.Reason = "exited after the agent re-attached; exit code unknown (it is not this agent's child)" + oomSuffix(st.OOMKilled)
+	case st.OOMKilled:
+		st.State, st.Reason = StateFailed, "OOM-killed by the kernel: memory limit reached (cgroup oom_kill counter)"
+	case ex.code == 0:
+		st.State, st.Reason = StateSucceeded, "exited 0"
+	default:
+		st.State, st.Reason = StateFailed, fmt.Sprintf("exited with code %d", ex.code)
+	}
+	ran := time.Since(t.runStarted)
+	if t.applied.JobType == "service" {
+		if ran > 10*time.Minute {
+			t.failStreak = 0
+		}
+		t.failStreak++
+		wait := e.backoff(t.failStreak)
+		t.retryAt = time.Now().Add(wait)
+		st.Reason += fmt.Sprintf("; restarting in %s", wait)
+	} else {
+		t.doneGen = t.applied.Generation
+	}
+	e.log.Info("task ended", "task", t.id, "state", st.State, "exit_code", st.ExitCode, "oom", st.OOMKilled)
+	e.clearRun(t)
+	t.mu.Lock()
+	t.status = st
+	t.mu.Unlock()
+	e.cfg.OnStatus(st)
+}
+
+// endedStatus fills exit code and OOM from the cgroup's own counter.
+func (e *Executor) endedStatus(t *task, ex exitInfo) TaskStatus {
+	t.mu.Lock()
+	st := t.status
+	t.mu.Unlock()
+	st.TaskID = t.id
+	st.PID = 0
+	st.FinishedAt = time.Now()
+	st.Generation = t.applied.Generation
+	st.ExitCode = ex.code
+	if !ex.known {
+		st.ExitCode = -1
+	}
+	if t.cg != nil {
+		t.statsMu.Lock()
+		s, err := t.cg.Stats()
+		t.statsMu.Unlock()
+		st.OOMKilled = err == nil && s.OOMKills > t.oomBase
+	}
+	return st
+}
+
+func (e *Executor) clearRun(t *task) {
+	t.mu.Lock()
+	t.pid, t.startTicks, t.exited = 0, 0, nil
+	t.mu.Unlock()
+	_ = os.Remove(filepath.Join(t.dir, "state.json"))
+}
+
+func (e *Executor) remove(t *task) {
+	if t.cg != nil {
+		t.statsMu.Lock()
+		var err error
+		// Killed processes leave the group only once the kernel has torn
+		// them down; give that a moment before removing the directory.
+		for i := 0; i < 50; i++ {
+			_ = t.cg.Kill()
+			if err = t.cg.Delete(); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.statsMu.Unlock()
+		if err != nil {
+			e.log.Warn("could not remove cgroup", "task", t.id, "err", err)
+		}
+	}
+	e.mu.Lock()
+	if e.tasks[t.id] == t {
+		delete(e.tasks, t.id)
+	}
+	e.mu.Unlock()
+	_ = os.Remove(filepath.Join(t.dir, "state.json"))
+	close(t.removed)
+}
+
+func (e *Executor) persist(t *task) {
+	t.mu.Lock()
+	p := persisted{Assignment: t.applied, PID: t.pid, StartTicks: t.startTicks, OOMBase: t.oomBase,
+		Restarts: t.status.Restarts, StartedAt: t.status.StartedAt, CgroupMode: e.cfg.Cgroups.Mode()}
+	t.mu.Unlock()
+	if t.cg != nil {
+		p.Cgroup = t.cg.Paths()
+		if e.cfg.Cgroups.Mode() == cgroups.ModeNone {
+			p.Cgroup = map[string]string{"none": strconv.Itoa(p.PID)}
+		}
+	}
+	b, _ := json.Marshal(p)
+	tmp := filepath.Join(t.dir, "state.json.tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		e.log.Error("persisting task state", "task", t.id, "err", err)
+		return
+	}
+	if err := os.Rename(tmp, filepath.Join(t.dir, "state.json")); err != nil {
+		e.log.Error("persisting task state", "task", t.id, "err", err)
+	}
+}
+
+// watchForeign polls a re-attached process (not our child, so no wait(2))
+// once a second and reports when it is gone or its pid was reused.
+func watchForeign(pid int, ticks uint64, out chan<- exitInfo, quit <-chan struct{}) {
+	tk := time.NewTicker(time.Second)
+	defer tk.Stop()
+	for {
+		select {
+		case <-quit:
+			return
+		case <-tk.C:
+		}
+		st, err := cgroups.ProcStartTime(pid)
+		if err != nil || st != ticks || isZombie(pid) {
+			out <- exitInfo{known: false}
+			return
+		}
+	}
+}
+
+func isZombie(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z' || b[i+2] == 'X'
+}
+
+// TaskUsage is one running task's counters at one instant.
+type TaskUsage struct {
+	Assignment Assignment
+	PID        int
+	Stats      cgroups.Stats
+}
+
+// Usage reads the counters of every running task.
+func (e *Executor) Usage() []TaskUsage {
+	e.mu.Lock()
+	ts := make([]*task, 0, len(e.tasks))
+	for _, t := range e.tasks {
+		ts = append(ts, t)
+	}
+	e.mu.Unlock()
+	out := make([]TaskUsage, 0, len(ts))
+	for _, t := range ts {
+		t.mu.Lock()
+		pid, a, cg := t.pid, t.applied, t.cg
+		t.mu.Unlock()
+		if pid == 0 || cg == nil {
+			continue
+		}
+		t.statsMu.Lock()
+		st, err := cg.Stats()
+		t.statsMu.Unlock()
+		if err != nil {
+			continue
+		}
+		out = append(out, TaskUsage{Assignment: a, PID: pid, Stats: st})
+	}
+	return out
+}

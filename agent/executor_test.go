@@ -1,0 +1,298 @@
+package agent
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fathom-scheduler/fathom/agent/cgroups"
+)
+
+// statusLog records every status an executor reports.
+type statusLog struct {
+	mu   sync.Mutex
+	all  []TaskStatus
+	cond *sync.Cond
+}
+
+func newStatusLog() *statusLog {
+	l := &statusLog{}
+	l.cond = sync.NewCond(&l.mu)
+	return l
+}
+
+func (l *statusLog) add(s TaskStatus) {
+	l.mu.Lock()
+	l.all = append(l.all, s)
+	l.mu.Unlock()
+	l.cond.Broadcast()
+}
+
+// wait returns the first status (in report order) for id that satisfies ok.
+func (l *statusLog) wait(t *testing.T, id string, timeout time.Duration, ok func(TaskStatus) bool) TaskStatus {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	go func() { time.Sleep(timeout); l.cond.Broadcast() }()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := 0; ; {
+		for ; i < len(l.all); i++ {
+			if l.all[i].TaskID == id && ok(l.all[i]) {
+				return l.all[i]
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %s: no matching status within %s; saw %+v", id, timeout, l.all)
+		}
+		l.cond.Wait()
+	}
+}
+
+// testCgroups returns a real cgroup manager under a per-test parent, or
+// skips when this machine offers no writable cgroup.
+func testCgroups(t *testing.T) cgroups.Manager {
+	t.Helper()
+	parent := fmt.Sprintf("fathom-test-%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "_"))
+	m, err := cgroups.New("auto", parent)
+	if err != nil {
+		t.Fatalf("cgroups: %v", err)
+	}
+	if m.Mode() == cgroups.ModeNone {
+		t.Skip("no writable cgroup (v1 or v2) on this machine: enforcement tests need root and a writable cgroup hierarchy")
+	}
+	t.Cleanup(func() { removeParent(parent) })
+	return m
+}
+
+func removeParent(parent string) {
+	own, _ := os.ReadFile("/proc/self/cgroup")
+	for _, line := range strings.Split(strings.TrimSpace(string(own)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		var dirs []string
+		if parts[1] == "" {
+			dirs = []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup"}
+		} else {
+			for _, c := range strings.Split(parts[1], ",") {
+				dirs = append(dirs, "/sys/fs/cgroup/"+c)
+			}
+		}
+		for _, d := range dirs {
+			p := filepath.Join(d, parts[2], parent)
+			subs, _ := os.ReadDir(p)
+			for _, s := range subs {
+				if s.IsDir() {
+					_ = os.Remove(filepath.Join(p, s.Name()))
+				}
+			}
+			_ = os.Remove(p)
+		}
+	}
+}
+
+func newTestExecutor(t *testing.T, m cgroups.Manager) (*Executor, *statusLog) {
+	t.Helper()
+	log := newStatusLog()
+	e, err := NewExecutor(ExecutorConfig{DataDir: t.TempDir(), Cgroups: m, Node: "test", GracePeriod: 2 * time.Second,
+		RestartBackoff: 200 * time.Millisecond, OnStatus: log.add})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.StopAll)
+	return e, log
+}
+
+// burnTask is an assignment that runs this test binary as `fathom burn`.
+func burnTask(id, jobType string, cpu float64, mem, dur string) Assignment {
+	exe, _ := os.Executable()
+	return Assignment{TaskID: id, JobID: "job", Namespace: "test", JobName: "burn", Command: []string{exe},
+		Env:     map[string]string{"FATHOM_TEST_ROLE": "burn", "BURN_CPU": fmt.Sprint(cpu), "BURN_MEMORY": mem, "BURN_DURATION": dur},
+		JobType: jobType, Priority: PriorityBatch, Generation: 1}
+}
+
+func TestTaskPastMemoryLimitIsOOMKilled(t *testing.T) {
+	m := testCgroups(t)
+	e, log := newTestExecutor(t, m)
+	over := burnTask("over-1", "batch", 0, "200Mi", "30s")
+	over.MemoryLimitBytes = 64 << 20
+	under := burnTask("under-1", "batch", 0, "32Mi", "2s")
+	under.MemoryLimitBytes = 128 << 20
+	e.Reconcile([]Assignment{over, under})
+
+	got := log.wait(t, "over-1", 20*time.Second, func(s TaskStatus) bool { return s.State.Terminal() })
+	if got.State != StateFailed || !got.OOMKilled {
+		t.Errorf("over-limit task: got %s oom=%v (%s), want FAILED with oom_killed", got.State, got.OOMKilled, got.Reason)
+	}
+	if got.ExitCode != 128+9 {
+		t.Errorf("over-limit task exit code %d, want 137 (SIGKILL)", got.ExitCode)
+	}
+	got = log.wait(t, "under-1", 20*time.Second, func(s TaskStatus) bool { return s.State.Terminal() })
+	if got.State != StateSucceeded || got.OOMKilled {
+		t.Errorf("under-limit task: got %s oom=%v (%s), want SUCCEEDED without OOM", got.State, got.OOMKilled, got.Reason)
+	}
+}
+
+func TestLimitChangeAppliesInPlace(t *testing.T) {
+	m := testCgroups(t)
+	e, log := newTestExecutor(t, m)
+	a := burnTask("resize-1", "service", 0.05, "48Mi", "0s")
+	a.MemoryLimitBytes, a.CPULimitCores = 256<<20, 1
+	e.Reconcile([]Assignment{a})
+	run := log.wait(t, a.TaskID, 10*time.Second, func(s TaskStatus) bool { return s.State == StateRunning })
+	waitWorkingSet(t, e, a.TaskID, 40<<20)
+
+	b := a
+	b.Generation, b.MemoryLimitBytes, b.CPULimitCores = 2, 128<<20, 0.25
+	e.Reconcile([]Assignment{b})
+	got := log.wait(t, a.TaskID, 10*time.Second, func(s TaskStatus) bool { return s.Generation == 2 })
+	if got.State != StateRunning || got.PID != run.PID {
+		t.Fatalf("after resize: %s pid %d, want RUNNING with the same pid %d", got.State, got.PID, run.PID)
+	}
+	assertLimits(t, e, a.TaskID, 128<<20, 0.25)
+
+	// Below current use: rejected, the process keeps running at the old limits.
+	c := b
+	c.Generation, c.MemoryLimitBytes = 3, 8<<20
+	e.Reconcile([]Assignment{c})
+	got = log.wait(t, a.TaskID, 10*time.Second, func(s TaskStatus) bool { return s.Generation == 3 })
+	if got.State != StateRejected || got.PID != run.PID || !strings.Contains(got.Reason, "below current use") {
+		t.Fatalf("resize below use: %+v, want REJECTED naming the current use with pid %d", got, run.PID)
+	}
+	assertLimits(t, e, a.TaskID, 128<<20, 0.25)
+	if s, _ := e.Status(a.TaskID); s.State != StateRunning || s.PID != run.PID {
+		t.Fatalf("after rejected resize the task should still run as pid %d: %+v", run.PID, s)
+	}
+}
+
+func waitWorkingSet(t *testing.T, e *Executor, id string, atLeast int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, u := range e.Usage() {
+			if u.Assignment.TaskID == id && u.Stats.MemoryWorkingSet >= atLeast {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("task %s never reached a working set of %d bytes", id, atLeast)
+}
+
+// assertLimits reads the limits back from the kernel's files.
+func assertLimits(t *testing.T, e *Executor, id string, mem int64, cpu float64) {
+	t.Helper()
+	e.mu.Lock()
+	tk := e.tasks[id]
+	e.mu.Unlock()
+	paths := tk.cg.Paths()
+	var memFile, cpuFile string
+	if p, ok := paths["unified"]; ok {
+		memFile, cpuFile = filepath.Join(p, "memory.max"), filepath.Join(p, "cpu.max")
+	} else {
+		memFile, cpuFile = filepath.Join(paths["memory"], "memory.limit_in_bytes"), filepath.Join(paths["cpu"], "cpu.cfs_quota_us")
+	}
+	b, _ := os.ReadFile(memFile)
+	if got := strings.TrimSpace(string(b)); got != fmt.Sprint(mem) {
+		t.Errorf("%s = %s, want %d", memFile, got, mem)
+	}
+	b, _ = os.ReadFile(cpuFile)
+	if got := strings.Fields(string(b))[0]; got != fmt.Sprint(int64(cpu*100000)) {
+		t.Errorf("%s = %s, want quota %d", cpuFile, got, int64(cpu*100000))
+	}
+}
+
+func TestBurnHalfCoreMeasuredWithinTenPercent(t *testing.T) {
+	m := testCgroups(t)
+	e, log := newTestExecutor(t, m)
+	a := burnTask("cpu-1", "service", 0.5, "0", "0s")
+	e.Reconcile([]Assignment{a})
+	log.wait(t, a.TaskID, 10*time.Second, func(s TaskStatus) bool { return s.State == StateRunning })
+	time.Sleep(time.Second) // past start-up
+	cpuOf := func() float64 {
+		for _, u := range e.Usage() {
+			if u.Assignment.TaskID == a.TaskID {
+				return u.Stats.CPUSeconds
+			}
+		}
+		t.Fatal("task not running")
+		return 0
+	}
+	c0, t0 := cpuOf(), time.Now()
+	time.Sleep(20 * time.Second)
+	c1, t1 := cpuOf(), time.Now()
+	cores := (c1 - c0) / t1.Sub(t0).Seconds()
+	t.Logf("measured %.3f cores for burn --cpu 0.5 over %s", cores, t1.Sub(t0).Round(time.Millisecond))
+	if cores < 0.45 || cores > 0.55 {
+		t.Errorf("measured %.3f cores, want 0.5 ± 10%%", cores)
+	}
+}
+
+func TestBadAssignmentsAreRejectedOthersRun(t *testing.T) {
+	m := testCgroups(t)
+	e, log := newTestExecutor(t, m)
+	missing := Assignment{TaskID: "missing-1", Command: []string{"/nonexistent/bin/app"}, JobType: "service", Generation: 1}
+	noUser := Assignment{TaskID: "nouser-1", Command: []string{"/bin/sleep", "30"}, User: "no-such-user-fathom", JobType: "service", Generation: 1}
+	notInPath := Assignment{TaskID: "nopath-1", Command: []string{"definitely-not-a-command-fathom"}, JobType: "batch", Generation: 1}
+	good := Assignment{TaskID: "good-1", Command: []string{"sleep", "30"}, JobType: "service", Generation: 1}
+	e.Reconcile([]Assignment{missing, noUser, notInPath, good})
+	for id, want := range map[string]string{"missing-1": "not found", "nouser-1": "unknown user", "nopath-1": "not found in PATH"} {
+		got := log.wait(t, id, 5*time.Second, func(s TaskStatus) bool { return s.State != "" })
+		if got.State != StateRejected || !strings.Contains(got.Reason, want) {
+			t.Errorf("%s: %s %q, want REJECTED mentioning %q", id, got.State, got.Reason, want)
+		}
+	}
+	log.wait(t, "good-1", 5*time.Second, func(s TaskStatus) bool { return s.State == StateRunning })
+}
+
+func TestStopEscalatesToSIGKILLForTheWholeGroup(t *testing.T) {
+	m := testCgroups(t)
+	e, log := newTestExecutor(t, m)
+	// The shell ignores SIGTERM and has a child that does too.
+	a := Assignment{TaskID: "stubborn-1", Command: []string{"/bin/sh", "-c", "trap '' TERM; sleep 300 & wait; sleep 300"}, JobType: "service", Generation: 1}
+	e.Reconcile([]Assignment{a})
+	run := log.wait(t, a.TaskID, 5*time.Second, func(s TaskStatus) bool { return s.State == StateRunning })
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	e.Reconcile(nil)
+	got := log.wait(t, a.TaskID, 10*time.Second, func(s TaskStatus) bool { return s.State == StateStopped })
+	if took := time.Since(start); took < 2*time.Second {
+		t.Errorf("stopped after %s; a process ignoring SIGTERM should get the 2s grace period", took)
+	}
+	if got.ExitCode != 128+9 {
+		t.Errorf("exit code %d, want 137 (SIGKILL after grace)", got.ExitCode)
+	}
+	if err := syscallKill0(int(run.PID)); err == nil {
+		t.Errorf("pid %d still exists after stop", run.PID)
+	}
+}
+
+func TestServiceRestartsBatchDoesNot(t *testing.T) {
+	m := testCgroups(t)
+	e, log := newTestExecutor(t, m)
+	svc := Assignment{TaskID: "svc-1", Command: []string{"/bin/sh", "-c", "exit 3"}, JobType: "service", Generation: 1}
+	bat := Assignment{TaskID: "bat-1", Command: []string{"/bin/sh", "-c", "exit 3"}, JobType: "batch", Generation: 1}
+	e.Reconcile([]Assignment{svc, bat})
+	got := log.wait(t, "svc-1", 10*time.Second, func(s TaskStatus) bool { return s.Restarts >= 2 && s.State == StateFailed })
+	if got.ExitCode != 3 {
+		t.Errorf("service exit code %d, want 3", got.ExitCode)
+	}
+	log.wait(t, "bat-1", 5*time.Second, func(s TaskStatus) bool { return s.State == StateFailed && s.ExitCode == 3 })
+	time.Sleep(time.Second)
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	runs := 0
+	for _, s := range log.all {
+		if s.TaskID == "bat-1" && s.State == StateRunning {
+			runs++
+		}
+	}
+	if runs != 1 {
+		t.Errorf("batch task ran %d times, want 1", runs)
+	}
+}
