@@ -1,0 +1,171 @@
+// Package synth makes realistic Fathom metric series for tests, benchmarks and
+// demos of the metrics store and dashboards: per-task usage with a daily cycle
+// and noise, requests and limits that a predictor would set, OOM counters, and
+// node capacities, all labelled as agents label them. It is deterministic for a
+// given seed and start time, and does no I/O.
+package synth
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"github.com/fathom-scheduler/fathom/metrics"
+)
+
+// Cluster describes what to generate.
+type Cluster struct {
+	Namespace string // default "team-a"
+	JobName   string // default "web"
+	Tasks     int    // default 3
+	Nodes     int    // default 2; tasks are spread round-robin
+	// Start and End bound the samples; Step is the sample interval (default 10 s,
+	// the agents' push interval).
+	Start, End time.Time
+	Step       time.Duration
+	Seed       uint64
+	// Metrics limits the generated per-task metric names; empty means all of
+	// metrics.TaskMetrics plus the node capacities.
+	Metrics []string
+}
+
+func (c *Cluster) defaults() error {
+	if c.Namespace == "" {
+		c.Namespace = "team-a"
+	}
+	if c.JobName == "" {
+		c.JobName = "web"
+	}
+	if c.Tasks == 0 {
+		c.Tasks = 3
+	}
+	if c.Nodes == 0 {
+		c.Nodes = 2
+	}
+	if c.Step == 0 {
+		c.Step = 10 * time.Second
+	}
+	if c.Tasks < 0 || c.Nodes < 0 || c.Step < 0 {
+		return fmt.Errorf("synth: Tasks (%d), Nodes (%d) and Step (%s) must not be negative", c.Tasks, c.Nodes, c.Step)
+	}
+	if !c.End.After(c.Start) {
+		return fmt.Errorf("synth: End %s must be after Start %s", c.End, c.Start)
+	}
+	return nil
+}
+
+// NodeName is the name of node i.
+func NodeName(i int) string { return fmt.Sprintf("node-%d", i) }
+
+// TaskName is the name of task i of a job, as the server names them.
+func TaskName(job string, i int) string { return fmt.Sprintf("%s-%d", job, i) }
+
+// Generate returns every series of c, each with all its samples.
+func Generate(c Cluster) ([]metrics.Series, error) {
+	var out []metrics.Series
+	err := Walk(c, 0, func(batch []metrics.Series) error {
+		out = append(out, batch...)
+		return nil
+	})
+	return out, err
+}
+
+// Walk calls emit with consecutive time slices of the series of c, each slice
+// holding every series with at most chunk samples (0 means all), in time order —
+// the shape of successive remote-write pushes. emit may keep the slice.
+func Walk(c Cluster, chunk int, emit func([]metrics.Series) error) error {
+	if err := c.defaults(); err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	for _, m := range c.Metrics {
+		want[m] = true
+	}
+	all := len(want) == 0
+	type task struct {
+		labels                                  map[string]string
+		node                                    int
+		cpuBase, cpuAmp, memBase, memAmp, phase float64
+		cpuTotal, memPeak, ooms                 float64
+	}
+	rng := rand.New(rand.NewPCG(c.Seed, 0x5eed))
+	tasks := make([]*task, c.Tasks)
+	for i := range tasks {
+		node := i % c.Nodes
+		tasks[i] = &task{
+			labels: map[string]string{
+				metrics.LabelNamespace: c.Namespace, metrics.LabelJobName: c.JobName,
+				metrics.LabelTask: TaskName(c.JobName, i), metrics.LabelNode: NodeName(node),
+			},
+			node:    node,
+			cpuBase: 0.1 + 0.4*rng.Float64(),
+			memBase: (64 + 192*rng.Float64()) * (1 << 20), memAmp: (8 + 56*rng.Float64()) * (1 << 20),
+			phase: 2 * math.Pi * rng.Float64(),
+		}
+		tasks[i].cpuAmp = tasks[i].cpuBase * (0.1 + 0.4*rng.Float64())
+	}
+	n := int(c.End.Sub(c.Start) / c.Step)
+	if chunk <= 0 {
+		chunk = n + 1
+	}
+	for lo := 0; lo <= n; lo += chunk {
+		hi := min(lo+chunk, n+1)
+		byKey := map[string]*metrics.Series{}
+		var order []string
+		add := func(name string, lbl map[string]string, ts int64, v float64) {
+			if !all && !want[name] {
+				return
+			}
+			key := name + "|" + lbl[metrics.LabelTask] + "|" + lbl[metrics.LabelNode]
+			s := byKey[key]
+			if s == nil {
+				l := map[string]string{"__name__": name}
+				for k, v := range lbl {
+					l[k] = v
+				}
+				s = &metrics.Series{Labels: l}
+				byKey[key] = s
+				order = append(order, key)
+			}
+			s.Samples = append(s.Samples, metrics.Sample{TimestampMs: ts, Value: v})
+		}
+		for k := lo; k < hi; k++ {
+			t := c.Start.Add(time.Duration(k) * c.Step)
+			ms := t.UnixMilli()
+			day := 2 * math.Pi * float64(t.Unix()%86400) / 86400
+			for _, tk := range tasks {
+				cpu := math.Max(0.01, tk.cpuBase+tk.cpuAmp*math.Sin(day+tk.phase)+0.03*rng.NormFloat64())
+				mem := math.Max(16<<20, tk.memBase+tk.memAmp*math.Sin(day+tk.phase)+4*(1<<20)*rng.NormFloat64())
+				tk.cpuTotal += cpu * c.Step.Seconds()
+				tk.memPeak = math.Max(tk.memPeak, mem)
+				if mem > tk.memBase+0.97*tk.memAmp+6*(1<<20) { // a rare spike over the limit
+					tk.ooms++
+				}
+				add(metrics.TaskCPUUsageSecondsTotal, tk.labels, ms, tk.cpuTotal)
+				add(metrics.TaskMemoryWorkingSetBytes, tk.labels, ms, mem)
+				add(metrics.TaskMemoryPeakBytes, tk.labels, ms, tk.memPeak)
+				add(metrics.TaskCPURequestCores, tk.labels, ms, round(tk.cpuBase+0.6*tk.cpuAmp, 0.01))
+				add(metrics.TaskCPULimitCores, tk.labels, ms, round(tk.cpuBase+1.5*tk.cpuAmp, 0.01))
+				add(metrics.TaskMemoryRequestBytes, tk.labels, ms, round(tk.memBase+0.6*tk.memAmp, 1<<20))
+				add(metrics.TaskMemoryLimitBytes, tk.labels, ms, round(tk.memBase+tk.memAmp+8*(1<<20), 1<<20))
+				add(metrics.TaskOOMKillsTotal, tk.labels, ms, tk.ooms)
+			}
+			for i := 0; i < c.Nodes; i++ {
+				lbl := map[string]string{metrics.LabelNode: NodeName(i)}
+				add(metrics.NodeCPUCapacityCores, lbl, ms, 2)
+				add(metrics.NodeMemoryCapacityBytes, lbl, ms, 4<<30)
+			}
+		}
+		batch := make([]metrics.Series, 0, len(order))
+		for _, k := range order {
+			batch = append(batch, *byKey[k])
+		}
+		if err := emit(batch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func round(v, unit float64) float64 { return math.Round(v/unit) * unit }
