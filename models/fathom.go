@@ -1,0 +1,347 @@
+package models
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"time"
+)
+
+// Priority classes as in the job spec; they set how much a violation costs.
+const (
+	PriorityProd       = "prod"
+	PriorityBatch      = "batch"
+	PriorityBestEffort = "best-effort"
+)
+
+// FathomParams tune the ensemble. The costs are in "per window" units: a
+// candidate limit L pays SizeCost×L (per core, or per GiB of memory) every
+// window, plus OverrunCost when usage exceeds L and SevereCost more when
+// usage exceeds 1.2×L. Minimising that sum is the Lagrangian of "smallest
+// total limit for a given number of violations", so a small task may keep a
+// generous margin (it costs little) while a big one is sized tightly.
+type FathomParams struct {
+	CPU    FathomResourceParams `json:"cpu"`
+	Memory FathomResourceParams `json:"memory"`
+	// CostHalfLife is how fast a candidate's past costs are forgotten, s.
+	CostHalfLife float64 `json:"cost_half_life_s"`
+	// StatsHalfLife is the half-life of the histogram and moments, s.
+	StatsHalfLife float64 `json:"stats_half_life_s"`
+	// Priority scales the overrun costs: prod ×1, batch ×0.5, best-effort ×0.25.
+	Priority string `json:"priority"`
+	// Deadband: a lower proposal replaces the limit only when it is this
+	// fraction below it; raises are applied at once.
+	Deadband float64 `json:"deadband"`
+	// HoldDown: a limit is lowered to the highest proposal of this many
+	// seconds, so a limit falls at most about once per HoldDown, s.
+	HoldDown float64 `json:"hold_down_s"`
+	// Margins multiply every base signal to make the candidates.
+	Margins []float64 `json:"margins"`
+	// NearMiss: usage above NearMiss×limit is charged a growing part of
+	// OverrunCost, reaching all of it at the limit (1 disables).
+	NearMiss float64 `json:"near_miss"`
+	// OOMHold is how long an OOM's raised floor stays, s.
+	OOMHold float64 `json:"oom_hold_s"`
+}
+
+// FathomResourceParams are one resource's cost weights.
+type FathomResourceParams struct {
+	SizeCost    float64 `json:"size_cost"` // per core (CPU) or per GiB (memory) per window
+	OverrunCost float64 `json:"overrun_cost"`
+	SevereCost  float64 `json:"severe_cost"`
+	// Deadband and HoldDown override FathomParams' for this resource when > 0.
+	Deadband float64 `json:"deadband,omitempty"`
+	HoldDown float64 `json:"hold_down_s,omitempty"`
+	// Floor is an absolute minimum limit (cores or bytes); tiny, so that an
+	// idle task is not pinned at a fixed size as with the VPA's 250 MiB.
+	Floor float64 `json:"floor"`
+}
+
+// DefaultFathomParams are tuned on Bitbrains VMs 1-200 only (see
+// docs/predictor.md); VMs 201-250 are held out.
+func DefaultFathomParams() FathomParams {
+	return FathomParams{
+		CPU:           FathomResourceParams{SizeCost: 0.05, OverrunCost: 1, SevereCost: 1, Floor: 0.001},
+		Memory:        FathomResourceParams{SizeCost: 0.05, OverrunCost: 6, SevereCost: 80, Floor: 1 << 20, Deadband: 0.08, HoldDown: 2 * 3600},
+		CostHalfLife:  14 * 24 * 3600,
+		StatsHalfLife: 24 * 3600,
+		Priority:      PriorityProd,
+		Deadband:      0.15,
+		HoldDown:      4 * 3600,
+		Margins:       []float64{1.0, 1.05, 1.15, 1.3, 1.6, 2.0},
+		OOMHold:       24 * 3600,
+		NearMiss:      0.85,
+	}
+}
+
+// Validate reports parameters that cannot work, naming the field.
+func (p FathomParams) Validate() error {
+	if len(p.Margins) == 0 {
+		return fmt.Errorf("fathom params: margins is empty; give at least one multiplier such as 1.1")
+	}
+	for _, m := range p.Margins {
+		if !(m > 0) {
+			return fmt.Errorf("fathom params: margin %v must be > 0", m)
+		}
+	}
+	if p.CostHalfLife <= 0 || p.StatsHalfLife <= 0 {
+		return fmt.Errorf("fathom params: cost_half_life_s and stats_half_life_s must be > 0")
+	}
+	if p.Deadband < 0 || p.Deadband >= 1 {
+		return fmt.Errorf("fathom params: deadband %v must be in [0,1)", p.Deadband)
+	}
+	switch p.Priority {
+	case PriorityProd, PriorityBatch, PriorityBestEffort, "":
+	default:
+		return fmt.Errorf("fathom params: priority %q: want prod, batch or best-effort", p.Priority)
+	}
+	return nil
+}
+
+func (p FathomParams) priorityScale() float64 {
+	switch p.Priority {
+	case PriorityBatch:
+		return 0.5
+	case PriorityBestEffort:
+		return 0.25
+	}
+	return 1
+}
+
+// Base signals each candidate scales by a margin. Order matters for
+// persisted costs; append only.
+var fathomBases = []string{
+	"max1h", "max6h", "max24h", "max72h", "max7d",
+	"p95", "p99", "periodic", "mean+3sd", "mean+5sd", "maxall", "daily7",
+}
+
+// Fathom is Fathom's own recommender for one task. For each resource it
+// keeps a set of candidate limits (base signal × margin); after every
+// window each candidate is charged what it would have cost had it been the
+// limit for that window (size, overrun, severe overrun), with costs decaying
+// over days; the cheapest candidate is the proposal. Proposals pass a
+// deadband and a hold-down before they move the served limit, and an OOM
+// raises the memory limit at once.
+type Fathom struct {
+	Params FathomParams `json:"params"`
+	CPU    FathomTrack  `json:"cpu_track"`
+	Mem    FathomTrack  `json:"mem_track"`
+	Last   int64        `json:"last"`
+	N      int          `json:"n"`
+}
+
+// FathomTrack is the per-resource state of the ensemble.
+type FathomTrack struct {
+	Hist    *DecayingHistogram `json:"hist"`
+	Stats   Moments            `json:"stats"`
+	Max     [6]RollingMax      `json:"max"` // 1h, 6h, 24h, 72h, 7d, all (10 y)
+	RingT   []int64            `json:"ring_t"`
+	RingV   []float64          `json:"ring_v"`
+	Arms    []float64          `json:"arms"`  // candidate limits for the next window
+	Costs   []float64          `json:"costs"` // decayed cost per candidate
+	CostRef int64              `json:"cost_ref"`
+	Best    int                `json:"best"`
+	Props   RollingMax         `json:"props"` // proposals over the hold-down
+	Cur     float64            `json:"cur"`   // served limit
+	OOMAt   int64              `json:"oom_at"`
+	OOMMin  float64            `json:"oom_min"`
+}
+
+// NewFathom returns an empty ensemble recommender. Invalid parameters are
+// replaced by the defaults field by field only through Validate at the
+// caller; New uses the defaults.
+func NewFathom(p FathomParams) *Fathom {
+	f := &Fathom{Params: p}
+	f.CPU = newTrack(CPUHistogram, p, p.CPU)
+	f.Mem = newTrack(MemoryHistogram, p, p.Memory)
+	return f
+}
+
+func newTrack(o HistogramOptions, p FathomParams, rp FathomResourceParams) FathomTrack {
+	windows := []int64{3600, 6 * 3600, 24 * 3600, 72 * 3600, 7 * 24 * 3600, 10 * 365 * 24 * 3600}
+	var tr FathomTrack
+	tr.Hist = NewDecayingHistogram(o, p.StatsHalfLife)
+	tr.Stats = Moments{HalfLife: p.StatsHalfLife}
+	for i, w := range windows {
+		tr.Max[i] = RollingMax{Window: w}
+	}
+	n := len(fathomBases) * len(p.Margins)
+	tr.Arms = make([]float64, n)
+	tr.Costs = make([]float64, n)
+	hold := p.HoldDown
+	if rp.HoldDown > 0 {
+		hold = rp.HoldDown
+	}
+	tr.Props = RollingMax{Window: int64(hold)}
+	return tr
+}
+
+// Kind implements Recommender.
+func (f *Fathom) Kind() string { return "fathom" }
+
+// Observe implements Recommender.
+func (f *Fathom) Observe(w Window) {
+	t := unix(w.Start)
+	if f.N > 0 && t <= f.Last {
+		return
+	}
+	f.Last = t
+	f.N++
+	ps := f.Params.priorityScale()
+	f.CPU.observe(t, w.CPU, &f.Params, f.Params.CPU, 1, ps)
+	f.Mem.observe(t, w.Memory, &f.Params, f.Params.Memory, 1<<30, ps)
+}
+
+// observe charges the candidates for the window (t, u), learns it, then
+// proposes the limit for the next window.
+func (tr *FathomTrack) observe(t int64, u float64, p *FathomParams, rp FathomResourceParams, unit, prio float64) {
+	if tr.Stats.N > 0 {
+		d := math.Exp2(-float64(t-tr.CostRef) / p.CostHalfLife)
+		size := rp.SizeCost / unit
+		for i, l := range tr.Arms {
+			c := size * l
+			// Near misses cost part of an overrun: rare events alone
+			// give too little signal to rank candidates per task.
+			if r := u - p.NearMiss*l; r > 0 {
+				c += rp.OverrunCost * prio * min(r/((1-p.NearMiss)*l+1e-12), 1)
+				if u > 1.2*l {
+					c += rp.SevereCost * prio
+				}
+			}
+			tr.Costs[i] = tr.Costs[i]*d + c
+		}
+	}
+	tr.CostRef = t
+	// Learn the window.
+	tr.Hist.Add(u, 1, t)
+	tr.Stats.Add(u, t)
+	for i := range tr.Max {
+		tr.Max[i].Push(t, u)
+	}
+	tr.RingT = append(tr.RingT, t)
+	tr.RingV = append(tr.RingV, u)
+	if cut := t - 7*24*3600 - 3*3600; len(tr.RingT) > 0 && tr.RingT[0] <= cut {
+		i := sort.Search(len(tr.RingT), func(i int) bool { return tr.RingT[i] > cut })
+		if i > len(tr.RingT)/2 { // compact in bulk
+			tr.RingT = append(tr.RingT[:0:0], tr.RingT[i:]...)
+			tr.RingV = append(tr.RingV[:0:0], tr.RingV[i:]...)
+		}
+	}
+	// Candidates for the next window.
+	next := t + WindowSeconds
+	bases := tr.bases(next)
+	k := 0
+	for _, b := range bases {
+		for _, m := range p.Margins {
+			tr.Arms[k] = max(b*m, rp.Floor)
+			k++
+		}
+	}
+	best := 0
+	for i, c := range tr.Costs {
+		if c < tr.Costs[best] {
+			best = i
+		}
+	}
+	tr.Best = best
+	prop := tr.Arms[best]
+	if tr.OOMMin > 0 && float64(next-tr.OOMAt) < p.OOMHold {
+		prop = max(prop, tr.OOMMin)
+	}
+	tr.Props.Push(t, prop)
+	hold := tr.Props.Max(t)
+	band := p.Deadband
+	if rp.Deadband > 0 {
+		band = rp.Deadband
+	}
+	switch {
+	case tr.Cur == 0 || prop > tr.Cur:
+		tr.Cur = prop
+	case hold < tr.Cur*(1-band):
+		tr.Cur = hold
+	}
+}
+
+// bases computes the base signals at time now, in fathomBases order.
+func (tr *FathomTrack) bases(now int64) [12]float64 {
+	var b [12]float64
+	for i := range 5 {
+		b[i] = tr.Max[i].Max(now)
+	}
+	b[10] = tr.Max[5].Max(now)
+	b[5] = tr.Hist.Percentile(0.95)
+	b[6] = tr.Hist.Percentile(0.99)
+	// Periodic: the last hour, plus the same time of day yesterday and of
+	// week a week ago, from an hour before to two hours after.
+	per := b[0]
+	for _, lag := range []int64{24 * 3600, 7 * 24 * 3600} {
+		per = max(per, tr.rangeMax(now-lag-3600, now-lag+2*3600))
+	}
+	b[7] = per
+	// Daily: the last 6 hours, plus the same time of day on each of the
+	// last 7 days, from an hour before to an hour after.
+	day := b[1]
+	for d := int64(1); d <= 7; d++ {
+		day = max(day, tr.rangeMax(now-d*86400-3600, now-d*86400+3600))
+	}
+	b[11] = day
+	sd := tr.Stats.StdDev()
+	b[8] = tr.Stats.Mean + 3*sd
+	b[9] = tr.Stats.Mean + 5*sd
+	return b
+}
+
+// rangeMax is the largest value kept with time in [from, to].
+func (tr *FathomTrack) rangeMax(from, to int64) float64 {
+	i := sort.Search(len(tr.RingT), func(i int) bool { return tr.RingT[i] >= from })
+	m := 0.0
+	for ; i < len(tr.RingT) && tr.RingT[i] <= to; i++ {
+		m = max(m, tr.RingV[i])
+	}
+	return m
+}
+
+// ObserveOOM implements Recommender: the memory limit rises at once to
+// max(usage+100 MiB, 1.2×usage) and stays at least there for OOMHold.
+func (f *Fathom) ObserveOOM(at time.Time, memory float64) {
+	need := max(memory+100<<20, memory*1.2)
+	f.Mem.OOMAt = unix(at)
+	f.Mem.OOMMin = max(need, f.Mem.OOMMin)
+	f.Mem.Cur = max(f.Mem.Cur, need)
+}
+
+// Limit implements Recommender.
+func (f *Fathom) Limit(time.Time) Size { return Size{CPU: f.CPU.Cur, Memory: f.Mem.Cur} }
+
+// Recommend implements Recommender. The request is the decayed mean of
+// usage (what the task needs on average: packing on it and bounding the
+// overload risk with StdDev is the scheduler's job).
+func (f *Fathom) Recommend(now time.Time) Recommendation {
+	est := func(tr *FathomTrack) Estimate {
+		return Estimate{
+			Request:   min(tr.Stats.Mean, tr.Cur),
+			Limit:     tr.Cur,
+			Mean:      tr.Stats.Mean,
+			StdDev:    tr.Stats.StdDev(),
+			Quantiles: quantiles(tr.Hist),
+		}
+	}
+	return Recommendation{
+		CPU:     est(&f.CPU),
+		Memory:  est(&f.Mem),
+		Samples: f.N,
+		Why:     fmt.Sprintf("fathom: cpu %s, memory %s (cheapest of %d candidates each)", f.CPU.armName(f.Params), f.Mem.armName(f.Params), len(f.CPU.Arms)),
+	}
+}
+
+func (tr *FathomTrack) armName(p FathomParams) string {
+	if len(p.Margins) == 0 || len(tr.Arms) == 0 {
+		return "none"
+	}
+	b, m := tr.Best/len(p.Margins), tr.Best%len(p.Margins)
+	s := fmt.Sprintf("%s×%.2f", fathomBases[b], p.Margins[m])
+	if tr.OOMMin > 0 && tr.Cur <= tr.OOMMin {
+		s += " (raised after OOM)"
+	}
+	return s
+}

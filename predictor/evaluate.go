@@ -1,0 +1,241 @@
+package predictor
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/fathom-scheduler/fathom/models"
+)
+
+// PolicyProvisioned names the reference policy whose limit is the size the
+// owner provisioned (Series.Provisioned).
+const PolicyProvisioned = "provisioned"
+
+// EvalOptions configure Evaluate.
+type EvalOptions struct {
+	// Policies to evaluate, in output order: "provisioned" or any
+	// models.Kinds entry. Empty means models.Kinds.
+	Policies []string
+	// WarmUp is skipped at the start of every task (24 h when zero).
+	WarmUp time.Duration
+	// ChangeThreshold is the relative change that counts as a limit change
+	// (0.05 when zero).
+	ChangeThreshold float64
+	// Workers is how many tasks are replayed at once (GOMAXPROCS when
+	// zero). Tasks are independent, so the figures do not depend on it.
+	Workers int
+	// New builds a recommender for a policy (models.New when nil), so that
+	// callers can evaluate tuned parameters.
+	New func(policy string) (models.Recommender, error)
+	// Progress, when set, is called after each task (from any goroutine).
+	Progress func(done, total int)
+}
+
+// Result is one policy's figures for one resource, as `fathom model eval`
+// and `fathom sim` print them. Fractions, not percent.
+type Result struct {
+	Policy            string  `json:"policy"`
+	Resource          string  `json:"resource"` // "cpu" or "memory"
+	Slack             float64 `json:"slack"`    // Σ(limit−usage)⁺ / Σlimit
+	Footprint         float64 `json:"footprint"`
+	Violations        float64 `json:"violations"`        // windows with usage > limit
+	SevereViolations  float64 `json:"severe_violations"` // windows with usage > 1.2 × limit
+	ChangesPerTaskDay float64 `json:"changes_per_task_day"`
+	Windows           int     `json:"windows"`
+	Tasks             int     `json:"tasks"`
+	TaskDays          float64 `json:"task_days"`
+}
+
+// Tally accumulates the sums behind a Result; tallies add up, so callers
+// that replay tasks themselves (the simulator) get the same figures by
+// feeding Tally.Add and calling Result.
+type Tally struct {
+	Limit, Usage, Slack, Provisioned float64
+	Windows, Violations, Severe      int
+	Changes                          int
+	Tasks                            int
+}
+
+// Add records one evaluated window. prevLimit is the limit of the previous
+// evaluated window of the same task (negative for the first).
+func (t *Tally) Add(limit, usage, provisioned, prevLimit, changeThreshold float64) {
+	t.Windows++
+	t.Limit += limit
+	t.Usage += usage
+	t.Provisioned += provisioned
+	if limit > usage {
+		t.Slack += limit - usage
+	}
+	if usage > limit {
+		t.Violations++
+		if usage > 1.2*limit {
+			t.Severe++
+		}
+	}
+	if prevLimit >= 0 && changed(prevLimit, limit, changeThreshold) {
+		t.Changes++
+	}
+}
+
+func changed(prev, cur, threshold float64) bool {
+	d := cur - prev
+	if d < 0 {
+		d = -d
+	}
+	if prev == 0 {
+		return cur != 0
+	}
+	return d > threshold*prev
+}
+
+// Merge adds another tally.
+func (t *Tally) Merge(o Tally) {
+	t.Limit += o.Limit
+	t.Usage += o.Usage
+	t.Slack += o.Slack
+	t.Provisioned += o.Provisioned
+	t.Windows += o.Windows
+	t.Violations += o.Violations
+	t.Severe += o.Severe
+	t.Changes += o.Changes
+	t.Tasks += o.Tasks
+}
+
+// Result turns the tally into the published figures. Footprint is 0 when
+// no provisioned sizes were given.
+func (t Tally) Result(policy, resource string) Result {
+	r := Result{Policy: policy, Resource: resource, Windows: t.Windows, Tasks: t.Tasks}
+	r.TaskDays = float64(t.Windows) * models.WindowSeconds / 86400
+	if t.Limit > 0 {
+		r.Slack = t.Slack / t.Limit
+	}
+	if t.Provisioned > 0 {
+		r.Footprint = t.Limit / t.Provisioned
+	}
+	if t.Windows > 0 {
+		r.Violations = float64(t.Violations) / float64(t.Windows)
+		r.SevereViolations = float64(t.Severe) / float64(t.Windows)
+	}
+	if r.TaskDays > 0 {
+		r.ChangesPerTaskDay = float64(t.Changes) / r.TaskDays
+	}
+	return r
+}
+
+// Evaluate replays every series through every policy with no look-ahead:
+// the limit for a window is asked for at the window's start, before the
+// window is observed. Windows in the first WarmUp of each task are observed
+// but not scored. Results come per policy, CPU then memory. It does no I/O
+// and is deterministic for any Workers.
+func Evaluate(series []Series, opts EvalOptions) ([]Result, error) {
+	if len(opts.Policies) == 0 {
+		opts.Policies = models.Kinds
+	}
+	if opts.WarmUp == 0 {
+		opts.WarmUp = 24 * time.Hour
+	}
+	if opts.ChangeThreshold == 0 {
+		opts.ChangeThreshold = 0.05
+	}
+	if opts.New == nil {
+		opts.New = models.New
+	}
+	for _, p := range opts.Policies {
+		if p == PolicyProvisioned {
+			continue
+		}
+		if _, err := opts.New(p); err != nil {
+			return nil, err
+		}
+	}
+	for i := range series {
+		if err := series[i].Validate(); err != nil {
+			return nil, err
+		}
+	}
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	np := len(opts.Policies)
+	per := make([][2]Tally, len(series)*np)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	done := 0
+	next := make(chan int)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				for j, p := range opts.Policies {
+					per[i*np+j] = replay(&series[i], p, opts)
+				}
+				if opts.Progress != nil {
+					mu.Lock()
+					done++
+					d := done
+					mu.Unlock()
+					opts.Progress(d, len(series))
+				}
+			}
+		}()
+	}
+	for i := range series {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	out := make([]Result, 0, 2*np)
+	for j, p := range opts.Policies {
+		var cpu, mem Tally
+		for i := range series { // fixed order: sums do not depend on Workers
+			cpu.Merge(per[i*np+j][0])
+			mem.Merge(per[i*np+j][1])
+		}
+		out = append(out, cpu.Result(p, "cpu"), mem.Result(p, "memory"))
+	}
+	return out, nil
+}
+
+// replay runs one series through one policy.
+func replay(s *Series, policy string, opts EvalOptions) [2]Tally {
+	var tl [2]Tally
+	if len(s.Windows) == 0 {
+		return tl
+	}
+	var rec models.Recommender
+	if policy != PolicyProvisioned {
+		rec, _ = opts.New(policy) // checked by Evaluate
+	}
+	start := s.Windows[0].Start.Add(opts.WarmUp)
+	prev := [2]float64{-1, -1}
+	counted := false
+	for i, w := range s.Windows {
+		var lim models.Size
+		if rec == nil {
+			lim = s.provisioned(i)
+		} else {
+			lim = rec.Limit(w.Start)
+		}
+		if !w.Start.Before(start) {
+			pr := s.provisioned(i)
+			tl[0].Add(lim.CPU, w.CPU, pr.CPU, prev[0], opts.ChangeThreshold)
+			tl[1].Add(lim.Memory, w.Memory, pr.Memory, prev[1], opts.ChangeThreshold)
+			prev = [2]float64{lim.CPU, lim.Memory}
+			counted = true
+		}
+		if rec != nil {
+			rec.Observe(w)
+		}
+	}
+	if counted {
+		tl[0].Tasks, tl[1].Tasks = 1, 1
+	}
+	return tl
+}
+
+// FormatPercent renders a fraction as a percentage with three decimals.
+func FormatPercent(f float64) string { return fmt.Sprintf("%.3f%%", 100*f) }
