@@ -236,20 +236,23 @@ func (s *Store) CreateJob(ctx context.Context, j *fathomv1.Job) error {
 
 // Commit applies ops in transactions of at most MaxTxnOps operations each.
 // Each transaction is atomic; a large batch is not atomic as a whole, and ops
-// are applied in order. When it returns nil all ops are committed.
-func (s *Store) Commit(ctx context.Context, ops ...Op) error {
+// are applied in order. When it returns nil all ops are committed; rev is the
+// etcd revision after the last transaction (0 when ops is empty).
+func (s *Store) Commit(ctx context.Context, ops ...Op) (rev int64, err error) {
 	for len(ops) > 0 {
 		n := min(len(ops), s.maxOps)
 		eops := make([]clientv3.Op, n)
 		for i, o := range ops[:n] {
 			eops[i] = toEtcd(o)
 		}
-		if _, err := s.client.Txn(ctx).Then(eops...).Commit(); err != nil {
-			return fmt.Errorf("store: commit %d ops: %w", n, err)
+		resp, err := s.client.Txn(ctx).Then(eops...).Commit()
+		if err != nil {
+			return rev, fmt.Errorf("store: commit %d ops: %w", n, err)
 		}
+		rev = resp.Header.Revision
 		ops = ops[n:]
 	}
-	return nil
+	return rev, nil
 }
 
 // Snapshot is the whole state as loaded at one etcd revision.

@@ -36,8 +36,12 @@ func TestEmbeddedRoundTrip(t *testing.T) {
 		ops = append(ops, PutTask(&fathomv1.Task{Id: fmt.Sprintf("web-abc-%d", i), JobId: "web-abc", Index: i, Node: "n1"}))
 	}
 	ops = append(ops, PutNode(&fathomv1.Node{Name: "n1", Id: "n1", CpuCores: 2}), Delete(JobNameKey("team-b", "web")))
-	if err := s.Commit(ctx, ops...); err != nil {
+	rev, err := s.Commit(ctx, ops...)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if rev <= 0 {
+		t.Fatalf("commit revision = %d, want > 0", rev)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
