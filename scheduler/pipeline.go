@@ -1,0 +1,248 @@
+package scheduler
+
+import "math"
+
+// Reason says why a node was filtered out for a task. ReasonNone means the
+// node passed every filter.
+type Reason uint8
+
+// Filter reasons, in the order the pipeline checks them.
+const (
+	ReasonNone       Reason = iota
+	ReasonDown              // node failed (no heartbeat)
+	ReasonCordoned          // node takes no new tasks
+	ReasonDraining          // node is being emptied
+	ReasonConstraint        // a label constraint does not hold
+	ReasonSpread            // the job already has MaxPerNode tasks there
+	ReasonCPU               // requested CPU would exceed capacity
+	ReasonMemory            // requested memory would exceed capacity
+	ReasonProdLimits        // prod limits would exceed capacity
+	ReasonRisk              // overload probability would exceed ε
+	NumReasons
+)
+
+var reasonNames = [NumReasons]string{"ok", "down", "cordoned", "draining", "constraint", "spread", "insufficient-cpu", "insufficient-memory", "prod-limits", "overload-risk"}
+
+func (r Reason) String() string {
+	if r < NumReasons {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// A Filter is one feasibility rule of the pipeline. It returns ReasonNone
+// when task t may go to node n. Filters read the state and never change it.
+type Filter interface {
+	Name() string
+	Filter(c *placeCtx, t *Task, n int32) Reason
+}
+
+// A Scorer ranks a feasible node for a task from 0 (worst) to 100 (best).
+type Scorer interface {
+	Name() string
+	Score(c *placeCtx, t *Task, n int32) float64
+}
+
+// placeCtx is what the pipeline's rules see during one Place call.
+type placeCtx struct {
+	s    *State
+	risk riskParams
+}
+
+// The default pipeline. Cheap, static rules come first so that the costly
+// risk rule sees few nodes.
+var (
+	filters = []Filter{nodeHealth{}, constraintFilter{}, spreadFilter{}, resourceFit{}, prodLimitFit{}, overloadRisk{}}
+	scorers = []weighted{{bestFit{}, 0.6}, {stranding{}, 0.4}}
+)
+
+type weighted struct {
+	Scorer
+	w float64
+}
+
+// nodeHealth filters nodes that are down, cordoned or draining.
+type nodeHealth struct{}
+
+var _ Filter = nodeHealth{}
+
+func (nodeHealth) Name() string { return "node-health" }
+func (nodeHealth) Filter(c *placeCtx, _ *Task, n int32) Reason {
+	ns := &c.s.nodes[n]
+	switch {
+	case ns.Down:
+		return ReasonDown
+	case ns.Cordoned:
+		return ReasonCordoned
+	case ns.Draining:
+		return ReasonDraining
+	}
+	return ReasonNone
+}
+
+// constraintFilter checks label constraints, caching the answer per
+// constraint set and node (an equivalence class of tasks shares it).
+type constraintFilter struct{}
+
+var _ Filter = constraintFilter{}
+
+func (constraintFilter) Name() string { return "constraints" }
+func (constraintFilter) Filter(c *placeCtx, t *Task, n int32) Reason {
+	if len(t.Constraints) == 0 {
+		return ReasonNone
+	}
+	key := constraintKey(t.Constraints)
+	cache := c.s.consCache[key]
+	if cache == nil {
+		cache = make([]int8, len(c.s.nodes))
+		c.s.consCache[key] = cache
+	}
+	if cache[n] == 0 {
+		cache[n] = 1
+		labels := c.s.nodes[n].Labels
+		for _, k := range t.Constraints {
+			v, ok := labels[k.Label]
+			if (k.Op == OpEqual && (!ok || v != k.Value)) || (k.Op == OpNotEqual && ok && v == k.Value) || (k.Op == OpExists && !ok) {
+				cache[n] = 2
+				break
+			}
+		}
+	}
+	if cache[n] == 2 {
+		return ReasonConstraint
+	}
+	return ReasonNone
+}
+
+func constraintKey(cs []Constraint) string {
+	if len(cs) == 1 {
+		return cs[0].String()
+	}
+	k := ""
+	for _, c := range cs {
+		k += c.String() + ";"
+	}
+	return k
+}
+
+// spreadFilter keeps replicas of one job on distinct machines (up to
+// MaxPerNode per machine).
+type spreadFilter struct{}
+
+var _ Filter = spreadFilter{}
+
+func (spreadFilter) Name() string { return "spread" }
+func (spreadFilter) Filter(c *placeCtx, t *Task, n int32) Reason {
+	if t.MaxPerNode > 0 && t.Job != "" && int(c.s.jobCount[jobNode{t.Job, n}]) >= t.MaxPerNode {
+		return ReasonSpread
+	}
+	return ReasonNone
+}
+
+// resourceFit packs on requests: Σ requests ≤ capacity.
+type resourceFit struct{}
+
+var _ Filter = resourceFit{}
+
+func (resourceFit) Name() string { return "resources" }
+func (resourceFit) Filter(c *placeCtx, t *Task, n int32) Reason {
+	ns := &c.s.nodes[n]
+	if !fitsOne(ns.alloc[CPU]+t.Request[CPU], ns.Capacity[CPU]) {
+		return ReasonCPU
+	}
+	if !fitsOne(ns.alloc[Memory]+t.Request[Memory], ns.Capacity[Memory]) {
+		return ReasonMemory
+	}
+	return ReasonNone
+}
+
+func fitsOne(x, c float64) bool { return x <= c*(1+1e-12)+1e-12 }
+
+// prodLimitFit keeps Σ limits of prod tasks within capacity, so prod tasks
+// are never oversubscribed against each other.
+type prodLimitFit struct{}
+
+var _ Filter = prodLimitFit{}
+
+func (prodLimitFit) Name() string { return "prod-limits" }
+func (prodLimitFit) Filter(c *placeCtx, t *Task, n int32) Reason {
+	if !t.Priority.IsProd() {
+		return ReasonNone
+	}
+	ns := &c.s.nodes[n]
+	if !ns.prodLimit.Add(effLimit(t)).Fits(ns.Capacity) {
+		return ReasonProdLimits
+	}
+	return ReasonNone
+}
+
+// overloadRisk admits the task only while the node's estimated probability of
+// overload stays ≤ ε in every resource (see RiskModel).
+type overloadRisk struct{}
+
+var _ Filter = overloadRisk{}
+
+func (overloadRisk) Name() string { return "overload-risk" }
+func (overloadRisk) Filter(c *placeCtx, t *Task, n int32) Reason {
+	ns := &c.s.nodes[n]
+	for r := Resource(0); r < NumResources; r++ {
+		d := t.dist(r)
+		v := ns.v[r] + d.StdDev*d.StdDev
+		b := max(ns.bmax[r], taskCap(t, ns, r)-d.Mean)
+		if !fitsOne(ns.mu[r]+d.Mean+c.risk.margin(v, b), ns.Capacity[r]) {
+			return ReasonRisk
+		}
+	}
+	return ReasonNone
+}
+
+// bestFit prefers the node left fullest (on requests) after placement: the
+// mean over resources of the requested share, ×100.
+type bestFit struct{}
+
+var _ Scorer = bestFit{}
+
+func (bestFit) Name() string { return "best-fit" }
+func (bestFit) Score(c *placeCtx, t *Task, n int32) float64 {
+	ns := &c.s.nodes[n]
+	sum := 0.0
+	for r := Resource(0); r < NumResources; r++ {
+		sum += (ns.alloc[r] + t.Request[r]) / ns.Capacity[r]
+	}
+	return 100 * math.Min(1, sum/float64(NumResources))
+}
+
+// stranding is Borg's hybrid term against stranded resources: it prefers
+// nodes whose free CPU and free memory stay in proportion after placement,
+// so one resource is not used up while the other sits idle.
+type stranding struct{}
+
+var _ Scorer = stranding{}
+
+func (stranding) Name() string { return "stranding" }
+func (stranding) Score(c *placeCtx, t *Task, n int32) float64 {
+	ns := &c.s.nodes[n]
+	fc := 1 - (ns.alloc[CPU]+t.Request[CPU])/ns.Capacity[CPU]
+	fm := 1 - (ns.alloc[Memory]+t.Request[Memory])/ns.Capacity[Memory]
+	return 100 * (1 - math.Min(1, math.Abs(fc-fm)))
+}
+
+// filter runs the pipeline's filters and returns the first failing reason.
+func (c *placeCtx) filter(t *Task, n int32) Reason {
+	for _, f := range filters {
+		if r := f.Filter(c, t, n); r != ReasonNone {
+			return r
+		}
+	}
+	return ReasonNone
+}
+
+// score returns the weighted 0-100 score of a feasible node.
+func (c *placeCtx) score(t *Task, n int32) float64 {
+	var s, w float64
+	for _, sc := range scorers {
+		s += sc.w * sc.Score(c, t, n)
+		w += sc.w
+	}
+	return s / w
+}

@@ -1,0 +1,343 @@
+package scheduler
+
+import (
+	"fmt"
+	"slices"
+)
+
+// State is the scheduler's working copy of a cluster: nodes, the tasks on
+// them and the indexes that make placement cheap. It is built from a
+// ClusterView and then changed only by Place and the methods below, so a
+// long-lived caller (the server, the simulator) can keep one State and feed
+// it changes instead of rebuilding it.
+//
+// A State does no I/O and is not safe for concurrent use.
+type State struct {
+	nodes    []nodeState
+	byName   map[string]int32
+	tasks    []taskState
+	byID     map[string]int32
+	freeTask []int32
+	jobCount map[jobNode]int32
+	idx      freeIndex
+	// epoch grows whenever capacity is freed or added, so a class that failed
+	// to place at the current epoch fails again without another search.
+	epoch int64
+	// consCache caches constraint results per constraint signature per node.
+	consCache map[string][]int8
+}
+
+type nodeState struct {
+	Node
+	alloc     Resources // Σ requests
+	prodLimit Resources // Σ limits of prod tasks
+	mu        Resources // Σ predicted mean usage
+	v         Resources // Σ predicted variance
+	bmax      Resources // largest cap − mean of one task (for Bernstein)
+	tasks     []int32
+	bucket    int32 // -1: not schedulable, not in the index
+	pos       int32
+}
+
+type taskState struct {
+	Task
+	node int32 // -1: not placed
+	live bool
+}
+
+type jobNode struct {
+	job  string
+	node int32
+}
+
+// NewState builds a State from a view. It returns an error wrapping
+// ErrInvalid naming the first node or assignment that is wrong.
+func NewState(view ClusterView) (*State, error) {
+	s := &State{
+		byName:    make(map[string]int32, len(view.Nodes)),
+		byID:      make(map[string]int32, len(view.Running)),
+		jobCount:  make(map[jobNode]int32),
+		consCache: make(map[string][]int8),
+	}
+	for i := range view.Nodes {
+		n := &view.Nodes[i]
+		if err := n.Validate(); err != nil {
+			return nil, err
+		}
+		for r := range s.idx.scale {
+			s.idx.scale[r] = max(s.idx.scale[r], n.Capacity[r])
+		}
+	}
+	for _, n := range view.Nodes {
+		if _, err := s.AddNode(n); err != nil {
+			return nil, err
+		}
+	}
+	for _, a := range view.Running {
+		if err := s.Assign(a.Task, a.Node); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (n *nodeState) schedulable() bool { return !n.Down && !n.Cordoned && !n.Draining }
+
+// AddNode adds a node, or updates its capacity, labels and flags if a node of
+// that name exists. It reports whether the node is new.
+func (s *State) AddNode(n Node) (bool, error) {
+	if err := n.Validate(); err != nil {
+		return false, err
+	}
+	for r := range s.idx.scale {
+		if n.Capacity[r] > s.idx.scale[r] {
+			s.rescale(r, n.Capacity[r])
+		}
+	}
+	s.epoch++
+	if i, ok := s.byName[n.Name]; ok {
+		ns := &s.nodes[i]
+		s.idx.remove(s, i)
+		ns.Node = n
+		for k := range s.consCache {
+			s.consCache[k][i] = 0
+		}
+		if ns.schedulable() {
+			s.idx.insert(s, i)
+		}
+		return false, nil
+	}
+	i := int32(len(s.nodes))
+	s.nodes = append(s.nodes, nodeState{Node: n, bucket: -1, pos: -1})
+	s.byName[n.Name] = i
+	for k, c := range s.consCache {
+		s.consCache[k] = append(c, 0)
+	}
+	if s.nodes[i].schedulable() {
+		s.idx.insert(s, i)
+	}
+	return true, nil
+}
+
+// rescale rebuilds the index when a node larger than any before arrives.
+func (s *State) rescale(r int, v float64) {
+	s.idx = freeIndex{scale: s.idx.scale}
+	s.idx.scale[r] = v
+	for i := range s.nodes {
+		s.nodes[i].bucket = -1
+		if s.nodes[i].schedulable() {
+			s.idx.insert(s, int32(i))
+		}
+	}
+}
+
+// SetNodeFlags changes a node's cordoned, draining and down flags.
+func (s *State) SetNodeFlags(name string, cordoned, draining, down bool) error {
+	i, ok := s.byName[name]
+	if !ok {
+		return fmt.Errorf("%w: no node %q", ErrInvalid, name)
+	}
+	n := s.nodes[i].Node
+	n.Cordoned, n.Draining, n.Down = cordoned, draining, down
+	_, err := s.AddNode(n)
+	return err
+}
+
+// Node returns the named node and whether it exists.
+func (s *State) Node(name string) (Node, bool) {
+	i, ok := s.byName[name]
+	if !ok {
+		return Node{}, false
+	}
+	return s.nodes[i].Node, true
+}
+
+// Assign records that task t runs on the named node, whatever the filters
+// say (it is an observed fact). A task already known moves.
+func (s *State) Assign(t Task, node string) error {
+	if err := t.Validate(); err != nil {
+		return err
+	}
+	n, ok := s.byName[node]
+	if !ok {
+		return fmt.Errorf("%w: task %s is on node %q, which is not in the view; add the node first", ErrInvalid, t.ID, node)
+	}
+	s.Remove(t.ID)
+	s.commit(t, n)
+	return nil
+}
+
+// Remove forgets a task (stopped, finished, preempted, lost). It reports
+// whether the task was known.
+func (s *State) Remove(id string) bool {
+	i, ok := s.byID[id]
+	if !ok {
+		return false
+	}
+	s.uncommit(i)
+	return true
+}
+
+// TaskNode returns the node a task is on.
+func (s *State) TaskNode(id string) (string, bool) {
+	i, ok := s.byID[id]
+	if !ok {
+		return "", false
+	}
+	return s.nodes[s.tasks[i].node].Name, true
+}
+
+// Task returns a placed task's spec.
+func (s *State) Task(id string) (Task, bool) {
+	i, ok := s.byID[id]
+	if !ok {
+		return Task{}, false
+	}
+	return s.tasks[i].Task, true
+}
+
+// NodeTasks returns the IDs of the tasks on a node.
+func (s *State) NodeTasks(name string) []string {
+	i, ok := s.byName[name]
+	if !ok {
+		return nil
+	}
+	out := make([]string, 0, len(s.nodes[i].tasks))
+	for _, t := range s.nodes[i].tasks {
+		out = append(out, s.tasks[t].ID)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// NodeUsage is the committed load of one node.
+type NodeUsage struct {
+	Name string
+	Node
+	Tasks int
+	// Requested is Σ requests; ProdLimits Σ limits of prod tasks; Mean and
+	// Variance the summed predicted usage distribution.
+	Requested, ProdLimits, Mean, Variance Resources
+}
+
+// Usage returns the load of every node, in the order nodes were added.
+func (s *State) Usage() []NodeUsage {
+	out := make([]NodeUsage, len(s.nodes))
+	for i := range s.nodes {
+		n := &s.nodes[i]
+		out[i] = NodeUsage{Name: n.Name, Node: n.Node, Tasks: len(n.tasks), Requested: n.alloc, ProdLimits: n.prodLimit, Mean: n.mu, Variance: n.v}
+	}
+	return out
+}
+
+// Risk returns a node's estimated probability of overload per resource under
+// the given model.
+func (s *State) Risk(name string, m RiskModel) (Resources, bool) {
+	i, ok := s.byName[name]
+	if !ok {
+		return Resources{}, false
+	}
+	n := &s.nodes[i]
+	var p Resources
+	for r := Resource(0); r < NumResources; r++ {
+		p[r] = OverloadProbability(m, n.Capacity[r], n.mu[r], n.v[r], n.bmax[r])
+	}
+	return p, true
+}
+
+// cap returns the most a task can use of resource r on node n: its limit, or
+// the node's capacity without one.
+func taskCap(t *Task, n *nodeState, r Resource) float64 {
+	if t.Limit[r] > 0 {
+		return min(t.Limit[r], n.Capacity[r])
+	}
+	return n.Capacity[r]
+}
+
+func (s *State) commit(t Task, n int32) int32 {
+	var i int32
+	if k := len(s.freeTask); k > 0 {
+		i = s.freeTask[k-1]
+		s.freeTask = s.freeTask[:k-1]
+		s.tasks[i] = taskState{Task: t, node: n, live: true}
+	} else {
+		i = int32(len(s.tasks))
+		s.tasks = append(s.tasks, taskState{Task: t, node: n, live: true})
+	}
+	s.byID[t.ID] = i
+	ns := &s.nodes[n]
+	ts := &s.tasks[i]
+	ns.alloc = ns.alloc.Add(t.Request)
+	if t.Priority.IsProd() {
+		ns.prodLimit = ns.prodLimit.Add(effLimit(&ts.Task))
+	}
+	for r := Resource(0); r < NumResources; r++ {
+		d := ts.dist(r)
+		ns.mu[r] += d.Mean
+		ns.v[r] += d.StdDev * d.StdDev
+		ns.bmax[r] = max(ns.bmax[r], taskCap(&ts.Task, ns, r)-d.Mean)
+	}
+	ns.tasks = append(ns.tasks, i)
+	if t.Job != "" {
+		s.jobCount[jobNode{t.Job, n}]++
+	}
+	s.idx.update(s, n)
+	return i
+}
+
+// effLimit is the limit counted against capacity for prod tasks: the limit,
+// or the request when the task has none.
+func effLimit(t *Task) Resources {
+	l := t.Limit
+	for r := range l {
+		if l[r] == 0 {
+			l[r] = t.Request[r]
+		}
+	}
+	return l
+}
+
+func (s *State) uncommit(i int32) {
+	ts := &s.tasks[i]
+	n := ts.node
+	ns := &s.nodes[n]
+	ns.alloc = ns.alloc.Sub(ts.Request)
+	if ts.Priority.IsProd() {
+		ns.prodLimit = ns.prodLimit.Sub(effLimit(&ts.Task))
+	}
+	for r := Resource(0); r < NumResources; r++ {
+		d := ts.dist(r)
+		ns.mu[r] -= d.Mean
+		ns.v[r] -= d.StdDev * d.StdDev
+		if ns.v[r] < 1e-15 {
+			ns.v[r] = max(ns.v[r], 0)
+		}
+	}
+	if k := slices.Index(ns.tasks, i); k >= 0 {
+		ns.tasks[k] = ns.tasks[len(ns.tasks)-1]
+		ns.tasks = ns.tasks[:len(ns.tasks)-1]
+	}
+	if len(ns.tasks) == 0 {
+		// Clear float drift on an empty node.
+		ns.alloc, ns.prodLimit, ns.mu, ns.v = Resources{}, Resources{}, Resources{}, Resources{}
+	}
+	ns.bmax = Resources{}
+	for _, k := range ns.tasks {
+		t := &s.tasks[k]
+		for r := Resource(0); r < NumResources; r++ {
+			ns.bmax[r] = max(ns.bmax[r], taskCap(&t.Task, ns, r)-t.dist(r).Mean)
+		}
+	}
+	if ts.Job != "" {
+		k := jobNode{ts.Job, n}
+		if s.jobCount[k]--; s.jobCount[k] <= 0 {
+			delete(s.jobCount, k)
+		}
+	}
+	delete(s.byID, ts.ID)
+	ts.live = false
+	ts.Task = Task{}
+	s.freeTask = append(s.freeTask, i)
+	s.idx.update(s, n)
+	s.epoch++
+}
