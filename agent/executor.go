@@ -547,10 +547,24 @@ func (e *Executor) start(t *task, a Assignment) {
 		e.failStart(t, a, fmt.Sprintf("moving pid %d into its cgroup: %v", pid, err))
 		return
 	}
-	_, _ = gateW.Write([]byte("go\n"))
-	gateW.Close()
 	ticks, _ := cgroups.ProcStartTime(pid)
 	exited := make(chan exitInfo, 1)
+	now := time.Now()
+	t.mu.Lock()
+	t.pid, t.startTicks, t.exited, t.applied, t.oomBase, t.runStarted = pid, ticks, exited, a, st.OOMKills, now
+	restarts := t.status.Restarts
+	if t.status.State != "" && t.status.State != StateRejected {
+		restarts++
+	}
+	t.status = TaskStatus{TaskID: t.id, State: StateRunning, PID: int32(pid), Restarts: restarts, StartedAt: now, Generation: a.Generation}
+	status := t.status
+	t.mu.Unlock()
+	// Persist before the task may run: an agent killed from here on finds
+	// the pid on restart. Killed before the gate opens, the gate sees EOF and
+	// exits without running the task, so there is never an untracked copy.
+	e.persist(t)
+	_, _ = gateW.Write([]byte("go\n"))
+	gateW.Close()
 	go func() {
 		_ = cmd.Wait()
 		ps := cmd.ProcessState
@@ -560,19 +574,8 @@ func (e *Executor) start(t *task, a Assignment) {
 		}
 		exited <- ex
 	}()
-	now := time.Now()
-	t.mu.Lock()
-	t.pid, t.startTicks, t.exited, t.applied, t.oomBase, t.runStarted = pid, ticks, exited, a, st.OOMKills, now
-	t.mu.Unlock()
 	e.log.Info("started task", "task", t.id, "pid", pid, "generation", a.Generation)
-	e.setStatus(t, func(s *TaskStatus) {
-		restarts := s.Restarts
-		if s.State != "" && s.State != StateRejected {
-			restarts++
-		}
-		*s = TaskStatus{TaskID: t.id, State: StateRunning, PID: int32(pid), Restarts: restarts, StartedAt: now, Generation: a.Generation}
-	})
-	e.persist(t)
+	e.cfg.OnStatus(status)
 }
 
 // failStart reports a local failure to start; it is retried with backoff.

@@ -1,0 +1,386 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/fathom-scheduler/fathom/agent/cgroups"
+)
+
+// Config is everything `fathom agent` and `fathom dev` pass to Run.
+type Config struct {
+	// Server is the control plane's gRPC address (host:port; a scheme is ignored).
+	Server string
+	// Name of the node. Default: the host name.
+	Name string
+	// CPU (cores) and Memory (bytes) offered to tasks. Default: the machine's.
+	CPU    float64
+	Memory int64
+	// Labels are registered with the node.
+	Labels map[string]string
+	// MetricsAddr is where the agent's HTTP server listens (/metrics,
+	// /healthz, /v1/tasks/{id}/logs). Default ":7072".
+	MetricsAddr string
+	// AdvertiseAddr is the host:port the server uses to reach the agent's
+	// HTTP server. Default: the host name with MetricsAddr's port.
+	AdvertiseAddr string
+	// DataDir keeps task state and logs across agent restarts.
+	// Default /var/lib/fathom/agent.
+	DataDir string
+	// CgroupParent is the parent cgroup of task groups, relative to the
+	// agent's own cgroup unless it starts with "/". Default "fathom".
+	CgroupParent string
+	// CgroupMode is auto | cgroup2 | cgroup1 | none. Default auto.
+	CgroupMode string
+	// RemoteWriteURL receives usage. Default: what the server names on
+	// registration, else http://<Server>/api/v1/write.
+	RemoteWriteURL string
+	// SampleInterval (default 1s) and PushInterval (default 10s).
+	SampleInterval, PushInterval time.Duration
+	// RemoteWriteBuffer bounds the samples held while the endpoint is down.
+	// Default 50000.
+	RemoteWriteBuffer int
+	// EvictionThreshold is the fraction of memory above which best-effort and
+	// then batch tasks are evicted. Default 0.95; negative disables.
+	EvictionThreshold float64
+	// GracePeriod between SIGTERM and SIGKILL. Default 10s.
+	GracePeriod time.Duration
+	// StopTasksOnExit stops every task when Run returns (for `fathom dev`).
+	// Default false: tasks outlive the agent and are re-attached on restart.
+	StopTasksOnExit bool
+	// Registry receives the agent's metrics and is served on /metrics.
+	// Default: a new registry.
+	Registry *prometheus.Registry
+	// ControlPlane overrides the gRPC client dialled to Server.
+	ControlPlane ControlPlane
+	// Version is reported on registration.
+	Version string
+	// Log receives operational messages. Default slog.Default().
+	Log *slog.Logger
+	// Ready, if set, is called once the HTTP server listens, with its address.
+	Ready func(httpAddr string)
+}
+
+func (c *Config) defaults() error {
+	if c.Name == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("no --name given and no host name: %w", err)
+		}
+		c.Name = h
+	}
+	mcpu, mmem := MachineCapacity()
+	if c.CPU == 0 {
+		c.CPU = mcpu
+	}
+	if c.Memory == 0 {
+		c.Memory = mmem
+	}
+	if c.CPU < 0 || c.Memory < 0 {
+		return fmt.Errorf("--cpu %v and --memory %d must not be negative", c.CPU, c.Memory)
+	}
+	if c.MetricsAddr == "" {
+		c.MetricsAddr = ":7072"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "/var/lib/fathom/agent"
+	}
+	if c.CgroupParent == "" {
+		c.CgroupParent = "fathom"
+	}
+	if c.SampleInterval <= 0 {
+		c.SampleInterval = time.Second
+	}
+	if c.PushInterval <= 0 {
+		c.PushInterval = 10 * time.Second
+	}
+	if c.EvictionThreshold == 0 {
+		c.EvictionThreshold = 0.95
+	}
+	if c.EvictionThreshold > 1 {
+		return fmt.Errorf("--eviction-threshold %v must be a fraction of memory (0.95 = 95%%)", c.EvictionThreshold)
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	if c.Version == "" {
+		c.Version = "dev"
+	}
+	if c.Server == "" && c.ControlPlane == nil {
+		return errors.New("--server is required: the control plane's gRPC address, e.g. 127.0.0.1:7071")
+	}
+	return nil
+}
+
+func serverHostPort(s string) string {
+	if i := strings.Index(s, "://"); i >= 0 {
+		s = s[i+3:]
+	}
+	return strings.TrimRight(s, "/")
+}
+
+// agentRuntime is one running agent.
+type agentRuntime struct {
+	cfg     Config
+	log     *slog.Logger
+	exec    *Executor
+	sampler *Sampler
+	rw      *RemoteWriter
+	rep     *reporter
+
+	mu     sync.Mutex
+	nodeID string
+}
+
+// Run is the node agent: it registers with the control plane, heartbeats,
+// reconciles its tasks to the assignments it watches, reports task states,
+// samples usage every second, serves /metrics and task logs, pushes usage by
+// remote write, and evicts under memory pressure. It survives the server
+// being away (backoff, re-register, re-report) and returns when ctx is done.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.defaults(); err != nil {
+		return err
+	}
+	log := cfg.Log.With("node", cfg.Name)
+	cg, err := cgroups.New(cfg.CgroupMode, cfg.CgroupParent)
+	if err != nil {
+		return fmt.Errorf("cgroups: %w", err)
+	}
+	if cg.Mode() == cgroups.ModeNone {
+		log.Warn("no writable cgroup hierarchy: tasks run without enforcement, usage measured from /proc", "enforcement", "none")
+	}
+	a := &agentRuntime{cfg: cfg, log: log, rep: newReporter(10000)}
+	a.exec, err = NewExecutor(ExecutorConfig{DataDir: cfg.DataDir, Cgroups: cg, Node: cfg.Name, GracePeriod: cfg.GracePeriod,
+		OnStatus: a.rep.add, Log: log})
+	if err != nil {
+		return err
+	}
+	a.sampler = NewSampler(cfg.Name, a.exec, cfg.CPU, cfg.Memory, cfg.EvictionThreshold)
+	rwURL := cfg.RemoteWriteURL
+	if rwURL == "" && cfg.Server != "" {
+		rwURL = "http://" + serverHostPort(cfg.Server) + "/api/v1/write"
+	}
+	a.rw = NewRemoteWriter(rwURL, cfg.RemoteWriteBuffer, cfg.Registry, log)
+	cfg.Registry.MustRegister(a.sampler, collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
+
+	ln, err := net.Listen("tcp", cfg.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("agent HTTP server on %s: %w", cfg.MetricsAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /v1/tasks/{task_id}/logs", a.serveLogs)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	if cfg.Ready != nil {
+		cfg.Ready(ln.Addr().String())
+	}
+
+	if err := a.exec.Recover(); err != nil {
+		log.Error("re-attaching to tasks", "err", err)
+	}
+
+	cp := cfg.ControlPlane
+	if cp == nil {
+		g, err := DialControlPlane(cfg.Server)
+		if err != nil {
+			return err
+		}
+		defer g.Close()
+		cp = g
+	}
+
+	var wg sync.WaitGroup
+	loop := func(f func(context.Context)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f(ctx) }()
+	}
+	loop(a.sampleLoop)
+	loop(a.pushLoop)
+	loop(a.rw.Run)
+	a.sessions(ctx, cp, advertise(cfg, ln.Addr().String()), cg.Mode())
+
+	wg.Wait()
+	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shut)
+	if cfg.StopTasksOnExit {
+		a.exec.StopAll()
+	} else {
+		a.exec.Close()
+	}
+	return nil
+}
+
+func advertise(cfg Config, listen string) string {
+	if cfg.AdvertiseAddr != "" {
+		return cfg.AdvertiseAddr
+	}
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if host == "" || host == "::" || host == "0.0.0.0" {
+		if h, err := os.Hostname(); err == nil {
+			host = h
+		}
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// sessions keeps a session with the control plane alive: register, then
+// heartbeat, report and watch until any of them fails, then back off and
+// start over. Tasks keep running throughout.
+func (a *agentRuntime) sessions(ctx context.Context, cp ControlPlane, addr string, mode cgroups.Mode) {
+	backoff := time.Duration(0)
+	for ctx.Err() == nil {
+		if backoff > 0 {
+			// Full jitter, so 10,000 agents do not return in step.
+			d := time.Duration(rand.Int64N(int64(backoff))) + backoff/2
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(d):
+			}
+		}
+		err := a.session(ctx, cp, addr, mode)
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, errSessionHealthy) {
+			backoff = time.Second
+		} else {
+			backoff = min(max(2*backoff, time.Second), 30*time.Second)
+		}
+		a.log.Warn("control plane session ended; reconnecting", "err", err, "in", backoff)
+	}
+}
+
+// errSessionHealthy marks a session that worked for a while before ending.
+var errSessionHealthy = errors.New("session ended after working")
+
+func (a *agentRuntime) session(ctx context.Context, cp ControlPlane, addr string, mode cgroups.Mode) error {
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	reg, err := cp.Register(rctx, NodeInfo{Name: a.cfg.Name, CPUCores: a.cfg.CPU, MemoryBytes: a.cfg.Memory, Labels: a.cfg.Labels,
+		Enforcement: string(mode), AgentAddress: addr, Version: a.cfg.Version})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("register: %w", err)
+	}
+	a.mu.Lock()
+	a.nodeID = reg.NodeID
+	a.mu.Unlock()
+	if a.cfg.RemoteWriteURL == "" && reg.RemoteWriteURL != "" {
+		a.rw.SetURL(reg.RemoteWriteURL)
+	}
+	hb := time.Duration(reg.HeartbeatInterval) * time.Second
+	if hb <= 0 {
+		hb = 5 * time.Second
+	}
+	a.log.Info("registered", "node_id", reg.NodeID, "heartbeat", hb, "remote_write", a.rw.URL(), "enforcement", mode)
+	started := time.Now()
+
+	sctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		stop(a.heartbeats(sctx, cp, reg.NodeID, hb))
+	}()
+	go func() {
+		defer wg.Done()
+		stop(fmt.Errorf("report status: %w", a.rep.run(sctx, cp, reg.NodeID, a.exec.Statuses)))
+	}()
+	err = cp.WatchAssignments(sctx, reg.NodeID, func(set AssignmentSet) {
+		a.log.Debug("assignments", "revision", set.Revision, "tasks", len(set.Assignments))
+		a.exec.Reconcile(set.Assignments)
+	})
+	if cause := context.Cause(sctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		err = cause
+	}
+	stop(nil)
+	wg.Wait()
+	if time.Since(started) > time.Minute {
+		return fmt.Errorf("%w: %v", errSessionHealthy, err)
+	}
+	return fmt.Errorf("watch assignments: %w", err)
+}
+
+func (a *agentRuntime) heartbeats(ctx context.Context, cp ControlPlane, nodeID string, every time.Duration) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		n := a.sampler.Node()
+		hctx, cancel := context.WithTimeout(ctx, every)
+		rereg, err := cp.Heartbeat(hctx, NodeHeartbeat{NodeID: nodeID, CPUUsedCores: n.CPUUsedCores, MemoryUsedBytes: n.MemoryUsed,
+			MemoryAvailableBytes: n.MemoryAvailable, MemoryPressure: n.MemoryPressure})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("heartbeat: %w", err)
+		}
+		if rereg {
+			return errors.New("server asked the agent to register again")
+		}
+	}
+}
+
+// sampleLoop samples every SampleInterval and acts on memory pressure.
+func (a *agentRuntime) sampleLoop(ctx context.Context) {
+	t := time.NewTicker(a.cfg.SampleInterval)
+	defer t.Stop()
+	var cooldown time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			a.sampler.Tick(now)
+			if a.cfg.EvictionThreshold > 0 && now.After(cooldown) {
+				if ev := a.sampler.Evictions(); len(ev) > 0 {
+					for _, e := range ev {
+						a.exec.Evict(e.TaskID, e.Reason)
+					}
+					// Let memory counters settle before judging again.
+					cooldown = now.Add(3 * a.cfg.SampleInterval)
+				}
+			}
+		}
+	}
+}
+
+// pushLoop hands a batch to the remote writer every PushInterval.
+func (a *agentRuntime) pushLoop(ctx context.Context) {
+	t := time.NewTicker(a.cfg.PushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			a.rw.Enqueue(a.sampler.Batch(now))
+		}
+	}
+}

@@ -1,0 +1,191 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
+)
+
+// NodeInfo is what the agent registers.
+type NodeInfo struct {
+	Name         string
+	CPUCores     float64
+	MemoryBytes  int64
+	Labels       map[string]string
+	Enforcement  string // cgroup2 | cgroup1 | none
+	AgentAddress string // host:port of the agent's HTTP server
+	Version      string
+}
+
+// Registration is the control plane's answer to Register.
+type Registration struct {
+	NodeID            string
+	HeartbeatInterval int32  // seconds; 0 = agent default
+	RemoteWriteURL    string // "" = agent default
+}
+
+// NodeHeartbeat is the node's liveness and usage.
+type NodeHeartbeat struct {
+	NodeID               string
+	CPUUsedCores         float64
+	MemoryUsedBytes      int64
+	MemoryAvailableBytes int64
+	MemoryPressure       bool
+}
+
+// ControlPlane is everything the agent needs from the server. The gRPC
+// client below satisfies it; so could any other transport.
+type ControlPlane interface {
+	Register(ctx context.Context, n NodeInfo) (Registration, error)
+	// Heartbeat returns reregister=true when the server does not know the node.
+	Heartbeat(ctx context.Context, h NodeHeartbeat) (reregister bool, err error)
+	// WatchAssignments calls each with every full desired set until the
+	// stream ends or ctx is done; it returns the reason it ended.
+	WatchAssignments(ctx context.Context, nodeID string, each func(AssignmentSet)) error
+	ReportTaskStatus(ctx context.Context, nodeID string, statuses []TaskStatus) error
+}
+
+// GRPCControlPlane talks to fathom.v1.AgentService.
+type GRPCControlPlane struct {
+	conn   *grpc.ClientConn
+	client fathomv1.AgentServiceClient
+}
+
+// DialControlPlane connects (lazily; gRPC reconnects by itself) to the
+// control plane's gRPC address. A scheme such as http:// is ignored.
+func DialControlPlane(addr string) (*GRPCControlPlane, error) {
+	target := addr
+	if i := strings.Index(target, "://"); i >= 0 {
+		target = target[i+3:]
+	}
+	target = strings.TrimRight(target, "/")
+	if target == "" {
+		return nil, fmt.Errorf("--server is empty; give the control plane's gRPC address, e.g. 127.0.0.1:7071")
+	}
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("control plane address %q: %w", addr, err)
+	}
+	return &GRPCControlPlane{conn: conn, client: fathomv1.NewAgentServiceClient(conn)}, nil
+}
+
+// Close closes the connection.
+func (c *GRPCControlPlane) Close() error { return c.conn.Close() }
+
+func (c *GRPCControlPlane) Register(ctx context.Context, n NodeInfo) (Registration, error) {
+	r, err := c.client.Register(ctx, &fathomv1.RegisterNodeRequest{Name: n.Name, CpuCores: n.CPUCores, MemoryBytes: n.MemoryBytes,
+		Labels: n.Labels, Enforcement: n.Enforcement, AgentAddress: n.AgentAddress, Version: n.Version})
+	if err != nil {
+		return Registration{}, err
+	}
+	return Registration{NodeID: r.GetNodeId(), HeartbeatInterval: r.GetHeartbeatIntervalSeconds(), RemoteWriteURL: r.GetRemoteWriteUrl()}, nil
+}
+
+func (c *GRPCControlPlane) Heartbeat(ctx context.Context, h NodeHeartbeat) (bool, error) {
+	r, err := c.client.Heartbeat(ctx, &fathomv1.HeartbeatRequest{NodeId: h.NodeID, CpuUsedCores: h.CPUUsedCores,
+		MemoryUsedBytes: h.MemoryUsedBytes, MemoryAvailableBytes: h.MemoryAvailableBytes, MemoryPressure: h.MemoryPressure})
+	if err != nil {
+		return false, err
+	}
+	return r.GetReregister(), nil
+}
+
+func (c *GRPCControlPlane) WatchAssignments(ctx context.Context, nodeID string, each func(AssignmentSet)) error {
+	stream, err := c.client.WatchAssignments(ctx, &fathomv1.WatchAssignmentsRequest{NodeId: nodeID})
+	if err != nil {
+		return err
+	}
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		each(AssignmentSetFromProto(m))
+	}
+}
+
+func (c *GRPCControlPlane) ReportTaskStatus(ctx context.Context, nodeID string, statuses []TaskStatus) error {
+	req := &fathomv1.ReportTaskStatusRequest{NodeId: nodeID, Statuses: make([]*fathomv1.TaskStatus, len(statuses))}
+	for i, s := range statuses {
+		req.Statuses[i] = TaskStatusToProto(s)
+	}
+	_, err := c.client.ReportTaskStatus(ctx, req)
+	return err
+}
+
+// AssignmentSetFromProto translates the wire message at the edge.
+func AssignmentSetFromProto(m *fathomv1.AssignmentSet) AssignmentSet {
+	set := AssignmentSet{Revision: m.GetRevision(), Assignments: make([]Assignment, 0, len(m.GetAssignments()))}
+	for _, a := range m.GetAssignments() {
+		set.Assignments = append(set.Assignments, AssignmentFromProto(a))
+	}
+	return set
+}
+
+// AssignmentFromProto translates one assignment. DESIRED_STATE_UNSPECIFIED
+// counts as RUN.
+func AssignmentFromProto(a *fathomv1.Assignment) Assignment {
+	d := DesiredRun
+	if a.GetDesiredState() == fathomv1.DesiredState_DESIRED_STATE_STOP {
+		d = DesiredStop
+	}
+	return Assignment{TaskID: a.GetTaskId(), JobID: a.GetJobId(), Namespace: a.GetNamespace(), JobName: a.GetJobName(),
+		TaskIndex: a.GetTaskIndex(), Command: a.GetCommand(), Env: a.GetEnv(), User: a.GetUser(), JobType: a.GetJobType(),
+		Priority: a.GetPriority(), CPURequestCores: a.GetCpuRequestCores(), CPULimitCores: a.GetCpuLimitCores(),
+		MemoryRequestBytes: a.GetMemoryRequestBytes(), MemoryLimitBytes: a.GetMemoryLimitBytes(), Desired: d, Generation: a.GetGeneration()}
+}
+
+// AssignmentToProto is the inverse of AssignmentFromProto (for servers and tests).
+func AssignmentToProto(a Assignment) *fathomv1.Assignment {
+	d := fathomv1.DesiredState_DESIRED_STATE_RUN
+	if a.Desired == DesiredStop {
+		d = fathomv1.DesiredState_DESIRED_STATE_STOP
+	}
+	return &fathomv1.Assignment{TaskId: a.TaskID, JobId: a.JobID, Namespace: a.Namespace, JobName: a.JobName, TaskIndex: a.TaskIndex,
+		Command: a.Command, Env: a.Env, User: a.User, JobType: a.JobType, Priority: a.Priority, CpuRequestCores: a.CPURequestCores,
+		CpuLimitCores: a.CPULimitCores, MemoryRequestBytes: a.MemoryRequestBytes, MemoryLimitBytes: a.MemoryLimitBytes,
+		DesiredState: d, Generation: a.Generation}
+}
+
+var stateToProto = map[TaskState]fathomv1.TaskState{
+	StateRunning: fathomv1.TaskState_TASK_STATE_RUNNING, StateSucceeded: fathomv1.TaskState_TASK_STATE_SUCCEEDED,
+	StateFailed: fathomv1.TaskState_TASK_STATE_FAILED, StateStopped: fathomv1.TaskState_TASK_STATE_STOPPED,
+	StateRejected: fathomv1.TaskState_TASK_STATE_REJECTED,
+}
+
+// TaskStatusToProto translates a status for the wire.
+func TaskStatusToProto(s TaskStatus) *fathomv1.TaskStatus {
+	p := &fathomv1.TaskStatus{TaskId: s.TaskID, State: stateToProto[s.State], Pid: s.PID, ExitCode: s.ExitCode, OomKilled: s.OOMKilled,
+		Evicted: s.Evicted, Reason: s.Reason, Restarts: s.Restarts, Generation: s.Generation}
+	if !s.StartedAt.IsZero() {
+		p.StartedAt = timestamppb.New(s.StartedAt)
+	}
+	if !s.FinishedAt.IsZero() {
+		p.FinishedAt = timestamppb.New(s.FinishedAt)
+	}
+	return p
+}
+
+// TaskStatusFromProto is the inverse of TaskStatusToProto.
+func TaskStatusFromProto(p *fathomv1.TaskStatus) TaskStatus {
+	s := TaskStatus{TaskID: p.GetTaskId(), PID: p.GetPid(), ExitCode: p.GetExitCode(), OOMKilled: p.GetOomKilled(), Evicted: p.GetEvicted(),
+		Reason: p.GetReason(), Restarts: p.GetRestarts(), Generation: p.GetGeneration()}
+	for k, v := range stateToProto {
+		if v == p.GetState() {
+			s.State = k
+		}
+	}
+	if p.StartedAt != nil {
+		s.StartedAt = p.StartedAt.AsTime()
+	}
+	if p.FinishedAt != nil {
+		s.FinishedAt = p.FinishedAt.AsTime()
+	}
+	return s
+}
