@@ -1,0 +1,355 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
+	"github.com/fathom-scheduler/fathom/store"
+)
+
+// harness is a real server on loopback with an embedded etcd.
+type harness struct {
+	t      *testing.T
+	url    string
+	srv    *Server
+	conn   *grpc.ClientConn
+	jobs   fathomv1.JobServiceClient
+	nodes  fathomv1.NodeServiceClient
+	agents fathomv1.AgentServiceClient
+}
+
+func startServer(t *testing.T, o Options) *harness {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := store.Open(ctx, store.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Store = st
+	srv, err := New(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ServeOptions{HTTP: hl, GRPC: gl}) }()
+	conn, err := grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		st.Close()
+	})
+	h := &harness{t: t, url: "http://" + hl.Addr().String(), srv: srv, conn: conn,
+		jobs: fathomv1.NewJobServiceClient(conn), nodes: fathomv1.NewNodeServiceClient(conn), agents: fathomv1.NewAgentServiceClient(conn)}
+	h.waitReady()
+	return h
+}
+
+func (h *harness) waitReady() {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(h.url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	h.t.Fatal("server not ready in 20s")
+}
+
+func (h *harness) do(method, path, body string) (int, map[string]any) {
+	h.t.Helper()
+	req, _ := http.NewRequest(method, h.url+path, strings.NewReader(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		h.t.Fatalf("%s %s: %d, body not JSON: %q", method, path, resp.StatusCode, b)
+	}
+	return resp.StatusCode, m
+}
+
+// eventually polls cond until it holds or 15 s pass.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+func TestRESTSubmitListStop(t *testing.T) {
+	h := startServer(t, Options{})
+	code, body := h.do("POST", "/v1/jobs", `{"name":"sleepy","task":{"command":["sleep","60"]}}`)
+	if code != 200 {
+		t.Fatalf("POST /v1/jobs = %d %v", code, body)
+	}
+	id, _ := body["id"].(string)
+	if !strings.HasPrefix(id, "sleepy-") {
+		t.Fatalf("id = %q, want sleepy-<random>", id)
+	}
+	// YAML works too.
+	code, body = h.do("POST", "/v1/jobs", "name: etl\nnamespace: team-a\ntype: batch\nreplicas: 2\ntask:\n  command: [/bin/true]\n")
+	if code != 200 {
+		t.Fatalf("POST yaml = %d %v", code, body)
+	}
+	// Same active name again: 409.
+	if code, body = h.do("POST", "/v1/jobs", `{"name":"sleepy","task":{"command":["sleep","1"]}}`); code != http.StatusConflict {
+		t.Fatalf("duplicate name = %d %v, want 409", code, body)
+	}
+	code, body = h.do("GET", "/v1/jobs?namespace=default", "")
+	if jobs, _ := body["jobs"].([]any); code != 200 || len(jobs) != 1 {
+		t.Fatalf("list namespace=default = %d %v, want 1 job", code, body)
+	}
+	code, body = h.do("GET", "/v1/jobs?state=pending", "")
+	if jobs, _ := body["jobs"].([]any); code != 200 || len(jobs) != 2 {
+		t.Fatalf("list state=pending = %d %v, want 2 jobs", code, body)
+	}
+	if code, _ = h.do("GET", "/v1/jobs?state=sleeping", ""); code != 400 {
+		t.Fatalf("bad state filter = %d, want 400", code)
+	}
+	code, body = h.do("GET", "/v1/jobs/"+id+"/tasks", "")
+	tasks, _ := body["tasks"].([]any)
+	if code != 200 || len(tasks) != 1 || !strings.Contains(tasks[0].(map[string]any)["reason"].(string), "waiting for a node") {
+		t.Fatalf("tasks = %d %v, want one pending task saying why it waits", code, body)
+	}
+	code, body = h.do("DELETE", "/v1/jobs/"+id, "")
+	if code != 200 || body["state"] != "JOB_STATE_STOPPED" {
+		t.Fatalf("stop = %d %v", code, body)
+	}
+	// The name is free again after the stop.
+	if code, body = h.do("POST", "/v1/jobs", `{"name":"sleepy","task":{"command":["sleep","1"]}}`); code != 200 {
+		t.Fatalf("resubmit after stop = %d %v", code, body)
+	}
+	if code, _ = h.do("GET", "/v1/jobs/nope-123", ""); code != 404 {
+		t.Fatalf("unknown job = %d, want 404", code)
+	}
+	if code, body = h.do("GET", "/v1/recommendations", ""); code != 501 || !strings.Contains(body["message"].(string), "predictor") {
+		t.Fatalf("recommendations = %d %v, want 501 naming the predictor", code, body)
+	}
+}
+
+func TestRESTBadSpecIs400NamingTheField(t *testing.T) {
+	h := startServer(t, Options{})
+	cases := map[string]string{
+		`{"name":"a","replicas":-1,"task":{"command":["x"]}}`:          "replicas",
+		`{"name":"a","task":{"command":[]}}`:                           "task.command",
+		`{"name":"a","task":{"command":["x"]},"colour":"red"}`:         "colour",
+		`{"name":"Bad_Name","task":{"command":["x"]}}`:                 "name",
+		`{"name":"a","type":"daemon","task":{"command":["x"]}}`:        "type",
+		`{"name":"a","replicas":"3","task":{"command":["x"]}}`:         "replicas",
+		`{"name":"a","schedule":"* * * * *","task":{"command":["x"]}}`: "schedule",
+		"name: a\ntask: [":                                             "malformed",
+		`{"name":"a","task":{"command":["x"],"resources":{"memory":"lots"}}}`: "task.resources.memory",
+		strings.Repeat("#", 2<<20): "limit",
+	}
+	for spec, field := range cases {
+		code, body := h.do("POST", "/v1/jobs", spec)
+		msg, _ := body["message"].(string)
+		if code != 400 || body["code"] != float64(3) || !strings.Contains(msg, field) {
+			t.Errorf("spec %.60q: got %d %v, want 400 INVALID_ARGUMENT naming %q", spec, code, body, field)
+		}
+	}
+	_, body := h.do("GET", "/v1/jobs", "")
+	if jobs, _ := body["jobs"].([]any); len(jobs) != 0 {
+		t.Fatalf("bad specs stored %d jobs", len(jobs))
+	}
+}
+
+// agent is a gRPC client acting as a node agent (the real agent is package
+// agent; this drives the same wire contract from the test).
+type agent struct {
+	t    *testing.T
+	h    *harness
+	name string
+	sets chan *fathomv1.AssignmentSet
+}
+
+func (h *harness) agent(name string, cpu float64) *agent {
+	ctx := h.t.Context()
+	a := &agent{t: h.t, h: h, name: name, sets: make(chan *fathomv1.AssignmentSet, 100)}
+	resp, err := h.agents.Register(ctx, &fathomv1.RegisterNodeRequest{Name: name, CpuCores: cpu, MemoryBytes: 8 << 30, Enforcement: "none", AgentAddress: "127.0.0.1:1"})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if resp.GetNodeId() != name || resp.GetHeartbeatIntervalSeconds() < 1 {
+		h.t.Fatalf("register = %v", resp)
+	}
+	stream, err := h.agents.WatchAssignments(ctx, &fathomv1.WatchAssignmentsRequest{NodeId: name})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	go func() {
+		for {
+			set, err := stream.Recv()
+			if err != nil {
+				close(a.sets)
+				return
+			}
+			a.sets <- set
+		}
+	}()
+	return a
+}
+
+// next returns the first assignment set that satisfies cond.
+func (a *agent) next(what string, cond func(*fathomv1.AssignmentSet) bool) *fathomv1.AssignmentSet {
+	a.t.Helper()
+	timeout := time.After(15 * time.Second)
+	for {
+		select {
+		case set, ok := <-a.sets:
+			if !ok {
+				a.t.Fatalf("%s: assignment stream ended", a.name)
+			}
+			if cond(set) {
+				return set
+			}
+		case <-timeout:
+			a.t.Fatalf("%s: no assignment set with %s", a.name, what)
+		}
+	}
+}
+
+func (a *agent) report(st ...*fathomv1.TaskStatus) {
+	a.t.Helper()
+	if _, err := a.h.agents.ReportTaskStatus(a.t.Context(), &fathomv1.ReportTaskStatusRequest{NodeId: a.name, Statuses: st}); err != nil {
+		a.t.Fatal(err)
+	}
+}
+
+func (h *harness) task(jobID string, idx int) *fathomv1.Task {
+	resp, err := h.jobs.ListTasks(h.t.Context(), &fathomv1.ListTasksRequest{JobId: jobID})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return resp.GetTasks()[idx]
+}
+
+func TestAgentLifecycle(t *testing.T) {
+	h := startServer(t, Options{HeartbeatTimeout: time.Second})
+	ctx := t.Context()
+	a := h.agent("node-a", 4)
+	if set := a.next("initial empty set", func(*fathomv1.AssignmentSet) bool { return true }); len(set.GetAssignments()) != 0 {
+		t.Fatalf("first set = %v, want empty", set)
+	}
+	created, err := h.jobs.CreateJob(ctx, &fathomv1.CreateJobRequest{Spec: &fathomv1.JobSpec{
+		Name: "web", Task: &fathomv1.TaskSpec{Command: []string{"python3", "-m", "http.server"}, Resources: &fathomv1.Resources{Memory: "128Mi"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.GetId()
+	set := a.next("the web task", func(s *fathomv1.AssignmentSet) bool { return len(s.GetAssignments()) == 1 })
+	as := set.GetAssignments()[0]
+	if as.GetTaskId() != id+"-0" || as.GetDesiredState() != fathomv1.DesiredState_DESIRED_STATE_RUN || as.GetMemoryLimitBytes() != 128<<20 || as.GetGeneration() != 1 || as.GetJobType() != "service" {
+		t.Fatalf("assignment = %v", as)
+	}
+	a.report(&fathomv1.TaskStatus{TaskId: as.GetTaskId(), State: fathomv1.TaskState_TASK_STATE_RUNNING, Pid: 42, Generation: 1})
+	if tk := h.task(id, 0); tk.GetState() != fathomv1.TaskState_TASK_STATE_RUNNING || tk.GetNode() != "node-a" || tk.GetPid() != 42 {
+		t.Fatalf("task after RUNNING report = %v", tk)
+	}
+	// A gRPC CreateJob with a bad spec is INVALID_ARGUMENT too.
+	if _, err := h.jobs.CreateJob(ctx, &fathomv1.CreateJobRequest{Spec: &fathomv1.JobSpec{Name: "x"}}); err == nil || !strings.Contains(err.Error(), "task") {
+		t.Fatalf("gRPC bad spec: err = %v, want one naming task", err)
+	}
+
+	// Node B joins; node A stops heartbeating (B keeps going): A goes down,
+	// the task is lost and placed again on B with the same id, next generation.
+	b := h.agent("node-b", 4)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+				h.agents.Heartbeat(context.Background(), &fathomv1.HeartbeatRequest{NodeId: "node-b"})
+			}
+		}
+	}()
+	moved := b.next("the moved task", func(s *fathomv1.AssignmentSet) bool { return len(s.GetAssignments()) == 1 })
+	if m := moved.GetAssignments()[0]; m.GetTaskId() != id+"-0" || m.GetGeneration() != 2 {
+		t.Fatalf("moved assignment = %v, want same task id, generation 2", m)
+	}
+	a.next("node A's set emptied", func(s *fathomv1.AssignmentSet) bool { return len(s.GetAssignments()) == 0 })
+	tk := h.task(id, 0)
+	if tk.GetNode() != "node-b" || tk.GetState() != fathomv1.TaskState_TASK_STATE_PLACED {
+		t.Fatalf("task after node-a died = %v", tk)
+	}
+	var sawLost bool
+	for _, hst := range tk.GetHistory() {
+		sawLost = sawLost || (hst.GetState() == fathomv1.TaskState_TASK_STATE_LOST && strings.Contains(hst.GetMessage(), "node-a stopped heartbeating"))
+	}
+	if !sawLost {
+		t.Fatalf("history does not explain the move: %v", tk.GetHistory())
+	}
+	nodes, _ := h.nodes.ListNodes(ctx, &fathomv1.ListNodesRequest{})
+	if len(nodes.GetNodes()) != 2 || nodes.GetNodes()[0].GetState() != fathomv1.NodeState_NODE_STATE_DOWN || nodes.GetNodes()[1].GetTaskCount() != 1 {
+		t.Fatalf("nodes = %v", nodes)
+	}
+
+	// Stop: the assignment turns to STOP; the agent confirms; the task is stopped.
+	b.report(&fathomv1.TaskStatus{TaskId: id + "-0", State: fathomv1.TaskState_TASK_STATE_RUNNING, Pid: 7, Generation: 2})
+	if _, err := h.jobs.StopJob(ctx, &fathomv1.StopJobRequest{Id: id}); err != nil {
+		t.Fatal(err)
+	}
+	b.next("a STOP assignment", func(s *fathomv1.AssignmentSet) bool {
+		return len(s.GetAssignments()) == 1 && s.GetAssignments()[0].GetDesiredState() == fathomv1.DesiredState_DESIRED_STATE_STOP
+	})
+	b.report(&fathomv1.TaskStatus{TaskId: id + "-0", State: fathomv1.TaskState_TASK_STATE_STOPPED, Generation: 3})
+	b.next("an empty set after the stop", func(s *fathomv1.AssignmentSet) bool { return len(s.GetAssignments()) == 0 })
+	if tk := h.task(id, 0); tk.GetState() != fathomv1.TaskState_TASK_STATE_STOPPED {
+		t.Fatalf("task after stop = %v", tk)
+	}
+
+	// A batch job: success of every task finishes the job.
+	bj, err := h.jobs.CreateJob(ctx, &fathomv1.CreateJobRequest{Spec: &fathomv1.JobSpec{Name: "etl", Type: "batch", Task: &fathomv1.TaskSpec{Command: []string{"/bin/true"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.next("the batch task", func(s *fathomv1.AssignmentSet) bool { return len(s.GetAssignments()) == 1 })
+	b.report(&fathomv1.TaskStatus{TaskId: bj.GetId() + "-0", State: fathomv1.TaskState_TASK_STATE_SUCCEEDED})
+	job, err := h.jobs.GetJob(ctx, &fathomv1.GetJobRequest{Id: bj.GetId()})
+	if err != nil || job.GetState() != fathomv1.JobState_JOB_STATE_SUCCEEDED {
+		t.Fatalf("batch job = %v, %v; want succeeded", job, err)
+	}
+	// Heartbeats are memory-only: the node keeps its usage without a write.
+	if _, err := h.agents.Heartbeat(ctx, &fathomv1.HeartbeatRequest{NodeId: "nobody"}); err != nil {
+		t.Fatal(err)
+	}
+}
