@@ -296,4 +296,3 @@ func cloneJob(j *fathomv1.Job) *fathomv1.Job {
 	}
 	return c
 }
-

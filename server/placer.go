@@ -6,7 +6,6 @@ import (
 	"sort"
 	"time"
 
-
 	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
 )
 
@@ -254,4 +253,3 @@ func (s *Server) placeRound(ctx context.Context) error {
 	s.metrics.placements.Add(float64(len(b.tasks)))
 	return nil
 }
-

@@ -501,4 +501,3 @@ func (s *Server) maybeRelease(b *batch, e *jobEntry, changed map[int32]*fathomv1
 	}
 	b.release = append(b.release, e)
 }
-

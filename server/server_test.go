@@ -173,7 +173,7 @@ func TestRESTBadSpecIs400NamingTheField(t *testing.T) {
 		`{"name":"a","type":"daemon","task":{"command":["x"]}}`:        "type",
 		`{"name":"a","replicas":"3","task":{"command":["x"]}}`:         "replicas",
 		`{"name":"a","schedule":"* * * * *","task":{"command":["x"]}}`: "schedule",
-		"name: a\ntask: [":                                             "malformed",
+		"name: a\ntask: [": "malformed",
 		`{"name":"a","task":{"command":["x"],"resources":{"memory":"lots"}}}`: "task.resources.memory",
 		strings.Repeat("#", 2<<20): "limit",
 	}
