@@ -51,6 +51,10 @@ func NodeKey(name string) string { return NodesPrefix + name }
 // name in the namespace.
 var ErrNameTaken = errors.New("job name already in use in this namespace")
 
+// ErrIDTaken is returned by CreateJob when the job id already exists (a
+// random-id collision; the caller picks a new id and retries).
+var ErrIDTaken = errors.New("job id already exists")
+
 // Options say where the state lives.
 type Options struct {
 	// DataDir holds the embedded etcd's data (in DataDir/etcd). Ignored when
@@ -222,13 +226,18 @@ func (s *Store) CreateJob(ctx context.Context, j *fathomv1.Job) error {
 	nameKey := JobNameKey(j.GetNamespace(), j.GetName())
 	job := PutJob(j)
 	resp, err := s.client.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(nameKey), "=", 0)).
+		If(clientv3.Compare(clientv3.CreateRevision(nameKey), "=", 0),
+			clientv3.Compare(clientv3.CreateRevision(job.Key), "=", 0)).
 		Then(clientv3.OpPut(nameKey, j.GetId()), toEtcd(job)).
+		Else(clientv3.OpGet(nameKey, clientv3.WithCountOnly())).
 		Commit()
 	if err != nil {
 		return fmt.Errorf("store: create job %s/%s: %w", j.GetNamespace(), j.GetName(), err)
 	}
 	if !resp.Succeeded {
+		if r := resp.Responses; len(r) == 1 && r[0].GetResponseRange().GetCount() == 0 {
+			return ErrIDTaken
+		}
 		return ErrNameTaken
 	}
 	return nil
