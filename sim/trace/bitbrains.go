@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -391,3 +392,29 @@ func BitbrainsSeries(samples iter.Seq2[BitbrainsSample, error], rng VMRange) ([]
 	}
 	return out, nil
 }
+
+// SeriesHistory serves series held in memory as a predictor.History, so
+// that the predictor can be driven from a trace exactly as from Prometheus.
+type SeriesHistory map[predictor.TaskKey][]models.Window
+
+// NewSeriesHistory indexes series by task.
+func NewSeriesHistory(series []predictor.Series) SeriesHistory {
+	h := SeriesHistory{}
+	for _, s := range series {
+		h[s.Task] = s.Windows
+	}
+	return h
+}
+
+// Windows implements predictor.History.
+func (h SeriesHistory) Windows(_ context.Context, task predictor.TaskKey, from, to time.Time) ([]models.Window, error) {
+	ws := h[task]
+	i := sort.Search(len(ws), func(i int) bool { return !ws[i].Start.Before(from) })
+	j := sort.Search(len(ws), func(i int) bool { return !ws[i].Start.Before(to) })
+	if j < i {
+		return nil, nil
+	}
+	return ws[i:j], nil
+}
+
+var _ predictor.History = SeriesHistory(nil)

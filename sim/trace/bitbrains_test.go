@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fathom-scheduler/fathom/predictor"
 )
 
 func openExcerpt(t *testing.T) *BitbrainsReader {
@@ -161,5 +164,41 @@ func TestBitbrainsSeries(t *testing.T) {
 		if len(s.Windows) < 800 || len(s.Provisioned) != len(s.Windows) {
 			t.Fatalf("%s: %d windows, %d provisioned", s.Task, len(s.Windows), len(s.Provisioned))
 		}
+	}
+}
+
+func TestSeriesHistoryDrivesThePredictor(t *testing.T) {
+	r := openExcerpt(t)
+	ss, err := BitbrainsSeries(r.All(), VMRange{From: 1, To: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := NewSeriesHistory(ss)
+	p, err := predictor.New(predictor.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := ss[0].Windows
+	now := w[len(w)/2].Start
+	n, err := p.Update(context.Background(), h, ss[0].Task, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Only windows that ended by now: no look-ahead.
+	want := 0
+	for _, x := range w {
+		if !x.Start.Add(5 * time.Minute).After(now) {
+			want++
+		}
+	}
+	if n != want {
+		t.Fatalf("fed %d windows, want %d complete ones", n, want)
+	}
+	rec, err := p.Recommend(ss[0].Task, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Limit.CPU <= 0 || rec.Limit.Memory <= 0 || rec.Limit.CPU > ss[0].Provisioned[0].CPU {
+		t.Errorf("recommendation %+v", rec)
 	}
 }

@@ -1,0 +1,197 @@
+package predictor
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/fathom-scheduler/fathom/models"
+)
+
+const gib = 1 << 30
+
+var task = TaskKey{Namespace: "team-a", Job: "web", Task: 0}
+
+// sliceHistory is a History over windows in memory.
+type sliceHistory struct {
+	ws    []models.Window
+	calls int
+}
+
+func (h *sliceHistory) Windows(_ context.Context, _ TaskKey, from, to time.Time) ([]models.Window, error) {
+	h.calls++
+	var out []models.Window
+	for _, w := range h.ws {
+		if !w.Start.Before(from) && w.Start.Before(to) {
+			out = append(out, w)
+		}
+	}
+	return out, nil
+}
+
+func steady(n int, cpu, mem float64) []models.Window {
+	ws := make([]models.Window, n)
+	for i := range ws {
+		ws[i] = models.Window{Start: epoch.Add(time.Duration(i) * 5 * time.Minute), CPU: cpu, CPUPeak: cpu, Memory: mem}
+	}
+	return ws
+}
+
+func TestPredictorUpdateRecommendOOM(t *testing.T) {
+	p, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Recommend(task, epoch); !errors.Is(err, ErrNoHistory) {
+		t.Fatalf("recommend before history: %v, want ErrNoHistory", err)
+	}
+	h := &sliceHistory{ws: steady(2*288, 0.5, gib)}
+	now := epoch.Add(2 * 24 * time.Hour)
+	n, err := p.Update(context.Background(), h, task, now)
+	if err != nil || n != 2*288 {
+		t.Fatalf("update: %d windows, %v; want 576", n, err)
+	}
+	// A second update finds nothing new.
+	if n, _ := p.Update(context.Background(), h, task, now); n != 0 {
+		t.Fatalf("second update fed %d windows again", n)
+	}
+	r, err := p.Recommend(task, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Limit.CPU < 0.5 || r.Limit.CPU > 1 || r.Limit.Memory < gib || r.Limit.Memory > 1.5*gib {
+		t.Errorf("limits %+v for a steady 0.5 core / 1 GiB task", r.Limit)
+	}
+	if r.Request.CPU > r.Limit.CPU || r.Request.CPU < 0.45 || r.Model != "fathom" || r.Why == "" {
+		t.Errorf("recommendation %+v", r)
+	}
+	if r.Confidence < 0.7 || r.Confidence > 0.8 {
+		t.Errorf("confidence %.2f after 2 days, want 0.75", r.Confidence)
+	}
+	// OOM at the limit: memory rises at once, before any new window.
+	p.ObserveOOM(task, now.Add(time.Minute), r.Limit.Memory)
+	r2, _ := p.Recommend(task, now.Add(2*time.Minute))
+	if r2.Limit.Memory < 1.2*r.Limit.Memory {
+		t.Errorf("memory limit %.2f GiB after OOM at %.2f GiB, want +20%%", r2.Limit.Memory/gib, r.Limit.Memory/gib)
+	}
+	snap, err := p.Snapshot()
+	if err != nil || len(snap[task]) == 0 {
+		t.Fatalf("snapshot: %v", err)
+	}
+	q, _ := New(Config{})
+	if err := q.Restore(task, snap[task], now, 576); err != nil {
+		t.Fatal(err)
+	}
+	r3, _ := q.Recommend(task, now.Add(2*time.Minute))
+	if r3.Limit != r2.Limit {
+		t.Errorf("restored limits %+v, want %+v", r3.Limit, r2.Limit)
+	}
+}
+
+// TestResizePolicyCountsResizes drives a noisy recommendation stream through
+// the policy for a day and counts resizes: the deadband and interval keep
+// them few, and every raise goes through at once.
+func TestResizePolicyCountsResizes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	rp := ResizePolicy{}
+	cur := models.Size{CPU: 1, Memory: gib}
+	last := epoch
+	resizes := 0
+	for i := range 288 {
+		now := epoch.Add(time.Duration(i) * 5 * time.Minute)
+		want := models.Size{CPU: 1 + 0.08*(rng.Float64()-0.5), Memory: gib * (1 + 0.08*(rng.Float64()-0.5))}
+		next, changed, why := rp.Decide(cur, last, Recommendation{Limit: want}, now)
+		if changed {
+			resizes++
+			last = now
+			if why == "" {
+				t.Fatal("a resize without a reason")
+			}
+		}
+		cur = next
+	}
+	if resizes > 0 {
+		t.Errorf("%d resizes for ±4%% noise, want none (10%% deadband)", resizes)
+	}
+	up, changed, _ := rp.Decide(cur, epoch, Recommendation{Limit: models.Size{CPU: cur.CPU, Memory: 2 * gib}}, epoch)
+	if !changed || up.Memory != 2*gib {
+		t.Errorf("a raise to 2 GiB right after a resize was held back: %+v", up)
+	}
+	down, changed, _ := rp.Decide(models.Size{CPU: 2, Memory: gib}, epoch, Recommendation{Limit: models.Size{CPU: 1, Memory: gib}}, epoch.Add(30*time.Minute))
+	if changed || down.CPU != 2 {
+		t.Errorf("a decrease 30 min after a resize went through: %+v", down)
+	}
+}
+
+func TestTrainMatchesObserve(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	var series []Series
+	for k := range 5 {
+		ws := steady(1000, 0, 0)
+		for i := range ws {
+			ws[i].CPU = rng.Float64() * 4
+			ws[i].Memory = gib * (1 + rng.Float64())
+		}
+		series = append(series, Series{Task: TaskKey{Namespace: "ns", Job: "j", Task: k}, Windows: ws})
+	}
+	a, _ := New(Config{})
+	if n, err := a.Train(series, 2); err != nil || n != 5000 {
+		t.Fatalf("train: %d, %v", n, err)
+	}
+	b, _ := New(Config{})
+	for _, s := range series {
+		b.Observe(s.Task, s.Windows)
+	}
+	now := epoch.Add(1000 * 5 * time.Minute)
+	for _, s := range series {
+		ra, _ := a.Recommend(s.Task, now)
+		rb, _ := b.Recommend(s.Task, now)
+		if ra.Limit != rb.Limit {
+			t.Fatalf("%s: trained %+v, observed %+v", s.Task, ra.Limit, rb.Limit)
+		}
+	}
+}
+
+// BenchmarkTrain1M trains the fathom ensemble (and, for reference, the
+// baselines) on 1,000,000 five-minute windows: 250 tasks × 4,000 windows of
+// bursty synthetic usage with a daily cycle, on GOMAXPROCS workers.
+// scripts/bench.d/40-predictor.sh prints the seconds per 1M windows.
+func BenchmarkTrain1M(b *testing.B) {
+	series := synthSeries(250, 4000, 42)
+	for _, kind := range []string{"fathom", "vpa", "autopilot"} {
+		b.Run(kind, func(b *testing.B) {
+			for b.Loop() {
+				p, _ := New(Config{Kind: kind})
+				if _, err := p.Train(series, 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/1M-windows")
+		})
+	}
+}
+
+func synthSeries(tasks, windows int, seed uint64) []Series {
+	rng := rand.New(rand.NewPCG(seed, seed))
+	out := make([]Series, tasks)
+	for k := range out {
+		base := 0.1 + 4*rng.Float64()
+		mem := gib * (0.2 + 8*rng.Float64())
+		ws := make([]models.Window, windows)
+		for i := range ws {
+			day := 1.0
+			if h := (i % 288) / 12; h >= 9 && h < 18 {
+				day = 2
+			}
+			c := base * day * (0.7 + 0.6*rng.Float64())
+			if rng.IntN(50) == 0 {
+				c *= 3
+			}
+			ws[i] = models.Window{Start: epoch.Add(time.Duration(i) * 5 * time.Minute), CPU: c, CPUPeak: c, Memory: mem * (0.9 + 0.2*rng.Float64())}
+		}
+		out[k] = Series{Task: TaskKey{Namespace: "bench", Job: "synth", Task: k}, Windows: ws}
+	}
+	return out
+}
