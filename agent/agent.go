@@ -172,6 +172,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	a.sampler = NewSampler(cfg.Name, a.exec, cfg.CPU, cfg.Memory, cfg.EvictionThreshold)
+	a.sampler.SetEnforcement(string(cg.Mode()))
 	rwURL := cfg.RemoteWriteURL
 	if rwURL == "" && cfg.Server != "" {
 		rwURL = "http://" + serverHostPort(cfg.Server) + "/api/v1/write"

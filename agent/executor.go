@@ -861,7 +861,7 @@ func (e *Executor) Usage() []TaskUsage {
 			continue
 		}
 		t.statsMu.Lock()
-		st, err := cg.Stats()
+		st, err := cg.Sample()
 		t.statsMu.Unlock()
 		if err != nil {
 			continue

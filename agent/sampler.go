@@ -51,7 +51,16 @@ type Sampler struct {
 	prevIdle  uint64
 	prevTotal uint64
 
-	descs map[string]*prometheus.Desc
+	descs       map[string]*prometheus.Desc
+	enforcement string
+	infoDesc    *prometheus.Desc
+}
+
+// SetEnforcement names the enforcement mode for fathom_node_enforcement_info.
+func (s *Sampler) SetEnforcement(mode string) {
+	s.mu.Lock()
+	s.enforcement = mode
+	s.mu.Unlock()
 }
 
 // NewSampler samples exec's tasks for node, whose capacity is cpu cores and
@@ -83,6 +92,8 @@ func NewSampler(node string, exec *Executor, cpu float64, mem int64, threshold f
 	} {
 		s.descs[name] = prometheus.NewDesc(name, help, nl, nil)
 	}
+	s.infoDesc = prometheus.NewDesc("fathom_node_enforcement_info",
+		"Always 1; the enforcement label says how limits are applied: cgroup2, cgroup1 or none.", []string{"node", "enforcement"}, nil)
 	return s
 }
 
@@ -240,6 +251,7 @@ func (s *Sampler) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range s.descs {
 		ch <- d
 	}
+	ch <- s.infoDesc
 }
 
 // Collect implements prometheus.Collector from the latest sample.
@@ -272,6 +284,9 @@ func (s *Sampler) Collect(ch chan<- prometheus.Metric) {
 		"fathom_node_memory_pressure": pressure, "fathom_agent_tasks_running": float64(len(s.tasks)),
 	} {
 		ch <- prometheus.MustNewConstMetric(s.descs[name], prometheus.GaugeValue, v, s.node)
+	}
+	if s.enforcement != "" {
+		ch <- prometheus.MustNewConstMetric(s.infoDesc, prometheus.GaugeValue, 1, s.node, s.enforcement)
 	}
 }
 

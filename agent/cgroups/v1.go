@@ -84,6 +84,8 @@ func (m *v1) Open(paths map[string]string) (Group, error) {
 type v1Group struct {
 	paths map[string]string
 	buf   [4096]byte // memory.stat is ~1.3 KiB; one buffer per group, callers serialise Stats
+	files files
+	cache sampled
 }
 
 func (g *v1Group) Paths() map[string]string {
@@ -143,33 +145,45 @@ func (g *v1Group) SetLimits(l Limits) error {
 	return writeFile(filepath.Join(cpu, "cpu.shares"), strconv.FormatInt(shares, 10))
 }
 
-func (g *v1Group) Stats() (Stats, error) {
+func (g *v1Group) Stats() (Stats, error) { return g.read(true) }
+
+// Sample implements Group.
+func (g *v1Group) Sample() (Stats, error) {
+	full := g.cache.n%sampleEvery == 0
+	g.cache.n++
+	return g.read(full)
+}
+
+func (g *v1Group) read(full bool) (Stats, error) {
 	var s Stats
-	ns, err := readInt(filepath.Join(g.paths["cpuacct"], "cpuacct.usage"))
+	ns, err := g.files.readInt(filepath.Join(g.paths["cpuacct"], "cpuacct.usage"))
 	if err != nil {
 		return s, err
 	}
 	s.CPUSeconds = float64(ns) / 1e9
 	mem := g.paths["memory"]
-	if s.MemoryUsage, err = readInt(filepath.Join(mem, "memory.usage_in_bytes")); err != nil {
+	if s.MemoryUsage, err = g.files.readInt(filepath.Join(mem, "memory.usage_in_bytes")); err != nil {
 		return s, err
 	}
-	b, err := readSmall(filepath.Join(mem, "memory.stat"), g.buf[:])
+	b, err := g.files.read(filepath.Join(mem, "memory.stat"), g.buf[:])
 	if err != nil {
 		return s, err
 	}
 	inactive, _ := keyed(b, "total_inactive_file")
 	s.MemoryWorkingSet = max(0, s.MemoryUsage-inactive)
-	b, err = readSmall(filepath.Join(mem, "memory.oom_control"), g.buf[:])
-	if err != nil {
-		return s, err
+	if full {
+		b, err = g.files.read(filepath.Join(mem, "memory.oom_control"), g.buf[:])
+		if err != nil {
+			return s, err
+		}
+		if v, ok := keyed(b, "oom_kill"); ok {
+			g.cache.oom = uint64(v)
+		}
+		if v, err := g.files.readInt(filepath.Join(mem, "memory.failcnt")); err == nil {
+			g.cache.hit = uint64(v)
+		}
 	}
-	if v, ok := keyed(b, "oom_kill"); ok {
-		s.OOMKills = uint64(v)
-	}
-	if v, err := readInt(filepath.Join(mem, "memory.failcnt")); err == nil {
-		s.MemoryFailCount = uint64(v)
-	}
+	s.OOMKills, s.MemoryFailCount = g.cache.oom, g.cache.hit
 	return s, nil
 }
 
@@ -192,6 +206,7 @@ func (g *v1Group) Kill() error {
 }
 
 func (g *v1Group) Delete() error {
+	g.files.close()
 	var first error
 	for _, p := range g.paths {
 		if err := os.Remove(p); err != nil && !os.IsNotExist(err) && first == nil {

@@ -94,8 +94,10 @@ func (m *v2) Open(paths map[string]string) (Group, error) {
 }
 
 type v2Group struct {
-	path string
-	buf  [4096]byte
+	path  string
+	buf   [4096]byte
+	files files
+	cache sampled
 }
 
 func (g *v2Group) Paths() map[string]string { return map[string]string{"unified": g.path} }
@@ -136,33 +138,45 @@ func (g *v2Group) SetLimits(l Limits) error {
 	return writeFile(filepath.Join(g.path, "cpu.weight"), strconv.FormatInt(weight, 10))
 }
 
-func (g *v2Group) Stats() (Stats, error) {
+func (g *v2Group) Stats() (Stats, error) { return g.read(true) }
+
+// Sample implements Group.
+func (g *v2Group) Sample() (Stats, error) {
+	full := g.cache.n%sampleEvery == 0
+	g.cache.n++
+	return g.read(full)
+}
+
+func (g *v2Group) read(full bool) (Stats, error) {
 	var s Stats
-	b, err := readSmall(filepath.Join(g.path, "cpu.stat"), g.buf[:])
+	b, err := g.files.read(filepath.Join(g.path, "cpu.stat"), g.buf[:])
 	if err != nil {
 		return s, err
 	}
 	us, _ := keyed(b, "usage_usec")
 	s.CPUSeconds = float64(us) / 1e6
-	if s.MemoryUsage, err = readInt(filepath.Join(g.path, "memory.current")); err != nil {
+	if s.MemoryUsage, err = g.files.readInt(filepath.Join(g.path, "memory.current")); err != nil {
 		return s, err
 	}
-	b, err = readSmall(filepath.Join(g.path, "memory.stat"), g.buf[:])
+	b, err = g.files.read(filepath.Join(g.path, "memory.stat"), g.buf[:])
 	if err != nil {
 		return s, err
 	}
 	inactive, _ := keyed(b, "inactive_file")
 	s.MemoryWorkingSet = max(0, s.MemoryUsage-inactive)
-	b, err = readSmall(filepath.Join(g.path, "memory.events"), g.buf[:])
-	if err != nil {
-		return s, err
+	if full {
+		b, err = g.files.read(filepath.Join(g.path, "memory.events"), g.buf[:])
+		if err != nil {
+			return s, err
+		}
+		if v, ok := keyed(b, "oom_kill"); ok {
+			g.cache.oom = uint64(v)
+		}
+		if v, ok := keyed(b, "max"); ok {
+			g.cache.hit = uint64(v)
+		}
 	}
-	if v, ok := keyed(b, "oom_kill"); ok {
-		s.OOMKills = uint64(v)
-	}
-	if v, ok := keyed(b, "max"); ok {
-		s.MemoryFailCount = uint64(v)
-	}
+	s.OOMKills, s.MemoryFailCount = g.cache.oom, g.cache.hit
 	return s, nil
 }
 
@@ -185,6 +199,7 @@ func (g *v2Group) Kill() error {
 }
 
 func (g *v2Group) Delete() error {
+	g.files.close()
 	if err := os.Remove(g.path); err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("removing cgroup %s: %w", g.path, err)
 	}
