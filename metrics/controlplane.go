@@ -49,7 +49,8 @@ type SchedulerMetrics struct {
 	Preemptions *prometheus.CounterVec
 	// Reschedules: tasks moved, by reason ("node_failed", "consolidation", "drain", …).
 	Reschedules *prometheus.CounterVec
-	// Evictions: tasks killed by an agent under pressure or an OOM, by reason.
+	// Evictions: tasks killed by an agent under pressure or an OOM, by the
+	// task's namespace and job and the reason.
 	Evictions *prometheus.CounterVec
 	// Resizes: in-place request/limit changes applied, by resource.
 	Resizes *prometheus.CounterVec
@@ -77,8 +78,8 @@ func NewSchedulerMetrics(reg prometheus.Registerer) (*SchedulerMetrics, error) {
 		}, []string{LabelReason}),
 		Evictions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: SchedulerEvictionsTotal,
-			Help: "Tasks evicted by agents (memory pressure, OOM), by reason.",
-		}, []string{LabelReason}),
+			Help: "Tasks evicted by agents (memory pressure, OOM), by namespace, job and reason.",
+		}, []string{LabelNamespace, LabelJobName, LabelReason}),
 		Resizes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: SchedulerResizesTotal,
 			Help: "In-place request/limit changes applied, by resource.",

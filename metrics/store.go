@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -59,10 +60,12 @@ type StoreOptions struct {
 	// MaxSamples bounds the samples one query may load; zero means 50 million
 	// (Prometheus's default).
 	MaxSamples int
-	// RuleFiles are Prometheus rule files (YAML) evaluated against the store
-	// every RuleInterval; recording rules write their results back into it.
-	// Empty means none. See RecordingRules for Fathom's own.
-	RuleFiles []string
+	// RuleFiles are extra Prometheus rule files (YAML) evaluated against the
+	// store every RuleInterval; recording rules write their results back into
+	// it. Fathom's own RecordingRules are always loaded unless
+	// NoRecordingRules is set.
+	RuleFiles        []string
+	NoRecordingRules bool
 	// RuleInterval is the evaluation interval of RuleFiles; zero means 30 s.
 	RuleInterval time.Duration
 }
@@ -163,7 +166,19 @@ func OpenStore(opts StoreOptions) (*Store, error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	if len(opts.RuleFiles) > 0 {
+	ruleFiles := opts.RuleFiles
+	if !opts.NoRecordingRules {
+		// Written outside the TSDB directory's own files, so that the TSDB does
+		// not mistake it for a block.
+		p, err := writeRules(filepath.Join(opts.Dir, "rules"))
+		if err != nil {
+			cancel()
+			db.Close()
+			return nil, err
+		}
+		ruleFiles = append([]string{p}, ruleFiles...)
+	}
+	if len(ruleFiles) > 0 {
 		s.rules = rules.NewManager(&rules.ManagerOptions{
 			AppendableV2: db,
 			Queryable:    db,
@@ -173,10 +188,10 @@ func OpenStore(opts StoreOptions) (*Store, error) {
 			Registerer:   opts.Registerer,
 			NotifyFunc:   func(context.Context, string, ...*rules.Alert) {},
 		})
-		if err := s.rules.Update(opts.RuleInterval, opts.RuleFiles, labels.EmptyLabels(), "", nil); err != nil {
+		if err := s.rules.Update(opts.RuleInterval, ruleFiles, labels.EmptyLabels(), "", nil); err != nil {
 			cancel()
 			db.Close()
-			return nil, fmt.Errorf("%w: rule files %v: %w", ErrBadOptions, opts.RuleFiles, err)
+			return nil, fmt.Errorf("%w: rule files %v: %w", ErrBadOptions, ruleFiles, err)
 		}
 		go s.rules.Run()
 	}

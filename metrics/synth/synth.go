@@ -18,8 +18,11 @@ import (
 type Cluster struct {
 	Namespace string // default "team-a"
 	JobName   string // default "web"
-	Tasks     int    // default 3
-	Nodes     int    // default 2; tasks are spread round-robin
+	// Jobs, when set, generates Tasks tasks for each of these jobs instead of
+	// JobName alone (all sharing the nodes).
+	Jobs  []string
+	Tasks int // tasks per job; default 3
+	Nodes int // default 2; tasks are spread round-robin
 	// Start and End bound the samples; Step is the sample interval (default 10 s,
 	// the agents' push interval).
 	Start, End time.Time
@@ -90,13 +93,18 @@ func Walk(c Cluster, chunk int, emit func([]metrics.Series) error) error {
 		cpuTotal, memPeak, ooms                 float64
 	}
 	rng := rand.New(rand.NewPCG(c.Seed, 0x5eed))
-	tasks := make([]*task, c.Tasks)
+	jobs := c.Jobs
+	if len(jobs) == 0 {
+		jobs = []string{c.JobName}
+	}
+	tasks := make([]*task, c.Tasks*len(jobs))
 	for i := range tasks {
+		job, ti := jobs[i/c.Tasks], i%c.Tasks
 		node := i % c.Nodes
 		tasks[i] = &task{
 			labels: map[string]string{
-				metrics.LabelNamespace: c.Namespace, metrics.LabelJobName: c.JobName,
-				metrics.LabelTask: TaskName(c.JobName, i), metrics.LabelNode: NodeName(node),
+				metrics.LabelNamespace: c.Namespace, metrics.LabelJobName: job,
+				metrics.LabelTask: TaskName(job, ti), metrics.LabelNode: NodeName(node),
 			},
 			node:    node,
 			cpuBase: 0.1 + 0.4*rng.Float64(),

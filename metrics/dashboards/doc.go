@@ -1,0 +1,10 @@
+// Package dashboards defines Fathom's Grafana dashboards as code with the
+// Grafana Foundation SDK: Cluster, Job right-sizing, Scheduler and Nodes. Each
+// takes its Prometheus data source from the "datasource" variable and filters
+// by the template variables namespace, job_name and node where the series
+// carry those labels.
+//
+// The JSON under metrics/dashboards/*.json is generated from this code (make
+// generate, or fathom dashboards export DIR) and committed; a test checks the
+// two agree, and another runs every panel query against a live store.
+package dashboards
