@@ -33,7 +33,12 @@ type Model struct {
 	Samples   int64                  `protobuf:"varint,6,opt,name=samples,proto3" json:"samples,omitempty"`
 	Version   int64                  `protobuf:"varint,7,opt,name=version,proto3" json:"version,omitempty"`
 	// Held-out quality figures, e.g. {"slack": 0.3, "violations": 0.01}.
-	Metrics       map[string]float64 `protobuf:"bytes,8,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	Metrics map[string]float64 `protobuf:"bytes,8,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	// History range the version was trained on.
+	Since *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=since,proto3" json:"since,omitempty"`
+	Until *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=until,proto3" json:"until,omitempty"`
+	// Tasks that contributed windows.
+	Tasks         int64 `protobuf:"varint,11,opt,name=tasks,proto3" json:"tasks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -124,11 +129,37 @@ func (x *Model) GetMetrics() map[string]float64 {
 	return nil
 }
 
+func (x *Model) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *Model) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *Model) GetTasks() int64 {
+	if x != nil {
+		return x.Tasks
+	}
+	return 0
+}
+
 type RetrainModelsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Restrict to one namespace / job name ("" = all).
-	Namespace     string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
-	JobName       string `protobuf:"bytes,2,opt,name=job_name,json=jobName,proto3" json:"job_name,omitempty"`
+	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	JobName   string `protobuf:"bytes,2,opt,name=job_name,json=jobName,proto3" json:"job_name,omitempty"`
+	// History range to train on (unset: since = until - 8 days, until = now).
+	Since *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	Until *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=until,proto3" json:"until,omitempty"`
+	// Train and evaluate, but neither store a new version nor serve it.
+	DryRun        bool `protobuf:"varint,5,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -177,9 +208,33 @@ func (x *RetrainModelsRequest) GetJobName() string {
 	return ""
 }
 
+func (x *RetrainModelsRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *RetrainModelsRequest) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *RetrainModelsRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
 type RetrainModelsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Models        []*Model               `protobuf:"bytes,1,rep,name=models,proto3" json:"models,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Models []*Model               `protobuf:"bytes,1,rep,name=models,proto3" json:"models,omitempty"`
+	DryRun bool                   `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// Usage windows read from the metrics store.
+	Windows       int64 `protobuf:"varint,3,opt,name=windows,proto3" json:"windows,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -219,6 +274,20 @@ func (x *RetrainModelsResponse) GetModels() []*Model {
 		return x.Models
 	}
 	return nil
+}
+
+func (x *RetrainModelsResponse) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *RetrainModelsResponse) GetWindows() int64 {
+	if x != nil {
+		return x.Windows
+	}
+	return 0
 }
 
 type ListModelsRequest struct {
@@ -321,7 +390,7 @@ var File_fathom_v1_models_proto protoreflect.FileDescriptor
 
 const file_fathom_v1_models_proto_rawDesc = "" +
 	"\n" +
-	"\x16fathom/v1/models.proto\x12\tfathom.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcc\x02\n" +
+	"\x16fathom/v1/models.proto\x12\tfathom.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc6\x03\n" +
 	"\x05Model\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1c\n" +
@@ -331,15 +400,24 @@ const file_fathom_v1_models_proto_rawDesc = "" +
 	"trained_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\ttrainedAt\x12\x18\n" +
 	"\asamples\x18\x06 \x01(\x03R\asamples\x12\x18\n" +
 	"\aversion\x18\a \x01(\x03R\aversion\x127\n" +
-	"\ametrics\x18\b \x03(\v2\x1d.fathom.v1.Model.MetricsEntryR\ametrics\x1a:\n" +
+	"\ametrics\x18\b \x03(\v2\x1d.fathom.v1.Model.MetricsEntryR\ametrics\x120\n" +
+	"\x05since\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
+	"\x05until\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x14\n" +
+	"\x05tasks\x18\v \x01(\x03R\x05tasks\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"O\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xcc\x01\n" +
 	"\x14RetrainModelsRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x19\n" +
-	"\bjob_name\x18\x02 \x01(\tR\ajobName\"A\n" +
+	"\bjob_name\x18\x02 \x01(\tR\ajobName\x120\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
+	"\x05until\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x17\n" +
+	"\adry_run\x18\x05 \x01(\bR\x06dryRun\"t\n" +
 	"\x15RetrainModelsResponse\x12(\n" +
-	"\x06models\x18\x01 \x03(\v2\x10.fathom.v1.ModelR\x06models\"L\n" +
+	"\x06models\x18\x01 \x03(\v2\x10.fathom.v1.ModelR\x06models\x12\x17\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun\x12\x18\n" +
+	"\awindows\x18\x03 \x01(\x03R\awindows\"L\n" +
 	"\x11ListModelsRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x19\n" +
 	"\bjob_name\x18\x02 \x01(\tR\ajobName\">\n" +
@@ -374,19 +452,23 @@ var file_fathom_v1_models_proto_goTypes = []any{
 	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
 }
 var file_fathom_v1_models_proto_depIdxs = []int32{
-	6, // 0: fathom.v1.Model.trained_at:type_name -> google.protobuf.Timestamp
-	5, // 1: fathom.v1.Model.metrics:type_name -> fathom.v1.Model.MetricsEntry
-	0, // 2: fathom.v1.RetrainModelsResponse.models:type_name -> fathom.v1.Model
-	0, // 3: fathom.v1.ListModelsResponse.models:type_name -> fathom.v1.Model
-	1, // 4: fathom.v1.ModelService.RetrainModels:input_type -> fathom.v1.RetrainModelsRequest
-	3, // 5: fathom.v1.ModelService.ListModels:input_type -> fathom.v1.ListModelsRequest
-	2, // 6: fathom.v1.ModelService.RetrainModels:output_type -> fathom.v1.RetrainModelsResponse
-	4, // 7: fathom.v1.ModelService.ListModels:output_type -> fathom.v1.ListModelsResponse
-	6, // [6:8] is the sub-list for method output_type
-	4, // [4:6] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	6,  // 0: fathom.v1.Model.trained_at:type_name -> google.protobuf.Timestamp
+	5,  // 1: fathom.v1.Model.metrics:type_name -> fathom.v1.Model.MetricsEntry
+	6,  // 2: fathom.v1.Model.since:type_name -> google.protobuf.Timestamp
+	6,  // 3: fathom.v1.Model.until:type_name -> google.protobuf.Timestamp
+	6,  // 4: fathom.v1.RetrainModelsRequest.since:type_name -> google.protobuf.Timestamp
+	6,  // 5: fathom.v1.RetrainModelsRequest.until:type_name -> google.protobuf.Timestamp
+	0,  // 6: fathom.v1.RetrainModelsResponse.models:type_name -> fathom.v1.Model
+	0,  // 7: fathom.v1.ListModelsResponse.models:type_name -> fathom.v1.Model
+	1,  // 8: fathom.v1.ModelService.RetrainModels:input_type -> fathom.v1.RetrainModelsRequest
+	3,  // 9: fathom.v1.ModelService.ListModels:input_type -> fathom.v1.ListModelsRequest
+	2,  // 10: fathom.v1.ModelService.RetrainModels:output_type -> fathom.v1.RetrainModelsResponse
+	4,  // 11: fathom.v1.ModelService.ListModels:output_type -> fathom.v1.ListModelsResponse
+	10, // [10:12] is the sub-list for method output_type
+	8,  // [8:10] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_fathom_v1_models_proto_init() }

@@ -37,10 +37,24 @@ type Recommendation struct {
 	Uncertainty float64                `protobuf:"fixed64,7,opt,name=uncertainty,proto3" json:"uncertainty,omitempty"`
 	Model       string                 `protobuf:"bytes,8,opt,name=model,proto3" json:"model,omitempty"`
 	GeneratedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=generated_at,json=generatedAt,proto3" json:"generated_at,omitempty"`
-	// Human-readable: what the recommendation is based on.
-	Explanation   string `protobuf:"bytes,10,opt,name=explanation,proto3" json:"explanation,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Human-readable: what the right-sizing loop did with it (resized in
+	// place, held by the deadband, raised after an OOM, ...).
+	Explanation string `protobuf:"bytes,10,opt,name=explanation,proto3" json:"explanation,omitempty"`
+	// Predicted per-window usage distribution (p -> value, same unit).
+	Quantiles []*Quantile `protobuf:"bytes,11,rep,name=quantiles,proto3" json:"quantiles,omitempty"`
+	// In [0,1]; grows with the history behind the answer.
+	Confidence float64 `protobuf:"fixed64,12,opt,name=confidence,proto3" json:"confidence,omitempty"`
+	// What the recommendation is based on, from the predictor.
+	Why string `protobuf:"bytes,13,opt,name=why,proto3" json:"why,omitempty"`
+	// The job id the task belongs to.
+	JobId string `protobuf:"bytes,14,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// Last measured usage (cores or bytes; 0 = none measured yet).
+	Usage float64 `protobuf:"fixed64,15,opt,name=usage,proto3" json:"usage,omitempty"`
+	// The request and limit in effect on the task now.
+	CurrentRequest float64 `protobuf:"fixed64,16,opt,name=current_request,json=currentRequest,proto3" json:"current_request,omitempty"`
+	CurrentLimit   float64 `protobuf:"fixed64,17,opt,name=current_limit,json=currentLimit,proto3" json:"current_limit,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Recommendation) Reset() {
@@ -143,17 +157,120 @@ func (x *Recommendation) GetExplanation() string {
 	return ""
 }
 
-type ListRecommendationsRequest struct {
+func (x *Recommendation) GetQuantiles() []*Quantile {
+	if x != nil {
+		return x.Quantiles
+	}
+	return nil
+}
+
+func (x *Recommendation) GetConfidence() float64 {
+	if x != nil {
+		return x.Confidence
+	}
+	return 0
+}
+
+func (x *Recommendation) GetWhy() string {
+	if x != nil {
+		return x.Why
+	}
+	return ""
+}
+
+func (x *Recommendation) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *Recommendation) GetUsage() float64 {
+	if x != nil {
+		return x.Usage
+	}
+	return 0
+}
+
+func (x *Recommendation) GetCurrentRequest() float64 {
+	if x != nil {
+		return x.CurrentRequest
+	}
+	return 0
+}
+
+func (x *Recommendation) GetCurrentLimit() float64 {
+	if x != nil {
+		return x.CurrentLimit
+	}
+	return 0
+}
+
+type Quantile struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
-	JobName       string                 `protobuf:"bytes,2,opt,name=job_name,json=jobName,proto3" json:"job_name,omitempty"`
+	P             float64                `protobuf:"fixed64,1,opt,name=p,proto3" json:"p,omitempty"`
+	Value         float64                `protobuf:"fixed64,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Quantile) Reset() {
+	*x = Quantile{}
+	mi := &file_fathom_v1_recommendations_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Quantile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Quantile) ProtoMessage() {}
+
+func (x *Quantile) ProtoReflect() protoreflect.Message {
+	mi := &file_fathom_v1_recommendations_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Quantile.ProtoReflect.Descriptor instead.
+func (*Quantile) Descriptor() ([]byte, []int) {
+	return file_fathom_v1_recommendations_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Quantile) GetP() float64 {
+	if x != nil {
+		return x.P
+	}
+	return 0
+}
+
+func (x *Quantile) GetValue() float64 {
+	if x != nil {
+		return x.Value
+	}
+	return 0
+}
+
+type ListRecommendationsRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	JobName   string                 `protobuf:"bytes,2,opt,name=job_name,json=jobName,proto3" json:"job_name,omitempty"`
+	// Job id (REST: ?job=ID); "" = all jobs.
+	Job           string `protobuf:"bytes,3,opt,name=job,proto3" json:"job,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListRecommendationsRequest) Reset() {
 	*x = ListRecommendationsRequest{}
-	mi := &file_fathom_v1_recommendations_proto_msgTypes[1]
+	mi := &file_fathom_v1_recommendations_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -165,7 +282,7 @@ func (x *ListRecommendationsRequest) String() string {
 func (*ListRecommendationsRequest) ProtoMessage() {}
 
 func (x *ListRecommendationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_recommendations_proto_msgTypes[1]
+	mi := &file_fathom_v1_recommendations_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -178,7 +295,7 @@ func (x *ListRecommendationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRecommendationsRequest.ProtoReflect.Descriptor instead.
 func (*ListRecommendationsRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_recommendations_proto_rawDescGZIP(), []int{1}
+	return file_fathom_v1_recommendations_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ListRecommendationsRequest) GetNamespace() string {
@@ -195,6 +312,13 @@ func (x *ListRecommendationsRequest) GetJobName() string {
 	return ""
 }
 
+func (x *ListRecommendationsRequest) GetJob() string {
+	if x != nil {
+		return x.Job
+	}
+	return ""
+}
+
 type ListRecommendationsResponse struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Recommendations []*Recommendation      `protobuf:"bytes,1,rep,name=recommendations,proto3" json:"recommendations,omitempty"`
@@ -204,7 +328,7 @@ type ListRecommendationsResponse struct {
 
 func (x *ListRecommendationsResponse) Reset() {
 	*x = ListRecommendationsResponse{}
-	mi := &file_fathom_v1_recommendations_proto_msgTypes[2]
+	mi := &file_fathom_v1_recommendations_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -216,7 +340,7 @@ func (x *ListRecommendationsResponse) String() string {
 func (*ListRecommendationsResponse) ProtoMessage() {}
 
 func (x *ListRecommendationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_recommendations_proto_msgTypes[2]
+	mi := &file_fathom_v1_recommendations_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -229,7 +353,7 @@ func (x *ListRecommendationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRecommendationsResponse.ProtoReflect.Descriptor instead.
 func (*ListRecommendationsResponse) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_recommendations_proto_rawDescGZIP(), []int{2}
+	return file_fathom_v1_recommendations_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ListRecommendationsResponse) GetRecommendations() []*Recommendation {
@@ -243,7 +367,7 @@ var File_fathom_v1_recommendations_proto protoreflect.FileDescriptor
 
 const file_fathom_v1_recommendations_proto_rawDesc = "" +
 	"\n" +
-	"\x1ffathom/v1/recommendations.proto\x12\tfathom.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc2\x02\n" +
+	"\x1ffathom/v1/recommendations.proto\x12\tfathom.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x04\n" +
 	"\x0eRecommendation\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x19\n" +
 	"\bjob_name\x18\x02 \x01(\tR\ajobName\x12\x12\n" +
@@ -255,10 +379,23 @@ const file_fathom_v1_recommendations_proto_rawDesc = "" +
 	"\x05model\x18\b \x01(\tR\x05model\x12=\n" +
 	"\fgenerated_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\vgeneratedAt\x12 \n" +
 	"\vexplanation\x18\n" +
-	" \x01(\tR\vexplanation\"U\n" +
+	" \x01(\tR\vexplanation\x121\n" +
+	"\tquantiles\x18\v \x03(\v2\x13.fathom.v1.QuantileR\tquantiles\x12\x1e\n" +
+	"\n" +
+	"confidence\x18\f \x01(\x01R\n" +
+	"confidence\x12\x10\n" +
+	"\x03why\x18\r \x01(\tR\x03why\x12\x15\n" +
+	"\x06job_id\x18\x0e \x01(\tR\x05jobId\x12\x14\n" +
+	"\x05usage\x18\x0f \x01(\x01R\x05usage\x12'\n" +
+	"\x0fcurrent_request\x18\x10 \x01(\x01R\x0ecurrentRequest\x12#\n" +
+	"\rcurrent_limit\x18\x11 \x01(\x01R\fcurrentLimit\".\n" +
+	"\bQuantile\x12\f\n" +
+	"\x01p\x18\x01 \x01(\x01R\x01p\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value\"g\n" +
 	"\x1aListRecommendationsRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x19\n" +
-	"\bjob_name\x18\x02 \x01(\tR\ajobName\"b\n" +
+	"\bjob_name\x18\x02 \x01(\tR\ajobName\x12\x10\n" +
+	"\x03job\x18\x03 \x01(\tR\x03job\"b\n" +
 	"\x1bListRecommendationsResponse\x12C\n" +
 	"\x0frecommendations\x18\x01 \x03(\v2\x19.fathom.v1.RecommendationR\x0frecommendations2\x9b\x01\n" +
 	"\x15RecommendationService\x12\x81\x01\n" +
@@ -276,23 +413,25 @@ func file_fathom_v1_recommendations_proto_rawDescGZIP() []byte {
 	return file_fathom_v1_recommendations_proto_rawDescData
 }
 
-var file_fathom_v1_recommendations_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_fathom_v1_recommendations_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_fathom_v1_recommendations_proto_goTypes = []any{
 	(*Recommendation)(nil),              // 0: fathom.v1.Recommendation
-	(*ListRecommendationsRequest)(nil),  // 1: fathom.v1.ListRecommendationsRequest
-	(*ListRecommendationsResponse)(nil), // 2: fathom.v1.ListRecommendationsResponse
-	(*timestamppb.Timestamp)(nil),       // 3: google.protobuf.Timestamp
+	(*Quantile)(nil),                    // 1: fathom.v1.Quantile
+	(*ListRecommendationsRequest)(nil),  // 2: fathom.v1.ListRecommendationsRequest
+	(*ListRecommendationsResponse)(nil), // 3: fathom.v1.ListRecommendationsResponse
+	(*timestamppb.Timestamp)(nil),       // 4: google.protobuf.Timestamp
 }
 var file_fathom_v1_recommendations_proto_depIdxs = []int32{
-	3, // 0: fathom.v1.Recommendation.generated_at:type_name -> google.protobuf.Timestamp
-	0, // 1: fathom.v1.ListRecommendationsResponse.recommendations:type_name -> fathom.v1.Recommendation
-	1, // 2: fathom.v1.RecommendationService.ListRecommendations:input_type -> fathom.v1.ListRecommendationsRequest
-	2, // 3: fathom.v1.RecommendationService.ListRecommendations:output_type -> fathom.v1.ListRecommendationsResponse
-	3, // [3:4] is the sub-list for method output_type
-	2, // [2:3] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	4, // 0: fathom.v1.Recommendation.generated_at:type_name -> google.protobuf.Timestamp
+	1, // 1: fathom.v1.Recommendation.quantiles:type_name -> fathom.v1.Quantile
+	0, // 2: fathom.v1.ListRecommendationsResponse.recommendations:type_name -> fathom.v1.Recommendation
+	2, // 3: fathom.v1.RecommendationService.ListRecommendations:input_type -> fathom.v1.ListRecommendationsRequest
+	3, // 4: fathom.v1.RecommendationService.ListRecommendations:output_type -> fathom.v1.ListRecommendationsResponse
+	4, // [4:5] is the sub-list for method output_type
+	3, // [3:4] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_fathom_v1_recommendations_proto_init() }
@@ -306,7 +445,7 @@ func file_fathom_v1_recommendations_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fathom_v1_recommendations_proto_rawDesc), len(file_fathom_v1_recommendations_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
