@@ -163,10 +163,12 @@ type rwReceiver struct {
 	addr    string
 }
 
-func newRWReceiver(t *testing.T) *rwReceiver {
+func newRWReceiver(t *testing.T) *rwReceiver { return newRWReceiverAt(t, "127.0.0.1:0") }
+
+func newRWReceiverAt(t *testing.T, addr string) *rwReceiver {
 	t.Helper()
 	r := &rwReceiver{}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,4 +215,22 @@ func (r *rwReceiver) find(name, task string) []float64 {
 		}
 	}
 	return out
+}
+
+func (r *rwReceiver) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.samples
+}
+
+// latest is the last status the server got for id.
+func (s *cpServer) latest(id string) (TaskStatus, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := len(s.statuses) - 1; i >= 0; i-- {
+		if s.statuses[i].TaskID == id {
+			return s.statuses[i], true
+		}
+	}
+	return TaskStatus{}, false
 }

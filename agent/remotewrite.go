@@ -41,6 +41,9 @@ func NewRemoteWriter(url string, maxPending int, reg prometheus.Registerer, log 
 	if maxPending <= 0 {
 		maxPending = 50000
 	}
+	if log == nil {
+		log = slog.Default()
+	}
 	w := &RemoteWriter{
 		client: &http.Client{Timeout: 10 * time.Second}, log: log, maxPending: maxPending, url: url,
 		kick: make(chan struct{}, 1),
