@@ -52,14 +52,14 @@ func (s *Server) GRPCServer() *grpc.Server {
 func (s *Server) unaryMetrics(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	start := time.Now()
 	resp, err := h(ctx, req)
-	s.metrics.requests.WithLabelValues("grpc", info.FullMethod, status.Code(err).String()).Inc()
-	s.metrics.duration.WithLabelValues("grpc", info.FullMethod).Observe(time.Since(start).Seconds())
+	s.metrics.requests.WithLabelValues(info.FullMethod, "grpc", status.Code(err).String()).Inc()
+	s.metrics.duration.WithLabelValues(info.FullMethod, "grpc").Observe(time.Since(start).Seconds())
 	return resp, err
 }
 
 func (s *Server) streamMetrics(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 	err := h(srv, ss)
-	s.metrics.requests.WithLabelValues("grpc", info.FullMethod, status.Code(err).String()).Inc()
+	s.metrics.requests.WithLabelValues(info.FullMethod, "grpc", status.Code(err).String()).Inc()
 	return err
 }
 
@@ -247,11 +247,15 @@ func (s *Server) httpMetrics(next *http.ServeMux) http.Handler {
 		if route == "" {
 			route = "unmatched"
 		}
+		// Patterns may carry a method ("POST /v1/jobs"); the label has it separately.
+		if i := strings.IndexByte(route, ' '); i >= 0 {
+			route = route[i+1:]
+		}
 		if sw.code == 0 {
 			sw.code = http.StatusOK
 		}
-		s.metrics.requests.WithLabelValues("http", route, strconv.Itoa(sw.code)).Inc()
-		s.metrics.duration.WithLabelValues("http", route).Observe(time.Since(start).Seconds())
+		s.metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(sw.code)).Inc()
+		s.metrics.duration.WithLabelValues(route, r.Method).Observe(time.Since(start).Seconds())
 	})
 }
 

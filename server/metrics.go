@@ -4,9 +4,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
+	"github.com/fathom-scheduler/fathom/metrics"
 )
 
-// apiMetrics are the control plane's fathom_api_* metrics.
+// apiMetrics are the control plane's fathom_api_* metrics. Request counts and
+// latencies use the shared definitions in package metrics (labels route,
+// method, code; for gRPC, route is the full method and method is "grpc").
 type apiMetrics struct {
 	requests    *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
@@ -16,16 +19,13 @@ type apiMetrics struct {
 }
 
 func newAPIMetrics(reg prometheus.Registerer, s *Server) (*apiMetrics, error) {
+	api, err := metrics.NewAPIMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
 	m := &apiMetrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fathom_api_requests_total",
-			Help: "API requests by protocol (grpc, http), method or route, and status code.",
-		}, []string{"protocol", "method", "code"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "fathom_api_request_duration_seconds",
-			Help:    "API request latency by protocol and method or route.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-		}, []string{"protocol", "method"}),
+		requests: api.Requests,
+		duration: api.Duration,
 		jobsCreated: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "fathom_api_jobs_created_total", Help: "Jobs acknowledged (committed to etcd).",
 		}),
@@ -36,7 +36,8 @@ func newAPIMetrics(reg prometheus.Registerer, s *Server) (*apiMetrics, error) {
 			Name: "fathom_api_nodes_down_total", Help: "Times a node was declared down for missing heartbeats.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.jobsCreated, m.placements, m.nodesDown, stateCollector{s}} {
+	cluster := metrics.NewClusterCollector(s.clusterState)
+	for _, c := range []prometheus.Collector{m.jobsCreated, m.placements, m.nodesDown, stateCollector{s}, cluster} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -92,4 +93,30 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	for st, n := range nodes {
 		ch <- prometheus.MustNewConstMetric(nodesDesc, prometheus.GaugeValue, float64(n), st)
 	}
+}
+
+// clusterState is the snapshot metrics.ClusterCollector exports as
+// fathom_node_* and fathom_scheduler_tasks / pending_tasks.
+func (s *Server) clusterState() metrics.ClusterState {
+	var cs metrics.ClusterState
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, ne := range s.nodes {
+		n := ne.node
+		cs.Nodes = append(cs.Nodes, metrics.NodeState{
+			Name: n.GetName(), Ready: n.GetState() == fathomv1.NodeState_NODE_STATE_UP, Schedulable: n.GetSchedulable(),
+			CPUCapacityCores: n.GetCpuCores(), MemoryCapacityBytes: float64(n.GetMemoryBytes()), LastHeartbeat: ne.lastSeen,
+		})
+	}
+	for _, e := range s.jobs {
+		for i := range e.tasks {
+			t := s.taskView(e, i)
+			cs.Tasks = append(cs.Tasks, metrics.TaskState{
+				Namespace: t.GetNamespace(), JobName: t.GetJobName(), Task: t.GetId(), Node: t.GetNode(),
+				State: StateName(t.GetState()), Priority: e.job.GetSpec().GetPriority(),
+				CPURequestCores: t.GetCpuRequestCores(), MemoryRequestBytes: float64(t.GetMemoryRequestBytes()),
+			})
+		}
+	}
+	return cs
 }

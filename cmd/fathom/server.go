@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/fathom-scheduler/fathom/internal/cli"
+	"github.com/fathom-scheduler/fathom/metrics"
+	"github.com/fathom-scheduler/fathom/server"
+	"github.com/fathom-scheduler/fathom/store"
+)
+
+func init() { register(newServerCmd) }
+
+// serverConfig is what `fathom server`, `fathom dev` and `fathom bench submit`
+// run.
+type serverConfig struct {
+	DataDir          string
+	HTTPAddr         string
+	GRPCAddr         string
+	EtcdEndpoints    []string
+	PrometheusURL    string
+	Retention        time.Duration
+	HeartbeatTimeout time.Duration
+	// NoMetricsStore skips the embedded TSDB (bench submit).
+	NoMetricsStore bool
+	Log            *slog.Logger
+	// Ready is called with the bound HTTP and gRPC addresses once serving.
+	Ready func(httpAddr, grpcAddr string)
+}
+
+func (c *serverConfig) bind(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&c.DataDir, "data-dir", "/var/lib/fathom/server", "directory for the embedded etcd (data-dir/etcd) and metrics TSDB (data-dir/metrics)")
+	f.StringVar(&c.HTTPAddr, "http-addr", ":7070", "REST API, /metrics, /healthz, /readyz, the Prometheus-compatible /api/v1/ and gRPC (h2c)")
+	f.StringVar(&c.GRPCAddr, "grpc-addr", ":7071", "gRPC only (agents and gRPC clients); empty = disable")
+	f.StringSliceVar(&c.EtcdEndpoints, "etcd-endpoints", nil, "external etcd endpoints (comma-separated); empty = embedded single-member etcd in --data-dir")
+	f.StringVar(&c.PrometheusURL, "prometheus-url", "", "use this Prometheus instead of the embedded TSDB: /api/v1/ is proxied to it and agents remote-write to it (it needs --web.enable-remote-write-receiver)")
+	f.DurationVar(&c.Retention, "retention", 15*24*time.Hour, "how long the embedded TSDB keeps samples")
+	f.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", 10*time.Second, "a node without a heartbeat for this long is down and its tasks are placed again")
+}
+
+func (c *serverConfig) validate() error {
+	if c.HTTPAddr == "" {
+		return cli.UsageErrorf("--http-addr must not be empty")
+	}
+	if len(c.EtcdEndpoints) == 0 && c.DataDir == "" {
+		return cli.UsageErrorf("--data-dir must not be empty when no --etcd-endpoints are given")
+	}
+	if c.HeartbeatTimeout < time.Second {
+		return cli.UsageErrorf("--heartbeat-timeout %s is too short; use at least 1s", c.HeartbeatTimeout)
+	}
+	if c.Retention <= 0 {
+		return cli.UsageErrorf("--retention must be positive, e.g. 15d as 360h")
+	}
+	if c.PrometheusURL != "" {
+		u, err := url.Parse(c.PrometheusURL)
+		if err != nil || u.Scheme == "" || u.Host == "" {
+			return cli.UsageErrorf("--prometheus-url %q must be an absolute URL such as http://127.0.0.1:9090", c.PrometheusURL)
+		}
+	}
+	return nil
+}
+
+// runServer runs the control plane until ctx ends.
+func runServer(ctx context.Context, c serverConfig) error {
+	log := c.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if c.DataDir != "" {
+		if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+			return fmt.Errorf("--data-dir: %w", err)
+		}
+	}
+	st, err := store.Open(ctx, store.Options{DataDir: c.DataDir, Endpoints: c.EtcdEndpoints})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	o := server.Options{Store: st, Registerer: reg, Gatherer: reg, HeartbeatTimeout: c.HeartbeatTimeout, Logger: log}
+	var ms *metrics.Store
+	switch {
+	case c.PrometheusURL != "":
+		u, _ := url.Parse(strings.TrimRight(c.PrometheusURL, "/"))
+		o.MetricsHandler = httputil.NewSingleHostReverseProxy(u)
+		o.RemoteWriteURL = u.String() + "/api/v1/write"
+	case !c.NoMetricsStore:
+		ms, err = metrics.OpenStore(metrics.StoreOptions{Dir: filepath.Join(c.DataDir, "metrics"), Retention: c.Retention, Registerer: reg, Logger: log})
+		if err != nil {
+			return err
+		}
+		defer ms.Close()
+		o.MetricsHandler = ms.Handler()
+	}
+	srv, err := server.New(ctx, o)
+	if err != nil {
+		return err
+	}
+	hl, err := net.Listen("tcp", c.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("--http-addr: %w", err)
+	}
+	var gl net.Listener
+	grpcAddr := hl.Addr().String()
+	if c.GRPCAddr != "" {
+		if gl, err = net.Listen("tcp", c.GRPCAddr); err != nil {
+			hl.Close()
+			return fmt.Errorf("--grpc-addr: %w", err)
+		}
+		grpcAddr = gl.Addr().String()
+	}
+	if ms != nil {
+		go ms.SelfScrape(ctx, reg, 15*time.Second, map[string]string{"job": "fathom-server", "instance": hl.Addr().String()})
+	}
+	if c.Ready != nil {
+		go func() {
+			if waitHTTP(ctx, "http://"+dialable(hl.Addr().String())+"/readyz") {
+				c.Ready(hl.Addr().String(), grpcAddr)
+			}
+		}()
+	}
+	log.Info("fathom server listening", "http", hl.Addr().String(), "grpc", grpcAddr, "data_dir", c.DataDir, "embedded_etcd", st.Embedded())
+	return srv.Serve(ctx, server.ServeOptions{HTTP: hl, GRPC: gl})
+}
+
+// dialable turns ":7070" / "[::]:7070" into "127.0.0.1:7070".
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// waitHTTP polls url until it answers 200 or ctx ends.
+func waitHTTP(ctx context.Context, u string) bool {
+	for {
+		req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return true
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// signalContext is cancelled on SIGINT or SIGTERM.
+func signalContext(parent context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+}
+
+func newServerCmd(g *cli.Globals) *cobra.Command {
+	var c serverConfig
+	var logLevel string
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the control plane: API, job state on etcd, placement, metrics store",
+		Long: `The control plane. It keeps jobs, tasks and nodes in etcd (an embedded
+single-member etcd in --data-dir by default, or --etcd-endpoints), serves the
+REST API and gRPC on --http-addr (gRPC also on --grpc-addr), tracks agents by
+heartbeat, places tasks, and serves a Prometheus-compatible API on /api/v1/
+backed by an embedded TSDB (or --prometheus-url).
+
+A submission is acknowledged only after etcd has committed it to disk.`,
+		Example: `  fathom server --data-dir /var/lib/fathom/server
+  fathom server --etcd-endpoints http://10.0.0.5:2379 --prometheus-url http://10.0.0.6:9090`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := c.validate(); err != nil {
+				return err
+			}
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return cli.UsageErrorf("--log-level %q is not one of debug, info, warn, error", logLevel)
+			}
+			c.Log = slog.New(slog.NewTextHandler(g.Stderr, &slog.HandlerOptions{Level: level}))
+			ctx, stop := signalContext(cmd.Context())
+			defer stop()
+			err := runServer(ctx, c)
+			if errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return err
+		},
+	}
+	c.bind(cmd)
+	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
