@@ -31,6 +31,15 @@ type NodeView struct {
 	MemoryUsed     int64
 	MemoryPressure bool
 	Tasks          int
+	// Running lists the tasks placed there (for spread and priorities).
+	Running []RunningTask
+}
+
+// RunningTask is a task already placed on a node.
+type RunningTask struct {
+	TaskID, JobID, Namespace, JobName, Priority string
+	CPURequest, CPULimit                        float64
+	MemoryRequest, MemoryLimit                  int64
 }
 
 // PendingTask is a task that needs a node.
@@ -155,6 +164,9 @@ func (s *Server) placeRound(ctx context.Context) error {
 					v.CPURequested += t.GetCpuRequestCores()
 					v.MemoryRequested += t.GetMemoryRequestBytes()
 					v.Tasks++
+					v.Running = append(v.Running, RunningTask{TaskID: id, JobID: jobID, Namespace: t.GetNamespace(), JobName: t.GetJobName(),
+						Priority: e.job.GetSpec().GetPriority(), CPURequest: t.GetCpuRequestCores(), CPULimit: t.GetCpuLimitCores(),
+						MemoryRequest: t.GetMemoryRequestBytes(), MemoryLimit: t.GetMemoryLimitBytes()})
 				}
 			}
 		}
