@@ -1,0 +1,189 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fathom-scheduler/fathom/models"
+	"github.com/fathom-scheduler/fathom/predictor"
+	"github.com/fathom-scheduler/fathom/scheduler"
+)
+
+// The policies the simulator knows, in display order.
+const (
+	PolicyProvisioned = predictor.PolicyProvisioned // the trace's own sizes
+	PolicyOracle      = "oracle"                    // each window's usage, known in advance
+)
+
+// Policies lists every policy Run accepts, in display order.
+var Policies = []string{PolicyProvisioned, "vpa", "autopilot", "fathom", PolicyOracle}
+
+// ErrInvalid marks bad simulator input (check with errors.Is).
+var ErrInvalid = errors.New("invalid simulation input")
+
+// Failure makes Machines used machines fail at time At after the workload's
+// start. Failed machines do not come back; their tasks are re-placed at once.
+type Failure struct {
+	Machines int
+	At       time.Duration
+}
+
+// ParseFailure reads "N@T", e.g. "2@3d" or "1@36h" (T: a Go duration, or
+// days with a "d" suffix).
+func ParseFailure(s string) (Failure, error) {
+	n, t, ok := strings.Cut(strings.TrimSpace(s), "@")
+	if !ok {
+		return Failure{}, fmt.Errorf("%w: --fail %q: want N@T, e.g. 2@3d (two machines fail 3 days in)", ErrInvalid, s)
+	}
+	k, err := strconv.Atoi(n)
+	if err != nil || k < 1 {
+		return Failure{}, fmt.Errorf("%w: --fail %q: N must be a whole number ≥ 1", ErrInvalid, s)
+	}
+	d, err := ParseDuration(t)
+	if err != nil || d < 0 {
+		return Failure{}, fmt.Errorf("%w: --fail %q: T must be a duration ≥ 0 such as 36h or 3d", ErrInvalid, s)
+	}
+	return Failure{Machines: k, At: d}, nil
+}
+
+// ParseDuration is time.ParseDuration that also accepts whole or decimal
+// days ("7d", "1.5d").
+func ParseDuration(s string) (time.Duration, error) {
+	if v, ok := strings.CutSuffix(s, "d"); ok {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0, fmt.Errorf("duration %q: want e.g. 7d, 36h or 90m", s)
+		}
+		return time.Duration(f * 24 * float64(time.Hour)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("duration %q: want e.g. 7d, 36h or 90m", s)
+	}
+	return d, nil
+}
+
+// Options configure Run. The zero value runs every policy with the default
+// machine shape, ε = 0.001 and hourly consolidation.
+type Options struct {
+	// Policies to run, in output order (default: Policies).
+	Policies []string
+	// Machine is the shape of every machine (CPU cores, memory bytes). Zero
+	// fields take the workload's largest provisioned size.
+	Machine models.Size
+	// OverloadRisk is ε for the scheduler's risk bound (0: 0.001).
+	OverloadRisk float64
+	// Risk is the scheduler's risk model (default Gaussian).
+	Risk scheduler.RiskModel
+	// Failures to inject.
+	Failures []Failure
+	// Seed makes machine choice for failures and the scheduler's tie-breaks
+	// reproducible.
+	Seed uint64
+	// WarmUp, ChangeThreshold and NoOOMFeedback mean what they mean in
+	// predictor.EvalOptions (24 h and 0.05 when zero; OOM feedback on).
+	WarmUp          time.Duration
+	ChangeThreshold float64
+	NoOOMFeedback   bool
+	// ResizeDeadband: a running task's placed size is lowered only when
+	// its new request or limit is this fraction below the placed one;
+	// raises are applied at once (0: 0.05).
+	ResizeDeadband float64
+	// ConsolidateEvery is how often, in windows, machines are drained when
+	// their tasks fit elsewhere (0: 12, an hour; negative: never).
+	ConsolidateEvery int
+	// ConsolidateBudget is how many machines one consolidation round may
+	// drain (0: 2).
+	ConsolidateBudget int
+	// New builds a recommender for a policy (models.New when nil).
+	New func(policy string) (models.Recommender, error)
+	// Workers is how many policies run at once (0: GOMAXPROCS). Policies
+	// are independent, so results do not depend on it.
+	Workers int
+	// Progress, when set, is called as windows are simulated (from any
+	// goroutine) with the windows done and the total over all policies.
+	Progress func(done, total int)
+	// SampleTasks is how many tasks get a per-window record of usage,
+	// request and limit in Report.TaskSeries (0: none).
+	SampleTasks int
+	// Timeseries asks for one Point per policy per window in
+	// Report.Timeseries.
+	Timeseries bool
+}
+
+func (o *Options) normalize(w *Workload) error {
+	if len(o.Policies) == 0 {
+		o.Policies = Policies
+	}
+	seen := map[string]bool{}
+	for _, p := range o.Policies {
+		if seen[p] {
+			return fmt.Errorf("%w: policy %q is listed twice", ErrInvalid, p)
+		}
+		seen[p] = true
+		if p == PolicyProvisioned || p == PolicyOracle {
+			continue
+		}
+		if !slices.Contains(Policies, p) && o.New == nil {
+			return fmt.Errorf("%w: unknown policy %q: use %s", ErrInvalid, p, strings.Join(Policies, ","))
+		}
+	}
+	if o.New == nil {
+		o.New = models.New
+	}
+	for _, p := range o.Policies {
+		if p == PolicyProvisioned || p == PolicyOracle {
+			continue
+		}
+		if _, err := o.New(p); err != nil {
+			return fmt.Errorf("%w: policy %q: %v", ErrInvalid, p, err)
+		}
+	}
+	def := w.LargestProvisioned()
+	if o.Machine.CPU == 0 {
+		o.Machine.CPU = def.CPU
+	}
+	if o.Machine.Memory == 0 {
+		o.Machine.Memory = def.Memory
+	}
+	if !(o.Machine.CPU > 0 && o.Machine.Memory > 0) {
+		return fmt.Errorf("%w: machine shape %v cores / %v bytes must be > 0 (give --machine-cpu and --machine-memory)", ErrInvalid, o.Machine.CPU, o.Machine.Memory)
+	}
+	if o.OverloadRisk == 0 {
+		o.OverloadRisk = scheduler.DefaultOverloadRisk
+	}
+	if !(o.OverloadRisk > 0 && o.OverloadRisk < 0.5) {
+		return fmt.Errorf("%w: overload risk %v must be in (0, 0.5), e.g. 0.001", ErrInvalid, o.OverloadRisk)
+	}
+	if o.WarmUp == 0 {
+		o.WarmUp = 24 * time.Hour
+	}
+	if o.ChangeThreshold == 0 {
+		o.ChangeThreshold = 0.05
+	}
+	if o.ResizeDeadband == 0 {
+		o.ResizeDeadband = 0.05
+	}
+	if o.ResizeDeadband < 0 || o.ResizeDeadband >= 1 {
+		return fmt.Errorf("%w: resize deadband %v must be in [0, 1)", ErrInvalid, o.ResizeDeadband)
+	}
+	if o.ConsolidateEvery == 0 {
+		o.ConsolidateEvery = 12
+	}
+	if o.ConsolidateBudget == 0 {
+		o.ConsolidateBudget = 2
+	}
+	for _, f := range o.Failures {
+		if f.Machines < 1 || f.At < 0 {
+			return fmt.Errorf("%w: failure %d@%v: want ≥ 1 machine at a time ≥ 0", ErrInvalid, f.Machines, f.At)
+		}
+	}
+	if o.SampleTasks < 0 {
+		return fmt.Errorf("%w: sample tasks %d must be ≥ 0", ErrInvalid, o.SampleTasks)
+	}
+	return nil
+}

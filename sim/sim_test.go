@@ -1,0 +1,343 @@
+package sim
+
+import (
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/fathom-scheduler/fathom/models"
+	"github.com/fathom-scheduler/fathom/predictor"
+	"github.com/fathom-scheduler/fathom/scheduler"
+	"github.com/fathom-scheduler/fathom/sim/trace"
+)
+
+const excerpt = "testdata/bitbrains-rnd-vm001-008-4d.csv.gz"
+
+func loadExcerpt(t *testing.T) ([]predictor.Series, *Workload) {
+	t.Helper()
+	series, err := LoadBitbrains(excerpt, trace.VMRange{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := FromSeries(excerpt, series, scheduler.Batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return series, w
+}
+
+func close(a, b float64) bool {
+	return math.Abs(a-b) <= 1e-9*math.Max(1, math.Max(math.Abs(a), math.Abs(b)))
+}
+
+// The simulator's per-task figures come from the same code as
+// `fathom model eval` (predictor.Tally fed window by window with the
+// limit asked before the window is observed); on the same trace they are
+// equal.
+func TestPerTaskFiguresEqualModelEval(t *testing.T) {
+	series, w := loadExcerpt(t)
+	pols := []string{PolicyProvisioned, "vpa", "autopilot", "fathom"}
+	want, err := predictor.Evaluate(series, predictor.EvalOptions{Policies: pols, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(w, Options{Policies: pols})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Results) != len(want) {
+		t.Fatalf("sim gave %d results, eval %d", len(rep.Results), len(want))
+	}
+	for i, g := range rep.Results {
+		e := want[i]
+		if g.Policy != e.Policy || g.Resource != e.Resource || g.Windows != e.Windows || g.Tasks != e.Tasks ||
+			!close(g.Slack, e.Slack) || !close(g.Footprint, e.Footprint) || !close(g.Violations, e.Violations) ||
+			!close(g.SevereViolations, e.SevereViolations) || !close(g.ChangesPerTaskDay, e.ChangesPerTaskDay) {
+			t.Errorf("%s %s:\n sim  %+v\n eval %+v", e.Policy, e.Resource, g, e)
+		}
+		if e.Windows == 0 {
+			t.Errorf("%s %s: no windows scored; the excerpt must outlast the warm-up", e.Policy, e.Resource)
+		}
+	}
+}
+
+func TestRunIsDeterministic(t *testing.T) {
+	_, w := loadExcerpt(t)
+	opts := Options{Seed: 7, Failures: []Failure{{Machines: 1, At: 36 * time.Hour}}, Timeseries: true}
+	a, err := Run(w, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Run(w, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range a.Cluster {
+		a.Cluster[i].SimSeconds, b.Cluster[i].SimSeconds = 0, 0
+	}
+	if !reflect.DeepEqual(a.Results, b.Results) || !reflect.DeepEqual(a.Cluster, b.Cluster) || !reflect.DeepEqual(a.Timeseries, b.Timeseries) {
+		t.Fatalf("two runs with the same seed differ:\n%+v\n%+v", a.Cluster, b.Cluster)
+	}
+}
+
+func TestClusterInvariants(t *testing.T) {
+	_, w := loadExcerpt(t)
+	rep, err := Run(w, Options{Timeseries: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Machine != w.LargestProvisioned() {
+		t.Fatalf("default machine %+v, want the largest provisioned %+v", rep.Machine, w.LargestProvisioned())
+	}
+	byPolicy := map[string]Cluster{}
+	for _, c := range rep.Cluster {
+		byPolicy[c.Policy] = c
+		if c.PendingTaskWindows != 0 {
+			t.Errorf("%s: %d task-windows pending; with the default machine every task fits", c.Policy, c.PendingTaskWindows)
+		}
+		if c.Utilization <= 0 || c.Utilization > 1 {
+			t.Errorf("%s: utilization %v out of (0, 1]", c.Policy, c.Utilization)
+		}
+	}
+	// Baselines pack on their limits and what runs is capped by the limit:
+	// no machine can be overloaded and nothing is evicted.
+	for _, p := range []string{PolicyProvisioned, "vpa", "autopilot", PolicyOracle} {
+		if c := byPolicy[p]; c.Overloaded != 0 || c.Evictions != 0 {
+			t.Errorf("%s: %d overloaded machine-windows, %d evictions; packing on limits cannot overload", p, c.Overloaded, c.Evictions)
+		}
+	}
+	// The oracle holds every task's full usage, so it never runs below the
+	// lower bound; other policies may, in windows where tasks are
+	// throttled at their limits or machines are overloaded. Packing on the
+	// trace's provisioned sizes needs more machines than the oracle.
+	o := byPolicy[PolicyOracle]
+	for _, pt := range rep.Timeseries {
+		if pt.Policy == PolicyOracle && pt.Machines < pt.LowerBound {
+			t.Errorf("oracle at %v: %d machines below the lower bound %d", pt.Time, pt.Machines, pt.LowerBound)
+		}
+	}
+	if pr := byPolicy[PolicyProvisioned]; pr.MachinesMean < o.MachinesMean {
+		t.Errorf("provisioned uses %.2f machines, the oracle %.2f", pr.MachinesMean, o.MachinesMean)
+	}
+	for _, r := range rep.Results {
+		if r.Policy == PolicyOracle && (r.Slack != 0 || r.Violations != 0) {
+			t.Errorf("oracle %s: slack %v violations %v, want 0", r.Resource, r.Slack, r.Violations)
+		}
+	}
+	// The time series adds up to the summary.
+	sum := map[string]int{}
+	for _, p := range rep.Timeseries {
+		sum[p.Policy] += p.Machines
+	}
+	for p, c := range byPolicy {
+		if sum[p] != c.MachineWindows {
+			t.Errorf("%s: time series has %d machine-windows, summary %d", p, sum[p], c.MachineWindows)
+		}
+	}
+}
+
+func TestFailureReplacesTasks(t *testing.T) {
+	_, w := loadExcerpt(t)
+	pols := []string{"vpa", "fathom"}
+	base, err := Run(w, Options{Policies: pols})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(w, Options{Policies: pols, Failures: []Failure{{Machines: 1, At: 50 * time.Hour}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range rep.Cluster {
+		if c.FailedMachines != 1 {
+			t.Errorf("%s: %d machines failed, want 1", c.Policy, c.FailedMachines)
+		}
+		if c.Reschedules <= base.Cluster[i].Reschedules {
+			t.Errorf("%s: %d reschedules with a failure, %d without; the failed machine's tasks must be re-placed", c.Policy, c.Reschedules, base.Cluster[i].Reschedules)
+		}
+		if c.PendingTaskWindows != 0 {
+			t.Errorf("%s: tasks left pending after the failure", c.Policy)
+		}
+	}
+}
+
+// last is a recommender that requests what the task used in its last
+// window under a fixed limit: a test fixture that makes the scheduler
+// oversubscribe memory so that eviction can be checked exactly.
+type last struct {
+	use models.Size
+	lim models.Size
+}
+
+func (l *last) Kind() string                  { return "last" }
+func (l *last) Observe(w models.Window)       { l.use = models.Size{CPU: w.CPU, Memory: w.Memory} }
+func (l *last) ObserveOOM(time.Time, float64) {}
+func (l *last) Limit(time.Time) models.Size   { return l.lim }
+func (l *last) Recommend(time.Time) models.Recommendation {
+	return models.Recommendation{
+		CPU:    models.Estimate{Request: l.use.CPU, Limit: l.lim.CPU, Mean: l.use.CPU},
+		Memory: models.Estimate{Request: l.use.Memory, Limit: l.lim.Memory, Mean: l.use.Memory},
+	}
+}
+
+func TestMemoryOverloadEvictsLowestPriority(t *testing.T) {
+	const gi = 1 << 30
+	t0 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	mk := func(job string, mem func(k int) float64) predictor.Series {
+		s := predictor.Series{Task: predictor.TaskKey{Namespace: "t", Job: job}}
+		for k := range 6 {
+			s.Windows = append(s.Windows, models.Window{Start: t0.Add(time.Duration(k) * Step), CPU: 0.1, CPUPeak: 0.1, Memory: mem(k)})
+			s.Provisioned = append(s.Provisioned, models.Size{CPU: 1, Memory: 4 * gi})
+		}
+		return s
+	}
+	flat := func(int) float64 { return 1 * gi }
+	grow := func(k int) float64 {
+		if k >= 3 {
+			return 2 * gi
+		}
+		return 1 * gi
+	}
+	w, err := FromSeries("synthetic", []predictor.Series{mk("a", grow), mk("b", grow), mk("c", flat)}, scheduler.Batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Tasks[2].Priority = scheduler.BestEffort // c goes first
+	rep, err := Run(w, Options{
+		Policies: []string{"fathom"}, Machine: models.Size{CPU: 4, Memory: 4 * gi}, Timeseries: true,
+		New: func(string) (models.Recommender, error) {
+			return &last{lim: models.Size{CPU: 1, Memory: 3 * gi}}, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := rep.Cluster[0]
+	// Windows 0-2: three tasks of 1 GiB share one 4 GiB machine. Window 3: a
+	// and b grow to 2 GiB, 5 GiB > 4 GiB: overloaded, and c (best-effort)
+	// is evicted. Window 4: a and b now request 2 GiB each (resized in
+	// place), so c is placed again on a second machine.
+	if c.Overloaded != 1 || c.Evictions != 1 || c.Reschedules != 1 {
+		t.Fatalf("overloaded %d, evictions %d, reschedules %d; want 1, 1, 1\n%+v", c.Overloaded, c.Evictions, c.Reschedules, rep.Timeseries)
+	}
+	got := []int{}
+	for _, p := range rep.Timeseries {
+		got = append(got, p.Machines)
+	}
+	if want := []int{1, 1, 1, 1, 2, 2}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("machines per window %v, want %v", got, want)
+	}
+}
+
+func TestOptionsRejectBadInput(t *testing.T) {
+	_, w := loadExcerpt(t)
+	for _, o := range []Options{
+		{Policies: []string{"nope"}},
+		{Policies: []string{"vpa", "vpa"}},
+		{OverloadRisk: 0.7},
+		{Machine: models.Size{CPU: -1}},
+		{Failures: []Failure{{Machines: 0}}},
+	} {
+		if _, err := Run(w, o); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Run(%+v) = %v, want ErrInvalid", o, err)
+		}
+	}
+}
+
+func TestParseFailure(t *testing.T) {
+	for in, want := range map[string]Failure{"2@3d": {2, 72 * time.Hour}, "1@36h": {1, 36 * time.Hour}, "3@0.5d": {3, 12 * time.Hour}} {
+		got, err := ParseFailure(in)
+		if err != nil || got != want {
+			t.Errorf("ParseFailure(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"2", "x@1d", "0@1d", "1@soon", "1@-2h"} {
+		if _, err := ParseFailure(in); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ParseFailure(%q) = %v, want ErrInvalid", in, err)
+		}
+	}
+}
+
+func TestEventOrder(t *testing.T) {
+	var q eventQueue
+	q.push(event{at: Step, kind: evWindow, slot: 1})
+	q.push(event{at: Step, kind: evArrive, task: 1})
+	q.push(event{at: 0, kind: evWindow})
+	q.push(event{at: Step, kind: evFail})
+	q.push(event{at: Step, kind: evDepart, task: 2})
+	q.push(event{at: Step, kind: evArrive, task: 0})
+	var got []eventKind
+	var tasks []int
+	for q.Len() > 0 {
+		e := q.pop()
+		got = append(got, e.kind)
+		if e.kind == evArrive {
+			tasks = append(tasks, e.task)
+		}
+	}
+	want := []eventKind{evWindow, evDepart, evFail, evArrive, evArrive, evWindow}
+	if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(tasks, []int{1, 0}) {
+		t.Fatalf("order %v (arrivals %v), want %v with arrivals in insertion order [1 0]", got, tasks, want)
+	}
+}
+
+func TestLoadFathomFormat(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "trace.csv")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw := trace.NewFathomWriter(f)
+	t0 := time.Unix(1700000000, 0).UTC()
+	for k := range 12 {
+		_ = fw.Write(trace.FathomRow{Time: t0.Add(time.Duration(k) * Step), Namespace: "ns", Job: "web", Priority: "prod", CPU: 0.5, Memory: 1 << 28, CPURequest: 1, MemoryRequest: 1 << 30})
+		_ = fw.Write(trace.FathomRow{Time: t0.Add(time.Duration(k) * Step), Namespace: "ns", Job: "etl", Priority: "best-effort", CPU: 2, Memory: 1 << 29})
+	}
+	if err := fw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	w, err := Load(path, "fathom", LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w.Tasks) != 2 || w.Slots != 12 {
+		t.Fatalf("%d tasks over %d slots, want 2 over 12", len(w.Tasks), w.Slots)
+	}
+	if w.Tasks[0].Key.Job != "etl" || w.Tasks[0].Priority != scheduler.BestEffort || w.Tasks[1].Priority != scheduler.Prod {
+		t.Fatalf("tasks %+v %+v: want etl best-effort, web prod", w.Tasks[0].Key, w.Tasks[1].Key)
+	}
+	// etl has no provisioned size: the machine takes its peak usage.
+	if got := w.LargestProvisioned(); got != (models.Size{CPU: 2, Memory: 1 << 30}) {
+		t.Fatalf("largest provisioned %+v", got)
+	}
+	if _, err := Run(w, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path, "nope", LoadOptions{}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("unknown format: %v", err)
+	}
+}
+
+func TestLoadGoogleJoinsUsage(t *testing.T) {
+	w, err := Load("testdata/google2011", "google2011", LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w.Tasks) != 2 {
+		t.Fatalf("%d tasks, want the 2 with task_usage rows", len(w.Tasks))
+	}
+	tk := w.Tasks[0]
+	// task_events: priority 9 (prod), request 0.125 CPU / 0.07446 memory;
+	// task_usage: cpu_rate 0.001562, max_memory 0.06787.
+	if tk.Priority != scheduler.Prod || !close(tk.Provisioned[0].CPU, 0.125*GoogleMachineCores) ||
+		!close(tk.Windows[0].CPU, 0.001562*GoogleMachineCores) || !close(tk.Windows[0].Memory, 0.06787*GoogleMachineBytes) {
+		t.Fatalf("task %+v", tk)
+	}
+	if _, err := Run(w, Options{}); err != nil {
+		t.Fatal(err)
+	}
+}
