@@ -42,7 +42,6 @@ type Autopilot struct {
 	N        int                `json:"n"`
 	CPUStats Moments            `json:"cpu_stats"`
 	MemStats Moments            `json:"mem_stats"`
-	OOMFloor float64            `json:"oom_floor"` // memory floor raised by OOMs
 }
 
 // NewAutopilot returns an empty moving-window recommender.
@@ -77,15 +76,17 @@ func (a *Autopilot) Observe(w Window) {
 	// The raw recommendation made with this window stands from its start.
 	m := 1 + a.Params.Margin
 	a.CPURecs.Push(t, a.CPUHist.Percentile(a.Params.CPUPercentile)*m)
-	a.MemRecs.Push(t, max(a.Mem.Max(t), a.OOMFloor)*m)
+	a.MemRecs.Push(t, a.Mem.Max(t)*m)
 }
 
-// ObserveOOM implements Recommender: memory is raised to at least 1.2× the
-// usage at the kill at once.
+// ObserveOOM implements Recommender. The moving-window recommender of
+// §3.2.2 has no OOM rule of its own: the usage at the kill (at least the
+// memory given) is a sample like any other, so it enters the 48 h maximum
+// at once and the limit becomes that plus the 10% margin.
 func (a *Autopilot) ObserveOOM(at time.Time, memory float64) {
-	a.OOMFloor = max(a.OOMFloor, memory*1.2)
-	t := unix(at)
-	a.MemRecs.Push(max(t, a.MemRecs.LastT()), a.OOMFloor*(1+a.Params.Margin))
+	t := max(unix(at), a.Mem.LastT())
+	a.Mem.Push(t, memory)
+	a.MemRecs.Push(max(t, a.MemRecs.LastT()), a.Mem.Max(t)*(1+a.Params.Margin))
 }
 
 // Limit implements Recommender.

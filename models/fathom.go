@@ -42,6 +42,10 @@ type FathomParams struct {
 	NearMiss float64 `json:"near_miss"`
 	// OOMHold is how long an OOM's raised floor stays, s.
 	OOMHold float64 `json:"oom_hold_s"`
+	// OOMBumpRatio and OOMMinBump: after an OOM at m bytes the memory limit
+	// is at least max(m×OOMBumpRatio, m+OOMMinBump).
+	OOMBumpRatio float64 `json:"oom_bump_ratio"`
+	OOMMinBump   float64 `json:"oom_min_bump"`
 }
 
 // FathomResourceParams are one resource's cost weights.
@@ -62,14 +66,16 @@ type FathomResourceParams struct {
 func DefaultFathomParams() FathomParams {
 	return FathomParams{
 		CPU:           FathomResourceParams{SizeCost: 0.05, OverrunCost: 1, SevereCost: 1, Floor: 0.001},
-		Memory:        FathomResourceParams{SizeCost: 0.05, OverrunCost: 6, SevereCost: 80, Floor: 1 << 20, Deadband: 0.08, HoldDown: 2 * 3600},
+		Memory:        FathomResourceParams{SizeCost: 0.05, OverrunCost: 12, SevereCost: 150, Floor: 1 << 20, Deadband: 0.08, HoldDown: 2 * 3600},
 		CostHalfLife:  14 * 24 * 3600,
 		StatsHalfLife: 24 * 3600,
 		Priority:      PriorityProd,
 		Deadband:      0.15,
 		HoldDown:      4 * 3600,
 		Margins:       []float64{1.0, 1.05, 1.15, 1.3, 1.6, 2.0},
-		OOMHold:       24 * 3600,
+		OOMHold:       3600,
+		OOMBumpRatio:  1.2,
+		OOMMinBump:    100 << 20,
 		NearMiss:      0.85,
 	}
 }
@@ -112,7 +118,7 @@ func (p FathomParams) priorityScale() float64 {
 // persisted costs; append only.
 var fathomBases = []string{
 	"max1h", "max6h", "max24h", "max72h", "max7d",
-	"p95", "p99", "periodic", "mean+3sd", "mean+5sd", "maxall", "daily7",
+	"p95", "p99", "periodic", "mean+3sd", "mean+5sd", "maxall", "daily7", "max6h+2jump", "max24h+3jump",
 }
 
 // Fathom is Fathom's own recommender for one task. For each resource it
@@ -134,6 +140,8 @@ type Fathom struct {
 type FathomTrack struct {
 	Hist    *DecayingHistogram `json:"hist"`
 	Stats   Moments            `json:"stats"`
+	Jump    Moments            `json:"jump"` // decayed mean of squared upward steps
+	Prev    float64            `json:"prev"`
 	Max     [6]RollingMax      `json:"max"` // 1h, 6h, 24h, 72h, 7d, all (10 y)
 	RingT   []int64            `json:"ring_t"`
 	RingV   []float64          `json:"ring_v"`
@@ -162,6 +170,7 @@ func newTrack(o HistogramOptions, p FathomParams, rp FathomResourceParams) Fatho
 	var tr FathomTrack
 	tr.Hist = NewDecayingHistogram(o, p.StatsHalfLife)
 	tr.Stats = Moments{HalfLife: p.StatsHalfLife}
+	tr.Jump = Moments{HalfLife: p.StatsHalfLife}
 	for i, w := range windows {
 		tr.Max[i] = RollingMax{Window: w}
 	}
@@ -214,6 +223,11 @@ func (tr *FathomTrack) observe(t int64, u float64, p *FathomParams, rp FathomRes
 	tr.CostRef = t
 	// Learn the window.
 	tr.Hist.Add(u, 1, t)
+	if tr.Stats.N > 0 {
+		d := max(u-tr.Prev, 0)
+		tr.Jump.Add(d*d, t)
+	}
+	tr.Prev = u
 	tr.Stats.Add(u, t)
 	for i := range tr.Max {
 		tr.Max[i].Push(t, u)
@@ -263,8 +277,8 @@ func (tr *FathomTrack) observe(t int64, u float64, p *FathomParams, rp FathomRes
 }
 
 // bases computes the base signals at time now, in fathomBases order.
-func (tr *FathomTrack) bases(now int64) [12]float64 {
-	var b [12]float64
+func (tr *FathomTrack) bases(now int64) [14]float64 {
+	var b [14]float64
 	for i := range 5 {
 		b[i] = tr.Max[i].Max(now)
 	}
@@ -285,6 +299,10 @@ func (tr *FathomTrack) bases(now int64) [12]float64 {
 		day = max(day, tr.rangeMax(now-d*86400-3600, now-d*86400+3600))
 	}
 	b[11] = day
+	// Volatility: the typical size of an upward jump between windows.
+	j := math.Sqrt(max(tr.Jump.Mean, 0))
+	b[12] = b[1] + 2*j
+	b[13] = b[2] + 3*j
 	sd := tr.Stats.StdDev()
 	b[8] = tr.Stats.Mean + 3*sd
 	b[9] = tr.Stats.Mean + 5*sd
@@ -302,9 +320,10 @@ func (tr *FathomTrack) rangeMax(from, to int64) float64 {
 }
 
 // ObserveOOM implements Recommender: the memory limit rises at once to
-// max(usage+100 MiB, 1.2×usage) and stays at least there for OOMHold.
+// max(usage+OOMMinBump, OOMBumpRatio×usage) and stays at least there for
+// OOMHold.
 func (f *Fathom) ObserveOOM(at time.Time, memory float64) {
-	need := max(memory+100<<20, memory*1.2)
+	need := max(memory+f.Params.OOMMinBump, memory*f.Params.OOMBumpRatio)
 	f.Mem.OOMAt = unix(at)
 	f.Mem.OOMMin = max(need, f.Mem.OOMMin)
 	f.Mem.Cur = max(f.Mem.Cur, need)

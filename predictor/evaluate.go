@@ -29,6 +29,11 @@ type EvalOptions struct {
 	// New builds a recommender for a policy (models.New when nil), so that
 	// callers can evaluate tuned parameters.
 	New func(policy string) (models.Recommender, error)
+	// NoOOMFeedback turns off what happens in production after a memory
+	// violation: the task is OOM-killed at its limit and the recommender
+	// hears of it (ObserveOOM) before the next window. On by default, as in
+	// the reference replay of the VPA (its OOM bump).
+	NoOOMFeedback bool
 	// Progress, when set, is called after each task (from any goroutine).
 	Progress func(done, total int)
 }
@@ -228,6 +233,9 @@ func replay(s *Series, policy string, opts EvalOptions) [2]Tally {
 			counted = true
 		}
 		if rec != nil {
+			if !opts.NoOOMFeedback && w.Memory > lim.Memory {
+				rec.ObserveOOM(w.Start, lim.Memory)
+			}
 			rec.Observe(w)
 		}
 	}
