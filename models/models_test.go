@@ -72,8 +72,14 @@ func TestOOMRaisesMemoryAtOnce(t *testing.T) {
 		before := r.Limit(at(400)).Memory
 		r.ObserveOOM(at(400).Add(time.Minute), before)
 		after := r.Limit(at(400).Add(2 * time.Minute)).Memory
-		if after < before*1.2-1 {
-			t.Errorf("%s: memory limit %.3f GiB after an OOM at %.3f GiB, want >= 1.2x", kind, after/GiB, before/GiB)
+		// The VPA and fathom bump by 1.2x; autopilot's moving window has no
+		// OOM rule and takes the usage at the kill as a sample (+10% margin).
+		want := 1.2
+		if kind == "autopilot" {
+			want = 1.1
+		}
+		if after < before*want-1 {
+			t.Errorf("%s: memory limit %.3f GiB after an OOM at %.3f GiB, want >= %.1fx", kind, after/GiB, before/GiB, want)
 		}
 	}
 }
