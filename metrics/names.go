@@ -19,6 +19,11 @@ const (
 	// Per node (agents).
 	NodeCPUCapacityCores    = "fathom_node_cpu_capacity_cores"
 	NodeMemoryCapacityBytes = "fathom_node_memory_capacity_bytes"
+	// Whole-machine usage and the agent's pressure signal (1 above the
+	// eviction threshold).
+	NodeCPUUsageCores   = "fathom_node_cpu_usage_cores"
+	NodeMemoryUsedBytes = "fathom_node_memory_used_bytes"
+	NodeMemoryPressure  = "fathom_node_memory_pressure"
 
 	// Prefixes of the control plane's own metrics.
 	SchedulerPrefix = "fathom_scheduler_"

@@ -50,7 +50,7 @@ func TestDashboardsHaveTheIssuesPanelsAndVariables(t *testing.T) {
 		"cluster.json":         {"CPU", "Memory", "Slack", "Oversubscription ratio", "Overloaded machines"},
 		"job-rightsizing.json": {"CPU per task", "Memory per task", "Prediction error (request vs. usage)", "OOM kills", "Evictions"},
 		"scheduler.json":       {"Placement latency", "Pending tasks", "Placements", "Preemptions", "Reschedules and evictions"},
-		"nodes.json":           {"Node up", "CPU pressure", "Memory pressure", "Agent push lag"},
+		"nodes.json":           {"Node up", "Machine usage", "Memory pressure signal", "Task CPU / capacity", "Agent push lag"},
 	}
 	wantVars := map[string][]string{
 		"cluster.json":         {"datasource", "namespace", "node"},

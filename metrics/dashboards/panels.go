@@ -83,9 +83,9 @@ func jobRightSizing() *dashboard.DashboardBuilder {
 			query{sel(`(max by (task) (fathom_task_cpu_request_cores{%[1]s}) - sum by (task) (rate(fathom_task_cpu_usage_seconds_total{%[1]s}[$__rate_interval]))) / sum by (task) (rate(fathom_task_cpu_usage_seconds_total{%[1]s}[$__rate_interval]))`, selTask), "{{task}} cpu"},
 			query{sel(`(max by (task) (fathom_task_memory_request_bytes{%[1]s}) - max by (task) (fathom_task_memory_working_set_bytes{%[1]s})) / max by (task) (fathom_task_memory_working_set_bytes{%[1]s})`, selTask), "{{task}} memory"},
 		)).
-		WithPanel(graph("Limit headroom used", "percentunit", "Peak memory / limit and CPU usage / limit per task; near 100% means OOM or throttling risk.",
-			query{sel(`max by (task) (fathom_task_memory_peak_bytes{%[1]s}) / max by (task) (fathom_task_memory_limit_bytes{%[1]s})`, selTask), "{{task}} memory"},
-			query{sel(`sum by (task) (rate(fathom_task_cpu_usage_seconds_total{%[1]s}[$__rate_interval])) / max by (task) (fathom_task_cpu_limit_cores{%[1]s})`, selTask), "{{task}} cpu"},
+		WithPanel(graph("Limit headroom used", "percentunit", "Peak memory / limit and CPU usage / limit per task; near 100% means OOM or throttling risk. Tasks without a limit (0 = unlimited) are left out.",
+			query{sel(`max by (task) (fathom_task_memory_peak_bytes{%[1]s}) / (max by (task) (fathom_task_memory_limit_bytes{%[1]s}) > 0)`, selTask), "{{task}} memory"},
+			query{sel(`sum by (task) (rate(fathom_task_cpu_usage_seconds_total{%[1]s}[$__rate_interval])) / (max by (task) (fathom_task_cpu_limit_cores{%[1]s}) > 0)`, selTask), "{{task}} cpu"},
 		)).
 		WithRow(dashboard.NewRowBuilder("Failures")).
 		WithPanel(graph("OOM kills", "short", "OOM kills per task in each interval.",
@@ -162,10 +162,17 @@ func nodes() *dashboard.DashboardBuilder {
 			query{sel(`count by (node) (fathom_task_memory_working_set_bytes{%s})`, selNode), "{{node}}"},
 		)).
 		WithRow(dashboard.NewRowBuilder("Pressure")).
-		WithPanel(graph("CPU pressure", "percentunit", "Σ task CPU usage / capacity per node; above 100% the node is overloaded.",
+		WithPanel(graph("Machine usage", "percentunit", "Whole-machine CPU and memory in use (tasks and everything else) / capacity, as the agent measures it.",
+			query{sel(`max by (node) (fathom_node_cpu_usage_cores{%[1]s}) / max by (node) (fathom_node_cpu_capacity_cores{%[1]s})`, selNode), "{{node}} cpu"},
+			query{sel(`max by (node) (fathom_node_memory_used_bytes{%[1]s}) / max by (node) (fathom_node_memory_capacity_bytes{%[1]s})`, selNode), "{{node}} memory"},
+		)).
+		WithPanel(graph("Memory pressure signal", "short", "1 while the agent sees memory above its eviction threshold (it evicts best-effort, then batch tasks).",
+			query{sel(`max by (node) (fathom_node_memory_pressure{%s})`, selNode), "{{node}}"},
+		)).
+		WithPanel(graph("Task CPU / capacity", "percentunit", "Σ task CPU usage / capacity per node; above 100% the node is overloaded.",
 			query{sel(`node:fathom_task_cpu_usage_cores:rate1m{%s} / on (node) node:fathom_node_cpu_capacity_cores:max`, selNode), "{{node}}"},
 		)).
-		WithPanel(graph("Memory pressure", "percentunit", "Σ task working set / capacity per node.",
+		WithPanel(graph("Task memory / capacity", "percentunit", "Σ task working set / capacity per node.",
 			query{sel(`node:fathom_task_memory_working_set_bytes:sum{%s} / on (node) node:fathom_node_memory_capacity_bytes:max`, selNode), "{{node}}"},
 		)).
 		WithPanel(graph("CPU requested / capacity", "percentunit", "What the scheduler has packed on each node, relative to its capacity.",

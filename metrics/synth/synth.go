@@ -91,6 +91,7 @@ func Walk(c Cluster, chunk int, emit func([]metrics.Series) error) error {
 		node                                    int
 		cpuBase, cpuAmp, memBase, memAmp, phase float64
 		cpuTotal, memPeak, ooms                 float64
+		lastCPU, lastMem                        float64
 	}
 	rng := rand.New(rand.NewPCG(c.Seed, 0x5eed))
 	jobs := c.Jobs
@@ -145,6 +146,7 @@ func Walk(c Cluster, chunk int, emit func([]metrics.Series) error) error {
 			for _, tk := range tasks {
 				cpu := math.Max(0.01, tk.cpuBase+tk.cpuAmp*math.Sin(day+tk.phase)+0.03*rng.NormFloat64())
 				mem := math.Max(16<<20, tk.memBase+tk.memAmp*math.Sin(day+tk.phase)+4*(1<<20)*rng.NormFloat64())
+				tk.lastCPU, tk.lastMem = cpu, mem
 				tk.cpuTotal += cpu * c.Step.Seconds()
 				tk.memPeak = math.Max(tk.memPeak, mem)
 				if mem > tk.memBase+0.97*tk.memAmp+6*(1<<20) { // a rare spike over the limit
@@ -159,10 +161,20 @@ func Walk(c Cluster, chunk int, emit func([]metrics.Series) error) error {
 				add(metrics.TaskMemoryLimitBytes, tk.labels, ms, round(tk.memBase+tk.memAmp+8*(1<<20), 1<<20))
 				add(metrics.TaskOOMKillsTotal, tk.labels, ms, tk.ooms)
 			}
+			nodeCPU := make([]float64, c.Nodes)
+			nodeMem := make([]float64, c.Nodes)
+			for _, tk := range tasks {
+				nodeCPU[tk.node] += tk.lastCPU
+				nodeMem[tk.node] += tk.lastMem
+			}
 			for i := 0; i < c.Nodes; i++ {
 				lbl := map[string]string{metrics.LabelNode: NodeName(i)}
 				add(metrics.NodeCPUCapacityCores, lbl, ms, 2)
 				add(metrics.NodeMemoryCapacityBytes, lbl, ms, 4<<30)
+				// The machine runs more than the tasks: 0.1 core and 300 MiB of system.
+				add(metrics.NodeCPUUsageCores, lbl, ms, nodeCPU[i]+0.1)
+				add(metrics.NodeMemoryUsedBytes, lbl, ms, nodeMem[i]+300<<20)
+				add(metrics.NodeMemoryPressure, lbl, ms, b2f(nodeMem[i]+300<<20 > 0.9*(4<<30)))
 			}
 		}
 		batch := make([]metrics.Series, 0, len(order))
@@ -177,3 +189,10 @@ func Walk(c Cluster, chunk int, emit func([]metrics.Series) error) error {
 }
 
 func round(v, unit float64) float64 { return math.Round(v/unit) * unit }
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
