@@ -218,7 +218,7 @@ func (s *Server) ReportTaskStatus(ctx context.Context, req *fathomv1.ReportTaskS
 		if cur == nil || cur.GetNode() != node || terminal(cur.GetState()) {
 			continue
 		}
-		t := applyStatus(proto.Clone(cur).(*fathomv1.Task), st, node, now)
+		t := s.onTaskReport(e, cur, applyStatus(proto.Clone(cur).(*fathomv1.Task), st, node, now), st, now)
 		if t == nil {
 			continue
 		}

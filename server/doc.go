@@ -15,7 +15,9 @@
 // PENDING. A task that is still pending when its job is stopped is STOPPED
 // without ever running. See docs/operator-guide.md.
 //
-// Placement is behind the Placer interface; the built-in placer is
-// TEMPORARY (first fit on hints/default sizes) until scheduler.Place is wired
-// in through Options.Placer.
+// Placement is behind the Placer interface; the default is SchedulerPlacer
+// (scheduler.Place: packing on predicted requests within an overload risk,
+// replicas spread over nodes). With Options.RightSizer the server also runs
+// the right-sizing loop (rightsizing.go) and the model registry
+// (registry.go); see docs/rightsizing.md.
 package server

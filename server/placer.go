@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"sort"
 	"time"
 
@@ -69,55 +68,11 @@ type Placement struct {
 	MemoryRequest, MemoryLimit int64
 }
 
-// Default sizes of the temporary placer for tasks without hints.
+// Cold-start sizes for tasks without hints or history (no limits).
 const (
 	DefaultCPURequest    = 0.1
 	DefaultMemoryRequest = 64 << 20
 )
-
-// TemporaryPlacer places each task on the up, schedulable node with the most
-// free CPU that fits its hint (or the default size), first come first served.
-//
-// TEMPORARY: replaced by scheduler.Place (set Options.Placer to an adapter).
-type TemporaryPlacer struct{}
-
-// Place implements Placer.
-func (TemporaryPlacer) Place(nodes []NodeView, pending []PendingTask, _ time.Time) []Placement {
-	free := make([]NodeView, len(nodes))
-	copy(free, nodes)
-	out := make([]Placement, 0, len(pending))
-	for _, p := range pending {
-		cpu, mem := p.CPUHint, p.MemoryHint
-		if cpu == 0 {
-			cpu = DefaultCPURequest
-		}
-		if mem == 0 {
-			mem = DefaultMemoryRequest
-		}
-		best := -1
-		for i := range free {
-			n := &free[i]
-			if n.CPUCores-n.CPURequested < cpu || n.MemoryBytes-n.MemoryRequested < mem {
-				continue
-			}
-			if best < 0 || n.CPUCores-n.CPURequested > free[best].CPUCores-free[best].CPURequested {
-				best = i
-			}
-		}
-		pl := Placement{TaskID: p.TaskID, CPURequest: cpu, MemoryRequest: mem, CPULimit: p.CPUHint, MemoryLimit: p.MemoryHint}
-		if best < 0 {
-			pl.Reason = fmt.Sprintf("no schedulable node has %.2f cores and %d MiB free (%d nodes considered)", cpu, mem>>20, len(nodes))
-		} else {
-			n := &free[best]
-			n.CPURequested += cpu
-			n.MemoryRequested += mem
-			pl.Node = n.Name
-			pl.Reason = fmt.Sprintf("placed on %s by the temporary placer (most free CPU: %.2f of %.2f cores requested after this task)", n.Name, n.CPURequested, n.CPUCores)
-		}
-		out = append(out, pl)
-	}
-	return out
-}
 
 // maxPlacePerRound bounds one placement round.
 const maxPlacePerRound = 10000

@@ -38,8 +38,15 @@ type Options struct {
 	HeartbeatInterval time.Duration
 	// RemoteWriteURL told to agents ("" = their default <server>/api/v1/write).
 	RemoteWriteURL string
-	// Placer chooses nodes for pending tasks. nil = the TEMPORARY built-in.
+	// Placer chooses nodes for pending tasks. nil = a SchedulerPlacer
+	// (scheduler.Place) with OverloadRisk, sized by RightSizer when set.
 	Placer Placer
+	// OverloadRisk is ε for the default placer (0 = 0.001).
+	OverloadRisk float64
+	// RightSizer, when set, runs the right-sizing loop, sizes new tasks,
+	// raises memory after OOM kills and serves the recommendation and model
+	// services (see rightsizing.go, registry.go).
+	RightSizer *RightSizer
 	// Recommendations and Models serve those services; nil = UNIMPLEMENTED
 	// with a message saying the predictor is not wired in.
 	Recommendations fathomv1.RecommendationServiceServer
@@ -129,7 +136,14 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		byNode: map[string]map[string]struct{}{}, pending: map[string]*jobEntry{},
 	}
 	if s.placer == nil {
-		s.placer = TemporaryPlacer{}
+		sp := &SchedulerPlacer{OverloadRisk: o.OverloadRisk}
+		if o.RightSizer != nil {
+			sp.Sizer = o.RightSizer
+		}
+		s.placer = sp
+	}
+	if o.RightSizer != nil {
+		s.wireRightSizer(ctx)
 	}
 	m, err := newAPIMetrics(o.Registerer, s)
 	if err != nil {
@@ -189,6 +203,10 @@ func (s *Server) Run(ctx context.Context) {
 	wg.Add(2)
 	go func() { defer wg.Done(); s.placeLoop(ctx) }()
 	go func() { defer wg.Done(); s.livenessLoop(ctx) }()
+	if s.o.RightSizer != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.rightsizeLoop(ctx) }()
+	}
 	wg.Wait()
 }
 
