@@ -29,6 +29,7 @@ func startAgent(t *testing.T, cfg Config) (string, *prometheus.Registry, func())
 	if cfg.MetricsAddr == "" {
 		cfg.MetricsAddr = "127.0.0.1:0"
 	}
+	cfg.StopTasksOnExit = true // leave no test task behind
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, cfg) }()
 	var addr string

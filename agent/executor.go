@@ -494,14 +494,22 @@ func (e *Executor) start(t *task, a Assignment) {
 	if cred != nil {
 		_ = os.Chown(t.dir, int(cred.Uid), int(cred.Gid))
 	}
-	if t.cg == nil {
-		g, err := e.cfg.Cgroups.Create(t.id)
-		if err != nil {
-			e.failStart(t, a, fmt.Sprintf("creating cgroup: %v", err))
-			return
-		}
-		t.cg = g
+	// A fresh group per run: counters start at zero and page cache charged
+	// by an earlier run cannot make a new limit look "below current use".
+	if t.cg != nil {
+		t.statsMu.Lock()
+		_ = t.cg.Kill()
+		_ = t.cg.Delete()
+		t.statsMu.Unlock()
 	}
+	g, err := e.cfg.Cgroups.Create(t.id)
+	if err != nil {
+		e.failStart(t, a, fmt.Sprintf("creating cgroup: %v", err))
+		return
+	}
+	t.mu.Lock()
+	t.cg = g
+	t.mu.Unlock()
 	t.statsMu.Lock()
 	err = t.cg.SetLimits(limitsOf(a))
 	st, _ := t.cg.Stats()
