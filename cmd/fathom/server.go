@@ -38,6 +38,8 @@ type serverConfig struct {
 	PrometheusURL    string
 	Retention        time.Duration
 	HeartbeatTimeout time.Duration
+	// Sizing: scheduler ε and the right-sizing loop (sizing.go).
+	Sizing sizingConfig
 	// NoMetricsStore skips the embedded TSDB (bench submit).
 	NoMetricsStore bool
 	Log            *slog.Logger
@@ -54,6 +56,7 @@ func (c *serverConfig) bind(cmd *cobra.Command) {
 	f.StringVar(&c.PrometheusURL, "prometheus-url", "", "use this Prometheus instead of the embedded TSDB: /api/v1/ is proxied to it and agents remote-write to it (it needs --web.enable-remote-write-receiver)")
 	f.DurationVar(&c.Retention, "retention", 15*24*time.Hour, "how long the embedded TSDB keeps samples")
 	f.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", 10*time.Second, "a node without a heartbeat for this long is down and its tasks are placed again")
+	c.Sizing.bind(f)
 }
 
 func (c *serverConfig) validate() error {
@@ -112,22 +115,30 @@ func runServer(ctx context.Context, c serverConfig) error {
 		defer ms.Close()
 		o.MetricsHandler = ms.Handler()
 	}
-	srv, err := server.New(ctx, o)
-	if err != nil {
+	if err := c.Sizing.apply(&o, ms, c.PrometheusURL, log); err != nil {
 		return err
 	}
 	hl, err := net.Listen("tcp", c.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("--http-addr: %w", err)
 	}
+	defer hl.Close()
 	var gl net.Listener
 	grpcAddr := hl.Addr().String()
 	if c.GRPCAddr != "" {
 		if gl, err = net.Listen("tcp", c.GRPCAddr); err != nil {
-			hl.Close()
 			return fmt.Errorf("--grpc-addr: %w", err)
 		}
+		defer gl.Close()
 		grpcAddr = gl.Addr().String()
+	}
+	if ms != nil {
+		// Agents push to the embedded TSDB through this server's HTTP port.
+		_, o.RemoteWriteHTTPPort, _ = net.SplitHostPort(hl.Addr().String())
+	}
+	srv, err := server.New(ctx, o)
+	if err != nil {
+		return err
 	}
 	if ms != nil {
 		go ms.SelfScrape(ctx, reg, 15*time.Second, map[string]string{"job": "fathom-server", "instance": hl.Addr().String()})

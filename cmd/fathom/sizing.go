@@ -1,0 +1,106 @@
+package main
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/fathom-scheduler/fathom/internal/cli"
+	"github.com/fathom-scheduler/fathom/metrics"
+	"github.com/fathom-scheduler/fathom/models"
+	"github.com/fathom-scheduler/fathom/predictor"
+	"github.com/fathom-scheduler/fathom/server"
+)
+
+// sizingConfig holds the scheduling and right-sizing flags of `fathom
+// server` and `fathom dev`.
+type sizingConfig struct {
+	OverloadRisk     float64
+	NoRightSizing    bool
+	Interval         time.Duration
+	Window           time.Duration
+	Deadband         float64
+	MinResizeInteval time.Duration
+	Kind             string
+	bound            bool // bind was called (bench submit does not)
+}
+
+func (c *sizingConfig) bind(f *pflag.FlagSet) {
+	c.bound = true
+	f.Float64Var(&c.OverloadRisk, "overload-risk", 0.001, "ε: the largest accepted probability that a node's summed usage exceeds its capacity when packing on predicted sizes")
+	f.BoolVar(&c.NoRightSizing, "no-rightsizing", false, "turn off the right-sizing loop (tasks keep their hints or cold-start sizes)")
+	f.DurationVar(&c.Interval, "rightsizing-interval", 30*time.Second, "how often running tasks' usage is learned and their limits reconsidered")
+	f.DurationVar(&c.Window, "usage-window", models.WindowSeconds*time.Second, "width of the usage windows the predictor learns from (shorter only for tests and demos)")
+	f.Float64Var(&c.Deadband, "resize-deadband", 0.10, "relative change below which a limit is not lowered")
+	f.DurationVar(&c.MinResizeInteval, "resize-min-interval", time.Hour, "least time between two decreases of a task's limits (increases go through at once)")
+	f.StringVar(&c.Kind, "recommender", "fathom", "recommender every task gets: "+joinKinds())
+}
+
+func joinKinds() string {
+	s := ""
+	for i, k := range models.Kinds {
+		if i > 0 {
+			s += ", "
+		}
+		s += k
+	}
+	return s
+}
+
+func (c *sizingConfig) validate() error {
+	if !(c.OverloadRisk > 0 && c.OverloadRisk < 0.5) {
+		return cli.UsageErrorf("--overload-risk %v must be in (0, 0.5), e.g. 0.001", c.OverloadRisk)
+	}
+	if c.Interval < 100*time.Millisecond {
+		return cli.UsageErrorf("--rightsizing-interval %s is too short; use at least 100ms", c.Interval)
+	}
+	if c.Window < time.Second {
+		return cli.UsageErrorf("--usage-window %s is too short; use at least 1s", c.Window)
+	}
+	if c.Deadband < 0 || c.Deadband >= 1 {
+		return cli.UsageErrorf("--resize-deadband %v must be in [0, 1)", c.Deadband)
+	}
+	if c.MinResizeInteval < 0 {
+		return cli.UsageErrorf("--resize-min-interval must not be negative")
+	}
+	if _, err := models.New(c.Kind); err != nil {
+		return cli.UsageErrorf("--recommender: %v", err)
+	}
+	return nil
+}
+
+// apply sets the server options: the scheduler's ε and, unless turned off,
+// a RightSizer reading history from the embedded store (ms) or from the
+// Prometheus at promURL.
+func (c *sizingConfig) apply(o *server.Options, ms *metrics.Store, promURL string, log *slog.Logger) error {
+	if !c.bound {
+		return nil // defaults: scheduler.Place with ε = 0.001, no right-sizing
+	}
+	if err := c.validate(); err != nil {
+		return err
+	}
+	o.OverloadRisk = c.OverloadRisk
+	if c.NoRightSizing {
+		return nil
+	}
+	var q server.RangeQuerier
+	switch {
+	case promURL != "":
+		q = server.HTTPQuerier{URL: promURL}
+	case ms != nil:
+		q = server.StoreQuerier{Store: ms}
+	default:
+		return nil // no metrics store: nothing to learn from
+	}
+	rs, err := server.NewRightSizer(server.RightSizingOptions{
+		History:  &server.PromHistory{Q: q, Window: c.Window},
+		Interval: c.Interval, Kind: c.Kind, Logger: log,
+		Policy: predictor.ResizePolicy{Deadband: c.Deadband, MinInterval: c.MinResizeInteval},
+	})
+	if err != nil {
+		return err
+	}
+	o.RightSizer = rs
+	return nil
+}
