@@ -3,12 +3,14 @@ package server
 import (
 	"context"
 	"fmt"
+	"net"
 	"regexp"
 	"sort"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -68,8 +70,26 @@ func (s *Server) Register(ctx context.Context, req *fathomv1.RegisterNodeRequest
 	return &fathomv1.RegisterNodeResponse{
 		NodeId:                   n.GetName(),
 		HeartbeatIntervalSeconds: int32(max(s.o.HeartbeatInterval/time.Second, 1)),
-		RemoteWriteUrl:           s.o.RemoteWriteURL,
+		RemoteWriteUrl:           s.remoteWriteURL(ctx),
 	}, nil
+}
+
+// remoteWriteURL is where an agent should push usage: Options.RemoteWriteURL,
+// or this server's HTTP port on the host the agent dialled (so it works from
+// other machines without configuration).
+func (s *Server) remoteWriteURL(ctx context.Context) string {
+	if s.o.RemoteWriteURL != "" || s.o.RemoteWriteHTTPPort == "" {
+		return s.o.RemoteWriteURL
+	}
+	host := "127.0.0.1"
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if a := md.Get(":authority"); len(a) > 0 {
+			if h, _, err := net.SplitHostPort(a[0]); err == nil && h != "" {
+				host = h
+			}
+		}
+	}
+	return "http://" + net.JoinHostPort(host, s.o.RemoteWriteHTTPPort) + "/api/v1/write"
 }
 
 // persistedNode drops the fields that live only in memory (usage, last

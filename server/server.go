@@ -36,8 +36,12 @@ type Options struct {
 	HeartbeatTimeout time.Duration
 	// HeartbeatInterval told to agents. Default HeartbeatTimeout/3.
 	HeartbeatInterval time.Duration
-	// RemoteWriteURL told to agents ("" = their default <server>/api/v1/write).
-	RemoteWriteURL string
+	// RemoteWriteURL told to agents. When empty and RemoteWriteHTTPPort is
+	// set, agents are told http://<host they dialled>:<RemoteWriteHTTPPort>/api/v1/write
+	// (the embedded TSDB behind this server's HTTP port); when both are empty,
+	// "" (the agent's own default).
+	RemoteWriteURL      string
+	RemoteWriteHTTPPort string
 	// Placer chooses nodes for pending tasks. nil = a SchedulerPlacer
 	// (scheduler.Place) with OverloadRisk, sized by RightSizer when set.
 	Placer Placer

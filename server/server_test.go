@@ -206,7 +206,7 @@ func (h *harness) agent(name string, cpu float64) *agent {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	if resp.GetNodeId() != name || resp.GetHeartbeatIntervalSeconds() < 1 {
+	if resp.GetNodeId() != name || resp.GetHeartbeatIntervalSeconds() < 1 || resp.GetRemoteWriteUrl() != "http://127.0.0.1:9999/api/v1/write" {
 		h.t.Fatalf("register = %v", resp)
 	}
 	stream, err := h.agents.WatchAssignments(ctx, &fathomv1.WatchAssignmentsRequest{NodeId: name})
@@ -261,7 +261,7 @@ func (h *harness) task(jobID string, idx int) *fathomv1.Task {
 }
 
 func TestAgentLifecycle(t *testing.T) {
-	h := startServer(t, Options{HeartbeatTimeout: time.Second})
+	h := startServer(t, Options{HeartbeatTimeout: time.Second, RemoteWriteHTTPPort: "9999"})
 	ctx := t.Context()
 	a := h.agent("node-a", 4)
 	if set := a.next("initial empty set", func(*fathomv1.AssignmentSet) bool { return true }); len(set.GetAssignments()) != 0 {
