@@ -678,6 +678,7 @@ func (e *Executor) stop(t *task, reason string) {
 	t.statsMu.Unlock()
 	st := e.endedStatus(t, ex)
 	st.State, st.Reason = StateStopped, reason
+	e.log.Info("stopped task", "task", t.id, "pid", pid, "exit_code", st.ExitCode, "reason", reason)
 	e.clearRun(t)
 	t.mu.Lock()
 	t.status = st

@@ -18,10 +18,6 @@ import (
 
 func init() { register(newAgentCmd) }
 
-// defaultAgentServer is the control plane's gRPC address used when neither
-// --server nor FATHOM_ADDR is given (the global default names the HTTP API).
-const defaultAgentServer = "127.0.0.1:7071"
-
 func newAgentCmd(g *cli.Globals) *cobra.Command {
 	var (
 		cfg                   agent.Config
@@ -33,7 +29,8 @@ func newAgentCmd(g *cli.Globals) *cobra.Command {
 		Use:   "agent",
 		Short: "Run the node agent: run assigned tasks in cgroups and stream their usage",
 		Long: `The agent runs on every machine. It registers the machine's capacity with the
-control plane (--server, its gRPC address), runs the tasks assigned to it as
+control plane (--server: the server's address, whose HTTP port also serves gRPC,
+or its --grpc-addr), runs the tasks assigned to it as
 processes in their own cgroups with the assigned memory limit and CPU quota,
 samples their usage every second, serves /metrics and task logs on
 --metrics-addr, pushes usage by Prometheus remote write every 10 s, and evicts
@@ -41,8 +38,8 @@ best-effort then batch tasks when memory runs short.
 
 Tasks outlive the agent: a restarted agent re-attaches to them from --data-dir.
 With --assignments FILE the agent runs the tasks listed in FILE and needs no server.`,
-		Example: `  fathom agent --server 10.0.0.1:7071
-  fathom agent --server 10.0.0.1:7071 --name rack1-07 --cpu 30 --memory 120Gi
+		Example: `  fathom agent --server http://10.0.0.1:7070
+  fathom agent --server 10.0.0.1:7071 --remote-write-url http://10.0.0.1:7070/api/v1/write --name rack1-07 --cpu 30 --memory 120Gi
   fathom agent --assignments tasks.yaml --data-dir /tmp/fathom-agent`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -79,9 +76,6 @@ With --assignments FILE the agent runs the tasks listed in FILE and needs no ser
 			}
 			cfg.Log = slog.New(slog.NewTextHandler(g.Stderr, &slog.HandlerOptions{Level: level}))
 			cfg.Server = g.Server
-			if !cmd.Flags().Changed("server") && os.Getenv("FATHOM_ADDR") == "" {
-				cfg.Server = defaultAgentServer
-			}
 			if assignments != "" {
 				if _, err := agent.LoadAssignments(assignments); err != nil {
 					return cli.UsageErrorf("--assignments: %v", err)

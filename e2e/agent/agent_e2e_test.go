@@ -1,0 +1,204 @@
+package agent
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fathom-scheduler/fathom/agent/cgroups"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+type proc struct {
+	cmd *exec.Cmd
+	log string
+}
+
+func start(t *testing.T, bin, logf string, args ...string) *proc {
+	t.Helper()
+	f, err := os.Create(logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	return &proc{cmd: cmd, log: logf}
+}
+
+func (p *proc) stop(sig syscall.Signal) {
+	_ = p.cmd.Process.Signal(sig)
+	_ = p.cmd.Wait()
+}
+
+func cli(t *testing.T, bin, server string, args ...string) []byte {
+	t.Helper()
+	out, err := exec.Command(bin, append([]string{"--server", server, "-o", "json"}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("fathom %v: %v\n%s", args, err, out)
+	}
+	return out
+}
+
+type taskView struct {
+	ID     string `json:"id"`
+	State  string `json:"state"`
+	PID    int    `json:"pid"`
+	Node   string `json:"node"`
+	Reason string `json:"reason"`
+}
+
+func tasksOf(t *testing.T, bin, server, job string) []taskView {
+	t.Helper()
+	var v struct {
+		Tasks []taskView `json:"tasks"`
+	}
+	if err := json.Unmarshal(cli(t, bin, server, "job", "status", job), &v); err != nil {
+		t.Fatal(err)
+	}
+	return v.Tasks
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func promQL(t *testing.T, server, q string) (float64, bool) {
+	t.Helper()
+	resp, err := http.PostForm(server+"/api/v1/query", url.Values{"query": {q}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Data struct {
+			Result []struct {
+				Value [2]any `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || len(r.Data.Result) == 0 {
+		return 0, false
+	}
+	v, err := strconv.ParseFloat(r.Data.Result[0].Value[1].(string), 64)
+	return v, err == nil
+}
+
+func TestAgentEndToEnd(t *testing.T) {
+	if os.Getenv("FATHOM_E2E") == "" {
+		t.Skip("builds the fathom binary and runs server + agent for about a minute; set FATHOM_E2E=1")
+	}
+	parent := fmt.Sprintf("fathom-e2e-%d", os.Getpid())
+	m, err := cgroups.New("auto", parent)
+	if err != nil || m.Mode() == cgroups.ModeNone {
+		t.Skip("no writable cgroup hierarchy (needs root): the agent would run without enforcement")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "fathom")
+	build := exec.Command("go", "build", "-o", bin, "github.com/fathom-scheduler/fathom/cmd/fathom")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	httpAddr := freeAddr(t)
+	server := "http://" + httpAddr
+	srv := start(t, bin, filepath.Join(dir, "server.log"), "server", "--data-dir", filepath.Join(dir, "server"), "--http-addr", httpAddr, "--grpc-addr", "")
+	defer srv.stop(syscall.SIGTERM)
+	waitFor(t, "server /readyz", 60*time.Second, func() bool {
+		r, err := http.Get(server + "/readyz")
+		if err == nil {
+			r.Body.Close()
+		}
+		return err == nil && r.StatusCode == 200
+	})
+	agentArgs := []string{"agent", "--server", server, "--name", "e2e-node", "--data-dir", filepath.Join(dir, "agent"),
+		"--metrics-addr", freeAddr(t), "--cgroup-parent", parent, "--push-interval", "2s", "--grace-period", "2s"}
+	ag := start(t, bin, filepath.Join(dir, "agent1.log"), agentArgs...)
+	defer func() { ag.stop(syscall.SIGTERM) }()
+
+	spec := filepath.Join(dir, "job.yaml")
+	os.WriteFile(spec, []byte(fmt.Sprintf(`name: burner
+namespace: e2e
+type: service
+priority: batch
+replicas: 1
+task:
+  command: [%q, burn, --cpu, "0.5", --memory, 40Mi]
+  resources: {cpu: "1", memory: 256Mi}
+`, bin)), 0o644)
+	var created struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(cli(t, bin, server, "job", "run", spec), &created); err != nil || created.ID == "" {
+		t.Fatalf("job run: %v", err)
+	}
+	var task taskView
+	waitFor(t, "the task to run", 60*time.Second, func() bool {
+		ts := tasksOf(t, bin, server, created.ID)
+		if len(ts) == 1 && ts[0].State == "TASK_STATE_RUNNING" && ts[0].PID > 0 {
+			task = ts[0]
+			return true
+		}
+		return false
+	})
+
+	// Usage reaches the server's store by remote write, with the labels.
+	q := fmt.Sprintf(`rate(fathom_task_cpu_usage_seconds_total{namespace="e2e",job_name="burner",task=%q,node="e2e-node"}[20s])`, task.ID)
+	time.Sleep(25 * time.Second)
+	cores, ok := promQL(t, server, q)
+	t.Logf("server PromQL %s = %.3f", q, cores)
+	if !ok || cores < 0.45 || cores > 0.55 {
+		t.Errorf("CPU of burn --cpu 0.5 measured by the agent and read back by PromQL: %.3f (found=%v), want 0.5 ± 10%%", cores, ok)
+	}
+	if ws, ok := promQL(t, server, fmt.Sprintf(`fathom_task_memory_working_set_bytes{task=%q}`, task.ID)); !ok || ws < 40<<20 {
+		t.Errorf("working set %.0f (found=%v), want ≥ 40Mi", ws, ok)
+	}
+
+	// SIGKILL the agent; the task survives; a new agent re-attaches.
+	ag.stop(syscall.SIGKILL)
+	if err := syscall.Kill(task.PID, 0); err != nil {
+		t.Fatalf("task pid %d died with the agent: %v", task.PID, err)
+	}
+	ag = start(t, bin, filepath.Join(dir, "agent2.log"), agentArgs...)
+	waitFor(t, "the new agent to re-attach", 30*time.Second, func() bool {
+		b, _ := os.ReadFile(ag.log)
+		return strings.Contains(string(b), "re-attached task")
+	})
+	time.Sleep(3 * time.Second)
+	ts := tasksOf(t, bin, server, created.ID)
+	if len(ts) != 1 || ts[0].State != "TASK_STATE_RUNNING" || ts[0].PID != task.PID {
+		t.Fatalf("after agent restart: %+v, want one running task with pid %d", ts, task.PID)
+	}
+
+	// Stop through the API: the process goes away.
+	cli(t, bin, server, "job", "stop", created.ID)
+	waitFor(t, "the task process to exit", 30*time.Second, func() bool { return syscall.Kill(task.PID, 0) != nil })
+}
