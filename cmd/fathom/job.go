@@ -170,6 +170,7 @@ func newJobStatusCmd(g *cli.Globals) *cobra.Command {
 				return err
 			}
 			out := map[string]any{"job": jv, "tasks": tv.(map[string]any)["tasks"]}
+			recs := jobRecommendations(cmd.Context(), c, job.GetId(), out) // sizing.go
 			return g.Print(out, func(w io.Writer) {
 				s := job.GetSpec()
 				fmt.Fprintf(w, "Job:\t%s\n", job.GetId())
@@ -189,6 +190,7 @@ func newJobStatusCmd(g *cli.Globals) *cobra.Command {
 						t.GetGeneration(), cores(t.GetCpuRequestCores()), cores(t.GetCpuLimitCores()),
 						bytesStr(t.GetMemoryRequestBytes()), bytesStr(t.GetMemoryLimitBytes()), t.GetRestarts(), t.GetReason())
 				}
+				printRecommendations(w, recs)
 			})
 		},
 	}

@@ -1,11 +1,17 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"io"
 	"log/slog"
+	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/spf13/pflag"
 
+	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
 	"github.com/fathom-scheduler/fathom/internal/cli"
 	"github.com/fathom-scheduler/fathom/metrics"
 	"github.com/fathom-scheduler/fathom/models"
@@ -103,4 +109,41 @@ func (c *sizingConfig) apply(o *server.Options, ms *metrics.Store, promURL strin
 	}
 	o.RightSizer = rs
 	return nil
+}
+
+// jobRecommendations fetches GET /v1/recommendations?job=ID for `fathom job
+// status` and adds them to out["recommendations"]. A server without the
+// predictor (or any error) yields none: status still prints.
+func jobRecommendations(ctx context.Context, c *apiClient, jobID string, out map[string]any) *fathomv1.ListRecommendationsResponse {
+	recs := &fathomv1.ListRecommendationsResponse{}
+	if err := c.call(ctx, "GET", "/v1/recommendations", url.Values{"job": {jobID}}, "", nil, recs); err != nil {
+		return nil
+	}
+	if v, err := marshalOut(recs); err == nil {
+		out["recommendations"] = v.(map[string]any)["recommendations"]
+	}
+	return recs
+}
+
+// printRecommendations prints usage, current sizes, the recommendation and
+// why, one line per task and resource.
+func printRecommendations(w io.Writer, recs *fathomv1.ListRecommendationsResponse) {
+	if recs == nil || len(recs.GetRecommendations()) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nTASK\tRESOURCE\tUSAGE\tREQUEST/LIMIT\tRECOMMENDED REQ/LIM\tMODEL\tCONFIDENCE\tWHY\tLAST DECISION")
+	for _, r := range recs.GetRecommendations() {
+		f := func(v float64) string {
+			if r.GetResource() == "memory" {
+				return bytesStr(int64(v))
+			}
+			if v == 0 {
+				return "-"
+			}
+			return strconv.FormatFloat(v, 'g', 3, 64)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s/%s\t%s/%s\t%s\t%.2f\t%s\t%s\n", r.GetTask(), r.GetResource(), f(r.GetUsage()),
+			f(r.GetCurrentRequest()), f(r.GetCurrentLimit()), f(r.GetRequest()), f(r.GetLimit()), r.GetModel(), r.GetConfidence(),
+			orDash(r.GetWhy()), orDash(r.GetExplanation()))
+	}
 }
