@@ -80,13 +80,14 @@ func (x *freeIndex) update(s *State, n int32) {
 }
 
 // walk visits the buckets that may hold demand d, tightest fit first, calling
-// visit with each bucket's nodes until visit returns false. "Tightest" is
+// visit with each bucket's nodes (and whether the bucket is on the demand's
+// boundary, where nodes may lack room) until visit returns false. "Tightest" is
 // the dot product of the demand's shape with the bucket's free capacity
 // (Panigrahy et al., "Heuristics for vector bin packing", 2011): a
 // CPU-heavy task looks first where little CPU is left, whatever the memory.
-func (x *freeIndex) walk(d Resources, visit func(nodes []int32) bool) {
+func (x *freeIndex) walk(d, w Resources, visit func(nodes []int32, boundary bool) bool) {
 	ci, cj := x.coord(d)
-	wi, wj := d[CPU]/x.scale[CPU], d[Memory]/x.scale[Memory]
+	wi, wj := w[CPU], w[Memory]
 	if s := wi + wj; s > 0 {
 		wi, wj = wi/s+1e-3, wj/s+1e-3
 	} else {
@@ -111,7 +112,9 @@ func (x *freeIndex) walk(d Resources, visit func(nodes []int32) bool) {
 		}
 		j := cursor[best]
 		cursor[best] = nextCol(x.rowMask[best], j+1)
-		if !visit(x.buckets[best*gridSize+j]) {
+		// A boundary bucket (in the demand's own row or column) holds nodes
+		// with a little less and a little more room than the demand.
+		if !visit(x.buckets[best*gridSize+j], best == ci || j == cj) {
 			return
 		}
 	}

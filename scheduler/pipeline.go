@@ -53,7 +53,7 @@ type placeCtx struct {
 // risk rule sees few nodes.
 var (
 	filters = []Filter{nodeHealth{}, constraintFilter{}, spreadFilter{}, resourceFit{}, prodLimitFit{}, overloadRisk{}}
-	scorers = []weighted{{bestFit{}, 0.6}, {stranding{}, 0.4}}
+	scorers = []weighted{{bestFit{}, 0.75}, {stranding{}, 0.25}}
 )
 
 type weighted struct {
@@ -212,9 +212,12 @@ func (bestFit) Score(c *placeCtx, t *Task, n int32) float64 {
 	return 100 * math.Min(1, sum/float64(NumResources))
 }
 
-// stranding is Borg's hybrid term against stranded resources: it prefers
-// nodes whose free CPU and free memory stay in proportion after placement,
-// so one resource is not used up while the other sits idle.
+// stranding is Borg's hybrid term against stranded resources: it marks down
+// a node that the placement leaves nearly full in one resource while the
+// other still has room, since that room can then hardly be used. The
+// stranded share is (f_max − f_min)·(1 − f_min)⁴ for the free fractions
+// f_min ≤ f_max after placement: zero on an empty or evenly used node,
+// close to f_max − f_min on a node about to fill up in one resource.
 type stranding struct{}
 
 var _ Scorer = stranding{}
@@ -222,9 +225,12 @@ var _ Scorer = stranding{}
 func (stranding) Name() string { return "stranding" }
 func (stranding) Score(c *placeCtx, t *Task, n int32) float64 {
 	ns := &c.s.nodes[n]
-	fc := 1 - (ns.alloc[CPU]+t.Request[CPU])/ns.Capacity[CPU]
-	fm := 1 - (ns.alloc[Memory]+t.Request[Memory])/ns.Capacity[Memory]
-	return 100 * (1 - math.Min(1, math.Abs(fc-fm)))
+	fc := max(0, 1-(ns.alloc[CPU]+t.Request[CPU])/ns.Capacity[CPU])
+	fm := max(0, 1-(ns.alloc[Memory]+t.Request[Memory])/ns.Capacity[Memory])
+	lo, hi := min(fc, fm), max(fc, fm)
+	u := 1 - lo
+	u *= u
+	return 100 * (1 - (hi-lo)*u*u)
 }
 
 // filter runs the pipeline's filters and returns the first failing reason.

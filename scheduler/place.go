@@ -107,6 +107,8 @@ type Explanation struct {
 	Filtered [NumReasons]int32
 	Top      [3]NodeScore
 	NTop     int
+	// Preempted counts the tasks stopped to make room (0 normally).
+	Preempted int
 	// Cached is true when the decision was reused from an identical task
 	// (same equivalence class) earlier in the same call.
 	Cached bool
@@ -131,6 +133,9 @@ func (e Explanation) String() string {
 			fmt.Fprintf(&b, " %s=%.1f", t.Node, t.Score)
 		}
 	}
+	if e.Preempted > 0 {
+		fmt.Fprintf(&b, "; placed by preempting %d lower-priority task(s)", e.Preempted)
+	}
 	if e.Cached {
 		b.WriteString(" (same class as an earlier task)")
 	}
@@ -151,13 +156,14 @@ func (e Explanation) FilteredBy() map[string]int {
 // MarshalJSON writes the explanation with reasons by name.
 func (e Explanation) MarshalJSON() ([]byte, error) {
 	return json.Marshal(struct {
-		Nodes    int            `json:"nodes"`
-		Examined int            `json:"examined"`
-		Feasible int            `json:"feasible"`
-		Filtered map[string]int `json:"filtered,omitempty"`
-		Top      []NodeScore    `json:"top,omitempty"`
-		Cached   bool           `json:"cached,omitempty"`
-	}{e.Nodes, e.Examined, e.Feasible, e.FilteredBy(), e.Top[:e.NTop], e.Cached})
+		Nodes     int            `json:"nodes"`
+		Examined  int            `json:"examined"`
+		Feasible  int            `json:"feasible"`
+		Filtered  map[string]int `json:"filtered,omitempty"`
+		Top       []NodeScore    `json:"top,omitempty"`
+		Preempted int            `json:"preempted,omitempty"`
+		Cached    bool           `json:"cached,omitempty"`
+	}{e.Nodes, e.Examined, e.Feasible, e.FilteredBy(), e.Top[:e.NTop], e.Preempted, e.Cached})
 }
 
 // Place packs pending tasks onto the nodes of view. It is Place on a State
@@ -214,20 +220,17 @@ func (s *State) Place(pending []Task, opts Options) (Plan, error) {
 		return Plan{}, err
 	}
 	c := &placeCtx{s: s, risk: newRiskParams(opts.Risk, opts.OverloadRisk)}
-	queue := slices.Clone(pending)
-	if !opts.KeepOrder {
-		scale := s.idx.scale
-		slices.SortStableFunc(queue, func(a, b Task) int {
-			if a.Priority != b.Priority {
-				return cmp.Compare(b.Priority, a.Priority)
-			}
-			return cmp.Compare(size(&b, scale), size(&a, scale))
-		})
+	var queue []Task
+	if opts.KeepOrder {
+		queue = slices.Clone(pending)
+	} else {
+		queue = s.Order(pending)
 	}
 	var plan Plan
 	plan.Placements = make([]Placement, 0, len(queue))
 	failed := map[classKey]failMemo{}
 	cands := make([]int32, 0, opts.Candidates)
+	var preemptedBy map[string]string
 	for q := 0; q < len(queue); q++ {
 		t := &queue[q]
 		if err := t.Validate(); err != nil {
@@ -242,7 +245,11 @@ func (s *State) Place(pending []Task, opts Options) (Plan, error) {
 		if m, ok := failed[key]; ok && m.epoch == s.epoch {
 			why := m.why
 			why.Cached = true
-			plan.Unplaced = append(plan.Unplaced, Unplaced{TaskID: t.ID, Reason: m.msg, Why: why})
+			msg := m.msg
+			if by, ok := preemptedBy[t.ID]; ok {
+				msg = "preempted by " + by + "; " + msg
+			}
+			plan.Unplaced = append(plan.Unplaced, Unplaced{TaskID: t.ID, Reason: msg, Why: why})
 			continue
 		}
 		seq := uint64(q)
@@ -262,19 +269,91 @@ func (s *State) Place(pending []Task, opts Options) (Plan, error) {
 					})
 					s.uncommit(v)
 					queue = append(queue, vt)
+					if preemptedBy == nil {
+						preemptedBy = map[string]string{}
+					}
+					preemptedBy[vt.ID] = t.ID
 				}
 				s.commit(*t, n)
 				why.Top = [3]NodeScore{{Node: s.nodes[n].Name, Score: c.score(t, n)}}
 				why.NTop = 1
+				why.Preempted = len(victims)
 				plan.Placements = append(plan.Placements, Placement{TaskID: t.ID, Node: s.nodes[n].Name, Score: why.Top[0].Score, Why: why})
 				continue
 			}
 		}
 		msg := unplacedReason(why)
 		failed[key] = failMemo{s.epoch, why, msg}
+		if by, ok := preemptedBy[t.ID]; ok {
+			msg = "preempted by " + by + "; " + msg
+		}
 		plan.Unplaced = append(plan.Unplaced, Unplaced{TaskID: t.ID, Reason: msg, Why: why})
 	}
 	return plan, nil
+}
+
+// Order returns pending tasks in the order Place takes them by default:
+// highest priority first; within a priority, largest first, with tasks heavy
+// in CPU and tasks heavy in memory interleaved so that the placed mix keeps
+// the batch's overall CPU:memory ratio. Packing one kind first fills nodes
+// in one resource and strands the other; interleaving lets best fit pair
+// them (on the Google 2011 trace's initial state, about 1% above the lower
+// bound instead of about 5%).
+func (s *State) Order(pending []Task) []Task {
+	scale := s.idx.scale
+	if scale == (Resources{}) {
+		scale = Resources{1, 1}
+	}
+	out := slices.Clone(pending)
+	slices.SortStableFunc(out, func(a, b Task) int {
+		if a.Priority != b.Priority {
+			return cmp.Compare(b.Priority, a.Priority)
+		}
+		return cmp.Compare(size(&b, scale), size(&a, scale))
+	})
+	for lo := 0; lo < len(out); {
+		hi := lo
+		for hi < len(out) && out[hi].Priority == out[lo].Priority {
+			hi++
+		}
+		interleave(out[lo:hi], scale)
+		lo = hi
+	}
+	return out
+}
+
+// interleave reorders tasks (sorted largest first) in place: it merges the
+// CPU-heavy and the memory-heavy ones, each kept largest first, taking next
+// from whichever kind keeps the running memory:CPU share closest to the
+// total's.
+func interleave(ts []Task, scale Resources) {
+	var mem, cpu []Task
+	var tot Resources
+	for i := range ts {
+		sh := Resources{ts[i].Request[CPU] / scale[CPU], ts[i].Request[Memory] / scale[Memory]}
+		tot = tot.Add(sh)
+		if sh[Memory] > sh[CPU] {
+			mem = append(mem, ts[i])
+		} else {
+			cpu = append(cpu, ts[i])
+		}
+	}
+	if len(mem) == 0 || len(cpu) == 0 || tot[CPU] == 0 {
+		return
+	}
+	ratio := tot[Memory] / tot[CPU]
+	var sum Resources
+	i, j := 0, 0
+	for k := range ts {
+		if j >= len(cpu) || (i < len(mem) && sum[Memory] < ratio*sum[CPU]) {
+			ts[k] = mem[i]
+			i++
+		} else {
+			ts[k] = cpu[j]
+			j++
+		}
+		sum = sum.Add(Resources{ts[k].Request[CPU] / scale[CPU], ts[k].Request[Memory] / scale[Memory]})
+	}
 }
 
 // size is a task's dominant share of the largest node, for ordering.
@@ -292,14 +371,12 @@ func unplacedReason(why Explanation) string {
 	if why.Nodes == 0 {
 		return "no nodes in the cluster"
 	}
-	best, bestN := ReasonNone, int32(0)
-	for r := Reason(1); r < NumReasons; r++ {
-		if why.Filtered[r] > bestN {
-			best, bestN = r, why.Filtered[r]
-		}
-	}
-	return fmt.Sprintf("no node fits (mostly %s): %s", best, why)
+	return "no node fits: " + why.String()
 }
+
+// boundaryScan is how many nodes of a crowded boundary bucket the first
+// pass examines.
+const boundaryScan = 16
 
 // mix is a splitmix64 step: a seeded, deterministic hash.
 func mix(x uint64) uint64 {
@@ -317,15 +394,18 @@ func (c *placeCtx) selectNode(t *Task, opts Options, seq uint64, buf *[]int32) (
 	why.Nodes = len(s.nodes)
 	k := opts.Candidates
 	cands := (*buf)[:0]
-	s.idx.walk(t.Request, func(nodes []int32) bool {
+	w := Resources{t.Request[CPU] / s.idx.scale[CPU], t.Request[Memory] / s.idx.scale[Memory]}
+	// Boundary buckets mix nodes with and without room; a crowded one is
+	// sampled (boundaryScan nodes) on the first pass and finished only if
+	// the whole walk finds nothing, so the search stays complete.
+	type rest struct {
+		nodes       []int32
+		start, done int
+	}
+	var later []rest
+	scan := func(nodes []int32, start, from, to int) bool {
 		l := len(nodes)
-		start := 0
-		if l > k {
-			// Sample where to start in a large bucket so that equal
-			// nodes share the work, reproducibly for a seed.
-			start = int(mix(opts.Seed^mix(seq)) % uint64(l))
-		}
-		for i := 0; i < l; i++ {
+		for i := from; i < to; i++ {
 			n := nodes[(start+i)%l]
 			why.Examined++
 			if r := c.filter(t, n); r != ReasonNone {
@@ -337,8 +417,32 @@ func (c *placeCtx) selectNode(t *Task, opts Options, seq uint64, buf *[]int32) (
 				return false
 			}
 		}
+		return true
+	}
+	s.idx.walk(t.Request, w, func(nodes []int32, boundary bool) bool {
+		l := len(nodes)
+		start := 0
+		if l > k {
+			// Sample where to start in a large bucket so that equal
+			// nodes share the work, reproducibly for a seed.
+			start = int(mix(opts.Seed^mix(seq)) % uint64(l))
+		}
+		to := l
+		if boundary && l > boundaryScan {
+			to = boundaryScan
+			later = append(later, rest{nodes, start, to})
+		}
+		if !scan(nodes, start, 0, to) {
+			return false
+		}
 		return len(cands) == 0 || why.Examined < 4*k
 	})
+	for _, r := range later {
+		if len(cands) > 0 {
+			break
+		}
+		scan(r.nodes, r.start, r.done, len(r.nodes))
+	}
 	*buf = cands
 	why.Feasible = len(cands)
 	if len(cands) == 0 {

@@ -190,6 +190,9 @@ type AutoscaleReport struct {
 	LowerBound     int // max over resources of ⌈Σ requests / capacity of the common shape⌉
 	CouldRemove    []string
 	Add            int
+	// Unfittable counts waiting tasks that fit no machine of the common
+	// shape (too large, or constrained to labels it lacks).
+	Unfittable int
 }
 
 // Reconcile compares the wanted state with what is observed and returns the
@@ -499,6 +502,18 @@ func (res *Result) consolidate(s *State, running map[string]*TaskStatus, now tim
 		if _, err := s.AddNode(n); err != nil {
 			return err
 		}
+		// Moving onto an empty node saves nothing: only nodes in use take
+		// the tasks.
+		var closed []Node
+		for i := range s.nodes {
+			if e := s.nodes[i].Node; s.nodes[i].schedulable() && len(s.nodes[i].tasks) == 0 {
+				closed = append(closed, e)
+				e.Cordoned = true
+				if _, err := s.AddNode(e); err != nil {
+					return err
+				}
+			}
+		}
 		for _, t := range tasks {
 			s.Remove(t.ID)
 		}
@@ -507,6 +522,11 @@ func (res *Result) consolidate(s *State, running map[string]*TaskStatus, now tim
 		plan, err := s.Place(tasks, o)
 		if err != nil {
 			return err
+		}
+		for _, e := range closed {
+			if _, err := s.AddNode(e); err != nil {
+				return err
+			}
 		}
 		if len(plan.Unplaced) > 0 {
 			// Undo: not everything fits elsewhere.
@@ -570,7 +590,6 @@ func (res *Result) autoscale(s *State, nodes []Node, specs map[string]Task, opts
 	for _, d := range res.Deferred {
 		if t, ok := specs[d.TaskID]; ok && d.Why.Nodes > 0 {
 			waiting = append(waiting, t)
-			sum = sum.Add(t.Request)
 		}
 	}
 	extra := 0
@@ -582,7 +601,12 @@ func (res *Result) autoscale(s *State, nodes []Node, specs map[string]Task, opts
 		if ps, err := NewState(ClusterView{Nodes: fresh}); err == nil {
 			o := opts.Options
 			o.NoPreemption = true
-			if _, err := ps.Place(waiting, o); err == nil {
+			if plan, err := ps.Place(waiting, o); err == nil {
+				a.Unfittable = len(plan.Unplaced)
+				for _, p := range plan.Placements {
+					t := specs[p.TaskID]
+					sum = sum.Add(t.Request)
+				}
 				for _, u := range ps.Usage() {
 					if u.Tasks > 0 {
 						extra++
@@ -598,7 +622,7 @@ func (res *Result) autoscale(s *State, nodes []Node, specs map[string]Task, opts
 			a.LowerBound = max(a.LowerBound, int(math.Ceil(sum[r]/common[r]-1e-9)))
 		}
 	}
-	if extra == 0 && len(empty) > opts.SpareNodes {
+	if len(waiting) == 0 && len(empty) > opts.SpareNodes {
 		a.CouldRemove = empty[:len(empty)-opts.SpareNodes]
 	}
 }

@@ -1,0 +1,79 @@
+package scheduler
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// benchTasks makes n tasks with seeded random shapes on 16-core/64-GiB-like
+// units, with predicted usage, a prod share with limits and spread.
+func benchTasks(n int, seed uint64) []Task {
+	rng := rand.New(rand.NewPCG(seed, 9))
+	ts := make([]Task, n)
+	for i := range ts {
+		cpu := 0.1 + rng.Float64()*2
+		mem := cpu * (0.5 + rng.Float64()*3.5)
+		t := Task{ID: fmt.Sprintf("t%d", i), Request: Resources{cpu, mem}, Priority: Batch, Job: fmt.Sprintf("j%d", i/50)}
+		t.Usage = [NumResources]Dist{{Mean: 0.6 * cpu, StdDev: 0.15 * cpu}, {Mean: 0.6 * mem, StdDev: 0.15 * mem}}
+		if rng.Float64() < 0.2 {
+			t.Priority, t.Limit, t.MaxPerNode, t.Job = Prod, Resources{1.5 * cpu, 1.5 * mem}, 1, fmt.Sprintf("svc%d", i/6)
+		}
+		ts[i] = t
+	}
+	return ts
+}
+
+func benchNodes(n int) []Node {
+	nodes := make([]Node, n)
+	for i := range nodes {
+		nodes[i] = Node{Name: fmt.Sprintf("n%d", i), Capacity: Resources{16, 64}}
+	}
+	return nodes
+}
+
+// BenchmarkPlace measures one placement (one Place call with one task) on
+// clusters of growing size, each filled to about 60% first: the cost per
+// placement should stay flat as the cluster grows.
+func BenchmarkPlace(b *testing.B) {
+	for _, n := range []int{1000, 10000, 50000} {
+		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
+			s, err := NewState(ClusterView{Nodes: benchNodes(n)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			fill := benchTasks(n*6, 1)
+			if _, err := s.Place(fill, Options{Seed: 1, KeepOrder: true}); err != nil {
+				b.Fatal(err)
+			}
+			extra := benchTasks(4096, 2)
+			for i := range extra {
+				extra[i].ID = "x" + extra[i].ID
+			}
+			one := make([]Task, 1)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				k := i % len(extra)
+				one[0] = extra[k]
+				p, _ := s.Place(one, Options{Seed: uint64(i), KeepOrder: true})
+				if len(p.Placements) == 1 {
+					s.Remove(extra[k].ID)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkPlaceBatch measures a whole batch: 100,000 tasks onto 10,000 nodes.
+func BenchmarkPlaceBatch(b *testing.B) {
+	nodes := benchNodes(10000)
+	tasks := benchTasks(100000, 3)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p, err := Place(ClusterView{Nodes: nodes}, tasks, Options{Seed: 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(len(p.Placements))/b.Elapsed().Seconds()*float64(i+1)/float64(i+1), "placements/s")
+	}
+}
