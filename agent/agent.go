@@ -162,6 +162,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("cgroups: %w", err)
 	}
+	if err := cg.SetParentCPU(cfg.CPU); err != nil {
+		log.Warn("could not weigh the task parent cgroup by the node's CPU capacity", "err", err)
+	}
 	if cg.Mode() == cgroups.ModeNone {
 		log.Warn("no writable cgroup hierarchy: tasks run without enforcement, usage measured from /proc", "enforcement", "none")
 	}

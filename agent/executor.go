@@ -460,6 +460,10 @@ const gateScript = `read _ <&3 || exit 111; exec 3<&-; exec "$0" "$@"`
 // start launches the task. Problems the node cannot fix are REJECTED; the
 // task's other siblings are unaffected.
 func (e *Executor) start(t *task, a Assignment) {
+	if a.TaskID == "" || a.TaskID == "." || a.TaskID == ".." || strings.ContainsAny(a.TaskID, "/\x00") {
+		e.reject(t, a, fmt.Sprintf("task id %q cannot name a directory or cgroup (empty, '.', '..' or contains '/')", a.TaskID))
+		return
+	}
 	if len(a.Command) == 0 || a.Command[0] == "" {
 		e.reject(t, a, "assignment has an empty command")
 		return

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -65,6 +67,9 @@ func testCgroups(t *testing.T) cgroups.Manager {
 		t.Skip("no writable cgroup (v1 or v2) on this machine: enforcement tests need root and a writable cgroup hierarchy")
 	}
 	t.Cleanup(func() { removeParent(parent) })
+	if err := m.SetParentCPU(float64(runtime.NumCPU())); err != nil {
+		t.Fatalf("weighing the test parent cgroup: %v", err)
+	}
 	return m
 }
 
@@ -211,8 +216,9 @@ func TestBurnHalfCoreMeasuredWithinTenPercent(t *testing.T) {
 	m := testCgroups(t)
 	e, log := newTestExecutor(t, m)
 	a := burnTask("cpu-1", "service", 0.5, "0", "0s")
+	a.CPURequestCores = 2 // weigh it well against the rest of a busy machine
 	e.Reconcile([]Assignment{a})
-	log.wait(t, a.TaskID, 10*time.Second, func(s TaskStatus) bool { return s.State == StateRunning })
+	run := log.wait(t, a.TaskID, 10*time.Second, func(s TaskStatus) bool { return s.State == StateRunning })
 	time.Sleep(time.Second) // past start-up
 	cpuOf := func() float64 {
 		for _, u := range e.Usage() {
@@ -223,14 +229,46 @@ func TestBurnHalfCoreMeasuredWithinTenPercent(t *testing.T) {
 		t.Fatal("task not running")
 		return 0
 	}
-	c0, t0 := cpuOf(), time.Now()
+	c0, p0, t0 := cpuOf(), procCPU(t, int(run.PID)), time.Now()
 	time.Sleep(20 * time.Second)
-	c1, t1 := cpuOf(), time.Now()
-	cores := (c1 - c0) / t1.Sub(t0).Seconds()
-	t.Logf("measured %.3f cores for burn --cpu 0.5 over %s", cores, t1.Sub(t0).Round(time.Millisecond))
-	if cores < 0.45 || cores > 0.55 {
-		t.Errorf("measured %.3f cores, want 0.5 ± 10%%", cores)
+	c1, p1, t1 := cpuOf(), procCPU(t, int(run.PID)), time.Now()
+	secs := t1.Sub(t0).Seconds()
+	agent, truth := (c1-c0)/secs, (p1-p0)/secs
+	t.Logf("burn --cpu 0.5 over %.1fs: agent (cgroup) measured %.3f cores, /proc/%d/stat says %.3f", secs, agent, run.PID, truth)
+	if d := agent - truth; d > 0.1*truth || d < -0.1*truth {
+		t.Errorf("agent measured %.3f cores, the process's own counters say %.3f: more than 10%% apart", agent, truth)
 	}
+	if agent >= 0.45 && agent <= 0.55 {
+		return
+	}
+	if load := loadAvg(); load > float64(runtime.NumCPU()) && agent < 0.45 {
+		t.Logf("machine overloaded (load %.1f on %d CPUs): the burner could not get 0.5 cores; only the measurement was checked", load, runtime.NumCPU())
+		return
+	}
+	t.Errorf("measured %.3f cores, want 0.5 ± 10%%", agent)
+}
+
+// procCPU is a process's user+system CPU seconds from /proc/<pid>/stat.
+func procCPU(t *testing.T, pid int) float64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	u, _ := strconv.ParseFloat(f[11], 64)
+	s, _ := strconv.ParseFloat(f[12], 64)
+	return (u + s) / 100
+}
+
+func loadAvg() float64 {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }
 
 func TestBadAssignmentsAreRejectedOthersRun(t *testing.T) {
@@ -239,9 +277,10 @@ func TestBadAssignmentsAreRejectedOthersRun(t *testing.T) {
 	missing := Assignment{TaskID: "missing-1", Command: []string{"/nonexistent/bin/app"}, JobType: "service", Generation: 1}
 	noUser := Assignment{TaskID: "nouser-1", Command: []string{"/bin/sleep", "30"}, User: "no-such-user-fathom", JobType: "service", Generation: 1}
 	notInPath := Assignment{TaskID: "nopath-1", Command: []string{"definitely-not-a-command-fathom"}, JobType: "batch", Generation: 1}
+	badID := Assignment{TaskID: "../escape", Command: []string{"sleep", "30"}, JobType: "service", Generation: 1}
 	good := Assignment{TaskID: "good-1", Command: []string{"sleep", "30"}, JobType: "service", Generation: 1}
-	e.Reconcile([]Assignment{missing, noUser, notInPath, good})
-	for id, want := range map[string]string{"missing-1": "not found", "nouser-1": "unknown user", "nopath-1": "not found in PATH"} {
+	e.Reconcile([]Assignment{missing, noUser, notInPath, badID, good})
+	for id, want := range map[string]string{"missing-1": "not found", "nouser-1": "unknown user", "nopath-1": "not found in PATH", "../escape": "cannot name a directory"} {
 		got := log.wait(t, id, 5*time.Second, func(s TaskStatus) bool { return s.State != "" })
 		if got.State != StateRejected || !strings.Contains(got.Reason, want) {
 			t.Errorf("%s: %s %q, want REJECTED mentioning %q", id, got.State, got.Reason, want)

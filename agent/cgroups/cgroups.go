@@ -70,6 +70,17 @@ type Manager interface {
 	Create(name string) (Group, error)
 	// Open re-attaches to a group by the paths a Group reported.
 	Open(paths map[string]string) (Group, error)
+	// SetParentCPU weighs the parent of all task groups as the node's
+	// capacity in cores (cpu.shares = cores×1024), as a kubelet weighs its
+	// pods cgroup, so that the tasks together compete for CPU with the rest
+	// of the machine in proportion to what the node offers them.
+	SetParentCPU(cores float64) error
+}
+
+// sharesToWeight converts cgroup v1 cpu.shares to a v2 cpu.weight the way
+// runc does.
+func sharesToWeight(shares int64) int64 {
+	return max(1, min(10000, 1+((shares-2)*9999)/262142))
 }
 
 // New picks a back end. mode "" or "auto" detects: cgroup2 if the unified

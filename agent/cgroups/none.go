@@ -21,6 +21,8 @@ func NewNone() Manager { return none{} }
 
 func (none) Mode() Mode { return ModeNone }
 
+func (none) SetParentCPU(float64) error { return nil }
+
 func (none) Create(name string) (Group, error) {
 	if err := validName(name); err != nil {
 		return nil, err

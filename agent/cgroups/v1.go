@@ -53,6 +53,11 @@ func contains(list []string, s string) bool {
 
 func (*v1) Mode() Mode { return ModeV1 }
 
+func (m *v1) SetParentCPU(cores float64) error {
+	shares := max(2, min(262144, int64(cores*1024)))
+	return writeFile(filepath.Join(m.parents["cpu"], "cpu.shares"), strconv.FormatInt(shares, 10))
+}
+
 func (m *v1) Create(name string) (Group, error) {
 	if err := validName(name); err != nil {
 		return nil, err

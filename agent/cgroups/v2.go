@@ -71,6 +71,11 @@ func enableControllers(dir string) error {
 
 func (*v2) Mode() Mode { return ModeV2 }
 
+func (m *v2) SetParentCPU(cores float64) error {
+	shares := max(2, min(262144, int64(cores*1024)))
+	return writeFile(filepath.Join(m.parent, "cpu.weight"), strconv.FormatInt(sharesToWeight(shares), 10))
+}
+
 func (m *v2) Create(name string) (Group, error) {
 	if err := validName(name); err != nil {
 		return nil, err
@@ -130,10 +135,7 @@ func (g *v2Group) SetLimits(l Limits) error {
 	}
 	weight := int64(100)
 	if l.CPURequest > 0 {
-		// cpu.weight 1..10000 with 100 = 1024 shares, as runc converts.
-		shares := max(2, int64(l.CPURequest*1024))
-		weight = min(10000, 1+((shares-2)*9999)/262142)
-		weight = max(1, weight)
+		weight = sharesToWeight(max(2, int64(l.CPURequest*1024)))
 	}
 	return writeFile(filepath.Join(g.path, "cpu.weight"), strconv.FormatInt(weight, 10))
 }
