@@ -44,6 +44,9 @@ type Cluster struct {
 	// LowerBoundMean is the mean over windows of max over resources of
 	// ⌈Σ usage / capacity⌉: no policy can use fewer machines.
 	LowerBoundMean float64 `json:"lower_bound_mean"`
+	// RequestBoundMean is the same bound on the policy's own placed
+	// requests: how tightly the scheduler packed what the policy asked for.
+	RequestBoundMean float64 `json:"request_bound_mean"`
 	// Utilization is Σ usage / Σ capacity of the machines in use, for the
 	// more used resource (UtilizationCPU and UtilizationMemory give both).
 	Utilization       float64 `json:"utilization"`
@@ -63,6 +66,9 @@ type Cluster struct {
 	Reschedules int `json:"reschedules"`
 	// Resizes: placed sizes changed in place.
 	Resizes int `json:"resizes"`
+	// Alone counts placements on a machine of the task's own because the
+	// risk bound admitted the task nowhere, not even on an empty machine.
+	Alone int `json:"alone"`
 	// FailedMachines is how many machines --fail took down.
 	FailedMachines int `json:"failed_machines"`
 	// PendingTaskWindows counts task-windows a task could not be placed
@@ -199,10 +205,11 @@ type run struct {
 
 	// Totals.
 	machineWindows, machinesPeak, overloaded int
-	lowerBoundSum                            int
+	lowerBoundSum, requestBoundSum           int
 	usageSum                                 models.Size
 	evictions, reschedules, resizes          int
 	failed, pendingTaskWindows               int
+	alone                                    int
 	seconds                                  float64
 
 	// Per-window counters for points.
@@ -560,24 +567,13 @@ func (r *run) placePending() error {
 		batch = append(batch, tr.want)
 	}
 	r.pending = r.pending[:0]
-	certain := false
 	for round := 0; len(batch) > 0; round++ {
 		plan, err := r.state.Place(batch, r.placeOpts())
 		if err != nil {
 			return err
 		}
 		for _, p := range plan.Placements {
-			tr := &r.tasks[byID[p.TaskID]]
-			tr.placed = true
-			tr.spec = tr.want
-			if certain {
-				tr.spec.Usage = [scheduler.NumResources]scheduler.Dist{}
-			}
-			if tr.ranBefore {
-				r.reschedules++
-				r.slotReschedules++
-			}
-			tr.ranBefore = true
+			r.placed(byID[p.TaskID])
 		}
 		if len(plan.Unplaced) == 0 {
 			break
@@ -591,20 +587,27 @@ func (r *run) placePending() error {
 		}
 		batch = left
 		if len(plan.Placements) == 0 && round > 0 {
-			if !certain {
-				// The risk bound can refuse a task even an empty machine
-				// (a wide predicted spread against a large machine share).
-				// Alone on a machine it cannot overload it beyond its
-				// limit, so retry once packing its request as certain.
-				certain = true
-				for i := range batch {
-					batch[i].Usage = [scheduler.NumResources]scheduler.Dist{}
-				}
-				continue
-			}
-			// Not even fresh machines took them: too large for a machine.
+			// Not even fresh machines took them. The risk bound can refuse
+			// a task an empty machine (a wide predicted spread against a
+			// large share of the machine); alone on a machine it cannot
+			// overload it beyond its limit, so it gets a machine of its own
+			// (State.Assign records it whatever the filters say, and the
+			// risk filter then keeps other tasks off that machine). A task
+			// whose request exceeds a machine waits.
+			c := r.capacity()
 			for _, t := range batch {
-				r.pending = append(r.pending, byID[t.ID])
+				if !t.Request.Fits(c) {
+					r.pending = append(r.pending, byID[t.ID])
+					continue
+				}
+				if err := r.addMachines(1); err != nil {
+					return err
+				}
+				if err := r.state.Assign(t, r.nodes[len(r.nodes)-1]); err != nil {
+					return err
+				}
+				r.placed(byID[t.ID])
+				r.alone++
 			}
 			break
 		}
@@ -618,6 +621,18 @@ func (r *run) placePending() error {
 		}
 	}
 	return nil
+}
+
+// placed records that task i now runs.
+func (r *run) placed(i int) {
+	tr := &r.tasks[i]
+	tr.placed = true
+	tr.spec = tr.want
+	if tr.ranBefore {
+		r.reschedules++
+		r.slotReschedules++
+	}
+	tr.ranBefore = true
 }
 
 // use replays slot k's windows of every active task: the limit for each
@@ -711,10 +726,14 @@ func (r *run) account(k int) {
 			r.evict(ids, sum.Memory-c[1])
 		}
 	}
-	lb := 0
+	lb, rlb := 0, 0
 	for res, v := range []float64{usage.CPU, usage.Memory} {
 		lb = max(lb, int(math.Ceil(v/c[res]-1e-9)))
 	}
+	for res, v := range []float64{req.CPU, req.Memory} {
+		rlb = max(rlb, int(math.Ceil(v/c[res]-1e-9)))
+	}
+	r.requestBoundSum += rlb
 	r.record(k, machines, lb, usage, req, over, pend)
 }
 
@@ -798,10 +817,11 @@ func splitmix(x uint64) uint64 {
 func (r *run) cluster() Cluster {
 	c := Cluster{Policy: r.policy, MachinesPeak: r.machinesPeak, Overloaded: r.overloaded, MachineWindows: r.machineWindows,
 		Evictions: r.evictions, Reschedules: r.reschedules, Resizes: r.resizes, FailedMachines: r.failed,
-		PendingTaskWindows: r.pendingTaskWindows, SimSeconds: r.seconds}
+		PendingTaskWindows: r.pendingTaskWindows, SimSeconds: r.seconds, Alone: r.alone}
 	if n := float64(r.w.Slots); n > 0 {
 		c.MachinesMean = float64(r.machineWindows) / n
 		c.LowerBoundMean = float64(r.lowerBoundSum) / n
+		c.RequestBoundMean = float64(r.requestBoundSum) / n
 	}
 	if r.machineWindows > 0 {
 		mw := float64(r.machineWindows)

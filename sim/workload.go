@@ -120,3 +120,13 @@ func (t *Task) provisioned(i int) models.Size {
 	}
 	return models.Size{}
 }
+
+// Series returns the workload's tasks as predictor series (the form
+// predictor.Evaluate reads).
+func (w *Workload) Series() []predictor.Series {
+	out := make([]predictor.Series, len(w.Tasks))
+	for i, t := range w.Tasks {
+		out[i] = predictor.Series{Task: t.Key, Windows: t.Windows, Provisioned: t.Provisioned}
+	}
+	return out
+}

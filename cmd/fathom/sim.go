@@ -146,6 +146,73 @@ reschedules. See docs/simulator.md for how machines are counted.`,
 	f.StringVar(&vms, "vms", "", "Bitbrains VMs to replay, e.g. 201-250 (default all)")
 	f.Uint64Var(&seed, "seed", 1, "seed for failures and the scheduler's tie-breaks")
 	f.BoolVar(&noProgress, "no-progress", false, "no progress bar")
+	cmd.AddCommand(newSimSweepCmd(g))
+	return cmd
+}
+
+func newSimSweepCmd(g *cli.Globals) *cobra.Command {
+	var path, format, policies, scales, vms string
+	cmd := &cobra.Command{
+		Use:   "sweep --trace FILE --format F [--scales 0.8,1,1.25]",
+		Short: "Per-task slack and violations per policy as the safety margin varies",
+		Long: `Evaluate each recommender with its limits multiplied by each scale (1 = as it is),
+with the code 'fathom model eval' runs, to show how slack trades against
+violations as the margin varies. Output feeds notebooks/rightsizing.ipynb.`,
+		Example: `  fathom sim sweep --trace ../shared/traces/bitbrains-rnd-2013-07-vm001-250.csv.gz --format bitbrains -o json`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if path == "" {
+				return cli.UsageErrorf("--trace is required")
+			}
+			var sc []float64
+			for _, s := range simSplitList(scales) {
+				v, err := strconv.ParseFloat(s, 64)
+				if err != nil || !(v > 0) {
+					return cli.UsageErrorf("--scales: %q is not a number > 0", s)
+				}
+				sc = append(sc, v)
+			}
+			r, err := trace.ParseVMRange(vms)
+			if err != nil {
+				return cli.UsageErrorf("--vms: %v", err)
+			}
+			w, err := sim.Load(path, format, sim.LoadOptions{VMs: r})
+			if err != nil {
+				return err
+			}
+			pts, err := sim.MarginSweep(w.Series(), simSplitList(policies), sc, nil)
+			if err != nil {
+				return cli.UsageErrorf("%v", err)
+			}
+			out := struct {
+				Trace string           `json:"trace"`
+				Sweep []sim.SweepPoint `json:"sweep"`
+			}{path, pts}
+			if g.Output == "csv" {
+				cw := csv.NewWriter(g.Stdout)
+				_ = cw.Write([]string{"policy", "resource", "scale", "slack", "footprint", "violations", "severe_violations", "changes_per_task_day"})
+				for _, p := range pts {
+					ff := func(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }
+					_ = cw.Write([]string{p.Policy, p.Resource, ff(p.Scale), ff(p.Slack), ff(p.Footprint), ff(p.Violations), ff(p.SevereViolations), ff(p.ChangesPerTaskDay)})
+				}
+				cw.Flush()
+				return cw.Error()
+			}
+			return g.Print(out, func(w io.Writer) {
+				fmt.Fprintln(w, "POLICY\tRESOURCE\tSCALE\tSLACK\tFOOTPRINT\tVIOLATIONS\tSEVERE")
+				for _, p := range pts {
+					fmt.Fprintf(w, "%s\t%s\t%.2f\t%s\t%.3f\t%s\t%s\n", p.Policy, p.Resource, p.Scale, predictor.FormatPercent(p.Slack), p.Footprint,
+						predictor.FormatPercent(p.Violations), predictor.FormatPercent(p.SevereViolations))
+				}
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&path, "trace", "", "trace file")
+	f.StringVar(&format, "format", "bitbrains", "trace format: "+strings.Join(sim.Formats, "|"))
+	f.StringVar(&policies, "policy", "provisioned,vpa,autopilot,fathom", "recommenders to sweep, comma-separated")
+	f.StringVar(&scales, "scales", "0.6,0.8,0.9,1,1.1,1.25,1.5,2", "limit multipliers, comma-separated")
+	f.StringVar(&vms, "vms", "", "Bitbrains VMs, e.g. 201-250 (default all)")
 	return cmd
 }
 
