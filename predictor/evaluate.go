@@ -247,3 +247,9 @@ func replay(s *Series, policy string, opts EvalOptions) [2]Tally {
 
 // FormatPercent renders a fraction as a percentage with three decimals.
 func FormatPercent(f float64) string { return fmt.Sprintf("%.3f%%", 100*f) }
+
+// Figures converts a result for a models.RegistryEntry.
+func (r Result) Figures() models.EvalFigures {
+	return models.EvalFigures{Policy: r.Policy, Resource: r.Resource, Slack: r.Slack, Footprint: r.Footprint,
+		Violations: r.Violations, SevereViolations: r.SevereViolations, ChangesPerTaskDay: r.ChangesPerTaskDay}
+}

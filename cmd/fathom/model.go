@@ -3,11 +3,19 @@ package main
 import (
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"runtime"
+	"sort"
+	"strings"
 	"time"
 
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
 
 	"github.com/fathom-scheduler/fathom/internal/cli"
 	"github.com/fathom-scheduler/fathom/models"
@@ -27,19 +35,35 @@ their figures side by side; 'list' and 'retrain' talk to the server's model
 registry.`,
 	}
 	cmd.AddCommand(newModelEvalCmd(g))
+	for _, f := range modelSubcommands {
+		cmd.AddCommand(f(g))
+	}
 	return cmd
+}
+
+// modelSubcommands are further `fathom model` sub-commands (list, retrain:
+// the registry side, which talks to the server), added from init functions
+// of their own files with registerModelSubcommand.
+var modelSubcommands []func(*cli.Globals) *cobra.Command
+
+// registerModelSubcommand adds a `fathom model` sub-command. Call it from an
+// init function.
+func registerModelSubcommand(f func(*cli.Globals) *cobra.Command) {
+	modelSubcommands = append(modelSubcommands, f)
 }
 
 // EvalReport is the -o json shape of `fathom model eval` (ARCHITECTURE.md).
 type EvalReport struct {
-	Trace   string             `json:"trace"`
-	Format  string             `json:"format"`
-	VMs     string             `json:"vms,omitempty"`
-	Tasks   int                `json:"tasks"`
-	Rows    int                `json:"rows"`
-	Dropped map[string]int     `json:"dropped"`
-	Seconds float64            `json:"seconds"`
-	Results []predictor.Result `json:"results"`
+	Trace   string         `json:"trace"`
+	Format  string         `json:"format"`
+	VMs     string         `json:"vms,omitempty"`
+	Tasks   int            `json:"tasks"`
+	Rows    int            `json:"rows"`
+	Dropped map[string]int `json:"dropped"`
+	Seconds float64        `json:"seconds"`
+	// OOMFeedback: memory violations were reported to recommenders as OOM kills.
+	OOMFeedback bool               `json:"oom_feedback"`
+	Results     []predictor.Result `json:"results"`
 }
 
 func newModelEvalCmd(g *cli.Globals) *cobra.Command {
@@ -47,6 +71,7 @@ func newModelEvalCmd(g *cli.Globals) *cobra.Command {
 		tracePath, format, vms string
 		policies               []string
 		workers                int
+		noOOM                  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "eval --trace FILE --format bitbrains",
@@ -87,12 +112,12 @@ prints slack Σ(limit−usage)⁺/Σlimit, footprint Σlimit/Σprovisioned, viol
 			if len(series) == 0 {
 				return cli.UsageErrorf("no VMs of %s are in --vms %s", tracePath, vms)
 			}
-			res, err := predictor.Evaluate(series, predictor.EvalOptions{Policies: policies, Workers: workers})
+			res, err := predictor.Evaluate(series, predictor.EvalOptions{Policies: policies, Workers: workers, NoOOMFeedback: noOOM})
 			if err != nil {
 				return err
 			}
 			rep := EvalReport{
-				Trace: tracePath, Format: format, VMs: vms, Tasks: len(series), Rows: stats.Rows,
+				Trace: tracePath, Format: format, VMs: vms, Tasks: len(series), Rows: stats.Rows, OOMFeedback: !noOOM,
 				Dropped: map[string]int{"zero_capacity": stats.ZeroCapacity, "duplicate_timestamp": stats.DuplicateTime, "out_of_order": stats.OutOfOrderTime},
 				Seconds: time.Since(t0).Seconds(), Results: res,
 			}
@@ -104,6 +129,7 @@ prints slack Σ(limit−usage)⁺/Σlimit, footprint Σlimit/Σprovisioned, viol
 	cmd.Flags().StringVar(&vms, "vms", "", "VMs to evaluate, e.g. 1-200 (default all)")
 	cmd.Flags().StringSliceVar(&policies, "policies", append([]string{predictor.PolicyProvisioned}, models.Kinds[1:]...), "policies to evaluate")
 	cmd.Flags().IntVar(&workers, "workers", runtime.GOMAXPROCS(0), "tasks replayed in parallel")
+	cmd.Flags().BoolVar(&noOOM, "no-oom-feedback", false, "do not tell recommenders about the OOM kill a memory violation would cause")
 	return cmd
 }
 
@@ -150,4 +176,161 @@ func printEvalTable(w io.Writer, rep EvalReport) {
 		fmt.Fprintf(w, "%s\t%s\t%.2f%%\t%.3f\t%.3f%%\t%.3f%%\t%.2f\n", r.Policy, r.Resource,
 			100*r.Slack, r.Footprint, 100*r.Violations, 100*r.SevereViolations, r.ChangesPerTaskDay)
 	}
+}
+
+func init() {
+	registerModelSubcommand(modelListCmd)
+	registerModelSubcommand(modelRetrainCmd)
+}
+
+func modelListCmd(g *cli.Globals) *cobra.Command {
+	var namespace, job string
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the trained model versions in the server's registry",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			q := url.Values{}
+			if namespace != "" {
+				q.Set("namespace", namespace)
+			}
+			if job != "" {
+				q.Set("job_name", job)
+			}
+			resp := &fathomv1.ListModelsResponse{}
+			if err := newAPIClient(g).call(cmd.Context(), "GET", "/v1/models", q, "", nil, resp); err != nil {
+				return err
+			}
+			out, err := marshalOut(resp)
+			if err != nil {
+				return err
+			}
+			return g.Print(out, func(w io.Writer) { printModelTable(w, resp.GetModels()) })
+		},
+	}
+	cmd.Flags().StringVar(&namespace, "namespace", "", "only this namespace")
+	cmd.Flags().StringVar(&job, "job", "", "only this job name")
+	return cmd
+}
+
+func printModelTable(w io.Writer, ms []*fathomv1.Model) {
+	fmt.Fprintln(w, "NAMESPACE\tJOB\tMODEL\tKIND\tVERSION\tTRAINED\tTASKS\tSAMPLES\tFIGURES")
+	for _, m := range ms {
+		keys := make([]string, 0, len(m.GetMetrics()))
+		for k := range m.GetMetrics() {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		figs := make([]string, 0, len(keys))
+		for _, k := range keys {
+			figs = append(figs, fmt.Sprintf("%s=%.4g", k, m.GetMetrics()[k]))
+		}
+		trained := ""
+		if m.GetTrainedAt() != nil {
+			trained = m.GetTrainedAt().AsTime().UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%s\n", m.GetNamespace(), m.GetJobName(), m.GetName(), m.GetKind(),
+			m.GetVersion(), trained, m.GetTasks(), m.GetSamples(), strings.Join(figs, " "))
+	}
+}
+
+func modelRetrainCmd(g *cli.Globals) *cobra.Command {
+	var (
+		namespace, job, since, until string
+		dryRun, noProgress           bool
+	)
+	cmd := &cobra.Command{
+		Use:   "retrain",
+		Short: "Retrain the models from the usage history in the metrics store",
+		Long: `Asks the control plane to retrain the recommenders from the usage history
+between --since and --until (default: the last 8 days), evaluate them against
+the baselines on the same history, and store a new version. With --dry-run it
+trains and evaluates but stores and serves nothing.`,
+		Example: `  fathom model retrain --since 72h --dry-run
+  fathom model retrain --namespace team-a --job web --since 2026-11-01T00:00:00Z`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			req := &fathomv1.RetrainModelsRequest{Namespace: namespace, JobName: job, DryRun: dryRun}
+			now := time.Now()
+			for _, f := range []struct {
+				name, v string
+				dst     **timestamppb.Timestamp
+			}{{"--since", since, &req.Since}, {"--until", until, &req.Until}} {
+				if f.v == "" {
+					continue
+				}
+				ts, err := parseModelWhen(f.v, now)
+				if err != nil {
+					return cli.UsageErrorf("%s %q: %v", f.name, f.v, err)
+				}
+				*f.dst = timestamppb.New(ts)
+			}
+			if req.Since != nil && req.Until != nil && req.Until.AsTime().Before(req.Since.AsTime()) {
+				return cli.UsageErrorf("--until %s is before --since %s; swap them", until, since)
+			}
+			body, err := protojson.Marshal(req)
+			if err != nil {
+				return err
+			}
+			var bar *progressbar.ProgressBar
+			if !noProgress && g.Output == "table" {
+				bar = progressbar.NewOptions(-1, progressbar.OptionSetWriter(g.Stderr),
+					progressbar.OptionSetDescription("retraining"), progressbar.OptionSpinnerType(14),
+					progressbar.OptionClearOnFinish())
+				done := make(chan struct{})
+				defer close(done)
+				go func() {
+					t := time.NewTicker(100 * time.Millisecond)
+					defer t.Stop()
+					for {
+						select {
+						case <-done:
+							return
+						case <-t.C:
+							_ = bar.Add(1)
+						}
+					}
+				}()
+			}
+			resp := &fathomv1.RetrainModelsResponse{}
+			err = newAPIClient(g).call(cmd.Context(), "POST", "/v1/models:retrain", nil, "application/json", body, resp)
+			if bar != nil {
+				_ = bar.Finish()
+			}
+			if err != nil {
+				return err
+			}
+			out, err := marshalOut(resp)
+			if err != nil {
+				return err
+			}
+			return g.Print(out, func(w io.Writer) {
+				verb := "stored"
+				if resp.GetDryRun() {
+					verb = "dry run, nothing stored"
+				}
+				fmt.Fprintf(w, "retrained %d model(s) from %d windows (%s)\n", len(resp.GetModels()), resp.GetWindows(), verb)
+				printModelTable(w, resp.GetModels())
+			})
+		},
+	}
+	cmd.Flags().StringVar(&namespace, "namespace", "", "only this namespace")
+	cmd.Flags().StringVar(&job, "job", "", "only this job name")
+	cmd.Flags().StringVar(&since, "since", "", "history start: RFC 3339 time or a duration before now such as 72h (default until-8d)")
+	cmd.Flags().StringVar(&until, "until", "", "history end: RFC 3339 time or a duration before now (default now)")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "train and evaluate, but store nothing")
+	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "no progress spinner")
+	return cmd
+}
+
+// parseModelWhen reads an RFC 3339 time or a duration before now ("72h").
+func parseModelWhen(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return time.Time{}, fmt.Errorf("want an RFC 3339 time (2026-11-01T00:00:00Z) or a positive duration before now (72h)")
+	}
+	return now.Add(-d), nil
 }
