@@ -166,8 +166,8 @@ func nodes() *dashboard.DashboardBuilder {
 			query{sel(`max by (node) (fathom_node_cpu_usage_cores{%[1]s}) / max by (node) (fathom_node_cpu_capacity_cores{%[1]s})`, selNode), "{{node}} cpu"},
 			query{sel(`max by (node) (fathom_node_memory_used_bytes{%[1]s}) / max by (node) (fathom_node_memory_capacity_bytes{%[1]s})`, selNode), "{{node}} memory"},
 		)).
-		WithPanel(graph("Memory pressure signal", "short", "1 while the agent sees memory above its eviction threshold (it evicts best-effort, then batch tasks).",
-			query{sel(`max by (node) (fathom_node_memory_pressure{%s})`, selNode), "{{node}}"},
+		WithPanel(graph("Memory pressure signal", "short", "1 while the agent sees memory above its eviction threshold (it evicts best-effort, then batch tasks). Agents serve this signal on /metrics; where it is not stored (the embedded store gets only what agents push), it is derived from pushed machine memory against the agents' default threshold of 95%.",
+			query{sel(`max by (node) (fathom_node_memory_pressure{%[1]s}) or (max by (node) (fathom_node_memory_used_bytes{%[1]s}) / max by (node) (fathom_node_memory_capacity_bytes{%[1]s}) > bool 0.95)`, selNode), "{{node}}"},
 		)).
 		WithPanel(graph("Task CPU / capacity", "percentunit", "Σ task CPU usage / capacity per node; above 100% the node is overloaded.",
 			query{sel(`node:fathom_task_cpu_usage_cores:rate1m{%s} / on (node) node:fathom_node_cpu_capacity_cores:max`, selNode), "{{node}}"},

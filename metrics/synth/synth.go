@@ -28,6 +28,10 @@ type Cluster struct {
 	Start, End time.Time
 	Step       time.Duration
 	Seed       uint64
+	// Recommendations adds the control plane's per-task
+	// fathom_predictor_recommended_{cpu_cores,memory_bytes} series (which the
+	// server exports, not the agents) to the generated series.
+	Recommendations bool
 	// Metrics limits the generated per-task metric names; empty means all of
 	// metrics.TaskMetrics plus the node capacities.
 	Metrics []string
@@ -160,6 +164,10 @@ func Walk(c Cluster, chunk int, emit func([]metrics.Series) error) error {
 				add(metrics.TaskMemoryRequestBytes, tk.labels, ms, round(tk.memBase+0.6*tk.memAmp, 1<<20))
 				add(metrics.TaskMemoryLimitBytes, tk.labels, ms, round(tk.memBase+tk.memAmp+8*(1<<20), 1<<20))
 				add(metrics.TaskOOMKillsTotal, tk.labels, ms, tk.ooms)
+				if c.Recommendations {
+					add(metrics.PredictorRecommendedCPUCores, tk.labels, ms, round(tk.cpuBase+0.5*tk.cpuAmp, 0.005))
+					add(metrics.PredictorRecommendedMemoryBytes, tk.labels, ms, round(tk.memBase+0.9*tk.memAmp, 1<<20))
+				}
 			}
 			nodeCPU := make([]float64, c.Nodes)
 			nodeMem := make([]float64, c.Nodes)

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fathom-scheduler/fathom/internal/cli"
+	"github.com/fathom-scheduler/fathom/metrics/bench"
+)
+
+func init() { addBenchCommand(newBenchMetricsCmd) }
+
+func newBenchMetricsCmd(g *cli.Globals) *cobra.Command {
+	var o bench.Options
+	cmd := &cobra.Command{
+		Use:   "metrics",
+		Short: "Embedded metrics store: remote-write ingest rate and Job right-sizing panel latency",
+		Long: `Runs the embedded Prometheus-compatible store as the server does, on a loopback port:
+
+  ingest   agents' remote-write pushes (1 s samples, one push per node per 10 s,
+           pre-encoded) sent by concurrent clients; prints samples/s.
+  queries  a job of --query-tasks tasks with --query-hours of history (compacted
+           into blocks, as after a day of running), then every panel of the Job
+           right-sizing dashboard refreshed --query-runs times over the whole
+           range over the HTTP API, each panel's queries concurrently as Grafana
+           runs them; prints p50/p99 of a dashboard refresh and per panel.`,
+		Example: `  fathom bench metrics
+  fathom bench metrics --query-hours 6 --query-runs 5 -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.QueryResolution < time.Second || o.QueryStep < o.QueryResolution {
+				return cli.UsageErrorf("--query-resolution must be ≥ 1s and --query-step ≥ --query-resolution")
+			}
+			if g.Output == "table" {
+				o.Progress = func(s string) { fmt.Fprintln(g.Stderr, "bench metrics:", s) }
+			}
+			r, err := bench.Run(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			return g.Print(r, func(w io.Writer) {
+				fmt.Fprintf(w, "remote-write ingest\t%.0f samples/s\t(%d samples in %d requests, %.1f s, %d clients)\n",
+					r.IngestSamplesPerSec, r.IngestSamples, r.IngestRequests, r.IngestSeconds, o.IngestClients)
+				fmt.Fprintf(w, "job right-sizing refresh p50\t%.1f ms\n", r.RightSizingP50Ms)
+				fmt.Fprintf(w, "job right-sizing refresh p99\t%.1f ms\t(%d queries over %d h of %d tasks, step %.0fs; %d samples stored, fill %.1f s, compaction %.1f s)\n",
+					r.RightSizingP99Ms, r.RightSizingQueryCount, r.QueryHours, r.QueryTasks, r.QueryStepSeconds, r.QuerySamplesStored, r.QueryFillSeconds, r.QueryCompactSeconds)
+				for _, p := range r.Panels {
+					fmt.Fprintf(w, "  panel %q\tp50 %.1f ms\tp99 %.1f ms\t(%d queries, %d series)\n", p.Title, p.P50Ms, p.P99Ms, p.Queries, p.Series)
+				}
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Dir, "dir", "", "scratch directory for the TSDBs (default: a temp dir, removed)")
+	f.IntVar(&o.IngestTasks, "ingest-tasks", 1000, "tasks pushing usage")
+	f.IntVar(&o.IngestNodes, "ingest-nodes", 50, "agents (one push per agent per 10 s)")
+	f.IntVar(&o.IngestMinutes, "ingest-minutes", 5, "minutes of pushes to send")
+	f.IntVar(&o.IngestClients, "ingest-clients", 8, "concurrent pushers")
+	f.IntVar(&o.QueryTasks, "query-tasks", 1000, "tasks of the job the right-sizing dashboard shows")
+	f.IntVar(&o.QueryHours, "query-hours", 24, "hours of history, and the dashboard's time range")
+	f.IntVar(&o.QueryRuns, "query-runs", 20, "dashboard refreshes to time")
+	f.DurationVar(&o.QueryResolution, "query-resolution", 15*time.Second, "sample interval of the stored history")
+	f.DurationVar(&o.QueryStep, "query-step", time.Minute, "query_range step (Grafana's for 24 h on a wide panel)")
+	f.Uint64Var(&o.Seed, "seed", 1, "seed of the synthetic usage")
+	return cmd
+}

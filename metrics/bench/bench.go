@@ -1,0 +1,393 @@
+// Package bench measures the embedded metrics store as a server runs it:
+// remote-write ingest over HTTP (samples/s) and the latency of the Job
+// right-sizing dashboard's panel queries over 24 h of 1,000 tasks, issued over
+// the Prometheus HTTP API as Grafana issues them. `fathom bench metrics` prints
+// the figures; scripts/bench.d/50-metrics.sh runs it.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
+
+	"github.com/fathom-scheduler/fathom/metrics"
+	"github.com/fathom-scheduler/fathom/metrics/dashboards"
+	"github.com/fathom-scheduler/fathom/metrics/synth"
+)
+
+// Options of Run. Zero values take the defaults in brackets.
+type Options struct {
+	Dir string // scratch directory for the TSDBs [a temp dir, removed]
+
+	// Ingest: IngestTasks tasks on IngestNodes agents, each pushing every 10 s
+	// the 1 s samples of its tasks, for IngestMinutes, with IngestClients
+	// concurrent pushers.
+	IngestTasks, IngestNodes, IngestMinutes, IngestClients int // [1000, 50, 5, 8]
+
+	// Query: QueryTasks tasks of one job with QueryHours of history at
+	// QueryResolution; each panel of the Job right-sizing dashboard is
+	// refreshed QueryRuns times over the whole range with step QueryStep.
+	QueryTasks, QueryHours, QueryRuns int           // [1000, 24, 20]
+	QueryResolution, QueryStep        time.Duration // [15 s, 1 m]
+
+	Seed uint64
+	// Progress, if set, receives one line per phase.
+	Progress func(string)
+}
+
+// Result holds the figures. Durations are in milliseconds.
+type Result struct {
+	IngestSamples         int     `json:"ingest_samples"`
+	IngestRequests        int     `json:"ingest_requests"`
+	IngestSeconds         float64 `json:"ingest_seconds"`
+	IngestSamplesPerSec   float64 `json:"ingest_samples_per_sec"`
+	IngestRequestsPerSec  float64 `json:"ingest_requests_per_sec"`
+	QueryTasks            int     `json:"query_tasks"`
+	QueryHours            int     `json:"query_hours"`
+	QuerySamplesStored    int     `json:"query_samples_stored"`
+	QueryFillSeconds      float64 `json:"query_fill_seconds"`
+	QueryCompactSeconds   float64 `json:"query_compact_seconds"`
+	QueryStepSeconds      float64 `json:"query_step_seconds"`
+	Panels                []Panel `json:"panels"`
+	RightSizingP50Ms      float64 `json:"rightsizing_panel_latency_p50_ms"`
+	RightSizingP99Ms      float64 `json:"rightsizing_panel_latency_p99_ms"`
+	RightSizingSlowest    string  `json:"rightsizing_slowest_panel"`
+	RightSizingQueryCount int     `json:"rightsizing_queries_per_refresh"`
+}
+
+// Panel is the refresh latency of one panel (its queries run concurrently,
+// as Grafana runs a panel's targets).
+type Panel struct {
+	Title   string  `json:"title"`
+	Queries int     `json:"queries"`
+	P50Ms   float64 `json:"p50_ms"`
+	P99Ms   float64 `json:"p99_ms"`
+	Series  int     `json:"series"`
+}
+
+func (o *Options) defaults() {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&o.IngestTasks, 1000)
+	def(&o.IngestNodes, 50)
+	def(&o.IngestMinutes, 5)
+	def(&o.IngestClients, 8)
+	def(&o.QueryTasks, 1000)
+	def(&o.QueryHours, 24)
+	def(&o.QueryRuns, 20)
+	if o.QueryResolution <= 0 {
+		o.QueryResolution = 15 * time.Second
+	}
+	if o.QueryStep <= 0 {
+		o.QueryStep = time.Minute
+	}
+	if o.Progress == nil {
+		o.Progress = func(string) {}
+	}
+}
+
+// Run runs both measurements.
+func Run(ctx context.Context, o Options) (Result, error) {
+	o.defaults()
+	var r Result
+	dir := o.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "fathom-bench-metrics-")
+		if err != nil {
+			return r, err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	if err := ingest(ctx, o, dir+"/ingest", &r); err != nil {
+		return r, fmt.Errorf("ingest: %w", err)
+	}
+	if err := queries(ctx, o, dir+"/query", &r); err != nil {
+		return r, fmt.Errorf("queries: %w", err)
+	}
+	return r, nil
+}
+
+// serve opens a store in dir and serves its API on a loopback port.
+func serve(dir string) (*metrics.Store, string, func(), error) {
+	s, err := metrics.OpenStore(metrics.StoreOptions{Dir: dir, NoRecordingRules: true})
+	if err != nil {
+		return nil, "", nil, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		s.Close()
+		return nil, "", nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/api/v1/", s.Handler())
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(l)
+	return s, "http://" + l.Addr().String(), func() { srv.Close(); s.Close() }, nil
+}
+
+func ingest(ctx context.Context, o Options, dir string, r *Result) error {
+	s, base, stop, err := serve(dir)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	_ = s
+	// Pre-encode every push (one per node per 10 s) so that the timing is the
+	// store's: HTTP, snappy, protobuf decoding, TSDB append and WAL.
+	end := time.Now().Truncate(time.Second)
+	start := end.Add(-time.Duration(o.IngestMinutes) * time.Minute)
+	o.Progress(fmt.Sprintf("ingest: encoding %d min of %d tasks on %d nodes at 1 s", o.IngestMinutes, o.IngestTasks, o.IngestNodes))
+	var rounds [][][]byte // per 10 s round, one body per node
+	err = synth.Walk(synth.Cluster{Namespace: "bench", JobName: "ingest", Tasks: o.IngestTasks, Nodes: o.IngestNodes,
+		Start: start, End: end.Add(-time.Second), Step: time.Second, Seed: o.Seed}, 10, func(batch []metrics.Series) error {
+		byNode := map[string][]metrics.Series{}
+		for _, s := range batch {
+			byNode[s.Labels[metrics.LabelNode]] = append(byNode[s.Labels[metrics.LabelNode]], s)
+			r.IngestSamples += len(s.Samples)
+		}
+		var bodies [][]byte
+		for _, ss := range byNode {
+			b, err := metrics.EncodeWriteRequest(ss)
+			if err != nil {
+				return err
+			}
+			bodies = append(bodies, b)
+		}
+		rounds = append(rounds, bodies)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	o.Progress(fmt.Sprintf("ingest: pushing %d samples with %d clients", r.IngestSamples, o.IngestClients))
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.IngestClients}}
+	t0 := time.Now()
+	for _, bodies := range rounds {
+		// Agents push concurrently; a round completes before the next 10 s.
+		work := make(chan []byte)
+		errs := make(chan error, o.IngestClients)
+		var wg sync.WaitGroup
+		for i := 0; i < o.IngestClients; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for b := range work {
+					if err := metrics.PushWrite(ctx, client, base+"/api/v1/write", b); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		var firstErr error
+	feed:
+		for _, b := range bodies {
+			select {
+			case work <- b:
+			case firstErr = <-errs:
+				break feed
+			}
+		}
+		close(work)
+		wg.Wait()
+		if firstErr == nil && len(errs) > 0 {
+			firstErr = <-errs
+		}
+		if firstErr != nil {
+			return firstErr
+		}
+		r.IngestRequests += len(bodies)
+	}
+	d := time.Since(t0)
+	r.IngestSeconds = d.Seconds()
+	r.IngestSamplesPerSec = float64(r.IngestSamples) / d.Seconds()
+	r.IngestRequestsPerSec = float64(r.IngestRequests) / d.Seconds()
+	return nil
+}
+
+func queries(ctx context.Context, o Options, dir string, r *Result) error {
+	s, base, stop, err := serve(dir)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	r.QueryTasks, r.QueryHours = o.QueryTasks, o.QueryHours
+	end := time.Now().Truncate(time.Minute)
+	start := end.Add(-time.Duration(o.QueryHours) * time.Hour)
+	o.Progress(fmt.Sprintf("query: filling %d h of %d tasks at %s", o.QueryHours, o.QueryTasks, o.QueryResolution))
+	s.DB().DisableCompactions()
+	t0 := time.Now()
+	// In time order, 30 min at a time, so that every sample is in the head's
+	// appendable window; in-process appends, as the fill is not what is measured.
+	err = synth.Walk(synth.Cluster{Namespace: "bench", JobName: "big", Tasks: o.QueryTasks, Nodes: 50,
+		Start: start, End: end, Step: o.QueryResolution, Seed: o.Seed, Recommendations: true}, int(30*time.Minute/o.QueryResolution), func(batch []metrics.Series) error {
+		return appendParallel(ctx, s, batch, &r.QuerySamplesStored)
+	})
+	if err != nil {
+		return err
+	}
+	r.QueryFillSeconds = time.Since(t0).Seconds()
+	// A store that has run for a day holds most of it in compacted blocks.
+	o.Progress(fmt.Sprintf("query: compacting %d samples into blocks", r.QuerySamplesStored))
+	t0 = time.Now()
+	s.DB().EnableCompactions()
+	if err := s.DB().Compact(ctx); err != nil {
+		return err
+	}
+	r.QueryCompactSeconds = time.Since(t0).Seconds()
+
+	ds, err := dashboards.All()
+	if err != nil {
+		return err
+	}
+	var rs dashboards.Dashboard
+	for _, d := range ds {
+		if d.File == "job-rightsizing.json" {
+			rs = d
+		}
+	}
+	b, err := rs.JSON()
+	if err != nil {
+		return err
+	}
+	_, qs, _, err := dashboards.Parse(b)
+	if err != nil {
+		return err
+	}
+	c, err := api.NewClient(api.Config{Address: base})
+	if err != nil {
+		return err
+	}
+	p := promv1.NewAPI(c)
+	// Grafana's $__rate_interval: max(step + scrape interval, 4 × scrape interval).
+	rateInterval := max(o.QueryStep+o.QueryResolution, 4*o.QueryResolution)
+	vars := map[string][]string{"namespace": {"bench"}, "job_name": {"big"}, "node": {".*"}}
+	byPanel := map[string][]string{}
+	var order []string
+	for _, q := range qs {
+		if _, ok := byPanel[q.Panel]; !ok {
+			order = append(order, q.Panel)
+		}
+		byPanel[q.Panel] = append(byPanel[q.Panel], dashboards.Substitute(q.Expr, vars, promDuration(rateInterval), promDuration(o.QueryStep), promDuration(end.Sub(start))))
+		r.RightSizingQueryCount++
+	}
+	r.QueryStepSeconds = o.QueryStep.Seconds()
+	rng := promv1.Range{Start: start, End: end, Step: o.QueryStep}
+	var refresh []time.Duration // whole-dashboard refreshes
+	panelLat := map[string][]time.Duration{}
+	panelSeries := map[string]int{}
+	o.Progress(fmt.Sprintf("query: %d refreshes of %d panels (%d queries) over %d h, step %s", o.QueryRuns, len(order), r.RightSizingQueryCount, o.QueryHours, o.QueryStep))
+	for run := 0; run < o.QueryRuns; run++ {
+		t0 := time.Now()
+		for _, title := range order {
+			pt := time.Now()
+			var wg sync.WaitGroup
+			errs := make([]error, len(byPanel[title]))
+			series := make([]int, len(byPanel[title]))
+			for i, expr := range byPanel[title] {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					v, _, _, err := p.QueryRange(ctx, expr, rng)
+					if err != nil {
+						errs[i] = fmt.Errorf("%s: %w", expr, err)
+						return
+					}
+					if m, ok := v.(model.Matrix); ok {
+						series[i] = m.Len()
+					}
+				}()
+			}
+			wg.Wait()
+			if err := errors.Join(errs...); err != nil {
+				return err
+			}
+			panelLat[title] = append(panelLat[title], time.Since(pt))
+			n := 0
+			for _, x := range series {
+				n += x
+			}
+			panelSeries[title] = n
+		}
+		refresh = append(refresh, time.Since(t0))
+	}
+	worst := 0.0
+	for _, title := range order {
+		l := panelLat[title]
+		pn := Panel{Title: title, Queries: len(byPanel[title]), P50Ms: ms(quantile(l, 0.5)), P99Ms: ms(quantile(l, 0.99)), Series: panelSeries[title]}
+		r.Panels = append(r.Panels, pn)
+		if pn.P99Ms > worst {
+			worst, r.RightSizingSlowest = pn.P99Ms, title
+		}
+	}
+	r.RightSizingP50Ms = ms(quantile(refresh, 0.5))
+	r.RightSizingP99Ms = ms(quantile(refresh, 0.99))
+	return nil
+}
+
+// appendParallel appends batch with one appender per CPU-sized shard.
+func appendParallel(ctx context.Context, s *metrics.Store, batch []metrics.Series, count *int) error {
+	const shards = 4
+	var wg sync.WaitGroup
+	errs := make([]error, shards)
+	for i := 0; i < shards; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			app := s.Appender(ctx)
+			var part []metrics.Series
+			for j := i; j < len(batch); j += shards {
+				part = append(part, batch[j])
+			}
+			if err := metrics.AppendSeries(app, part); err != nil {
+				_ = app.Rollback()
+				errs[i] = err
+				return
+			}
+			errs[i] = app.Commit()
+		}()
+	}
+	wg.Wait()
+	for _, b := range batch {
+		*count += len(b.Samples)
+	}
+	return errors.Join(errs...)
+}
+
+func quantile(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	// Nearest rank: with 20 runs, p99 is the slowest.
+	i := int(float64(len(s))*q+0.999999) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// promDuration formats d in PromQL duration syntax (e.g. 75s, 24h).
+func promDuration(d time.Duration) string {
+	if d%time.Hour == 0 {
+		return fmt.Sprintf("%dh", d/time.Hour)
+	}
+	if d%time.Minute == 0 {
+		return fmt.Sprintf("%dm", d/time.Minute)
+	}
+	return fmt.Sprintf("%ds", d/time.Second)
+}
