@@ -329,6 +329,11 @@ func (e *Executor) supervise(t *task) {
 	defer e.wg.Done()
 	var timer *time.Timer
 	for {
+		select {
+		case <-e.quit: // the agent is going away; the processes stay
+			return
+		default:
+		}
 		t.mu.Lock()
 		d, gone, evict, state := t.desired, t.gone, t.evictReason, t.status.State
 		running := t.pid != 0
@@ -337,7 +342,9 @@ func (e *Executor) supervise(t *task) {
 		switch {
 		case gone || d.Desired == DesiredStop:
 			if running {
-				e.stop(t, "stopped by the control plane")
+				if !e.stop(t, "stopped by the control plane") {
+					return
+				}
 			} else if state == "" || state == StateRunning {
 				e.setStatus(t, func(s *TaskStatus) {
 					if s.State == "" || s.State == StateRunning {
@@ -662,8 +669,9 @@ func (e *Executor) resize(t *task, a Assignment) {
 }
 
 // stop sends SIGTERM to the task's process group, waits the grace period,
-// then SIGKILLs the group and everything left in its cgroup.
-func (e *Executor) stop(t *task, reason string) {
+// then SIGKILLs the group and everything left in its cgroup. It returns
+// false if the executor was closed meanwhile (the process is left alone).
+func (e *Executor) stop(t *task, reason string) bool {
 	pid := t.pid
 	_ = syscall.Kill(-pid, syscall.SIGTERM)
 	timer := time.NewTimer(e.cfg.GracePeriod)
@@ -675,7 +683,7 @@ func (e *Executor) stop(t *task, reason string) {
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		ex = <-t.exited
 	case <-e.quit:
-		return
+		return false
 	}
 	t.statsMu.Lock()
 	_ = t.cg.Kill()
@@ -688,6 +696,7 @@ func (e *Executor) stop(t *task, reason string) {
 	t.status = st
 	t.mu.Unlock()
 	e.cfg.OnStatus(st)
+	return true
 }
 
 func (e *Executor) evict(t *task, reason string) {
