@@ -36,7 +36,7 @@ type ColdStartExample struct {
 // priority, then log hints and their presence.
 const (
 	nsBuckets    = 8
-	nameBuckets  = 16
+	nameBuckets  = 32
 	cmdBuckets   = 8
 	featureCount = nsBuckets + nameBuckets + cmdBuckets + 3 + 3 + 4
 )

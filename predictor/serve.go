@@ -60,6 +60,13 @@ type Config struct {
 	// Lookback bounds how far back Update reads history for a task it has
 	// not seen yet (8 days when zero: enough for weekly periodicity).
 	Lookback time.Duration
+	// ColdStart, when set and trained, sizes jobs with no history
+	// (RecommendNew). Without it RecommendNew uses the spec's hints.
+	ColdStart *models.ColdStart
+	// Margin is added to a cold-start prediction to make the limit (1.0
+	// when zero: the limit is twice the predicted need, since a first guess
+	// is uncertain and the real one replaces it within the hour).
+	ColdStartMargin float64
 }
 
 // Predictor keeps one trained recommender per task and serves their
@@ -247,6 +254,43 @@ func (p *Predictor) Recommend(task TaskKey, now time.Time) (Recommendation, erro
 		Confidence: Confidence(st.n),
 		Model:      st.rec.Kind(),
 		Why:        r.Why,
+	}, nil
+}
+
+// RecommendNew sizes a task that has no history from its job's features:
+// the cold-start model's prediction as the request and (1+margin)× as the
+// limit, with confidence 0. With no model it falls back to the hints, and
+// without hints it answers ErrNoHistory. A task with history gets Recommend.
+func (p *Predictor) RecommendNew(task TaskKey, f models.JobFeatures, now time.Time) (Recommendation, error) {
+	if r, err := p.Recommend(task, now); err == nil {
+		return r, nil
+	}
+	m := p.cfg.ColdStartMargin
+	if m == 0 {
+		m = 1
+	}
+	var need models.Size
+	model, why := "coldstart", ""
+	if p.cfg.ColdStart != nil {
+		pred, err := p.cfg.ColdStart.Predict([]models.JobFeatures{f})
+		if err == nil {
+			need = pred[0]
+			why = fmt.Sprintf("cold start: learned from %d past jobs with similar namespace, name, command, type, priority and hints", len(p.cfg.ColdStart.Examples))
+		}
+	}
+	if need.CPU <= 0 || need.Memory <= 0 {
+		if f.HintCPU <= 0 || f.HintMemory <= 0 {
+			return Recommendation{}, fmt.Errorf("%w %s and no cold-start model or spec hints", ErrNoHistory, task)
+		}
+		need = models.Size{CPU: f.HintCPU, Memory: f.HintMemory}
+		model, why, m = "hints", "no history and no cold-start model: the spec's hints", 0
+	}
+	lim := models.Size{CPU: need.CPU * (1 + m), Memory: need.Memory * (1 + m)}
+	return Recommendation{
+		Task: task, At: now, Request: need, Limit: lim,
+		CPU:    models.Estimate{Request: need.CPU, Limit: lim.CPU, Mean: need.CPU},
+		Memory: models.Estimate{Request: need.Memory, Limit: lim.Memory, Mean: need.Memory},
+		Model:  model, Why: why,
 	}, nil
 }
 

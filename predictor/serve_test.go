@@ -195,3 +195,34 @@ func synthSeries(tasks, windows int, seed uint64) []Series {
 	}
 	return out
 }
+
+func TestRecommendNew(t *testing.T) {
+	var ex []models.ColdStartExample
+	for i := range 60 {
+		name, size := "web", models.Size{CPU: 0.2, Memory: 256 << 20}
+		if i%2 == 1 {
+			name, size = "db", models.Size{CPU: 2, Memory: 8 * gib}
+		}
+		ex = append(ex, models.ColdStartExample{Features: models.JobFeatures{Namespace: "a", Name: name, Priority: "prod"}, Size: size})
+	}
+	cs := models.NewColdStart(4)
+	if err := cs.Fit(ex); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := New(Config{ColdStart: cs})
+	r, err := p.RecommendNew(task, models.JobFeatures{Namespace: "b", Name: "db-17", Priority: "prod"}, epoch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Model != "coldstart" || r.Request.Memory < 7*gib || r.Limit.Memory < r.Request.Memory || r.Confidence != 0 {
+		t.Errorf("cold start for a db job: %+v", r)
+	}
+	q, _ := New(Config{})
+	if _, err := q.RecommendNew(task, models.JobFeatures{Name: "x"}, epoch); !errors.Is(err, ErrNoHistory) {
+		t.Errorf("no model, no hints: %v", err)
+	}
+	h, err := q.RecommendNew(task, models.JobFeatures{Name: "x", HintCPU: 0.5, HintMemory: gib}, epoch)
+	if err != nil || h.Model != "hints" || h.Limit.CPU != 0.5 {
+		t.Errorf("hints fallback: %+v %v", h, err)
+	}
+}
