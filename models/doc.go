@@ -23,6 +23,9 @@
 //   - provisioned: what the owner asked for (the trace's own sizes); a
 //     reference, not a predictor.
 //
+// ColdStart (coldstart.go) sizes a job with no history from the sizes
+// learned for past jobs with golearn regression trees on its spec.
+//
 // The registry encoding (RegistryEntry) describes a trained, versioned model
 // with its evaluation figures, as the server stores it.
 package models
