@@ -128,6 +128,18 @@ func (s *Server) placeRound(ctx context.Context) error {
 		nodes = append(nodes, v)
 	}
 	sort.Slice(nodes, func(a, b int) bool { return nodes[a].Name < nodes[b].Name })
+	// Without a node there is nothing to decide: say why once, server-wide,
+	// instead of walking every pending job (keeps submissions fast while no
+	// agent is connected).
+	s.noNodes = ""
+	if len(nodes) == 0 {
+		s.noNodes = "no node is up and schedulable (start an agent: fathom agent --server ADDR)"
+		if len(s.nodes) == 0 {
+			s.noNodes = "no node has registered (start an agent: fathom agent --server ADDR)"
+		}
+		s.mu.Unlock()
+		return nil
+	}
 	var pending []PendingTask
 	var entries []*jobEntry
 	for id, e := range s.pending {
@@ -161,17 +173,6 @@ func (s *Server) placeRound(ctx context.Context) error {
 		entries = append(entries, e)
 	}
 	if len(pending) == 0 {
-		s.mu.Unlock()
-		return nil
-	}
-	if len(nodes) == 0 {
-		reason := "no node is up and schedulable (start an agent: fathom agent --server ADDR)"
-		if len(s.nodes) == 0 {
-			reason = "no node has registered (start an agent: fathom agent --server ADDR)"
-		}
-		for _, e := range entries {
-			e.waitReason = reason
-		}
 		s.mu.Unlock()
 		return nil
 	}

@@ -87,6 +87,7 @@ type Server struct {
 	nodes   map[string]*nodeEntry
 	byNode  map[string]map[string]struct{} // node name -> task ids placed there
 	pending map[string]*jobEntry           // jobs that may have pending tasks
+	noNodes string                         // why nothing can be placed at all ("" = nodes exist)
 	ready   bool
 }
 
@@ -285,9 +286,9 @@ func JobStateName(st fathomv1.JobState) string {
 // is synthesized. Caller holds mu (read).
 func (s *Server) taskView(e *jobEntry, i int) *fathomv1.Task {
 	if t := e.tasks[i]; t != nil {
-		if t.GetState() == fathomv1.TaskState_TASK_STATE_PENDING && e.waitReason != "" {
+		if why := s.waitReason(e); t.GetState() == fathomv1.TaskState_TASK_STATE_PENDING && why != "" {
 			c := proto.Clone(t).(*fathomv1.Task)
-			c.Reason = strings.TrimSuffix(c.GetReason(), ".") + "; " + e.waitReason
+			c.Reason = strings.TrimSuffix(c.GetReason(), ".") + "; " + why
 			return c
 		}
 		return t
@@ -298,8 +299,8 @@ func (s *Server) taskView(e *jobEntry, i int) *fathomv1.Task {
 		Index: int32(i), State: fathomv1.TaskState_TASK_STATE_PENDING, UpdatedAt: j.GetCreatedAt(),
 		Reason: "waiting for a node", DesiredState: fathomv1.DesiredState_DESIRED_STATE_RUN,
 	}
-	if e.waitReason != "" {
-		t.Reason = "waiting for a node: " + e.waitReason
+	if why := s.waitReason(e); why != "" {
+		t.Reason = "waiting for a node: " + why
 	}
 	if j.GetStopRequested() {
 		t.State = fathomv1.TaskState_TASK_STATE_STOPPED
@@ -308,6 +309,14 @@ func (s *Server) taskView(e *jobEntry, i int) *fathomv1.Task {
 		t.UpdatedAt = j.GetStoppedAt()
 	}
 	return t
+}
+
+// waitReason says why a job's pending tasks wait. Caller holds mu (read).
+func (s *Server) waitReason(e *jobEntry) string {
+	if s.noNodes != "" {
+		return s.noNodes
+	}
+	return e.waitReason
 }
 
 // jobState derives a job's state from its tasks. Caller holds mu (read).

@@ -13,8 +13,11 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -38,6 +41,29 @@ type benchSubmitResult struct {
 	EmbeddedEtcd      bool    `json:"embedded_etcd"`
 	// StoredJobs is what GET /v1/jobs lists afterwards (embedded server only).
 	StoredJobs int `json:"stored_jobs,omitempty"`
+	// CPUSeconds this process (clients and, when embedded, server and etcd)
+	// used while timing, and the machine's 1-minute load average at the end:
+	// wall-clock figures on a busy machine include waiting for a core.
+	CPUSeconds           float64 `json:"cpu_seconds"`
+	SubmissionsPerCPUSec float64 `json:"submissions_per_cpu_sec"`
+	LoadAverage1m        float64 `json:"load_average_1m"`
+}
+
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
+func submitLoadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f, _ := strconv.ParseFloat(strings.Fields(string(b))[0], 64)
+	return f
 }
 
 func newBenchSubmitCmd(g *cli.Globals) *cobra.Command {
@@ -134,7 +160,13 @@ production), and afterwards checks that GET /v1/jobs lists every job.`,
 			if warmup > 0 {
 				run(prefix+"-w", warmup)
 			}
+			cpu0 := cpuSeconds()
 			lat, errs, elapsed := run(prefix, jobs)
+			res.CPUSeconds = cpuSeconds() - cpu0
+			if res.CPUSeconds > 0 {
+				res.SubmissionsPerCPUSec = float64(jobs) / res.CPUSeconds
+			}
+			res.LoadAverage1m = submitLoadAverage()
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -163,6 +195,8 @@ production), and afterwards checks that GET /v1/jobs lists every job.`,
 				fmt.Fprintf(w, "latency p50\t%.2f ms\n", res.LatencyP50Ms)
 				fmt.Fprintf(w, "latency p99\t%.2f ms\n", res.LatencyP99Ms)
 				fmt.Fprintf(w, "latency max\t%.2f ms\n", res.LatencyMaxMs)
+				fmt.Fprintf(w, "cpu seconds\t%.1f (%.0f submissions per CPU-second)\n", res.CPUSeconds, res.SubmissionsPerCPUSec)
+				fmt.Fprintf(w, "load average\t%.1f (1 min)\n", res.LoadAverage1m)
 				if res.EmbeddedEtcd {
 					fmt.Fprintf(w, "stored jobs\t%d (warm-up included)\n", res.StoredJobs)
 				}
