@@ -36,7 +36,7 @@ func benchNodes(n int) []Node {
 // clusters of growing size, each filled to about 60% first: the cost per
 // placement should stay flat as the cluster grows.
 func BenchmarkPlace(b *testing.B) {
-	for _, n := range []int{1000, 10000, 50000} {
+	for _, n := range []int{1000, 10000, 30000} {
 		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
 			s, err := NewState(ClusterView{Nodes: benchNodes(n)})
 			if err != nil {
@@ -69,11 +69,13 @@ func BenchmarkPlaceBatch(b *testing.B) {
 	nodes := benchNodes(10000)
 	tasks := benchTasks(100000, 3)
 	b.ResetTimer()
+	placed := 0
 	for i := 0; i < b.N; i++ {
 		p, err := Place(ClusterView{Nodes: nodes}, tasks, Options{Seed: 1})
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.ReportMetric(float64(len(p.Placements))/b.Elapsed().Seconds()*float64(i+1)/float64(i+1), "placements/s")
+		placed += len(p.Placements)
 	}
+	b.ReportMetric(float64(placed)/b.Elapsed().Seconds(), "placements/s")
 }

@@ -12,16 +12,16 @@ const (
 	ReasonDown              // node failed (no heartbeat)
 	ReasonCordoned          // node takes no new tasks
 	ReasonDraining          // node is being emptied
-	ReasonConstraint        // a label constraint does not hold
-	ReasonSpread            // the job already has MaxPerNode tasks there
 	ReasonCPU               // requested CPU would exceed capacity
 	ReasonMemory            // requested memory would exceed capacity
 	ReasonProdLimits        // prod limits would exceed capacity
+	ReasonConstraint        // a label constraint does not hold
+	ReasonSpread            // the job already has MaxPerNode tasks there
 	ReasonRisk              // overload probability would exceed ε
 	NumReasons
 )
 
-var reasonNames = [NumReasons]string{"ok", "down", "cordoned", "draining", "constraint", "spread", "insufficient-cpu", "insufficient-memory", "prod-limits", "overload-risk"}
+var reasonNames = [NumReasons]string{"ok", "down", "cordoned", "draining", "insufficient-cpu", "insufficient-memory", "prod-limits", "constraint", "spread", "overload-risk"}
 
 func (r Reason) String() string {
 	if r < NumReasons {
@@ -43,16 +43,38 @@ type Scorer interface {
 	Score(c *placeCtx, t *Task, n int32) float64
 }
 
-// placeCtx is what the pipeline's rules see during one Place call.
+// placeCtx is what the pipeline's rules see during one Place call, plus
+// what is worked out once per task rather than once per node.
 type placeCtx struct {
 	s    *State
 	risk riskParams
+	// For the task being placed (see forTask):
+	cur  *Task
+	job  int32  // interned job, for spread
+	cons []int8 // constraint results per node, shared by the class
 }
 
-// The default pipeline. Cheap, static rules come first so that the costly
-// risk rule sees few nodes.
+// forTask prepares the per-task values for t.
+func (c *placeCtx) forTask(t *Task) {
+	c.cur = t
+	c.cons = nil
+	if t.MaxPerNode > 0 && t.Job != "" {
+		c.job = c.s.jobID(t.Job)
+	}
+	if len(t.Constraints) > 0 {
+		key := constraintKey(t.Constraints)
+		c.cons = c.s.consCache[key]
+		if c.cons == nil {
+			c.cons = make([]int8, len(c.s.nodes))
+			c.s.consCache[key] = c.cons
+		}
+	}
+}
+
+// The default pipeline. Cheap rules that rule out most nodes come first, so
+// that the costlier ones (a map lookup for spread, the risk bound) see few.
 var (
-	filters = []Filter{nodeHealth{}, constraintFilter{}, spreadFilter{}, resourceFit{}, prodLimitFit{}, overloadRisk{}}
+	filters = []Filter{nodeHealth{}, resourceFit{}, prodLimitFit{}, constraintFilter{}, spreadFilter{}, overloadRisk{}}
 	scorers = []weighted{{bestFit{}, 0.75}, {stranding{}, 0.25}}
 )
 
@@ -91,12 +113,10 @@ func (constraintFilter) Filter(c *placeCtx, t *Task, n int32) Reason {
 	if len(t.Constraints) == 0 {
 		return ReasonNone
 	}
-	key := constraintKey(t.Constraints)
-	cache := c.s.consCache[key]
-	if cache == nil {
-		cache = make([]int8, len(c.s.nodes))
-		c.s.consCache[key] = cache
+	if c.cur != t {
+		c.forTask(t)
 	}
+	cache := c.cons
 	if cache[n] == 0 {
 		cache[n] = 1
 		labels := c.s.nodes[n].Labels
@@ -133,7 +153,13 @@ var _ Filter = spreadFilter{}
 
 func (spreadFilter) Name() string { return "spread" }
 func (spreadFilter) Filter(c *placeCtx, t *Task, n int32) Reason {
-	if t.MaxPerNode > 0 && t.Job != "" && int(c.s.jobCount[jobNode{t.Job, n}]) >= t.MaxPerNode {
+	if t.MaxPerNode <= 0 || t.Job == "" {
+		return ReasonNone
+	}
+	if c.cur != t {
+		c.forTask(t)
+	}
+	if int(c.s.jobCount[jobNode{c.job, n}]) >= t.MaxPerNode {
 		return ReasonSpread
 	}
 	return ReasonNone

@@ -253,6 +253,7 @@ func (s *State) Place(pending []Task, opts Options) (Plan, error) {
 			continue
 		}
 		seq := uint64(q)
+		c.cur = nil
 		n, why := c.selectNode(t, opts, seq, &cands)
 		if n >= 0 {
 			s.commit(*t, n)

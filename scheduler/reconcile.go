@@ -401,6 +401,7 @@ func (res *Result) resize(s *State, st ClusterState, running map[string]*TaskSta
 		node := ts.Node
 		n := s.byName[node]
 		s.Remove(id)
+		c.cur = nil
 		r := Resize{TaskID: id, Node: node, From: old.Request, To: want.Request, Limit: want.Limit}
 		if why := c.filter(&want, n); why == ReasonNone {
 			s.commit(want, n)

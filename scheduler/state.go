@@ -19,6 +19,7 @@ type State struct {
 	byID     map[string]int32
 	freeTask []int32
 	jobCount map[jobNode]int32
+	jobIDs   map[string]int32
 	idx      freeIndex
 	// epoch grows whenever capacity is freed or added, so a class that failed
 	// to place at the current epoch fails again without another search.
@@ -46,8 +47,18 @@ type taskState struct {
 }
 
 type jobNode struct {
-	job  string
+	job  int32 // interned job name (State.jobIDs)
 	node int32
+}
+
+// jobID interns a job name.
+func (s *State) jobID(job string) int32 {
+	id, ok := s.jobIDs[job]
+	if !ok {
+		id = int32(len(s.jobIDs))
+		s.jobIDs[job] = id
+	}
+	return id
 }
 
 // NewState builds a State from a view. It returns an error wrapping
@@ -57,6 +68,7 @@ func NewState(view ClusterView) (*State, error) {
 		byName:    make(map[string]int32, len(view.Nodes)),
 		byID:      make(map[string]int32, len(view.Running)),
 		jobCount:  make(map[jobNode]int32),
+		jobIDs:    make(map[string]int32),
 		consCache: make(map[string][]int8),
 	}
 	for i := range view.Nodes {
@@ -279,7 +291,7 @@ func (s *State) commit(t Task, n int32) int32 {
 	}
 	ns.tasks = append(ns.tasks, i)
 	if t.Job != "" {
-		s.jobCount[jobNode{t.Job, n}]++
+		s.jobCount[jobNode{s.jobID(t.Job), n}]++
 	}
 	s.idx.update(s, n)
 	return i
@@ -329,7 +341,7 @@ func (s *State) uncommit(i int32) {
 		}
 	}
 	if ts.Job != "" {
-		k := jobNode{ts.Job, n}
+		k := jobNode{s.jobID(ts.Job), n}
 		if s.jobCount[k]--; s.jobCount[k] <= 0 {
 			delete(s.jobCount, k)
 		}

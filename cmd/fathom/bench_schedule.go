@@ -5,14 +5,16 @@ package main
 // real trace (machines used against the lower bound).
 
 import (
-	"cmp"
 	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,6 +23,8 @@ import (
 	"github.com/fathom-scheduler/fathom/scheduler"
 	"github.com/fathom-scheduler/fathom/sim/trace"
 )
+
+func init() { addBenchCommand(newBenchScheduleCmd) }
 
 type benchScheduleFlags struct {
 	nodes, tasks      int
@@ -35,6 +39,7 @@ type benchScheduleFlags struct {
 	riskModel         string
 	arrivalOrder      bool
 	spareMachineRatio float64
+	keepPriorities    bool
 }
 
 // benchScheduleResult is the -o json contract (ARCHITECTURE.md): nodes,
@@ -54,7 +59,7 @@ type benchScheduleResult struct {
 	LatencyMaxus    float64   `json:"latency_max_us"`
 	OverLowerBound  float64   `json:"over_lower_bound"` // machines_used/lower_bound − 1
 	Mode            string    `json:"mode"`             // synthetic | trace
-	Order           string    `json:"order"`            // arrival | largest-first
+	Order           string    `json:"order"`            // arrival | scheduler
 	Trace           string    `json:"trace,omitempty"`
 	SkippedTooLarge int       `json:"skipped_too_large,omitempty"`
 	MachineShape    []float64 `json:"machine_shape"`
@@ -63,6 +68,36 @@ type benchScheduleResult struct {
 	RiskModel       string    `json:"risk_model"`
 	Seed            uint64    `json:"seed"`
 	SetupSeconds    float64   `json:"setup_seconds"`
+	// CPU time of the placement loop (user+system, all threads) and the
+	// rate per CPU second: on a shared machine the wall-clock figures above
+	// include time the process waited for a core.
+	CPUSeconds          float64 `json:"cpu_seconds"`
+	PlacementsPerCPUSec float64 `json:"placements_per_cpu_sec"`
+	LoadAverage1m       float64 `json:"load_average_1m,omitempty"`
+	ElapsedSeconds      float64 `json:"elapsed_seconds"`
+}
+
+// cpuTime is the process's user+system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// loadAverage reads the 1-minute load average (Linux), or 0.
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }
 
 func newBenchScheduleCmd(g *cli.Globals) *cobra.Command {
@@ -79,10 +114,14 @@ Prints placements per second, per-placement latency (p50/p99), the machines
 used and the lower bound (max over resources of ⌈Σ request / capacity⌉).
 
 Trace (--trace FILE --format google2011): the tasks present at --at seconds
-(default 0: the trace's initial state) are packed, largest first, onto
+(default 0: the trace's initial state) are packed in the scheduler's batch
+order (priority, then largest first with CPU- and memory-heavy tasks
+interleaved; --arrival-order keeps the trace's order) onto
 machines of one shape (--machine-cpu 0.5, --machine-memory 0.4995: the
 most common machine of the cell, in the trace's normalized units). Tasks
-larger than that machine are skipped and counted.`,
+larger than that machine are skipped and counted. All tasks are packed as
+one priority band unless --keep-priorities (then prod goes first, which
+packs worse: bands are interleaved by shape only within themselves).`,
 		Example: `  fathom bench schedule --nodes 10000 --tasks 100000 -o json
   fathom bench schedule --trace ../shared/traces/google2011/part-00000-of-00500.csv.gz --format google2011 -o json`,
 		Args: cobra.NoArgs,
@@ -113,6 +152,7 @@ larger than that machine are skipped and counted.`,
 	fl.Float64Var(&f.overloadRisk, "overload-risk", scheduler.DefaultOverloadRisk, "ε: largest accepted probability of a machine's usage exceeding its capacity")
 	fl.StringVar(&f.riskModel, "risk-model", "gaussian", "overload bound: gaussian, bernstein or cantelli")
 	fl.BoolVar(&f.arrivalOrder, "arrival-order", false, "trace: place in trace order instead of largest first")
+	fl.BoolVar(&f.keepPriorities, "keep-priorities", false, "trace: keep the trace's priority bands (prod placed first) instead of packing all shapes as one band")
 	fl.Float64Var(&f.spareMachineRatio, "spare-machines", 0.1, "trace: machines offered beyond the lower bound, as a fraction of it")
 	return cmd
 }
@@ -145,17 +185,13 @@ func runBenchSchedule(f benchScheduleFlags, stderr io.Writer) (*benchScheduleRes
 			return nil, cli.UsageErrorf("--machine-cpu and --machine-memory must be > 0")
 		}
 		capacity = scheduler.Resources{f.machineCPU, f.machineMemory}
-		tasks, res.SkippedTooLarge, err = googleTraceTasks(f.trace, time.Duration(f.at*float64(time.Second)), capacity)
+		tasks, res.SkippedTooLarge, err = googleTraceTasks(f.trace, time.Duration(f.at*float64(time.Second)), capacity, f.keepPriorities)
 		if err != nil {
 			return nil, err
 		}
 		res.Mode, res.Trace = "trace", f.trace
-		res.Order = "largest-first"
-		if !f.arrivalOrder {
-			slices.SortStableFunc(tasks, func(a, b scheduler.Task) int {
-				return cmp.Compare(max(b.Request[0]/capacity[0], b.Request[1]/capacity[1]), max(a.Request[0]/capacity[0], a.Request[1]/capacity[1]))
-			})
-		} else {
+		res.Order = "scheduler"
+		if f.arrivalOrder {
 			res.Order = "arrival"
 		}
 		lb := lowerBound(tasks, capacity)
@@ -182,10 +218,17 @@ func runBenchSchedule(f benchScheduleFlags, stderr io.Writer) (*benchScheduleRes
 	if err != nil {
 		return nil, err
 	}
+	if res.Order == "scheduler" {
+		// The scheduler's own batch order (State.Order): by priority, largest
+		// first, CPU-heavy and memory-heavy tasks interleaved.
+		tasks = s.Order(tasks)
+	}
 	res.SetupSeconds = time.Since(setup).Seconds()
 
 	lat := make([]time.Duration, 0, len(tasks))
 	one := make([]scheduler.Task, 1)
+	runtime.GC()
+	cpu0 := cpuTime()
 	start := time.Now()
 	for i := range tasks {
 		one[0] = tasks[i]
@@ -200,6 +243,12 @@ func runBenchSchedule(f benchScheduleFlags, stderr io.Writer) (*benchScheduleRes
 		res.Unplaced += len(plan.Unplaced)
 	}
 	total := time.Since(start)
+	res.CPUSeconds = (cpuTime() - cpu0).Seconds()
+	res.ElapsedSeconds = total.Seconds()
+	if res.CPUSeconds > 0 {
+		res.PlacementsPerCPUSec = float64(len(tasks)) / res.CPUSeconds
+	}
+	res.LoadAverage1m = loadAverage()
 	if total > 0 {
 		res.PlacementsPerSec = float64(len(tasks)) / total.Seconds()
 	}
@@ -238,7 +287,7 @@ func lowerBound(tasks []scheduler.Task, capacity scheduler.Resources) int {
 // googleTraceTasks reads the tasks present at time at from a Google 2011
 // task_events file, as scheduler tasks with their requests; tasks larger than
 // the machine are skipped and counted.
-func googleTraceTasks(path string, at time.Duration, capacity scheduler.Resources) ([]scheduler.Task, int, error) {
+func googleTraceTasks(path string, at time.Duration, capacity scheduler.Resources, keepPriorities bool) ([]scheduler.Task, int, error) {
 	fh, err := os.Open(path)
 	if err != nil {
 		return nil, 0, fmt.Errorf("--trace: %w", err)
@@ -266,7 +315,10 @@ func googleTraceTasks(path string, at time.Duration, capacity scheduler.Resource
 			skipped++
 			continue
 		}
-		p, _ := scheduler.ParsePriority(trace.GooglePriorityBand(t.Priority))
+		p := scheduler.Batch
+		if keepPriorities {
+			p, _ = scheduler.ParsePriority(trace.GooglePriorityBand(t.Priority))
+		}
 		out = append(out, scheduler.Task{
 			ID:       strconv.FormatInt(t.Job, 10) + "/" + strconv.Itoa(t.Index),
 			Job:      strconv.FormatInt(t.Job, 10),
