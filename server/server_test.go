@@ -353,3 +353,47 @@ func TestAgentLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRESTWatchJobsStreams reads the REST watch stream: every existing job,
+// then a job created after the watch started.
+func TestRESTWatchJobsStreams(t *testing.T) {
+	h := startServer(t, Options{})
+	if code, body := h.do("POST", "/v1/jobs", `{"name":"before","task":{"command":["sleep","1"]}}`); code != 200 {
+		t.Fatalf("POST = %d %v", code, body)
+	}
+	resp, err := http.Get(h.url + "/v1/watch/jobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	next := func() (string, string) {
+		var ev struct {
+			Result struct {
+				Type string `json:"type"`
+				Job  struct {
+					Name string `json:"name"`
+				} `json:"job"`
+			} `json:"result"`
+		}
+		if err := dec.Decode(&ev); err != nil {
+			t.Fatal(err)
+		}
+		return ev.Result.Type, ev.Result.Job.Name
+	}
+	if typ, name := next(); typ != "EVENT_TYPE_EXISTING" || name != "before" {
+		t.Fatalf("first event = %s %s, want EXISTING before", typ, name)
+	}
+	if code, body := h.do("POST", "/v1/jobs", `{"name":"after","task":{"command":["sleep","1"]}}`); code != 200 {
+		t.Fatalf("POST = %d %v", code, body)
+	}
+	for {
+		typ, name := next()
+		if name == "after" {
+			if typ != "EVENT_TYPE_CREATED" {
+				t.Fatalf("event for the new job = %s, want CREATED", typ)
+			}
+			return
+		}
+	}
+}
