@@ -122,8 +122,15 @@ func (rs *RightSizer) sizing(rec predictor.Recommendation) Sizing {
 	}
 	z.CPULimit = math.Max(z.CPULimit, z.CPURequest)
 	z.MemoryLimit = max(z.MemoryLimit, z.MemoryRequest)
+	// Whole millicores and MiB: what the kernel enforces (it rounds memory
+	// to pages) is then exactly what the task record says.
+	z.CPURequest, z.CPULimit = math.Ceil(z.CPURequest*1000)/1000, math.Ceil(z.CPULimit*1000)/1000
+	z.MemoryRequest, z.MemoryLimit = roundMiB(z.MemoryRequest), roundMiB(z.MemoryLimit)
 	return z
 }
+
+// roundMiB rounds b up to a whole MiB.
+func roundMiB(b int64) int64 { return (b + 1<<20 - 1) &^ (1<<20 - 1) }
 
 // update feeds the task's new complete windows to the predictor.
 func (rs *RightSizer) update(ctx context.Context, key predictor.TaskKey, now time.Time) error {
@@ -334,6 +341,7 @@ func (s *Server) onTaskReport(e *jobEntry, prev, t *fathomv1.Task, st *fathomv1.
 	if rec, err := rs.pred.Recommend(key, now); err == nil {
 		next = max(next, int64(rec.Limit.Memory))
 	}
+	next = roundMiB(next)
 	what := "OOM-killed"
 	if evicted && !oom {
 		what = "evicted under memory pressure"

@@ -387,16 +387,19 @@ func TestBurnRightSizedInPlaceAndOOMRaisesMemory(t *testing.T) {
 	c := startServer(t, "--heartbeat-timeout", "5s", "--usage-window", "5s", "--rightsizing-interval", "1s", "--resize-min-interval", "10m")
 	c.startAgent("e2e-burn", "2", "2Gi", "--push-interval", "1s")
 	c.waitNodesUp(1)
-	// Memory leaks at about 1 MiB/s: the first limit (from the first
-	// windows, at least 32 MiB) is passed after about half a minute.
+	// The task holds 20 MiB for 30 s, long enough to be learned and resized
+	// in place (limit at least 32 MiB), then jumps to 200 MiB: the kernel
+	// OOM-kills it at its limit. The shell keeps the task's pid across the
+	// first phase, so an in-place resize is visible as an unchanged pid.
+	script := fmt.Sprintf("%s burn --cpu 0.2 --memory 20Mi --duration 30s; exec %s burn --cpu 0.2 --memory 200Mi", bin, bin)
 	job := c.submit(fmt.Sprintf(`name: burner
 namespace: e2e
 type: service
 priority: batch
 replicas: 1
 task:
-  command: [%q, "burn", "--cpu", "0.2", "--memory", "64Mi", "--pattern", "leak", "--period", "60s"]
-`, bin))
+  command: ["/bin/sh", "-c", %q]
+`, script))
 	id := job + "-0"
 	var first *fathomv1.Task
 	c.waitFor("burn running", 60*time.Second, func() bool {
