@@ -41,6 +41,7 @@ type TaskStatus struct {
 	Applied      Resources // request in effect on the node
 	AppliedLimit Resources // limit in effect on the node
 	Since        time.Time // when the current placement was made
+	ResizedAt    time.Time // when the sizes in effect were last changed
 }
 
 // Copy is a task process an agent reports running.
@@ -71,6 +72,11 @@ type ReconcileOptions struct {
 	// ResizeDeadband ignores recommendation changes smaller than this
 	// relative amount in every resource (0.1).
 	ResizeDeadband float64
+	// ShrinkDelay holds back a shrink until this long after the last resize
+	// (5 min), as the HPA's scale-down stabilization: growth is applied at
+	// once, but a task is not shrunk straight after growing, so a
+	// recommendation that swings does not resize it every reconcile.
+	ShrinkDelay time.Duration
 	// MoveCost is the disruption of moving a task, against which the unmet
 	// share of a grown request is weighed (0.25: move when more than a
 	// quarter of the new request has no room on the current node).
@@ -107,6 +113,9 @@ func (o *ReconcileOptions) normalize() error {
 	}
 	def(&o.ResizeDeadband, 0.1)
 	def(&o.MoveCost, 0.25)
+	if o.ShrinkDelay == 0 {
+		o.ShrinkDelay = 5 * time.Minute
+	}
 	if o.MinTaskAge == 0 {
 		o.MinTaskAge = 5 * time.Minute
 	}
@@ -398,6 +407,9 @@ func (res *Result) resize(s *State, st ClusterState, running map[string]*TaskSta
 		if !changed(old.Request, want.Request, opts.ResizeDeadband) && !changed(old.Limit, want.Limit, opts.ResizeDeadband) {
 			continue
 		}
+		if !grows(old, want) && now.Sub(maxTime(ts.ResizedAt, ts.Since)) < opts.ShrinkDelay {
+			continue // shrink held: too soon after the last change
+		}
 		node := ts.Node
 		n := s.byName[node]
 		s.Remove(id)
@@ -442,6 +454,23 @@ func (res *Result) resize(s *State, st ClusterState, running map[string]*TaskSta
 		res.Resize = append(res.Resize, r)
 	}
 	return nil
+}
+
+// grows reports whether want asks for more than old in any request or limit.
+func grows(old, want Task) bool {
+	for r := range old.Request {
+		if want.Request[r] > old.Request[r] || want.Limit[r] > old.Limit[r] {
+			return true
+		}
+	}
+	return false
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func changed(a, b Resources, band float64) bool {

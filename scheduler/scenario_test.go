@@ -300,6 +300,7 @@ func (h *harness) tick(dt time.Duration) (string, error) {
 		if r.InPlace {
 			ts := h.task(r.TaskID)
 			ts.Applied, ts.AppliedLimit = r.To, r.Limit
+			ts.ResizedAt = h.now
 		}
 	}
 	for _, d := range res.Drain {
