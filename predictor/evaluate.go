@@ -135,6 +135,25 @@ func (t Tally) Result(policy, resource string) Result {
 // but not scored. Results come per policy, CPU then memory. It does no I/O
 // and is deterministic for any Workers.
 func Evaluate(series []Series, opts EvalOptions) ([]Result, error) {
+	tt, err := EvaluateTasks(series, opts)
+	if err != nil {
+		return nil, err
+	}
+	return Summarize(tt, nil), nil
+}
+
+// TaskTallies are one task's tallies, per policy in EvalOptions.Policies
+// order: [0] CPU, [1] memory.
+type TaskTallies struct {
+	Task     TaskKey
+	Policies []string
+	Tallies  [][2]Tally
+}
+
+// EvaluateTasks is Evaluate without the final sum: per-task tallies, in
+// series order, so that callers can report subsets (e.g. held-out tasks)
+// from one replay with Summarize.
+func EvaluateTasks(series []Series, opts EvalOptions) ([]TaskTallies, error) {
 	if len(opts.Policies) == 0 {
 		opts.Policies = models.Kinds
 	}
@@ -164,8 +183,7 @@ func Evaluate(series []Series, opts EvalOptions) ([]Result, error) {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	np := len(opts.Policies)
-	per := make([][2]Tally, len(series)*np)
+	out := make([]TaskTallies, len(series))
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	done := 0
@@ -175,9 +193,11 @@ func Evaluate(series []Series, opts EvalOptions) ([]Result, error) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
+				tt := TaskTallies{Task: series[i].Task, Policies: opts.Policies, Tallies: make([][2]Tally, len(opts.Policies))}
 				for j, p := range opts.Policies {
-					per[i*np+j] = replay(&series[i], p, opts)
+					tt.Tallies[j] = replay(&series[i], p, opts)
 				}
+				out[i] = tt
 				if opts.Progress != nil {
 					mu.Lock()
 					done++
@@ -193,16 +213,30 @@ func Evaluate(series []Series, opts EvalOptions) ([]Result, error) {
 	}
 	close(next)
 	wg.Wait()
-	out := make([]Result, 0, 2*np)
-	for j, p := range opts.Policies {
+	return out, nil
+}
+
+// Summarize sums per-task tallies (of the tasks keep accepts; all when keep
+// is nil) into Results, per policy, CPU then memory. Tasks are summed in
+// order, so the figures do not depend on how the replay was parallelised.
+func Summarize(tt []TaskTallies, keep func(TaskKey) bool) []Result {
+	if len(tt) == 0 {
+		return nil
+	}
+	pols := tt[0].Policies
+	out := make([]Result, 0, 2*len(pols))
+	for j, p := range pols {
 		var cpu, mem Tally
-		for i := range series { // fixed order: sums do not depend on Workers
-			cpu.Merge(per[i*np+j][0])
-			mem.Merge(per[i*np+j][1])
+		for _, t := range tt {
+			if keep != nil && !keep(t.Task) {
+				continue
+			}
+			cpu.Merge(t.Tallies[j][0])
+			mem.Merge(t.Tallies[j][1])
 		}
 		out = append(out, cpu.Result(p, "cpu"), mem.Result(p, "memory"))
 	}
-	return out, nil
+	return out
 }
 
 // replay runs one series through one policy.

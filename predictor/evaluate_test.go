@@ -125,7 +125,7 @@ func TestEvaluateRejectsBadInput(t *testing.T) {
 // CPU and memory, fathom has a lower footprint than vpa and autopilot, no
 // more violations or severe violations than the better of the two, and at
 // most 6 limit changes per task-day. It also pins the reference policy to
-// the figures. About 20 s of CPU on 2 cores; skipped with -short or
+// the figures. About 10 s of CPU on 2 cores; skipped with -short or
 // without ../shared/traces.
 func TestEvaluateFullTrace(t *testing.T) {
 	if testing.Short() {
@@ -136,26 +136,24 @@ func TestEvaluateFullTrace(t *testing.T) {
 		t.Skipf("no Bitbrains trace: %v", err)
 	}
 	all := load(t, path, trace.VMRange{})
+	// One replay of every VM; subsets are summed from per-task tallies.
+	tallies, err := predictor.EvaluateTasks(all, predictor.EvalOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		from int
 		to   int
 	}{{"all", 1, 250}, {"heldout-201-250", 201, 250}} {
 		t.Run(tc.name, func(t *testing.T) {
-			var ss []predictor.Series
-			for _, s := range all {
+			res := predictor.Summarize(tallies, func(k predictor.TaskKey) bool {
 				var vm int
-				if _, err := fmtSscan(s.Task.Job, &vm); err != nil {
+				if _, err := fmtSscan(k.Job, &vm); err != nil {
 					t.Fatal(err)
 				}
-				if vm >= tc.from && vm <= tc.to {
-					ss = append(ss, s)
-				}
-			}
-			res, err := predictor.Evaluate(ss, predictor.EvalOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
+				return vm >= tc.from && vm <= tc.to
+			})
 			m := byKey(res)
 			for _, rsc := range []string{"cpu", "memory"} {
 				f, v, a := m[[2]string{"fathom", rsc}], m[[2]string{"vpa", rsc}], m[[2]string{"autopilot", rsc}]
