@@ -6,7 +6,15 @@
 // twice. Quirks of each trace are handled in the reader and counted, never
 // hidden: every reader reports how many rows it dropped and why.
 //
-// Bitbrains GWA-T-12 (bitbrains.go): per-VM CPU and memory, provisioned and
-// used, every ~5 minutes. Units are converted to Fathom's: CPU in cores
-// (1 core = 1000 MHz) and memory in bytes (the trace's KB are KiB).
+// Readers:
+//
+//   - Bitbrains GWA-T-12 (bitbrains.go): per-VM CPU and memory, provisioned
+//     and used, every ~5 minutes, as the merged long CSV or the raw per-VM
+//     files. Units are converted to Fathom's: CPU in cores (1 core =
+//     1000 MHz) and memory in bytes (the trace's KB are KiB).
+//     BitbrainsSeries groups it into predictor.Series; SeriesHistory serves
+//     series as a predictor.History.
+//   - Google cluster-usage 2011 task_events and task_usage (google2011.go,
+//     googleusage.go), Alibaba 2018 machines, containers and batch tasks
+//     (alibaba2018.go), and Fathom's own usage export (fathom.go).
 package trace
