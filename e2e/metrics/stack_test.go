@@ -151,7 +151,7 @@ func startStack(t *testing.T, promURL string) string {
 	agentAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	start(t, "agent", "agent", "--server", httpAddr, "--name", "e2e-node", "--cpu", "2", "--memory", "2Gi",
 		"--metrics-addr", agentAddr, "--advertise-addr", agentAddr, "--data-dir", filepath.Join(dir, "agent"),
-		"--push-interval", "2s", "--log-level", "warn")
+		"--push-interval", "2s", "--log-level", "warn", "--stop-tasks-on-exit")
 	waitOK(t, "http://"+agentAddr+"/healthz", 30*time.Second)
 
 	spec := fmt.Sprintf(`{"name":"burn","namespace":"e2e","type":"service","priority":"batch","replicas":1,

@@ -38,7 +38,7 @@ type Options struct {
 	// QueryResolution; each panel of the Job right-sizing dashboard is
 	// refreshed QueryRuns times over the whole range with step QueryStep.
 	QueryTasks, QueryHours, QueryRuns int           // [1000, 24, 20]
-	QueryResolution, QueryStep        time.Duration // [15 s, 1 m]
+	QueryResolution, QueryStep        time.Duration // [30 s, 1 m]
 
 	Seed uint64
 	// Progress, if set, receives one line per phase.
@@ -89,7 +89,7 @@ func (o *Options) defaults() {
 	def(&o.QueryHours, 24)
 	def(&o.QueryRuns, 20)
 	if o.QueryResolution <= 0 {
-		o.QueryResolution = 15 * time.Second
+		o.QueryResolution = 30 * time.Second
 	}
 	if o.QueryStep <= 0 {
 		o.QueryStep = time.Minute
@@ -216,6 +216,7 @@ func ingest(ctx context.Context, o Options, dir string, r *Result) error {
 	r.IngestSeconds = d.Seconds()
 	r.IngestSamplesPerSec = float64(r.IngestSamples) / d.Seconds()
 	r.IngestRequestsPerSec = float64(r.IngestRequests) / d.Seconds()
+	o.Progress(fmt.Sprintf("ingest: %.0f samples/s (%d samples, %d requests in %.1f s)", r.IngestSamplesPerSec, r.IngestSamples, r.IngestRequests, d.Seconds()))
 	return nil
 }
 
@@ -241,6 +242,7 @@ func queries(ctx context.Context, o Options, dir string, r *Result) error {
 		return err
 	}
 	r.QueryFillSeconds = time.Since(t0).Seconds()
+	o.Progress(fmt.Sprintf("query: filled %d samples in %.1f s", r.QuerySamplesStored, r.QueryFillSeconds))
 	// A store that has run for a day holds most of it in compacted blocks.
 	o.Progress(fmt.Sprintf("query: compacting %d samples into blocks", r.QuerySamplesStored))
 	t0 = time.Now()

@@ -118,26 +118,38 @@ func Walk(c Cluster, chunk int, emit func([]metrics.Series) error) error {
 		}
 		tasks[i].cpuAmp = tasks[i].cpuBase * (0.1 + 0.4*rng.Float64())
 	}
+	nodeLabels := make([]map[string]string, c.Nodes)
+	for i := range nodeLabels {
+		nodeLabels[i] = map[string]string{metrics.LabelNode: NodeName(i)}
+	}
 	n := int(c.End.Sub(c.Start) / c.Step)
 	if chunk <= 0 {
 		chunk = n + 1
 	}
 	for lo := 0; lo <= n; lo += chunk {
 		hi := min(lo+chunk, n+1)
-		byKey := map[string]*metrics.Series{}
-		var order []string
+		type seriesKey struct {
+			name   string
+			owner  string // task or node name
+			isNode bool
+		}
+		byKey := map[seriesKey]*metrics.Series{}
+		var order []seriesKey
 		add := func(name string, lbl map[string]string, ts int64, v float64) {
 			if !all && !want[name] {
 				return
 			}
-			key := name + "|" + lbl[metrics.LabelTask] + "|" + lbl[metrics.LabelNode]
+			key := seriesKey{name, lbl[metrics.LabelTask], false}
+			if key.owner == "" {
+				key = seriesKey{name, lbl[metrics.LabelNode], true}
+			}
 			s := byKey[key]
 			if s == nil {
 				l := map[string]string{"__name__": name}
 				for k, v := range lbl {
 					l[k] = v
 				}
-				s = &metrics.Series{Labels: l}
+				s = &metrics.Series{Labels: l, Samples: make([]metrics.Sample, 0, hi-lo)}
 				byKey[key] = s
 				order = append(order, key)
 			}
@@ -176,7 +188,7 @@ func Walk(c Cluster, chunk int, emit func([]metrics.Series) error) error {
 				nodeMem[tk.node] += tk.lastMem
 			}
 			for i := 0; i < c.Nodes; i++ {
-				lbl := map[string]string{metrics.LabelNode: NodeName(i)}
+				lbl := nodeLabels[i]
 				add(metrics.NodeCPUCapacityCores, lbl, ms, 2)
 				add(metrics.NodeMemoryCapacityBytes, lbl, ms, 4<<30)
 				// The machine runs more than the tasks: 0.1 core and 300 MiB of system.
