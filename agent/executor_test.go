@@ -61,7 +61,7 @@ func testCgroups(t *testing.T) cgroups.Manager {
 	parent := fmt.Sprintf("fathom-test-%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "_"))
 	m, err := cgroups.New("auto", parent)
 	if err != nil {
-		t.Fatalf("cgroups: %v", err)
+		t.Skipf("cannot inspect cgroups here (%v): enforcement tests need Linux cgroups", err)
 	}
 	if m.Mode() == cgroups.ModeNone {
 		t.Skip("no writable cgroup (v1 or v2) on this machine: enforcement tests need root and a writable cgroup hierarchy")

@@ -12,7 +12,7 @@ func TestGroupLifecycle(t *testing.T) {
 	parent := fmt.Sprintf("fathom-test-%d-lifecycle", os.Getpid())
 	m, err := New("auto", parent)
 	if err != nil {
-		t.Fatal(err)
+		t.Skipf("cannot inspect cgroups here: %v", err)
 	}
 	if m.Mode() == ModeNone {
 		t.Skip("no writable cgroup (v1 or v2): needs root and a writable cgroup hierarchy")
