@@ -210,3 +210,47 @@ func TestPreemptionKeepsProdSafe(t *testing.T) {
 		}
 	})
 }
+
+// TestBatchUnplacedFitsNowhere: in one Place call without preemption,
+// capacity only shrinks, so a task left pending (possibly from the
+// equivalence-class cache) must fit no node of the final state either.
+func TestBatchUnplacedFitsNowhere(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		nodes, tasks := genCluster(t)
+		// Repeat some tasks so equivalence classes have members.
+		for i := range tasks {
+			if i > 0 && rapid.Bool().Draw(t, "same") {
+				c := tasks[i-1]
+				c.ID = tasks[i].ID
+				tasks[i] = c
+			}
+		}
+		s, err := NewState(ClusterView{Nodes: nodes})
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan, err := s.Place(tasks, Options{Seed: 3, OverloadRisk: 0.01, NoPreemption: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nv := &naive{nodes: map[string]Node{}, on: map[string][]Task{}, risk: newRiskParams(RiskGaussian, 0.01)}
+		for _, n := range nodes {
+			nv.nodes[n.Name] = n
+			for _, id := range s.NodeTasks(n.Name) {
+				tk, _ := s.Task(id)
+				nv.on[n.Name] = append(nv.on[n.Name], tk)
+			}
+		}
+		byID := map[string]Task{}
+		for _, tk := range tasks {
+			byID[tk.ID] = tk
+		}
+		for _, u := range plan.Unplaced {
+			for _, n := range nodes {
+				if nv.feasible(byID[u.TaskID], n.Name) {
+					t.Fatalf("task %s left pending (%s) but fits %s at the end", u.TaskID, u.Reason, n.Name)
+				}
+			}
+		}
+	})
+}
