@@ -3,6 +3,7 @@ package cluster
 import (
 	"bufio"
 	"bytes"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -28,8 +29,9 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
-	if runtime.GOOS != "linux" {
-		fmt.Println("e2e/cluster: Linux only; skipping")
+	flag.Parse()
+	if runtime.GOOS != "linux" || testing.Short() {
+		fmt.Println("e2e/cluster: skipped (needs Linux, and not -short)")
 		os.Exit(0)
 	}
 	dir, err := os.MkdirTemp("", "fathom-e2e-bin-")
@@ -384,6 +386,9 @@ func recOf(recs []*fathomv1.Recommendation, task, resource string) *fathomv1.Rec
 // (--usage-window 5s; production uses 5 minutes) every second, and agents
 // push usage every second.
 func TestBurnRightSizedInPlaceAndOOMRaisesMemory(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: memory limits are enforced through cgroups")
+	}
 	c := startServer(t, "--heartbeat-timeout", "5s", "--usage-window", "5s", "--rightsizing-interval", "1s", "--resize-min-interval", "10m")
 	c.startAgent("e2e-burn", "2", "2Gi", "--push-interval", "1s")
 	c.waitNodesUp(1)
