@@ -6,6 +6,8 @@
 #                         ../shared/traces when present, else the small excerpt
 #                         in sim/testdata)
 #   FATHOM_NB_OUT         output folder (default notebooks/out)
+#   FATHOM_NB_SCALES      limit multipliers for the margin sweep
+#                         (default 0.8,1,1.25,1.6)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -32,7 +34,7 @@ mkdir -p "$out"
 echo "notebooks: replaying $trace" >&2
 "$bin" sim --trace "$trace" --format bitbrains -o json --no-progress \
   --timeseries "$out/timeseries.csv" --task-series "$out/tasks.csv" >"$out/sim.json"
-"$bin" sim sweep --trace "$trace" --format bitbrains -o json >"$out/sweep.json"
+"$bin" sim sweep --trace "$trace" --format bitbrains --scales "${FATHOM_NB_SCALES:-0.8,1,1.25,1.6}" -o json >"$out/sweep.json"
 export FATHOM_NB_OUT="$out"
 for nb in notebooks/*.ipynb; do
   jupyter nbconvert --execute --to html --output-dir "$out" \

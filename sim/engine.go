@@ -468,7 +468,7 @@ func (r *run) needsResize(tr *taskRun) bool {
 			}
 		}
 		old, cur := tr.spec.Usage[res], tr.want.Usage[res]
-		if cur.Mean > old.Mean*(1+r.opts.ResizeDeadband) || cur.StdDev > old.StdDev*(1+r.opts.ResizeDeadband) {
+		if math.Abs(cur.Mean-old.Mean) > r.opts.ResizeDeadband*old.Mean || math.Abs(cur.StdDev-old.StdDev) > r.opts.ResizeDeadband*max(old.StdDev, 0.1*old.Mean) {
 			return true
 		}
 	}

@@ -90,8 +90,11 @@ type Options struct {
 	ChangeThreshold float64
 	NoOOMFeedback   bool
 	// ResizeDeadband: a running task's placed size is lowered only when
-	// its new request or limit is this fraction below the placed one;
-	// raises are applied at once (0: 0.05).
+	// its new request or limit is this fraction below the placed one, and
+	// its predicted usage distribution is updated only when its mean or
+	// standard deviation moved by more than this fraction; raises of the
+	// request or limit are applied at once (0: 0.1, as
+	// scheduler.ReconcileOptions).
 	ResizeDeadband float64
 	// ConsolidateEvery is how often, in windows, machines are drained when
 	// their tasks fit elsewhere (0: 12, an hour; negative: never).
@@ -166,7 +169,7 @@ func (o *Options) normalize(w *Workload) error {
 		o.ChangeThreshold = 0.05
 	}
 	if o.ResizeDeadband == 0 {
-		o.ResizeDeadband = 0.05
+		o.ResizeDeadband = 0.1
 	}
 	if o.ResizeDeadband < 0 || o.ResizeDeadband >= 1 {
 		return fmt.Errorf("%w: resize deadband %v must be in [0, 1)", ErrInvalid, o.ResizeDeadband)
