@@ -146,6 +146,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	if err != nil || m.Mode() == cgroups.ModeNone {
 		t.Skip("no writable cgroup hierarchy (needs root): the agent would run without enforcement")
 	}
+	t.Cleanup(func() { removeCgroupParent(parent) })
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "fathom")
 	build := exec.Command("go", "build", "-o", bin, "github.com/fathom-scheduler/fathom/cmd/fathom")
@@ -257,4 +258,28 @@ func procCPU(t *testing.T, pid int) float64 {
 func loadAvg() string {
 	b, _ := os.ReadFile("/proc/loadavg")
 	return strings.Join(strings.Fields(string(b))[:3], " ")
+}
+
+// removeCgroupParent removes the test's (by now empty) parent cgroup from
+// every hierarchy.
+func removeCgroupParent(parent string) {
+	_ = filepath.WalkDir("/sys/fs/cgroup", func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		if d.Name() == parent {
+			subs, _ := os.ReadDir(p)
+			for _, s := range subs {
+				if s.IsDir() {
+					_ = os.Remove(filepath.Join(p, s.Name()))
+				}
+			}
+			_ = os.Remove(p)
+			return filepath.SkipDir
+		}
+		if strings.Count(p, "/") > 7 {
+			return filepath.SkipDir
+		}
+		return nil
+	})
 }
