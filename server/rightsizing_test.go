@@ -1,0 +1,279 @@
+package server
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+
+	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
+	"github.com/fathom-scheduler/fathom/metrics"
+	"github.com/fathom-scheduler/fathom/predictor"
+)
+
+func TestSchedulerPlacerSpreadsReplicasAndExplains(t *testing.T) {
+	nodes := []NodeView{
+		{Name: "n1", CPUCores: 4, MemoryBytes: 8 << 30},
+		{Name: "n2", CPUCores: 4, MemoryBytes: 8 << 30},
+		{Name: "n3", CPUCores: 4, MemoryBytes: 8 << 30},
+	}
+	var pending []PendingTask
+	for i := range 6 {
+		pending = append(pending, PendingTask{TaskID: TaskID("web-x", int32(i)), JobID: "web-x", Index: int32(i), Namespace: "ns", JobName: "web",
+			Type: "service", Priority: "prod", CPUHint: 0.5, MemoryHint: 256 << 20})
+	}
+	pending = append(pending, PendingTask{TaskID: "huge-y-0", JobID: "huge-y", Namespace: "ns", JobName: "huge", Type: "batch", Priority: "batch", CPUHint: 16})
+	sp := &SchedulerPlacer{}
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	plan := sp.Place(nodes, pending, now)
+	if len(plan) != 7 {
+		t.Fatalf("got %d placements, want 7: %+v", len(plan), plan)
+	}
+	per := map[string]int{}
+	for _, p := range plan {
+		switch {
+		case p.TaskID == "huge-y-0":
+			if p.Node != "" || !strings.Contains(p.Reason, "cpu") {
+				t.Errorf("16-core task: node %q reason %q; want unplaced with a reason naming cpu", p.Node, p.Reason)
+			}
+		case p.Node == "":
+			t.Errorf("%s unplaced: %s", p.TaskID, p.Reason)
+		default:
+			per[p.Node]++
+			if p.CPURequest != 0.5 || p.MemoryLimit != 256<<20 || !strings.Contains(p.Reason, "examined") || !strings.Contains(p.Reason, "hints") {
+				t.Errorf("%s: %+v; want hint sizes and an explanation", p.TaskID, p)
+			}
+		}
+	}
+	for _, n := range nodes {
+		if per[n.Name] != 2 {
+			t.Errorf("replicas per node %v; want 2 on each of 3 nodes", per)
+			break
+		}
+	}
+	// Same input, same plan.
+	again := sp.Place(nodes, pending, now)
+	for i := range plan {
+		if plan[i] != again[i] {
+			t.Fatalf("not deterministic: %+v vs %+v", plan[i], again[i])
+		}
+	}
+	// A node already running two replicas takes no third while others are empty.
+	nodes[0].Running = []RunningTask{{TaskID: "web-x-0", JobID: "web-x", Priority: "prod", CPURequest: 0.5, MemoryRequest: 256 << 20},
+		{TaskID: "web-x-1", JobID: "web-x", Priority: "prod", CPURequest: 0.5, MemoryRequest: 256 << 20}}
+	nodes[0].CPURequested, nodes[0].MemoryRequested = 1, 512<<20
+	for _, p := range sp.Place(nodes, pending[2:6], now) {
+		if p.Node == "n1" {
+			t.Errorf("%s placed on n1, which already runs 2 of 6 replicas over 3 nodes", p.TaskID)
+		}
+	}
+}
+
+// fillStore writes a task's usage series into a real embedded TSDB: cpu
+// cores of CPU per second and mem bytes of working set, one sample per
+// second over [from, to).
+func fillStore(t *testing.T, ms *metrics.Store, task string, from, to time.Time, cpu float64, mem func(time.Time) float64) {
+	t.Helper()
+	app := ms.Appender(context.Background())
+	base := []string{metrics.LabelNamespace, "ns", metrics.LabelJobName, "web", metrics.LabelTask, task, metrics.LabelNode, "n1"}
+	cl := labels.FromStrings(append([]string{labels.MetricName, metrics.TaskCPUUsageSecondsTotal}, base...)...)
+	ml := labels.FromStrings(append([]string{labels.MetricName, metrics.TaskMemoryWorkingSetBytes}, base...)...)
+	total := 0.0
+	for ts := from; ts.Before(to); ts = ts.Add(time.Second) {
+		total += cpu
+		if _, err := app.Append(0, cl, ts.UnixMilli(), total); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := app.Append(0, ml, ts.UnixMilli(), mem(ts)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPromHistoryAndRightSizerOverARealStore(t *testing.T) {
+	ms, err := metrics.OpenStore(metrics.StoreOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms.Close()
+	now := time.Now().Truncate(time.Minute)
+	from := now.Add(-30 * time.Minute)
+	spike := now.Add(-10*time.Minute + 30*time.Second)
+	fillStore(t, ms, "web-abc-0", from, now, 0.5, func(ts time.Time) float64 {
+		if ts.Equal(spike) {
+			return 300 << 20
+		}
+		return 100 << 20
+	})
+	h := &PromHistory{Q: StoreQuerier{Store: ms}, Window: time.Minute}
+	key := predictor.TaskKey{Namespace: "ns", Job: "web", Task: 0}
+	ws, err := h.Windows(context.Background(), key, from.Add(time.Minute), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ws) < 25 || len(ws) > 29 {
+		t.Fatalf("got %d one-minute windows over 29 minutes; want about 28", len(ws))
+	}
+	sawSpike := false
+	for _, w := range ws {
+		if w.CPU < 0.45 || w.CPU > 0.55 {
+			t.Errorf("window %s: cpu %.3f, want 0.5", w.Start, w.CPU)
+		}
+		if w.Start.Equal(spike.Truncate(time.Minute)) {
+			sawSpike = true
+			if w.Memory != 300<<20 {
+				t.Errorf("window %s holds the spike; memory peak %v, want %d", w.Start, w.Memory, 300<<20)
+			}
+		} else if w.Memory != 100<<20 {
+			t.Errorf("window %s: memory %v, want %d", w.Start, w.Memory, 100<<20)
+		}
+		if w.Start.Before(from.Add(time.Minute)) || !w.Start.Before(now) {
+			t.Errorf("window %s outside the range asked", w.Start)
+		}
+	}
+	if !sawSpike {
+		t.Errorf("no window holds the memory spike at %s", spike)
+	}
+	// Other task indexes and names have no history.
+	if ws, err := h.Windows(context.Background(), predictor.TaskKey{Namespace: "ns", Job: "web", Task: 1}, from, now); err != nil || len(ws) != 0 {
+		t.Errorf("task 1: %d windows, err %v; want none", len(ws), err)
+	}
+
+	rs, err := NewRightSizer(RightSizingOptions{History: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.update(context.Background(), key, now); err != nil {
+		t.Fatal(err)
+	}
+	z := rs.SizeNew(PendingTask{Namespace: "ns", JobName: "web", Index: 0, CPUHint: 3}, now)
+	if !strings.Contains(z.Source, "recommendation") {
+		t.Fatalf("sized by %q; want the recommendation (history exists)", z.Source)
+	}
+	// The model picks its own margin (it may forgo one old spike); it must
+	// cover the steady 100 MiB and pack near the measured 0.5 core.
+	if z.MemoryLimit < 100<<20 || z.CPURequest < 0.3 || z.CPURequest > 1 || z.CPULimit < z.CPURequest {
+		t.Errorf("sizes %+v; want a memory limit ≥ the steady 100 MiB and a CPU request near 0.5", z)
+	}
+	if z.MemoryLimit%(1<<20) != 0 {
+		t.Errorf("memory limit %d is not whole MiB", z.MemoryLimit)
+	}
+	cold := rs.SizeNew(PendingTask{Namespace: "ns", JobName: "new", Index: 0, MemoryHint: 64 << 20}, now)
+	if cold.MemoryRequest != 64<<20 || cold.CPURequest != DefaultCPURequest || !strings.Contains(cold.Source, "hints") {
+		t.Errorf("no history: %+v; want the memory hint and the default CPU", cold)
+	}
+}
+
+func TestOOMRaisesMemoryBeforeRestartAndServesRecommendations(t *testing.T) {
+	ms, err := metrics.OpenStore(metrics.StoreOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms.Close()
+	rs, err := NewRightSizer(RightSizingOptions{History: &PromHistory{Q: StoreQuerier{Store: ms}, Window: time.Minute}, Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startServer(t, Options{RightSizer: rs, RemoteWriteHTTPPort: "9999"})
+	ctx := t.Context()
+	a := h.agent("node-a", 4)
+	created, err := h.jobs.CreateJob(ctx, &fathomv1.CreateJobRequest{Spec: &fathomv1.JobSpec{
+		Name: "burner", Namespace: "ns", Task: &fathomv1.TaskSpec{Command: []string{"sleep", "60"}, Resources: &fathomv1.Resources{Memory: "64Mi"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.GetId() + "-0"
+	set := a.next("the task", func(s *fathomv1.AssignmentSet) bool { return len(s.GetAssignments()) == 1 })
+	as := set.GetAssignments()[0]
+	if as.GetMemoryLimitBytes() != 64<<20 {
+		t.Fatalf("assignment memory limit %d; want the 64 MiB hint", as.GetMemoryLimitBytes())
+	}
+	a.report(&fathomv1.TaskStatus{TaskId: id, State: fathomv1.TaskState_TASK_STATE_RUNNING, Pid: 42, Generation: as.GetGeneration()})
+	a.report(&fathomv1.TaskStatus{TaskId: id, State: fathomv1.TaskState_TASK_STATE_FAILED, OomKilled: true, ExitCode: 137, Generation: as.GetGeneration(),
+		Reason: "OOM-killed by the kernel"})
+	set = a.next("the raised assignment", func(s *fathomv1.AssignmentSet) bool {
+		return len(s.GetAssignments()) == 1 && s.GetAssignments()[0].GetGeneration() > as.GetGeneration()
+	})
+	raised := set.GetAssignments()[0]
+	if raised.GetMemoryLimitBytes() < 164<<20 || raised.GetDesiredState() != fathomv1.DesiredState_DESIRED_STATE_RUN {
+		t.Fatalf("after the OOM: memory limit %d, desired %v; want ≥ 64 MiB + 100 MiB and run", raised.GetMemoryLimitBytes(), raised.GetDesiredState())
+	}
+	tk := h.task(created.GetId(), 0)
+	if tk.GetState() != fathomv1.TaskState_TASK_STATE_PLACED || !strings.Contains(tk.GetReason(), "OOM-killed") {
+		t.Fatalf("task after the OOM: %v %q; want placed again with the OOM in its reason", tk.GetState(), tk.GetReason())
+	}
+	// The recommendation service answers for the job, with the OOM behind it.
+	code, body := h.do("GET", "/v1/recommendations?job="+created.GetId(), "")
+	recs, _ := body["recommendations"].([]any)
+	if code != 200 || len(recs) != 2 {
+		t.Fatalf("GET /v1/recommendations?job= = %d %v; want cpu and memory", code, body)
+	}
+	if code, _ := h.do("GET", "/v1/recommendations?job=nope", ""); code != 404 {
+		t.Errorf("unknown job: %d, want 404", code)
+	}
+	// The registry: nothing learned yet (no usage in the store), so a
+	// retrain stores nothing and says so; list answers.
+	code, body = h.do("POST", "/v1/models:retrain", `{"namespace":"ns","dry_run":true}`)
+	if code != 200 {
+		t.Fatalf("retrain = %d %v", code, body)
+	}
+	if code, body = h.do("GET", "/v1/models", ""); code != 200 {
+		t.Fatalf("list models = %d %v", code, body)
+	}
+	if code, _ = h.do("POST", "/v1/models:retrain", `{"since":"2026-11-25T12:00:00Z","until":"2026-11-25T11:00:00Z"}`); code != 400 {
+		t.Errorf("since after until: %d, want 400", code)
+	}
+}
+
+func TestRegistryStoresVersionsWithFigures(t *testing.T) {
+	ms, err := metrics.OpenStore(metrics.StoreOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms.Close()
+	now := time.Now().Truncate(time.Minute)
+	fillStore(t, ms, "web-abc-0", now.Add(-40*time.Minute), now, 0.25, func(time.Time) float64 { return 50 << 20 })
+	rs, err := NewRightSizer(RightSizingOptions{History: &PromHistory{Q: StoreQuerier{Store: ms}, Window: time.Minute}, Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startServer(t, Options{RightSizer: rs, RemoteWriteHTTPPort: "9999"})
+	if _, err := h.jobs.CreateJob(t.Context(), &fathomv1.CreateJobRequest{Spec: &fathomv1.JobSpec{
+		Name: "web", Namespace: "ns", Task: &fathomv1.TaskSpec{Command: []string{"sleep", "60"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	since := now.Add(-40 * time.Minute).UTC().Format(time.RFC3339)
+	for v := 1; v <= 2; v++ {
+		code, body := h.do("POST", "/v1/models:retrain", `{"namespace":"ns","job_name":"web","since":"`+since+`"}`)
+		if code != 200 {
+			t.Fatalf("retrain = %d %v", code, body)
+		}
+		mods, _ := body["models"].([]any)
+		if len(mods) != 1 {
+			t.Fatalf("retrain models = %v", body)
+		}
+		m := mods[0].(map[string]any)
+		figs, _ := m["metrics"].(map[string]any)
+		if m["version"] != strconv.Itoa(v) { // int64 is a string in JSON
+			t.Errorf("version %v, want %d", m["version"], v)
+		}
+		if _, ok := figs["cpu_slack"]; !ok || figs["windows"].(float64) < 30 {
+			t.Errorf("figures %v; want cpu_slack and ≥ 30 windows", figs)
+		}
+	}
+	code, body := h.do("GET", "/v1/models?namespace=ns", "")
+	if mods, _ := body["models"].([]any); code != 200 || len(mods) != 2 {
+		t.Fatalf("list = %d %v; want two versions", code, body)
+	}
+	// The trained state serves: the job's next task is sized from it.
+	z := rs.SizeNew(PendingTask{Namespace: "ns", JobName: "web", Index: 0}, now)
+	if !strings.Contains(z.Source, "recommendation") {
+		t.Errorf("after retrain, sized by %q; want the recommendation", z.Source)
+	}
+}
