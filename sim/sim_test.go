@@ -341,3 +341,34 @@ func TestLoadGoogleJoinsUsage(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestLoadAlibabaContainers(t *testing.T) {
+	dir := t.TempDir()
+	b, err := os.ReadFile("trace/testdata/alibaba2018-container_meta-30rows.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "container_meta.csv"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w, err := Load(dir, "alibaba2018", LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w.Tasks) == 0 || len(w.Assumptions) < 2 {
+		t.Fatalf("%d tasks, assumptions %q", len(w.Tasks), w.Assumptions)
+	}
+	// c_1: cpu_request 400 (4 cores), mem_size 1.56 of 100; usage = request.
+	c1 := w.Tasks[0]
+	if c1.Key.Job != "c_1" || c1.Windows[0].CPU != 4 || !close(c1.Windows[0].Memory, 1.56/100*AlibabaMachineBytes) || c1.Provisioned[0].CPU != 4 {
+		t.Fatalf("c_1: %+v %+v", c1.Key, c1.Windows[0])
+	}
+	rep, err := Run(w, Options{Policies: []string{PolicyProvisioned, PolicyOracle}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Usage equals the request: provisioned packs exactly like the oracle.
+	if rep.Cluster[0].Overloaded != 0 || rep.Cluster[0].MachinesMean < rep.Cluster[1].MachinesMean-1e-9 {
+		t.Fatalf("provisioned %+v, oracle %+v", rep.Cluster[0], rep.Cluster[1])
+	}
+}
