@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
@@ -287,12 +288,4 @@ func (s *Server) WatchTasks(req *fathomv1.WatchTasksRequest, stream grpc.ServerS
 	}
 }
 
-func cloneJob(j *fathomv1.Job) *fathomv1.Job {
-	c := &fathomv1.Job{}
-	*c = fathomv1.Job{
-		Id: j.GetId(), Namespace: j.GetNamespace(), Name: j.GetName(), Spec: j.GetSpec(),
-		CreatedAt: j.GetCreatedAt(), StoppedAt: j.GetStoppedAt(), StopRequested: j.GetStopRequested(),
-		CpuHintCores: j.GetCpuHintCores(), MemoryHintBytes: j.GetMemoryHintBytes(),
-	}
-	return c
-}
+func cloneJob(j *fathomv1.Job) *fathomv1.Job { return proto.Clone(j).(*fathomv1.Job) }

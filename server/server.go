@@ -208,6 +208,8 @@ func (s *Server) Run(ctx context.Context) {
 	wg.Add(2)
 	go func() { defer wg.Done(); s.placeLoop(ctx) }()
 	go func() { defer wg.Done(); s.livenessLoop(ctx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.cronLoop(ctx) }()
 	if s.o.RightSizer != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.rightsizeLoop(ctx) }()
@@ -263,7 +265,7 @@ func terminal(st fathomv1.TaskState) bool {
 
 // needsPlacement: the slot has no node and should run.
 func needsPlacement(e *jobEntry, t *fathomv1.Task) bool {
-	if e.job.GetStopRequested() {
+	if e.job.GetStopRequested() || (isCron(e.job) && e.job.GetLastRunAt() == nil) {
 		return false
 	}
 	if t == nil {
@@ -299,7 +301,9 @@ func (s *Server) taskView(e *jobEntry, i int) *fathomv1.Task {
 		Index: int32(i), State: fathomv1.TaskState_TASK_STATE_PENDING, UpdatedAt: j.GetCreatedAt(),
 		Reason: "waiting for a node", DesiredState: fathomv1.DesiredState_DESIRED_STATE_RUN,
 	}
-	if why := s.waitReason(e); why != "" {
+	if isCron(j) && j.GetLastRunAt() == nil {
+		t.Reason = "waiting for the schedule: first run at " + nextRun(j).UTC().Format(time.RFC3339)
+	} else if why := s.waitReason(e); why != "" {
 		t.Reason = "waiting for a node: " + why
 	}
 	if j.GetStopRequested() {
@@ -344,6 +348,9 @@ func (s *Server) jobState(e *jobEntry) (fathomv1.JobState, map[string]int32) {
 	switch {
 	case e.job.GetStopRequested():
 		return fathomv1.JobState_JOB_STATE_STOPPED, counts
+	case isCron(e.job) && active == 0:
+		// Between runs a cron job waits for its schedule.
+		return fathomv1.JobState_JOB_STATE_PENDING, counts
 	case len(e.tasks) > 0 && done == len(e.tasks) && failed > 0:
 		return fathomv1.JobState_JOB_STATE_FAILED, counts
 	case len(e.tasks) > 0 && done == len(e.tasks):
@@ -358,6 +365,9 @@ func (s *Server) jobState(e *jobEntry) (fathomv1.JobState, map[string]int32) {
 func (s *Server) jobView(e *jobEntry) *fathomv1.Job {
 	j := proto.Clone(e.job).(*fathomv1.Job)
 	j.State, j.TaskCounts = s.jobState(e)
+	if isCron(j) && !j.GetStopRequested() {
+		j.NextRunAt = timestamppb.New(nextRun(j))
+	}
 	return j
 }
 
@@ -515,8 +525,8 @@ func (s *Server) newTaskRecord(e *jobEntry, i int) *fathomv1.Task {
 // maybeRelease adds the job's name to b.release when the job is finished
 // after b's task changes. Caller holds mu (read).
 func (s *Server) maybeRelease(b *batch, e *jobEntry, changed map[int32]*fathomv1.Task) {
-	if !e.nameHeld {
-		return
+	if !e.nameHeld || isCron(e.job) {
+		return // cron jobs end only when stopped
 	}
 	for i := range e.tasks {
 		t := e.tasks[i]

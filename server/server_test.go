@@ -206,7 +206,7 @@ func (h *harness) agent(name string, cpu float64) *agent {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	if resp.GetNodeId() != name || resp.GetHeartbeatIntervalSeconds() < 1 || resp.GetRemoteWriteUrl() != "http://127.0.0.1:9999/api/v1/write" {
+	if resp.GetNodeId() != name || resp.GetHeartbeatIntervalSeconds() < 1 || (h.srv.o.RemoteWriteHTTPPort == "9999" && resp.GetRemoteWriteUrl() != "http://127.0.0.1:9999/api/v1/write") {
 		h.t.Fatalf("register = %v", resp)
 	}
 	stream, err := h.agents.WatchAssignments(ctx, &fathomv1.WatchAssignmentsRequest{NodeId: name})
@@ -395,5 +395,65 @@ func TestRESTWatchJobsStreams(t *testing.T) {
 			}
 			return
 		}
+	}
+}
+
+// TestCronRuns: a cron job places nothing until its schedule fires; each
+// firing starts a run with the same task ids; a firing during an active run
+// is skipped; the job never finishes by itself.
+func TestCronRuns(t *testing.T) {
+	h := startServer(t, Options{})
+	ctx := t.Context()
+	a := h.agent("node-c", 4)
+	created, err := h.jobs.CreateJob(ctx, &fathomv1.CreateJobRequest{Spec: &fathomv1.JobSpec{
+		Name: "report", Type: "cron", Schedule: "*/5 * * * *", Task: &fathomv1.TaskSpec{Command: []string{"/bin/true"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.GetId()
+	if nr := created.GetJob().GetNextRunAt(); nr == nil || nr.AsTime().Minute()%5 != 0 {
+		t.Fatalf("next_run_at = %v, want a multiple of 5 minutes", nr)
+	}
+	h.srv.Kick()
+	time.Sleep(200 * time.Millisecond)
+	if tk := h.task(id, 0); tk.GetState() != fathomv1.TaskState_TASK_STATE_PENDING || !strings.Contains(tk.GetReason(), "waiting for the schedule") {
+		t.Fatalf("before the first firing: %v", tk)
+	}
+	base := created.GetJob().GetCreatedAt().AsTime()
+	if err := h.srv.startDueRuns(ctx, base.Add(6*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	first := a.next("run 1", func(s *fathomv1.AssignmentSet) bool { return len(s.GetAssignments()) == 1 })
+	a.report(&fathomv1.TaskStatus{TaskId: id + "-0", State: fathomv1.TaskState_TASK_STATE_RUNNING})
+	// Firing while run 1 is active: skipped.
+	if err := h.srv.startDueRuns(ctx, base.Add(11*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if tk := h.task(id, 0); tk.GetState() != fathomv1.TaskState_TASK_STATE_RUNNING || tk.GetGeneration() != first.GetAssignments()[0].GetGeneration() {
+		t.Fatalf("overlapping firing changed the running task: %v", tk)
+	}
+	a.report(&fathomv1.TaskStatus{TaskId: id + "-0", State: fathomv1.TaskState_TASK_STATE_SUCCEEDED})
+	job, _ := h.jobs.GetJob(ctx, &fathomv1.GetJobRequest{Id: id})
+	if job.GetState() != fathomv1.JobState_JOB_STATE_PENDING || job.GetRuns() != 1 {
+		t.Fatalf("between runs: state %v, runs %d; want pending, 1", job.GetState(), job.GetRuns())
+	}
+	// The name stays taken: a cron job ends only when stopped.
+	if _, err := h.jobs.CreateJob(ctx, &fathomv1.CreateJobRequest{Spec: &fathomv1.JobSpec{
+		Name: "report", Type: "cron", Schedule: "@hourly", Task: &fathomv1.TaskSpec{Command: []string{"/bin/true"}}}}); err == nil {
+		t.Fatal("a second active cron job with the same name was accepted")
+	}
+	if err := h.srv.startDueRuns(ctx, base.Add(20*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	g1 := first.GetAssignments()[0].GetGeneration()
+	second := a.next("run 2", func(s *fathomv1.AssignmentSet) bool {
+		return len(s.GetAssignments()) == 1 && s.GetAssignments()[0].GetGeneration() > g1
+	})
+	if second.GetAssignments()[0].GetTaskId() != id+"-0" {
+		t.Fatalf("run 2 assignment %v: want the same task id", second.GetAssignments()[0])
+	}
+	job, _ = h.jobs.GetJob(ctx, &fathomv1.GetJobRequest{Id: id})
+	if job.GetRuns() != 2 || job.GetState() != fathomv1.JobState_JOB_STATE_RUNNING {
+		t.Fatalf("during run 2: runs %d, state %v", job.GetRuns(), job.GetState())
 	}
 }

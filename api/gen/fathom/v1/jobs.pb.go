@@ -379,8 +379,13 @@ type Job struct {
 	// Parsed hints (0 when not given).
 	CpuHintCores    float64 `protobuf:"fixed64,10,opt,name=cpu_hint_cores,json=cpuHintCores,proto3" json:"cpu_hint_cores,omitempty"`
 	MemoryHintBytes int64   `protobuf:"varint,11,opt,name=memory_hint_bytes,json=memoryHintBytes,proto3" json:"memory_hint_bytes,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Cron jobs: when the current run started (unset = no run yet), how many
+	// runs have started, and when the next one is due (derived, not stored).
+	LastRunAt     *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=last_run_at,json=lastRunAt,proto3" json:"last_run_at,omitempty"`
+	Runs          int32                  `protobuf:"varint,13,opt,name=runs,proto3" json:"runs,omitempty"`
+	NextRunAt     *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=next_run_at,json=nextRunAt,proto3" json:"next_run_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -488,6 +493,27 @@ func (x *Job) GetMemoryHintBytes() int64 {
 		return x.MemoryHintBytes
 	}
 	return 0
+}
+
+func (x *Job) GetLastRunAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastRunAt
+	}
+	return nil
+}
+
+func (x *Job) GetRuns() int32 {
+	if x != nil {
+		return x.Runs
+	}
+	return 0
+}
+
+func (x *Job) GetNextRunAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextRunAt
+	}
+	return nil
 }
 
 type Task struct {
@@ -1398,7 +1424,7 @@ const file_fathom_v1_jobs_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"5\n" +
 	"\tResources\x12\x10\n" +
 	"\x03cpu\x18\x01 \x01(\tR\x03cpu\x12\x16\n" +
-	"\x06memory\x18\x02 \x01(\tR\x06memory\"\x89\x04\n" +
+	"\x06memory\x18\x02 \x01(\tR\x06memory\"\x95\x05\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x12\n" +
@@ -1414,7 +1440,10 @@ const file_fathom_v1_jobs_proto_rawDesc = "" +
 	"taskCounts\x12$\n" +
 	"\x0ecpu_hint_cores\x18\n" +
 	" \x01(\x01R\fcpuHintCores\x12*\n" +
-	"\x11memory_hint_bytes\x18\v \x01(\x03R\x0fmemoryHintBytes\x1a=\n" +
+	"\x11memory_hint_bytes\x18\v \x01(\x03R\x0fmemoryHintBytes\x12:\n" +
+	"\vlast_run_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tlastRunAt\x12\x12\n" +
+	"\x04runs\x18\r \x01(\x05R\x04runs\x12:\n" +
+	"\vnext_run_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tnextRunAt\x1a=\n" +
 	"\x0fTaskCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\xd2\x06\n" +
@@ -1560,41 +1589,43 @@ var file_fathom_v1_jobs_proto_depIdxs = []int32{
 	22, // 5: fathom.v1.Job.created_at:type_name -> google.protobuf.Timestamp
 	22, // 6: fathom.v1.Job.stopped_at:type_name -> google.protobuf.Timestamp
 	21, // 7: fathom.v1.Job.task_counts:type_name -> fathom.v1.Job.TaskCountsEntry
-	23, // 8: fathom.v1.Task.state:type_name -> fathom.v1.TaskState
-	24, // 9: fathom.v1.Task.desired_state:type_name -> fathom.v1.DesiredState
-	22, // 10: fathom.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	22, // 11: fathom.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	22, // 12: fathom.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	19, // 13: fathom.v1.Task.history:type_name -> fathom.v1.TaskTransition
-	2,  // 14: fathom.v1.CreateJobRequest.spec:type_name -> fathom.v1.JobSpec
-	5,  // 15: fathom.v1.CreateJobResponse.job:type_name -> fathom.v1.Job
-	5,  // 16: fathom.v1.ListJobsResponse.jobs:type_name -> fathom.v1.Job
-	6,  // 17: fathom.v1.ListTasksResponse.tasks:type_name -> fathom.v1.Task
-	1,  // 18: fathom.v1.JobEvent.type:type_name -> fathom.v1.EventType
-	5,  // 19: fathom.v1.JobEvent.job:type_name -> fathom.v1.Job
-	1,  // 20: fathom.v1.TaskEvent.type:type_name -> fathom.v1.EventType
-	6,  // 21: fathom.v1.TaskEvent.task:type_name -> fathom.v1.Task
-	22, // 22: fathom.v1.TaskTransition.time:type_name -> google.protobuf.Timestamp
-	23, // 23: fathom.v1.TaskTransition.state:type_name -> fathom.v1.TaskState
-	7,  // 24: fathom.v1.JobService.CreateJob:input_type -> fathom.v1.CreateJobRequest
-	9,  // 25: fathom.v1.JobService.ListJobs:input_type -> fathom.v1.ListJobsRequest
-	11, // 26: fathom.v1.JobService.GetJob:input_type -> fathom.v1.GetJobRequest
-	12, // 27: fathom.v1.JobService.StopJob:input_type -> fathom.v1.StopJobRequest
-	13, // 28: fathom.v1.JobService.ListTasks:input_type -> fathom.v1.ListTasksRequest
-	15, // 29: fathom.v1.JobService.WatchJobs:input_type -> fathom.v1.WatchJobsRequest
-	16, // 30: fathom.v1.JobService.WatchTasks:input_type -> fathom.v1.WatchTasksRequest
-	8,  // 31: fathom.v1.JobService.CreateJob:output_type -> fathom.v1.CreateJobResponse
-	10, // 32: fathom.v1.JobService.ListJobs:output_type -> fathom.v1.ListJobsResponse
-	5,  // 33: fathom.v1.JobService.GetJob:output_type -> fathom.v1.Job
-	5,  // 34: fathom.v1.JobService.StopJob:output_type -> fathom.v1.Job
-	14, // 35: fathom.v1.JobService.ListTasks:output_type -> fathom.v1.ListTasksResponse
-	17, // 36: fathom.v1.JobService.WatchJobs:output_type -> fathom.v1.JobEvent
-	18, // 37: fathom.v1.JobService.WatchTasks:output_type -> fathom.v1.TaskEvent
-	31, // [31:38] is the sub-list for method output_type
-	24, // [24:31] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	22, // 8: fathom.v1.Job.last_run_at:type_name -> google.protobuf.Timestamp
+	22, // 9: fathom.v1.Job.next_run_at:type_name -> google.protobuf.Timestamp
+	23, // 10: fathom.v1.Task.state:type_name -> fathom.v1.TaskState
+	24, // 11: fathom.v1.Task.desired_state:type_name -> fathom.v1.DesiredState
+	22, // 12: fathom.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	22, // 13: fathom.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	22, // 14: fathom.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	19, // 15: fathom.v1.Task.history:type_name -> fathom.v1.TaskTransition
+	2,  // 16: fathom.v1.CreateJobRequest.spec:type_name -> fathom.v1.JobSpec
+	5,  // 17: fathom.v1.CreateJobResponse.job:type_name -> fathom.v1.Job
+	5,  // 18: fathom.v1.ListJobsResponse.jobs:type_name -> fathom.v1.Job
+	6,  // 19: fathom.v1.ListTasksResponse.tasks:type_name -> fathom.v1.Task
+	1,  // 20: fathom.v1.JobEvent.type:type_name -> fathom.v1.EventType
+	5,  // 21: fathom.v1.JobEvent.job:type_name -> fathom.v1.Job
+	1,  // 22: fathom.v1.TaskEvent.type:type_name -> fathom.v1.EventType
+	6,  // 23: fathom.v1.TaskEvent.task:type_name -> fathom.v1.Task
+	22, // 24: fathom.v1.TaskTransition.time:type_name -> google.protobuf.Timestamp
+	23, // 25: fathom.v1.TaskTransition.state:type_name -> fathom.v1.TaskState
+	7,  // 26: fathom.v1.JobService.CreateJob:input_type -> fathom.v1.CreateJobRequest
+	9,  // 27: fathom.v1.JobService.ListJobs:input_type -> fathom.v1.ListJobsRequest
+	11, // 28: fathom.v1.JobService.GetJob:input_type -> fathom.v1.GetJobRequest
+	12, // 29: fathom.v1.JobService.StopJob:input_type -> fathom.v1.StopJobRequest
+	13, // 30: fathom.v1.JobService.ListTasks:input_type -> fathom.v1.ListTasksRequest
+	15, // 31: fathom.v1.JobService.WatchJobs:input_type -> fathom.v1.WatchJobsRequest
+	16, // 32: fathom.v1.JobService.WatchTasks:input_type -> fathom.v1.WatchTasksRequest
+	8,  // 33: fathom.v1.JobService.CreateJob:output_type -> fathom.v1.CreateJobResponse
+	10, // 34: fathom.v1.JobService.ListJobs:output_type -> fathom.v1.ListJobsResponse
+	5,  // 35: fathom.v1.JobService.GetJob:output_type -> fathom.v1.Job
+	5,  // 36: fathom.v1.JobService.StopJob:output_type -> fathom.v1.Job
+	14, // 37: fathom.v1.JobService.ListTasks:output_type -> fathom.v1.ListTasksResponse
+	17, // 38: fathom.v1.JobService.WatchJobs:output_type -> fathom.v1.JobEvent
+	18, // 39: fathom.v1.JobService.WatchTasks:output_type -> fathom.v1.TaskEvent
+	33, // [33:40] is the sub-list for method output_type
+	26, // [26:33] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_fathom_v1_jobs_proto_init() }
