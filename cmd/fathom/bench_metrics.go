@@ -42,11 +42,11 @@ func newBenchMetricsCmd(g *cli.Globals) *cobra.Command {
 				return err
 			}
 			return g.Print(r, func(w io.Writer) {
-				fmt.Fprintf(w, "remote-write ingest\t%.0f samples/s\t(%d samples in %d requests, %.1f s, %d clients)\n",
-					r.IngestSamplesPerSec, r.IngestSamples, r.IngestRequests, r.IngestSeconds, o.IngestClients)
+				fmt.Fprintf(w, "remote-write ingest\t%.0f samples/s\t(%d samples in %d requests, %.1f s wall, %.1f s CPU, %d clients)\n",
+					r.IngestSamplesPerSec, r.IngestSamples, r.IngestRequests, r.IngestSeconds, r.IngestCPUSeconds, o.IngestClients)
 				fmt.Fprintf(w, "job right-sizing refresh p50\t%.1f ms\n", r.RightSizingP50Ms)
-				fmt.Fprintf(w, "job right-sizing refresh p99\t%.1f ms\t(%d queries over %d h of %d tasks, step %.0fs; %d samples stored, fill %.1f s, compaction %.1f s)\n",
-					r.RightSizingP99Ms, r.RightSizingQueryCount, r.QueryHours, r.QueryTasks, r.QueryStepSeconds, r.QuerySamplesStored, r.QueryFillSeconds, r.QueryCompactSeconds)
+				fmt.Fprintf(w, "job right-sizing refresh p99\t%.1f ms\t(%d queries over %d h of %d tasks, step %.0fs; %d samples stored, fill %.1f s, compaction %.1f s; %.1f s CPU for all refreshes)\n",
+					r.RightSizingP99Ms, r.RightSizingQueryCount, r.QueryHours, r.QueryTasks, r.QueryStepSeconds, r.QuerySamplesStored, r.QueryFillSeconds, r.QueryCompactSeconds, r.QueryCPUSeconds)
 				for _, p := range r.Panels {
 					fmt.Fprintf(w, "  panel %q\tp50 %.1f ms\tp99 %.1f ms\t(%d queries, %d series)\n", p.Title, p.P50Ms, p.P99Ms, p.Queries, p.Series)
 				}

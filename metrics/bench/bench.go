@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/api"
@@ -42,11 +43,16 @@ type Options struct {
 
 // Result holds the figures. Durations are in milliseconds.
 type Result struct {
-	IngestSamples         int     `json:"ingest_samples"`
-	IngestRequests        int     `json:"ingest_requests"`
-	IngestSeconds         float64 `json:"ingest_seconds"`
-	IngestSamplesPerSec   float64 `json:"ingest_samples_per_sec"`
-	IngestRequestsPerSec  float64 `json:"ingest_requests_per_sec"`
+	IngestSamples        int     `json:"ingest_samples"`
+	IngestRequests       int     `json:"ingest_requests"`
+	IngestSeconds        float64 `json:"ingest_seconds"`
+	IngestSamplesPerSec  float64 `json:"ingest_samples_per_sec"`
+	IngestRequestsPerSec float64 `json:"ingest_requests_per_sec"`
+	// IngestCPUSeconds is this process's CPU time (user+system) during the
+	// pushes — client and store together; on a shared machine wall time
+	// alone overstates the cost.
+	IngestCPUSeconds      float64 `json:"ingest_cpu_seconds"`
+	QueryCPUSeconds       float64 `json:"query_cpu_seconds"`
 	QueryTasks            int     `json:"query_tasks"`
 	QueryHours            int     `json:"query_hours"`
 	QuerySamplesStored    int     `json:"query_samples_stored"`
@@ -170,6 +176,7 @@ func ingest(ctx context.Context, o Options, dir string, r *Result) error {
 	}
 	o.Progress(fmt.Sprintf("ingest: pushing %d samples with %d clients", r.IngestSamples, o.IngestClients))
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.IngestClients}}
+	c0 := cpuTime()
 	t0 := time.Now()
 	for _, bodies := range rounds {
 		// Agents push concurrently; a round completes before the next 10 s.
@@ -208,6 +215,7 @@ func ingest(ctx context.Context, o Options, dir string, r *Result) error {
 		r.IngestRequests += len(bodies)
 	}
 	d := time.Since(t0)
+	r.IngestCPUSeconds = (cpuTime() - c0).Seconds()
 	r.IngestSeconds = d.Seconds()
 	r.IngestSamplesPerSec = float64(r.IngestSamples) / d.Seconds()
 	r.IngestRequestsPerSec = float64(r.IngestRequests) / d.Seconds()
@@ -285,6 +293,8 @@ func queries(ctx context.Context, o Options, dir string, r *Result) error {
 	r.QueryStepSeconds = o.QueryStep.Seconds()
 	rng := promv1.Range{Start: start, End: end, Step: o.QueryStep}
 	var refresh []time.Duration // whole-dashboard refreshes
+	c0 := cpuTime()
+	defer func() { r.QueryCPUSeconds = (cpuTime() - c0).Seconds() }()
 	panelLat := map[string][]time.Duration{}
 	panelSeries := map[string]int{}
 	o.Progress(fmt.Sprintf("query: %d refreshes of %d panels (%d queries) over %d h, step %s", o.QueryRuns, len(order), r.RightSizingQueryCount, o.QueryHours, o.QueryStep))
@@ -387,4 +397,13 @@ func promDuration(d time.Duration) string {
 		return fmt.Sprintf("%dm", d/time.Minute)
 	}
 	return fmt.Sprintf("%ds", d/time.Second)
+}
+
+// cpuTime is this process's user+system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
