@@ -174,9 +174,13 @@ func (m modelService) RetrainModels(ctx context.Context, req *fathomv1.RetrainMo
 		}
 		mo.Samples = int64(n)
 		mo.Metrics["windows"] = float64(n)
-		// Evaluate on the same range with a warm-up of a quarter of it (at
-		// most the usual 24 h), so that short histories still get figures.
-		warm := min(24*time.Hour, until.Sub(since)/4)
+		// Evaluate on the same history with a warm-up of a quarter of its
+		// span (at most the usual 24 h), so short histories get figures.
+		var span time.Duration
+		for _, se := range series {
+			span = max(span, se.Windows[len(se.Windows)-1].Start.Sub(se.Windows[0].Start))
+		}
+		warm := max(min(24*time.Hour, span/4), time.Nanosecond)
 		res, err := predictor.Evaluate(series, predictor.EvalOptions{Policies: []string{kind}, WarmUp: warm, Workers: 1})
 		if err != nil {
 			return nil, status.Errorf(codes.Internal, "evaluate %s: %v", mo.GetName(), err)
