@@ -25,7 +25,7 @@ import (
 	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
 )
 
-// bin is the fathom binary built by TestMain.
+// bin is the fathom binary: $FATHOM_BIN, or built by TestMain.
 var bin string
 
 func TestMain(m *testing.M) {
@@ -33,6 +33,11 @@ func TestMain(m *testing.M) {
 	if runtime.GOOS != "linux" || testing.Short() {
 		fmt.Println("e2e/cluster: skipped (needs Linux, and not -short)")
 		os.Exit(0)
+	}
+	if b := os.Getenv("FATHOM_BIN"); b != "" {
+		// A binary built from this tree already (make test builds bin/fathom).
+		bin = b
+		os.Exit(m.Run())
 	}
 	dir, err := os.MkdirTemp("", "fathom-e2e-bin-")
 	if err != nil {
