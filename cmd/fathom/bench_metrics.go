@@ -61,7 +61,7 @@ func newBenchMetricsCmd(g *cli.Globals) *cobra.Command {
 	f.IntVar(&o.IngestClients, "ingest-clients", 8, "concurrent pushers")
 	f.IntVar(&o.QueryTasks, "query-tasks", 1000, "tasks of the job the right-sizing dashboard shows")
 	f.IntVar(&o.QueryHours, "query-hours", 24, "hours of history, and the dashboard's time range")
-	f.IntVar(&o.QueryRuns, "query-runs", 20, "dashboard refreshes to time")
+	f.IntVar(&o.QueryRuns, "query-runs", 10, "dashboard refreshes to time (p99 is by nearest rank: with 10, the slowest)")
 	f.DurationVar(&o.QueryResolution, "query-resolution", 30*time.Second, "sample interval of the stored history (agents sample every 1 s; 30 s keeps the fill short)")
 	f.DurationVar(&o.QueryStep, "query-step", time.Minute, "query_range step (Grafana's for 24 h on a wide panel)")
 	f.Uint64Var(&o.Seed, "seed", 1, "seed of the synthetic usage")

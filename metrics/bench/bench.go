@@ -33,7 +33,7 @@ type Options struct {
 	// Query: QueryTasks tasks of one job with QueryHours of history at
 	// QueryResolution; each panel of the Job right-sizing dashboard is
 	// refreshed QueryRuns times over the whole range with step QueryStep.
-	QueryTasks, QueryHours, QueryRuns int           // [1000, 24, 20]
+	QueryTasks, QueryHours, QueryRuns int           // [1000, 24, 10]
 	QueryResolution, QueryStep        time.Duration // [30 s, 1 m]
 
 	Seed uint64
@@ -88,7 +88,7 @@ func (o *Options) defaults() {
 	def(&o.IngestClients, 8)
 	def(&o.QueryTasks, 1000)
 	def(&o.QueryHours, 24)
-	def(&o.QueryRuns, 20)
+	def(&o.QueryRuns, 10)
 	if o.QueryResolution <= 0 {
 		o.QueryResolution = 30 * time.Second
 	}
@@ -331,6 +331,7 @@ func queries(ctx context.Context, o Options, dir string, r *Result) error {
 			panelSeries[title] = n
 		}
 		refresh = append(refresh, time.Since(t0))
+		o.Progress(fmt.Sprintf("query: refresh %d/%d took %s", run+1, o.QueryRuns, time.Since(t0).Round(time.Millisecond)))
 	}
 	worst := 0.0
 	for _, title := range order {
