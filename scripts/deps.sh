@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Fathom's targets use. Idempotent; never fatal for
 # optional parts: a test that needs a missing package skips and says why.
-#   deps.sh test       prometheus (integration test against a real server)
+#   deps.sh test       prometheus (integration test against a real server) and the
+#                      notebook packages (the notebooks test executes them headless)
 #   deps.sh generate   protobuf-compiler
 #   deps.sh notebooks  jupyter-nbconvert, python3-pandas, python3-matplotlib, python3-ipykernel
 #   deps.sh all        all of the above
 set -uo pipefail
 want=()
 case "${1:-all}" in
-  test) want=(prometheus) ;;
+  test) want=(prometheus jupyter-nbconvert python3-pandas python3-matplotlib python3-ipykernel python3-nbformat) ;;
   generate) want=(protobuf-compiler) ;;
   notebooks) want=(jupyter-nbconvert python3-pandas python3-matplotlib python3-ipykernel python3-nbformat) ;;
   all) want=(prometheus protobuf-compiler jupyter-nbconvert python3-pandas python3-matplotlib python3-ipykernel python3-nbformat stress-ng) ;;
