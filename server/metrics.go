@@ -16,6 +16,10 @@ type apiMetrics struct {
 	jobsCreated prometheus.Counter
 	placements  prometheus.Counter
 	nodesDown   prometheus.Counter
+	// sched and pred are the fathom_scheduler_* and fathom_predictor_*
+	// events of the placement and right-sizing loops.
+	sched *metrics.SchedulerMetrics
+	pred  *metrics.PredictorMetrics
 }
 
 func newAPIMetrics(reg prometheus.Registerer, s *Server) (*apiMetrics, error) {
@@ -35,6 +39,12 @@ func newAPIMetrics(reg prometheus.Registerer, s *Server) (*apiMetrics, error) {
 		nodesDown: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "fathom_api_nodes_down_total", Help: "Times a node was declared down for missing heartbeats.",
 		}),
+	}
+	if m.sched, err = metrics.NewSchedulerMetrics(reg); err != nil {
+		return nil, err
+	}
+	if m.pred, err = metrics.NewPredictorMetrics(reg); err != nil {
+		return nil, err
 	}
 	cluster := metrics.NewClusterCollector(s.clusterState)
 	for _, c := range []prometheus.Collector{m.jobsCreated, m.placements, m.nodesDown, stateCollector{s}, cluster} {

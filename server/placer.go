@@ -188,8 +188,11 @@ func (s *Server) placeRound(ctx context.Context) error {
 		return pending[a].Index < pending[b].Index
 	})
 	now := s.now()
+	start := time.Now() // wall time of the pass, for fathom_scheduler_placement_duration
 	plan := s.placer.Place(nodes, pending, now)
+	s.metrics.sched.PlacementDuration.Observe(time.Since(start).Seconds())
 	b := &batch{}
+	rescheduled := 0
 	for _, pl := range plan {
 		jobID, idx, ok := splitTaskID(pl.TaskID)
 		e := s.jobs[jobID]
@@ -198,7 +201,11 @@ func (s *Server) placeRound(ctx context.Context) error {
 		}
 		if pl.Node == "" {
 			e.waitReason = pl.Reason
+			s.metrics.sched.Placements.WithLabelValues("unschedulable").Inc()
 			continue
+		}
+		if e.tasks[idx].GetState() == fathomv1.TaskState_TASK_STATE_LOST {
+			rescheduled++
 		}
 		if ne := s.nodes[pl.Node]; ne == nil || ne.node.GetState() != fathomv1.NodeState_NODE_STATE_UP {
 			continue
@@ -219,5 +226,9 @@ func (s *Server) placeRound(ctx context.Context) error {
 		return err
 	}
 	s.metrics.placements.Add(float64(len(b.tasks)))
+	s.metrics.sched.Placements.WithLabelValues("placed").Add(float64(len(b.tasks)))
+	if rescheduled > 0 {
+		s.metrics.sched.Reschedules.WithLabelValues("node_failed").Add(float64(rescheduled))
+	}
 	return nil
 }

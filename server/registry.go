@@ -98,6 +98,8 @@ func (m modelService) RetrainModels(ctx context.Context, req *fathomv1.RetrainMo
 	if !since.Before(until) {
 		return nil, status.Errorf(codes.InvalidArgument, "since %s must be before until %s", since.Format(time.RFC3339), until.Format(time.RFC3339))
 	}
+	start := time.Now() // wall time of the pass, for fathom_predictor_training_duration
+	defer func() { s.metrics.pred.ObserveTraining(start, time.Now()) }()
 	if until.After(now.Add(time.Minute)) {
 		return nil, status.Errorf(codes.InvalidArgument, "until %s is in the future; the history ends now (%s)", until.Format(time.RFC3339), now.Format(time.RFC3339))
 	}

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
+	"github.com/fathom-scheduler/fathom/metrics"
 	"github.com/fathom-scheduler/fathom/models"
 	"github.com/fathom-scheduler/fathom/predictor"
 	"github.com/fathom-scheduler/fathom/scheduler"
@@ -233,6 +234,14 @@ func (s *Server) rightsizeRound(ctx context.Context) error {
 			rs.mu.Unlock()
 			continue
 		}
+		// Prediction error: last round's request against the usage measured
+		// since (a matured recommendation), then count the new one.
+		if st.hasRec && uerr == nil {
+			observeError(s.metrics.pred, "cpu", st.rec.Request.CPU, cpu)
+			observeError(s.metrics.pred, "memory", st.rec.Request.Memory, mem)
+		}
+		s.metrics.pred.Recommendations.WithLabelValues("cpu").Inc()
+		s.metrics.pred.Recommendations.WithLabelValues("memory").Inc()
 		st.rec, st.hasRec = rec, true
 		cur := models.Size{CPU: t.GetCpuLimitCores(), Memory: float64(t.GetMemoryLimitBytes())}
 		z := rs.sizing(rec)
@@ -294,6 +303,12 @@ func (s *Server) resizeTask(ctx context.Context, id string, limit, req models.Si
 	} else {
 		note = "; requests kept (the node has no room for the new ones)"
 	}
+	if t.GetCpuLimitCores() != limit.CPU {
+		s.metrics.sched.Resizes.WithLabelValues("cpu").Inc()
+	}
+	if t.GetMemoryLimitBytes() != int64(limit.Memory) {
+		s.metrics.sched.Resizes.WithLabelValues("memory").Inc()
+	}
 	t.CpuLimitCores, t.MemoryLimitBytes = limit.CPU, int64(limit.Memory)
 	t.CpuRequestCores = math.Min(t.GetCpuRequestCores(), t.GetCpuLimitCores())
 	t.MemoryRequestBytes = min(t.GetMemoryRequestBytes(), t.GetMemoryLimitBytes())
@@ -342,10 +357,11 @@ func (s *Server) onTaskReport(e *jobEntry, prev, t *fathomv1.Task, st *fathomv1.
 		next = max(next, int64(rec.Limit.Memory))
 	}
 	next = roundMiB(next)
-	what := "OOM-killed"
+	what, reason := "OOM-killed", "oom"
 	if evicted && !oom {
-		what = "evicted under memory pressure"
+		what, reason = "evicted under memory pressure", "memory_pressure"
 	}
+	s.metrics.sched.Evictions.WithLabelValues(prev.GetNamespace(), prev.GetJobName(), reason).Inc()
 	t.MemoryLimitBytes = next
 	t.MemoryRequestBytes = max(t.GetMemoryRequestBytes(), min(next, int64(float64(t.GetMemoryRequestBytes())*1.2)))
 	t.Generation++
@@ -465,4 +481,13 @@ func (s *Server) wireRightSizer(ctx context.Context) {
 	if n > 0 {
 		s.log.Info("model states restored from the registry", "tasks", n)
 	}
+}
+
+// observeError records |predicted − observed| / observed of a matured
+// recommendation; windows with no measured usage carry no information.
+func observeError(m *metrics.PredictorMetrics, resource string, predicted, observed float64) {
+	if observed <= 0 {
+		return
+	}
+	m.Error.WithLabelValues(resource).Observe(math.Abs(predicted-observed) / observed)
 }

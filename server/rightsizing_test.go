@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -228,6 +230,24 @@ func TestOOMRaisesMemoryBeforeRestartAndServesRecommendations(t *testing.T) {
 	}
 	if code, _ = h.do("POST", "/v1/models:retrain", `{"since":"2026-11-25T12:00:00Z","until":"2026-11-25T11:00:00Z"}`); code != 400 {
 		t.Errorf("since after until: %d, want 400", code)
+	}
+	// The loops' events are on /metrics: one placement (the restart after the
+	// OOM keeps its node), one OOM eviction, the one retraining pass (the rejected one never started).
+	resp, err := http.Get(h.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`fathom_scheduler_placements_total{result="placed"} 1`,
+		`fathom_scheduler_evictions_total{job_name="burner",namespace="ns",reason="oom"} 1`,
+		`fathom_scheduler_placement_duration_seconds_count`,
+		`fathom_predictor_training_duration_seconds_count 1`,
+	} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 }
 
