@@ -183,6 +183,9 @@ type taskRun struct {
 	counted     bool
 	warmEnd     time.Time
 	sample      bool
+	stepSeen    int        // windows folded into stepVar (stepDist)
+	stepVar     [2]float64 // decayed mean of squared window-to-window changes
+	stepN       int
 }
 
 // run is one policy's simulation.
@@ -435,6 +438,9 @@ func (r *run) size(tr *taskRun, k int) {
 			{Mean: rc.CPU.Mean, StdDev: rc.CPU.StdDev},
 			{Mean: rc.Memory.Mean, StdDev: rc.Memory.StdDev},
 		}
+		if r.opts.StepSpread > 0 {
+			tr.stepDist(&t, r.opts.StepSpread)
+		}
 	default:
 		// Baselines pack on their own limits: no oversubscription.
 		lim := tr.rec.Limit(at)
@@ -483,6 +489,17 @@ func (r *run) resize(tr *taskRun) error {
 	}
 	node, _ := r.state.TaskNode(tr.id)
 	r.state.Remove(tr.id)
+	if shrinks(tr.spec, tr.want, r.opts.Risk == scheduler.RiskBernstein) {
+		// Nothing grows: the scheduler admits it where it is (every
+		// check is monotone in request, limit, mean and spread), so skip
+		// asking it.
+		tr.spec = tr.want
+		if err := r.state.Assign(tr.spec, node); err != nil {
+			return err
+		}
+		r.resizes++
+		return nil
+	}
 	t := tr.want
 	t.Constraints = []scheduler.Constraint{{Label: nodeLabel, Op: scheduler.OpEqual, Value: node}}
 	plan, err := r.state.Place([]scheduler.Task{t}, r.placeOpts())
@@ -502,6 +519,22 @@ func (r *run) resize(tr *taskRun) error {
 	tr.placed = false
 	r.pending = append(r.pending, r.byID[tr.id])
 	return nil
+}
+
+// shrinks reports whether no request, limit, predicted mean or spread of b
+// exceeds a's (and, when rng, no upward range limit − mean: Bernstein's
+// margin grows with it).
+func shrinks(a, b scheduler.Task, rng bool) bool {
+	for res := range a.Request {
+		if b.Request[res] > a.Request[res] || b.Limit[res] > a.Limit[res] ||
+			b.Usage[res].Mean > a.Usage[res].Mean || b.Usage[res].StdDev > a.Usage[res].StdDev {
+			return false
+		}
+		if rng && b.Limit[res]-b.Usage[res].Mean > a.Limit[res]-a.Usage[res].Mean {
+			return false
+		}
+	}
+	return true
 }
 
 func (r *run) placeOpts() scheduler.Options {

@@ -3,6 +3,7 @@ package sim
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -102,6 +103,14 @@ type Options struct {
 	// ConsolidateBudget is how many machines one consolidation round may
 	// drain (0: 2).
 	ConsolidateBudget int
+	// StepSpread chooses the predicted usage distribution fathom's tasks
+	// are placed with (see stepDist): mean = max(the recommender's decayed
+	// mean, the last window's usage), standard deviation = StepSpread × the
+	// root-mean-square change of the task's usage from one window to the
+	// next (weighted over 24 h). 0: 1.5. Negative: the recommender's decayed mean
+	// and standard deviation as they are (the behaviour before; it lets a
+	// surge of many tasks at once pass the risk bound).
+	StepSpread float64
 	// New builds a recommender for a policy (models.New when nil).
 	New func(policy string) (models.Recommender, error)
 	// Workers is how many policies run at once (0: GOMAXPROCS). Policies
@@ -173,6 +182,12 @@ func (o *Options) normalize(w *Workload) error {
 	}
 	if o.ResizeDeadband < 0 || o.ResizeDeadband >= 1 {
 		return fmt.Errorf("%w: resize deadband %v must be in [0, 1)", ErrInvalid, o.ResizeDeadband)
+	}
+	if o.StepSpread == 0 {
+		o.StepSpread = DefaultStepSpread
+	}
+	if math.IsNaN(o.StepSpread) || math.IsInf(o.StepSpread, 0) {
+		return fmt.Errorf("%w: step spread %v must be a finite number (e.g. 2; negative turns it off)", ErrInvalid, o.StepSpread)
 	}
 	if o.ConsolidateEvery == 0 {
 		o.ConsolidateEvery = 12

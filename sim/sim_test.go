@@ -211,6 +211,9 @@ func TestMemoryOverloadEvictsLowestPriority(t *testing.T) {
 		New: func(string) (models.Recommender, error) {
 			return &last{lim: models.Size{CPU: 1, Memory: 3 * gi}}, nil
 		},
+		// The recommender's own distribution: this test is about the
+		// eviction order (TestStepDist covers the step spread).
+		StepSpread: -1,
 	})
 	if err != nil {
 		t.Fatal(err)
