@@ -11,9 +11,11 @@
 //   - provisioned: tasks are sized as their owners provisioned them;
 //   - vpa, autopilot: the baseline recommenders; tasks are packed on their
 //     limits (request = limit), so machines are never oversubscribed;
-//   - fathom: packed on its predicted request with its predicted usage
-//     distribution, admitted only while the scheduler's overload-risk bound
-//     stays below ε;
+//   - fathom: packed on its predicted request with a predicted usage
+//     distribution (the step distribution of fast.go: mean = max(decayed
+//     mean, last window), spread = Options.StepSpread × the RMS change from
+//     one window to the next), admitted only while the scheduler's
+//     overload-risk bound stays below ε;
 //   - oracle: knows each window's usage in advance and repacks from scratch
 //     every window: the floor.
 //
