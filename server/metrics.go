@@ -5,6 +5,7 @@ import (
 
 	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
 	"github.com/fathom-scheduler/fathom/metrics"
+	"github.com/fathom-scheduler/fathom/models"
 )
 
 // apiMetrics are the control plane's fathom_api_* metrics. Request counts and
@@ -109,6 +110,18 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 // fathom_node_* and fathom_scheduler_tasks / pending_tasks.
 func (s *Server) clusterState() metrics.ClusterState {
 	var cs metrics.ClusterState
+	// The predictor's current recommendation (limit) per task, copied before
+	// taking s.mu so the two locks are never held together here.
+	recs := map[string]models.Size{}
+	if rs := s.o.RightSizer; rs != nil {
+		rs.mu.Lock()
+		for id, st := range rs.state {
+			if st.hasRec {
+				recs[id] = st.rec.Limit
+			}
+		}
+		rs.mu.Unlock()
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for _, ne := range s.nodes {
@@ -125,6 +138,7 @@ func (s *Server) clusterState() metrics.ClusterState {
 				Namespace: t.GetNamespace(), JobName: t.GetJobName(), Task: t.GetId(), Node: t.GetNode(),
 				State: StateName(t.GetState()), Priority: e.job.GetSpec().GetPriority(),
 				CPURequestCores: t.GetCpuRequestCores(), MemoryRequestBytes: float64(t.GetMemoryRequestBytes()),
+				RecommendedCPUCores: recs[t.GetId()].CPU, RecommendedMemoryBytes: recs[t.GetId()].Memory,
 			})
 		}
 	}
