@@ -225,24 +225,7 @@ func (s *Server) WatchJobs(req *fathomv1.WatchJobsRequest, stream grpc.ServerStr
 		initial = append(initial, &fathomv1.JobEvent{Type: fathomv1.EventType_EVENT_TYPE_EXISTING, Job: s.jobView(e)})
 	}
 	s.mu.RUnlock()
-	for _, ev := range initial {
-		if err := stream.Send(ev); err != nil {
-			return err
-		}
-	}
-	for {
-		select {
-		case <-stream.Context().Done():
-			return nil
-		case ev, ok := <-sub.ch:
-			if !ok {
-				return status.Error(codes.ResourceExhausted, "watch fell behind the event stream; reconnect to resume")
-			}
-			if err := stream.Send(ev.job); err != nil {
-				return err
-			}
-		}
-	}
+	return relay(stream.Context(), initial, sub.ch, func(ev event) *fathomv1.JobEvent { return ev.job }, stream.Send)
 }
 
 // WatchTasks streams the current tasks (EXISTING) and then every change,
@@ -268,20 +251,27 @@ func (s *Server) WatchTasks(req *fathomv1.WatchTasksRequest, stream grpc.ServerS
 		}
 	}
 	s.mu.RUnlock()
+	return relay(stream.Context(), initial, sub.ch, func(ev event) *fathomv1.TaskEvent { return ev.task }, stream.Send)
+}
+
+// relay sends the initial (EXISTING) events, then every event of the
+// subscription until the client goes away. A subscription the hub closed
+// because its client fell behind ends the watch with ResourceExhausted.
+func relay[E any](ctx context.Context, initial []E, ch <-chan event, pick func(event) E, send func(E) error) error {
 	for _, ev := range initial {
-		if err := stream.Send(ev); err != nil {
+		if err := send(ev); err != nil {
 			return err
 		}
 	}
 	for {
 		select {
-		case <-stream.Context().Done():
+		case <-ctx.Done():
 			return nil
-		case ev, ok := <-sub.ch:
+		case ev, ok := <-ch:
 			if !ok {
 				return status.Error(codes.ResourceExhausted, "watch fell behind the event stream; reconnect to resume")
 			}
-			if err := stream.Send(ev.task); err != nil {
+			if err := send(pick(ev)); err != nil {
 				return err
 			}
 		}
