@@ -89,6 +89,9 @@ type Server struct {
 	pending map[string]*jobEntry           // jobs that may have pending tasks
 	noNodes string                         // why nothing can be placed at all ("" = nodes exist)
 	ready   bool
+
+	// autoscale is the latest autoscaling report (autoscale.go).
+	autoscale autoscaleState
 }
 
 type jobEntry struct {
