@@ -97,8 +97,18 @@ type Node struct {
 	CpuRequestedCores    float64 `protobuf:"fixed64,18,opt,name=cpu_requested_cores,json=cpuRequestedCores,proto3" json:"cpu_requested_cores,omitempty"`
 	MemoryRequestedBytes int64   `protobuf:"varint,19,opt,name=memory_requested_bytes,json=memoryRequestedBytes,proto3" json:"memory_requested_bytes,omitempty"`
 	TaskCount            int32   `protobuf:"varint,20,opt,name=task_count,json=taskCount,proto3" json:"task_count,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Autoscaling, as of the scheduler's latest report (not stored):
+	// removable is true when the report lists the node among the machines
+	// that could go, or when the node provider is removing it.
+	Removable bool `protobuf:"varint,21,opt,name=removable,proto3" json:"removable,omitempty"`
+	// Set when the server cordoned the node to hand it to the node provider
+	// hook (--node-provider-cmd) for removal; stored, cleared by uncordon.
+	RemovalRequestedAt *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=removal_requested_at,json=removalRequestedAt,proto3" json:"removal_requested_at,omitempty"`
+	// Where that removal stands, e.g. "waiting for 2 tasks to move",
+	// "handed to the node provider 3m ago" (not stored; empty when none).
+	Removal       string `protobuf:"bytes,23,opt,name=removal,proto3" json:"removal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Node) Reset() {
@@ -271,6 +281,27 @@ func (x *Node) GetTaskCount() int32 {
 	return 0
 }
 
+func (x *Node) GetRemovable() bool {
+	if x != nil {
+		return x.Removable
+	}
+	return false
+}
+
+func (x *Node) GetRemovalRequestedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RemovalRequestedAt
+	}
+	return nil
+}
+
+func (x *Node) GetRemoval() string {
+	if x != nil {
+		return x.Removal
+	}
+	return ""
+}
+
 type ListNodesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -308,8 +339,11 @@ func (*ListNodesRequest) Descriptor() ([]byte, []int) {
 }
 
 type ListNodesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Nodes         []*Node                `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Nodes []*Node                `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// The scheduler's latest autoscaling report; absent until the scheduler
+	// has run a reconcile round.
+	Autoscale     *AutoscaleReport `protobuf:"bytes,2,opt,name=autoscale,proto3" json:"autoscale,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -351,6 +385,337 @@ func (x *ListNodesResponse) GetNodes() []*Node {
 	return nil
 }
 
+func (x *ListNodesResponse) GetAutoscale() *AutoscaleReport {
+	if x != nil {
+		return x.Autoscale
+	}
+	return nil
+}
+
+// AutoscaleReport says how many machines the current work needs and which
+// could go (scheduler.AutoscaleReport, plus the node provider's state).
+type AutoscaleReport struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When the reconcile round that computed it ran.
+	ComputedAt *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=computed_at,json=computedAt,proto3" json:"computed_at,omitempty"`
+	NodesUp    int32                  `protobuf:"varint,2,opt,name=nodes_up,json=nodesUp,proto3" json:"nodes_up,omitempty"`
+	// Nodes with at least one task.
+	MachinesUsed int32 `protobuf:"varint,3,opt,name=machines_used,json=machinesUsed,proto3" json:"machines_used,omitempty"`
+	// Used plus the fresh machines (of the most common node shape) that the
+	// tasks waiting for room would fill.
+	MachinesNeeded int32 `protobuf:"varint,4,opt,name=machines_needed,json=machinesNeeded,proto3" json:"machines_needed,omitempty"`
+	// max over resources of ceil(sum of requests / capacity of the common shape).
+	LowerBound int32 `protobuf:"varint,5,opt,name=lower_bound,json=lowerBound,proto3" json:"lower_bound,omitempty"`
+	// Empty schedulable nodes beyond the spare one(s), only when nothing waits.
+	CouldRemove []string `protobuf:"bytes,6,rep,name=could_remove,json=couldRemove,proto3" json:"could_remove,omitempty"`
+	// Machines of the common shape to add for the waiting tasks.
+	Add int32 `protobuf:"varint,7,opt,name=add,proto3" json:"add,omitempty"`
+	// Waiting tasks that fit no machine of the common shape (adding machines
+	// of that shape would not help them).
+	Unfittable int32 `protobuf:"varint,8,opt,name=unfittable,proto3" json:"unfittable,omitempty"`
+	// The common node shape the report counts in.
+	NodeCpuCores    float64             `protobuf:"fixed64,9,opt,name=node_cpu_cores,json=nodeCpuCores,proto3" json:"node_cpu_cores,omitempty"`
+	NodeMemoryBytes int64               `protobuf:"varint,10,opt,name=node_memory_bytes,json=nodeMemoryBytes,proto3" json:"node_memory_bytes,omitempty"`
+	NodeProvider    *NodeProviderStatus `protobuf:"bytes,11,opt,name=node_provider,json=nodeProvider,proto3" json:"node_provider,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *AutoscaleReport) Reset() {
+	*x = AutoscaleReport{}
+	mi := &file_fathom_v1_nodes_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AutoscaleReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AutoscaleReport) ProtoMessage() {}
+
+func (x *AutoscaleReport) ProtoReflect() protoreflect.Message {
+	mi := &file_fathom_v1_nodes_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AutoscaleReport.ProtoReflect.Descriptor instead.
+func (*AutoscaleReport) Descriptor() ([]byte, []int) {
+	return file_fathom_v1_nodes_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AutoscaleReport) GetComputedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ComputedAt
+	}
+	return nil
+}
+
+func (x *AutoscaleReport) GetNodesUp() int32 {
+	if x != nil {
+		return x.NodesUp
+	}
+	return 0
+}
+
+func (x *AutoscaleReport) GetMachinesUsed() int32 {
+	if x != nil {
+		return x.MachinesUsed
+	}
+	return 0
+}
+
+func (x *AutoscaleReport) GetMachinesNeeded() int32 {
+	if x != nil {
+		return x.MachinesNeeded
+	}
+	return 0
+}
+
+func (x *AutoscaleReport) GetLowerBound() int32 {
+	if x != nil {
+		return x.LowerBound
+	}
+	return 0
+}
+
+func (x *AutoscaleReport) GetCouldRemove() []string {
+	if x != nil {
+		return x.CouldRemove
+	}
+	return nil
+}
+
+func (x *AutoscaleReport) GetAdd() int32 {
+	if x != nil {
+		return x.Add
+	}
+	return 0
+}
+
+func (x *AutoscaleReport) GetUnfittable() int32 {
+	if x != nil {
+		return x.Unfittable
+	}
+	return 0
+}
+
+func (x *AutoscaleReport) GetNodeCpuCores() float64 {
+	if x != nil {
+		return x.NodeCpuCores
+	}
+	return 0
+}
+
+func (x *AutoscaleReport) GetNodeMemoryBytes() int64 {
+	if x != nil {
+		return x.NodeMemoryBytes
+	}
+	return 0
+}
+
+func (x *AutoscaleReport) GetNodeProvider() *NodeProviderStatus {
+	if x != nil {
+		return x.NodeProvider
+	}
+	return nil
+}
+
+// NodeProviderStatus is the state of the --node-provider-cmd hook.
+type NodeProviderStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// False when the server runs without --node-provider-cmd: the report is
+	// advice only.
+	Configured bool `protobuf:"varint,1,opt,name=configured,proto3" json:"configured,omitempty"`
+	// Nodes cordoned for removal and not yet handed to the hook.
+	Removing []string `protobuf:"bytes,2,rep,name=removing,proto3" json:"removing,omitempty"`
+	// Nodes the hook was asked to remove that are still registered.
+	Handed []string `protobuf:"bytes,3,rep,name=handed,proto3" json:"handed,omitempty"`
+	// No add call before this time (cooldown after the last add).
+	NextAddAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=next_add_at,json=nextAddAt,proto3" json:"next_add_at,omitempty"`
+	LastCall  *NodeProviderCall      `protobuf:"bytes,5,opt,name=last_call,json=lastCall,proto3" json:"last_call,omitempty"`
+	// A call is running now.
+	Calling       bool `protobuf:"varint,6,opt,name=calling,proto3" json:"calling,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeProviderStatus) Reset() {
+	*x = NodeProviderStatus{}
+	mi := &file_fathom_v1_nodes_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeProviderStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeProviderStatus) ProtoMessage() {}
+
+func (x *NodeProviderStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_fathom_v1_nodes_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeProviderStatus.ProtoReflect.Descriptor instead.
+func (*NodeProviderStatus) Descriptor() ([]byte, []int) {
+	return file_fathom_v1_nodes_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *NodeProviderStatus) GetConfigured() bool {
+	if x != nil {
+		return x.Configured
+	}
+	return false
+}
+
+func (x *NodeProviderStatus) GetRemoving() []string {
+	if x != nil {
+		return x.Removing
+	}
+	return nil
+}
+
+func (x *NodeProviderStatus) GetHanded() []string {
+	if x != nil {
+		return x.Handed
+	}
+	return nil
+}
+
+func (x *NodeProviderStatus) GetNextAddAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAddAt
+	}
+	return nil
+}
+
+func (x *NodeProviderStatus) GetLastCall() *NodeProviderCall {
+	if x != nil {
+		return x.LastCall
+	}
+	return nil
+}
+
+func (x *NodeProviderStatus) GetCalling() bool {
+	if x != nil {
+		return x.Calling
+	}
+	return false
+}
+
+// NodeProviderCall is one run of the hook.
+type NodeProviderCall struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "add" or "remove".
+	Action string `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"`
+	// The arguments after the action: the count for add, node names for remove.
+	Args            []string               `protobuf:"bytes,2,rep,name=args,proto3" json:"args,omitempty"`
+	StartedAt       *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	DurationSeconds float64                `protobuf:"fixed64,4,opt,name=duration_seconds,json=durationSeconds,proto3" json:"duration_seconds,omitempty"`
+	// "ok", "failed" (non-zero exit), "timeout" or "error" (could not start).
+	Outcome  string `protobuf:"bytes,5,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	ExitCode int32  `protobuf:"varint,6,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	// The end of its standard error (at most 4 KiB).
+	Stderr        string `protobuf:"bytes,7,opt,name=stderr,proto3" json:"stderr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeProviderCall) Reset() {
+	*x = NodeProviderCall{}
+	mi := &file_fathom_v1_nodes_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeProviderCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeProviderCall) ProtoMessage() {}
+
+func (x *NodeProviderCall) ProtoReflect() protoreflect.Message {
+	mi := &file_fathom_v1_nodes_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeProviderCall.ProtoReflect.Descriptor instead.
+func (*NodeProviderCall) Descriptor() ([]byte, []int) {
+	return file_fathom_v1_nodes_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *NodeProviderCall) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *NodeProviderCall) GetArgs() []string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+func (x *NodeProviderCall) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *NodeProviderCall) GetDurationSeconds() float64 {
+	if x != nil {
+		return x.DurationSeconds
+	}
+	return 0
+}
+
+func (x *NodeProviderCall) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *NodeProviderCall) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+func (x *NodeProviderCall) GetStderr() string {
+	if x != nil {
+		return x.Stderr
+	}
+	return ""
+}
+
 type CordonNodeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -362,7 +727,7 @@ type CordonNodeRequest struct {
 
 func (x *CordonNodeRequest) Reset() {
 	*x = CordonNodeRequest{}
-	mi := &file_fathom_v1_nodes_proto_msgTypes[3]
+	mi := &file_fathom_v1_nodes_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -374,7 +739,7 @@ func (x *CordonNodeRequest) String() string {
 func (*CordonNodeRequest) ProtoMessage() {}
 
 func (x *CordonNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_nodes_proto_msgTypes[3]
+	mi := &file_fathom_v1_nodes_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -387,7 +752,7 @@ func (x *CordonNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CordonNodeRequest.ProtoReflect.Descriptor instead.
 func (*CordonNodeRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_nodes_proto_rawDescGZIP(), []int{3}
+	return file_fathom_v1_nodes_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CordonNodeRequest) GetName() string {
@@ -413,7 +778,7 @@ type DrainNodeRequest struct {
 
 func (x *DrainNodeRequest) Reset() {
 	*x = DrainNodeRequest{}
-	mi := &file_fathom_v1_nodes_proto_msgTypes[4]
+	mi := &file_fathom_v1_nodes_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -425,7 +790,7 @@ func (x *DrainNodeRequest) String() string {
 func (*DrainNodeRequest) ProtoMessage() {}
 
 func (x *DrainNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_nodes_proto_msgTypes[4]
+	mi := &file_fathom_v1_nodes_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -438,7 +803,7 @@ func (x *DrainNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainNodeRequest.ProtoReflect.Descriptor instead.
 func (*DrainNodeRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_nodes_proto_rawDescGZIP(), []int{4}
+	return file_fathom_v1_nodes_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DrainNodeRequest) GetName() string {
@@ -452,7 +817,7 @@ var File_fathom_v1_nodes_proto protoreflect.FileDescriptor
 
 const file_fathom_v1_nodes_proto_rawDesc = "" +
 	"\n" +
-	"\x15fathom/v1/nodes.proto\x12\tfathom.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\x06\n" +
+	"\x15fathom/v1/nodes.proto\x12\tfathom.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe5\a\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
@@ -475,13 +840,52 @@ const file_fathom_v1_nodes_proto_rawDesc = "" +
 	"\x13cpu_requested_cores\x18\x12 \x01(\x01R\x11cpuRequestedCores\x124\n" +
 	"\x16memory_requested_bytes\x18\x13 \x01(\x03R\x14memoryRequestedBytes\x12\x1d\n" +
 	"\n" +
-	"task_count\x18\x14 \x01(\x05R\ttaskCount\x1a9\n" +
+	"task_count\x18\x14 \x01(\x05R\ttaskCount\x12\x1c\n" +
+	"\tremovable\x18\x15 \x01(\bR\tremovable\x12L\n" +
+	"\x14removal_requested_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\x12removalRequestedAt\x12\x18\n" +
+	"\aremoval\x18\x17 \x01(\tR\aremoval\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x12\n" +
-	"\x10ListNodesRequest\":\n" +
+	"\x10ListNodesRequest\"t\n" +
 	"\x11ListNodesResponse\x12%\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x0f.fathom.v1.NodeR\x05nodes\"C\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x0f.fathom.v1.NodeR\x05nodes\x128\n" +
+	"\tautoscale\x18\x02 \x01(\v2\x1a.fathom.v1.AutoscaleReportR\tautoscale\"\xc3\x03\n" +
+	"\x0fAutoscaleReport\x12;\n" +
+	"\vcomputed_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"computedAt\x12\x19\n" +
+	"\bnodes_up\x18\x02 \x01(\x05R\anodesUp\x12#\n" +
+	"\rmachines_used\x18\x03 \x01(\x05R\fmachinesUsed\x12'\n" +
+	"\x0fmachines_needed\x18\x04 \x01(\x05R\x0emachinesNeeded\x12\x1f\n" +
+	"\vlower_bound\x18\x05 \x01(\x05R\n" +
+	"lowerBound\x12!\n" +
+	"\fcould_remove\x18\x06 \x03(\tR\vcouldRemove\x12\x10\n" +
+	"\x03add\x18\a \x01(\x05R\x03add\x12\x1e\n" +
+	"\n" +
+	"unfittable\x18\b \x01(\x05R\n" +
+	"unfittable\x12$\n" +
+	"\x0enode_cpu_cores\x18\t \x01(\x01R\fnodeCpuCores\x12*\n" +
+	"\x11node_memory_bytes\x18\n" +
+	" \x01(\x03R\x0fnodeMemoryBytes\x12B\n" +
+	"\rnode_provider\x18\v \x01(\v2\x1d.fathom.v1.NodeProviderStatusR\fnodeProvider\"\xf8\x01\n" +
+	"\x12NodeProviderStatus\x12\x1e\n" +
+	"\n" +
+	"configured\x18\x01 \x01(\bR\n" +
+	"configured\x12\x1a\n" +
+	"\bremoving\x18\x02 \x03(\tR\bremoving\x12\x16\n" +
+	"\x06handed\x18\x03 \x03(\tR\x06handed\x12:\n" +
+	"\vnext_add_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tnextAddAt\x128\n" +
+	"\tlast_call\x18\x05 \x01(\v2\x1b.fathom.v1.NodeProviderCallR\blastCall\x12\x18\n" +
+	"\acalling\x18\x06 \x01(\bR\acalling\"\xf3\x01\n" +
+	"\x10NodeProviderCall\x12\x16\n" +
+	"\x06action\x18\x01 \x01(\tR\x06action\x12\x12\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\x129\n" +
+	"\n" +
+	"started_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12)\n" +
+	"\x10duration_seconds\x18\x04 \x01(\x01R\x0fdurationSeconds\x12\x18\n" +
+	"\aoutcome\x18\x05 \x01(\tR\aoutcome\x12\x1b\n" +
+	"\texit_code\x18\x06 \x01(\x05R\bexitCode\x12\x16\n" +
+	"\x06stderr\x18\a \x01(\tR\x06stderr\"C\n" +
 	"\x11CordonNodeRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\buncordon\x18\x02 \x01(\bR\buncordon\"&\n" +
@@ -510,34 +914,44 @@ func file_fathom_v1_nodes_proto_rawDescGZIP() []byte {
 }
 
 var file_fathom_v1_nodes_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fathom_v1_nodes_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_fathom_v1_nodes_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_fathom_v1_nodes_proto_goTypes = []any{
 	(NodeState)(0),                // 0: fathom.v1.NodeState
 	(*Node)(nil),                  // 1: fathom.v1.Node
 	(*ListNodesRequest)(nil),      // 2: fathom.v1.ListNodesRequest
 	(*ListNodesResponse)(nil),     // 3: fathom.v1.ListNodesResponse
-	(*CordonNodeRequest)(nil),     // 4: fathom.v1.CordonNodeRequest
-	(*DrainNodeRequest)(nil),      // 5: fathom.v1.DrainNodeRequest
-	nil,                           // 6: fathom.v1.Node.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*AutoscaleReport)(nil),       // 4: fathom.v1.AutoscaleReport
+	(*NodeProviderStatus)(nil),    // 5: fathom.v1.NodeProviderStatus
+	(*NodeProviderCall)(nil),      // 6: fathom.v1.NodeProviderCall
+	(*CordonNodeRequest)(nil),     // 7: fathom.v1.CordonNodeRequest
+	(*DrainNodeRequest)(nil),      // 8: fathom.v1.DrainNodeRequest
+	nil,                           // 9: fathom.v1.Node.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
 }
 var file_fathom_v1_nodes_proto_depIdxs = []int32{
-	0, // 0: fathom.v1.Node.state:type_name -> fathom.v1.NodeState
-	6, // 1: fathom.v1.Node.labels:type_name -> fathom.v1.Node.LabelsEntry
-	7, // 2: fathom.v1.Node.registered_at:type_name -> google.protobuf.Timestamp
-	7, // 3: fathom.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
-	1, // 4: fathom.v1.ListNodesResponse.nodes:type_name -> fathom.v1.Node
-	2, // 5: fathom.v1.NodeService.ListNodes:input_type -> fathom.v1.ListNodesRequest
-	4, // 6: fathom.v1.NodeService.CordonNode:input_type -> fathom.v1.CordonNodeRequest
-	5, // 7: fathom.v1.NodeService.DrainNode:input_type -> fathom.v1.DrainNodeRequest
-	3, // 8: fathom.v1.NodeService.ListNodes:output_type -> fathom.v1.ListNodesResponse
-	1, // 9: fathom.v1.NodeService.CordonNode:output_type -> fathom.v1.Node
-	1, // 10: fathom.v1.NodeService.DrainNode:output_type -> fathom.v1.Node
-	8, // [8:11] is the sub-list for method output_type
-	5, // [5:8] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	0,  // 0: fathom.v1.Node.state:type_name -> fathom.v1.NodeState
+	9,  // 1: fathom.v1.Node.labels:type_name -> fathom.v1.Node.LabelsEntry
+	10, // 2: fathom.v1.Node.registered_at:type_name -> google.protobuf.Timestamp
+	10, // 3: fathom.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
+	10, // 4: fathom.v1.Node.removal_requested_at:type_name -> google.protobuf.Timestamp
+	1,  // 5: fathom.v1.ListNodesResponse.nodes:type_name -> fathom.v1.Node
+	4,  // 6: fathom.v1.ListNodesResponse.autoscale:type_name -> fathom.v1.AutoscaleReport
+	10, // 7: fathom.v1.AutoscaleReport.computed_at:type_name -> google.protobuf.Timestamp
+	5,  // 8: fathom.v1.AutoscaleReport.node_provider:type_name -> fathom.v1.NodeProviderStatus
+	10, // 9: fathom.v1.NodeProviderStatus.next_add_at:type_name -> google.protobuf.Timestamp
+	6,  // 10: fathom.v1.NodeProviderStatus.last_call:type_name -> fathom.v1.NodeProviderCall
+	10, // 11: fathom.v1.NodeProviderCall.started_at:type_name -> google.protobuf.Timestamp
+	2,  // 12: fathom.v1.NodeService.ListNodes:input_type -> fathom.v1.ListNodesRequest
+	7,  // 13: fathom.v1.NodeService.CordonNode:input_type -> fathom.v1.CordonNodeRequest
+	8,  // 14: fathom.v1.NodeService.DrainNode:input_type -> fathom.v1.DrainNodeRequest
+	3,  // 15: fathom.v1.NodeService.ListNodes:output_type -> fathom.v1.ListNodesResponse
+	1,  // 16: fathom.v1.NodeService.CordonNode:output_type -> fathom.v1.Node
+	1,  // 17: fathom.v1.NodeService.DrainNode:output_type -> fathom.v1.Node
+	15, // [15:18] is the sub-list for method output_type
+	12, // [12:15] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_fathom_v1_nodes_proto_init() }
@@ -551,7 +965,7 @@ func file_fathom_v1_nodes_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fathom_v1_nodes_proto_rawDesc), len(file_fathom_v1_nodes_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   6,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
