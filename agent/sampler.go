@@ -51,15 +51,17 @@ type Sampler struct {
 	prevIdle  uint64
 	prevTotal uint64
 
-	descs       map[string]*prometheus.Desc
-	enforcement string
-	infoDesc    *prometheus.Desc
+	descs                         map[string]*prometheus.Desc
+	enforcement, backend, missing string
+	infoDesc                      *prometheus.Desc
 }
 
-// SetEnforcement names the enforcement mode for fathom_node_enforcement_info.
-func (s *Sampler) SetEnforcement(mode string) {
+// SetEnforcement sets fathom_node_enforcement_info's labels: the
+// enforcement the node reports, the cgroup back end in use, and the
+// controllers that back end lacks (comma-separated; "" when none).
+func (s *Sampler) SetEnforcement(enforcement, backend, missing string) {
 	s.mu.Lock()
-	s.enforcement = mode
+	s.enforcement, s.backend, s.missing = enforcement, backend, missing
 	s.mu.Unlock()
 }
 
@@ -93,7 +95,8 @@ func NewSampler(node string, exec *Executor, cpu float64, mem int64, threshold f
 		s.descs[name] = prometheus.NewDesc(name, help, nl, nil)
 	}
 	s.infoDesc = prometheus.NewDesc("fathom_node_enforcement_info",
-		"Always 1; the enforcement label says how limits are applied: cgroup2, cgroup1 or none.", []string{"node", "enforcement"}, nil)
+		"Always 1; enforcement says how limits are applied (cgroup2, cgroup1 or none), backend which cgroup back end runs the tasks, missing which of its controllers the machine lacks (their limits are not enforced).",
+		[]string{"node", "enforcement", "backend", "missing"}, nil)
 	return s
 }
 
@@ -286,7 +289,7 @@ func (s *Sampler) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(s.descs[name], prometheus.GaugeValue, v, s.node)
 	}
 	if s.enforcement != "" {
-		ch <- prometheus.MustNewConstMetric(s.infoDesc, prometheus.GaugeValue, 1, s.node, s.enforcement)
+		ch <- prometheus.MustNewConstMetric(s.infoDesc, prometheus.GaugeValue, 1, s.node, s.enforcement, s.backend, s.missing)
 	}
 }
 

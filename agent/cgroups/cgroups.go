@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Mode names an enforcement back end, as the node reports it.
@@ -24,6 +25,31 @@ const (
 // ErrLimitBelowUsage is returned by SetLimits when a memory limit would be
 // lower than what the group already uses; the old limit stays in force.
 var ErrLimitBelowUsage = errors.New("memory limit below current use")
+
+// ErrNoFreezer is returned by Freeze when the back end cannot freeze a group
+// (cgroup1 without the freezer hierarchy, or no cgroups at all).
+var ErrNoFreezer = errors.New("no cgroup freezer")
+
+// freezeTimeout bounds how long Freeze waits for the kernel to stop every
+// process; a group that does not freeze in time is thawed again and the
+// caller gets an error.
+const freezeTimeout = 2 * time.Second
+
+// waitFor polls done every millisecond until it reports true, fails, or
+// freezeTimeout passes.
+func waitFor(done func() (bool, error)) error {
+	deadline := time.Now().Add(freezeTimeout)
+	for {
+		ok, err := done()
+		if err != nil || ok {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not frozen after %s", freezeTimeout)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
 
 // Limits are what a group enforces. Zero means unlimited.
 type Limits struct {
@@ -59,6 +85,12 @@ type Group interface {
 	Procs() ([]int, error)
 	// Kill sends SIGKILL to every process in the group.
 	Kill() error
+	// Freeze stops every process in the group and returns once they are
+	// all stopped (the kernel's freezer: cgroup.freeze on v2, freezer.state
+	// on v1); Thaw lets them run again. Processes do not notice. Freeze
+	// returns ErrNoFreezer where the back end has none.
+	Freeze() error
+	Thaw() error
 	// Delete removes the (empty) group.
 	Delete() error
 }
@@ -75,6 +107,30 @@ type Manager interface {
 	// pods cgroup, so that the tasks together compete for CPU with the rest
 	// of the machine in proportion to what the node offers them.
 	SetParentCPU(cores float64) error
+	// Missing lists the controllers the back end would enforce with but
+	// the hierarchy does not offer (a cgroup2 tree whose cpu or memory
+	// controller is bound to cgroup v1). Their limits are not enforced.
+	Missing() []string
+}
+
+// Enforcement is what the node reports: the back end's mode, or "none"
+// when the memory controller is missing (no limit protects the machine
+// then, whatever else works).
+func Enforcement(m Manager) Mode {
+	if contains(m.Missing(), "memory") {
+		return ModeNone
+	}
+	return m.Mode()
+}
+
+// Degraded describes, for the node's status and the log, what a back end
+// with missing controllers cannot do; "" when nothing is missing.
+func Degraded(m Manager) string {
+	miss := m.Missing()
+	if len(miss) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s without the %s controller(s): those limits are not enforced", m.Mode(), strings.Join(miss, ","))
 }
 
 // sharesToWeight converts cgroup v1 cpu.shares to a v2 cpu.weight the way
@@ -86,7 +142,10 @@ func sharesToWeight(shares int64) int64 {
 // New picks a back end. mode "" or "auto" detects: cgroup2 if the unified
 // hierarchy has the cpu and memory controllers and the parent can be created
 // there, else cgroup1 if the memory, cpu and cpuacct hierarchies are mounted
-// and writable, else none. An explicit mode that is not usable is an error.
+// and writable, else a writable cgroup2 tree without them (degraded: see
+// Missing), else none. An explicit mode that is not usable is an error;
+// "cgroup2" on a writable tree without the controllers is degraded, not an
+// error.
 func New(mode string, parent string) (Manager, error) {
 	if parent == "" {
 		parent = "fathom"
@@ -104,15 +163,20 @@ func New(mode string, parent string) (Manager, error) {
 	}
 	switch mode {
 	case "", "auto":
-		if m, err := newV2(mounts, own, parent); err == nil {
+		if m, err := newV2(mounts, own, parent, false); err == nil {
 			return m, nil
 		}
 		if m, err := newV1(mounts, own, parent); err == nil {
 			return m, nil
 		}
+		// A v2 tree without the cpu or memory controller still groups the
+		// task's processes, counts their CPU, freezes and kills them.
+		if m, err := newV2(mounts, own, parent, true); err == nil {
+			return m, nil
+		}
 		return NewNone(), nil
 	case string(ModeV2):
-		return newV2(mounts, own, parent)
+		return newV2(mounts, own, parent, true)
 	case string(ModeV1):
 		return newV1(mounts, own, parent)
 	case string(ModeNone):

@@ -23,6 +23,9 @@ func (none) Mode() Mode { return ModeNone }
 
 func (none) SetParentCPU(float64) error { return nil }
 
+// Missing implements Manager: none promises no enforcement to begin with.
+func (none) Missing() []string { return nil }
+
 func (none) Create(name string) (Group, error) {
 	if err := validName(name); err != nil {
 		return nil, err
@@ -123,6 +126,12 @@ func (g *noneGroup) Kill() error {
 }
 
 func (g *noneGroup) Delete() error { return nil }
+
+// Freeze implements Group: without cgroups there is no freezer.
+func (g *noneGroup) Freeze() error { return ErrNoFreezer }
+
+// Thaw implements Group.
+func (g *noneGroup) Thaw() error { return ErrNoFreezer }
 
 // ProcStartTime returns field 22 of /proc/<pid>/stat (start time in clock
 // ticks since boot), which together with the pid identifies a process across

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -16,9 +17,13 @@ type v1 struct {
 
 var v1Required = []string{"memory", "cpu", "cpuacct"}
 
+// v1Optional are used when mounted and writable: pids, and freezer so that
+// a task can be paused for an instant (log rotation) without noticing.
+var v1Optional = []string{"pids", "freezer"}
+
 func newV1(mounts []mount, own map[string]string, parent string) (Manager, error) {
 	parents := map[string]string{}
-	for _, ctrl := range append(v1Required, "pids") {
+	for _, ctrl := range append(v1Required, v1Optional...) {
 		for _, m := range mounts {
 			if m.v2 || !contains(m.controllers, ctrl) {
 				continue
@@ -36,8 +41,10 @@ func newV1(mounts []mount, own map[string]string, parent string) (Manager, error
 			return nil, fmt.Errorf("cgroup1: %s parent %s is not writable: %w", ctrl, dir, err)
 		}
 	}
-	if dir, ok := parents["pids"]; ok && probeWritable(dir) != nil {
-		delete(parents, "pids")
+	for _, ctrl := range v1Optional {
+		if dir, ok := parents[ctrl]; ok && probeWritable(dir) != nil {
+			delete(parents, ctrl)
+		}
 	}
 	return &v1{parents: parents}, nil
 }
@@ -52,6 +59,9 @@ func contains(list []string, s string) bool {
 }
 
 func (*v1) Mode() Mode { return ModeV1 }
+
+// Missing implements Manager: cgroup1 is used only with all it needs.
+func (*v1) Missing() []string { return nil }
 
 func (m *v1) SetParentCPU(cores float64) error {
 	shares := max(2, min(262144, int64(cores*1024)))
@@ -219,4 +229,34 @@ func (g *v1Group) Delete() error {
 		}
 	}
 	return first
+}
+
+// Freeze implements Group with the v1 freezer hierarchy.
+func (g *v1Group) Freeze() error {
+	dir, ok := g.paths["freezer"]
+	if !ok {
+		return ErrNoFreezer
+	}
+	state := filepath.Join(dir, "freezer.state")
+	if err := writeFile(state, "FROZEN"); err != nil {
+		return err
+	}
+	err := waitFor(func() (bool, error) {
+		b, err := readSmall(state, g.buf[:])
+		return strings.TrimSpace(string(b)) == "FROZEN", err
+	})
+	if err != nil {
+		_ = g.Thaw()
+		return fmt.Errorf("cgroup1: freezing %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Thaw implements Group.
+func (g *v1Group) Thaw() error {
+	dir, ok := g.paths["freezer"]
+	if !ok {
+		return ErrNoFreezer
+	}
+	return writeFile(filepath.Join(dir, "freezer.state"), "THAWED")
 }
