@@ -58,6 +58,10 @@ type Config struct {
 	EvictionThreshold float64
 	// GracePeriod between SIGTERM and SIGKILL. Default 10s.
 	GracePeriod time.Duration
+	// LogMaxSize rotates a task's output.log when it reaches this many
+	// bytes (0 = never); LogMaxFiles rotated files are kept. See logrotate.go.
+	LogMaxSize  int64
+	LogMaxFiles int
 	// StopTasksOnExit stops every task when Run returns (for `fathom dev`).
 	// Default false: tasks outlive the agent and are re-attached on restart.
 	StopTasksOnExit bool
@@ -135,6 +139,11 @@ func serverHostPort(s string) string {
 	return strings.TrimRight(s, "/")
 }
 
+// DegradedLabel is the node label that says what a cgroup back end with
+// missing controllers does not enforce (registered with the node, so that
+// `fathom node list -o json` and the scheduler's operators can see it).
+const DegradedLabel = "fathom.io/enforcement-degraded"
+
 // agentRuntime is one running agent.
 type agentRuntime struct {
 	cfg     Config
@@ -168,14 +177,26 @@ func Run(ctx context.Context, cfg Config) error {
 	if cg.Mode() == cgroups.ModeNone {
 		log.Warn("no writable cgroup hierarchy: tasks run without enforcement, usage measured from /proc", "enforcement", "none")
 	}
+	enforcement := cgroups.Enforcement(cg)
+	if d := cgroups.Degraded(cg); d != "" {
+		// Degraded, not failed: tasks run in their cgroups and are measured,
+		// killed and frozen there; the node says what is not enforced.
+		log.Warn("degraded enforcement: "+d, "backend", cg.Mode(), "enforcement", enforcement)
+		labels := make(map[string]string, len(cfg.Labels)+1)
+		for k, v := range cfg.Labels {
+			labels[k] = v
+		}
+		labels[DegradedLabel] = d
+		cfg.Labels = labels
+	}
 	a := &agentRuntime{cfg: cfg, log: log, rep: newReporter(10000)}
 	a.exec, err = NewExecutor(ExecutorConfig{DataDir: cfg.DataDir, Cgroups: cg, Node: cfg.Name, GracePeriod: cfg.GracePeriod,
-		OnStatus: a.rep.add, Log: log})
+		LogMaxSize: cfg.LogMaxSize, LogMaxFiles: cfg.LogMaxFiles, OnStatus: a.rep.add, Log: log})
 	if err != nil {
 		return err
 	}
 	a.sampler = NewSampler(cfg.Name, a.exec, cfg.CPU, cfg.Memory, cfg.EvictionThreshold)
-	a.sampler.SetEnforcement(string(cg.Mode()))
+	a.sampler.SetEnforcement(string(enforcement), string(cg.Mode()), strings.Join(cg.Missing(), ","))
 	rwURL := cfg.RemoteWriteURL
 	if rwURL == "" && cfg.Server != "" {
 		rwURL = "http://" + serverHostPort(cfg.Server) + "/api/v1/write"
@@ -219,7 +240,7 @@ func Run(ctx context.Context, cfg Config) error {
 	loop(a.sampleLoop)
 	loop(a.pushLoop)
 	loop(a.rw.Run)
-	a.sessions(ctx, cp, advertise(cfg, ln.Addr().String()), cg.Mode())
+	a.sessions(ctx, cp, advertise(cfg, ln.Addr().String()), enforcement)
 
 	wg.Wait()
 	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -351,7 +372,8 @@ func (a *agentRuntime) heartbeats(ctx context.Context, cp ControlPlane, nodeID s
 	}
 }
 
-// sampleLoop samples every SampleInterval and acts on memory pressure.
+// sampleLoop samples every SampleInterval, acts on memory pressure and
+// rotates task logs that reached their size.
 func (a *agentRuntime) sampleLoop(ctx context.Context) {
 	t := time.NewTicker(a.cfg.SampleInterval)
 	defer t.Stop()
@@ -362,6 +384,7 @@ func (a *agentRuntime) sampleLoop(ctx context.Context) {
 			return
 		case now := <-t.C:
 			a.sampler.Tick(now)
+			a.exec.RotateLogs()
 			if a.cfg.EvictionThreshold > 0 && now.After(cooldown) {
 				if ev := a.sampler.Evictions(); len(ev) > 0 {
 					for _, e := range ev {

@@ -30,6 +30,10 @@ type ExecutorConfig struct {
 	Node string
 	// GracePeriod between SIGTERM and SIGKILL on stop. Default 10s.
 	GracePeriod time.Duration
+	// LogMaxSize rotates output.log at this size (0 = never); LogMaxFiles
+	// rotated files (output.log.1 newest) are kept. Default 3.
+	LogMaxSize  int64
+	LogMaxFiles int
 	// RestartBackoff is the first delay before restarting a service task;
 	// it doubles per consecutive failure up to RestartBackoffMax.
 	RestartBackoff, RestartBackoffMax time.Duration
@@ -57,6 +61,7 @@ type Executor struct {
 type task struct {
 	id      string
 	dir     string
+	logPath string // output.log
 	wake    chan struct{}
 	removed chan struct{} // closed when the supervisor has cleaned up
 
@@ -76,6 +81,11 @@ type task struct {
 	failStreak  int
 	retryAt     time.Time
 	runStarted  time.Time
+
+	// logMu is held for writing while output.log is rotated and for
+	// reading while it is read; logRot counts rotations (see logrotate.go).
+	logMu  sync.RWMutex
+	logRot int64
 }
 
 type exitInfo struct {
@@ -107,6 +117,9 @@ func NewExecutor(cfg ExecutorConfig) (*Executor, error) {
 	}
 	if cfg.GracePeriod <= 0 {
 		cfg.GracePeriod = 10 * time.Second
+	}
+	if cfg.LogMaxFiles <= 0 {
+		cfg.LogMaxFiles = 3
 	}
 	if cfg.RestartBackoff <= 0 {
 		cfg.RestartBackoff = time.Second
@@ -206,7 +219,7 @@ func oomSuffix(oom bool) string {
 }
 
 func (e *Executor) newTask(a Assignment) *task {
-	return &task{id: a.TaskID, dir: e.taskDir(a.TaskID), desired: a, doneGen: -1, wake: make(chan struct{}, 1), removed: make(chan struct{})}
+	return &task{id: a.TaskID, dir: e.taskDir(a.TaskID), logPath: e.LogPath(a.TaskID), desired: a, doneGen: -1, wake: make(chan struct{}, 1), removed: make(chan struct{})}
 }
 
 // Reconcile makes the desired set the truth: new tasks start, changed ones

@@ -234,3 +234,16 @@ func (s *cpServer) latest(id string) (TaskStatus, bool) {
 	}
 	return TaskStatus{}, false
 }
+
+// statusesOf is every status the server got for id, in order.
+func (s *cpServer) statusesOf(id string) []TaskStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []TaskStatus
+	for _, st := range s.statuses {
+		if st.TaskID == id {
+			out = append(out, st)
+		}
+	}
+	return out
+}

@@ -29,7 +29,7 @@ func TestTailOffset(t *testing.T) {
 			t.Fatal(err)
 		}
 		f, _ := os.Open(p)
-		off := tailOffset(f, tc.n)
+		off, _ := tailOffset(f, tc.n)
 		f.Close()
 		if got := tc.content[off:]; got != tc.want {
 			t.Errorf("tail %d of %q = %q, want %q", tc.n, tc.content, got, tc.want)
