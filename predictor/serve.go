@@ -7,6 +7,7 @@ import (
 	"math"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -67,6 +68,21 @@ type Config struct {
 	// when zero: the limit is twice the predicted need, since a first guess
 	// is uncertain and the real one replaces it within the hour).
 	ColdStartMargin float64
+	// Window is the width of the windows the recommenders learn from
+	// (models.WindowSeconds when zero). Feed and Update use it to tell
+	// complete and full windows from partial ones.
+	Window time.Duration
+	// MinEvidence is how much measured usage (time covered by samples) a
+	// task with no full window needs before its first, provisional
+	// recommendation (60 s when zero).
+	MinEvidence time.Duration
+	// EarlyMargin and EarlyHorizon keep limits wide while a task's history
+	// is short: until EarlyHorizon of usage has been seen (1 h when zero),
+	// the limit is at least the peak seen × (1 + EarlyMargin ×
+	// sqrt(MinEvidence / seen)). EarlyMargin is 1 when zero, so the margin
+	// is 100% at 60 s of usage, 45% at 5 minutes, 13% just before an hour.
+	EarlyMargin  float64
+	EarlyHorizon time.Duration
 }
 
 // Predictor keeps one trained recommender per task and serves their
@@ -80,9 +96,33 @@ type Predictor struct {
 
 type taskState struct {
 	rec  models.Recommender
-	last time.Time // start of the last window observed
-	n    int
+	last time.Time // start of the last full window observed
+	n    int       // full windows observed
 	ooms int
+	// seen is the start of the last complete window fed (full or not).
+	seen time.Time
+	fed  bool
+	// early sums every complete window's usage while the history is
+	// shorter than EarlyHorizon; filling is the window still filling.
+	early   evidence
+	filling AggregatedWindow
+	hasFill bool
+}
+
+// evidence is usage measured outside the recommender's own state: how long
+// it covers, the CPU seconds used in that time, and the peaks.
+type evidence struct {
+	covered float64 // seconds
+	cpuSecs float64
+	peakCPU float64
+	peakMem float64
+}
+
+func (e *evidence) add(covered, cpu, cpuPeak, mem float64) {
+	e.covered += covered
+	e.cpuSecs += cpu * covered
+	e.peakCPU = max(e.peakCPU, cpuPeak, cpu)
+	e.peakMem = max(e.peakMem, mem)
 }
 
 // New returns an empty predictor.
@@ -95,6 +135,18 @@ func New(cfg Config) (*Predictor, error) {
 	}
 	if cfg.Lookback == 0 {
 		cfg.Lookback = 8 * 24 * time.Hour
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = models.WindowSeconds * time.Second
+	}
+	if cfg.MinEvidence <= 0 {
+		cfg.MinEvidence = time.Minute
+	}
+	if cfg.EarlyMargin <= 0 {
+		cfg.EarlyMargin = 1
+	}
+	if cfg.EarlyHorizon <= 0 {
+		cfg.EarlyHorizon = time.Hour
 	}
 	if _, err := cfg.New(cfg.Kind); err != nil {
 		return nil, err
@@ -124,13 +176,85 @@ func (p *Predictor) Observe(task TaskKey, windows []models.Window) int {
 		if st.n > 0 && !w.Start.After(st.last) {
 			continue
 		}
-		st.rec.Observe(w)
-		st.last = w.Start
-		st.n++
+		p.observeFull(st, w)
 		n++
 	}
 	return n
 }
+
+// observeFull feeds one full window to the task's recommender.
+func (p *Predictor) observeFull(st *taskState, w models.Window) {
+	st.rec.Observe(w)
+	st.last = w.Start
+	st.n++
+	if !st.fed || w.Start.After(st.seen) {
+		st.seen, st.fed = w.Start, true
+	}
+	if st.early.covered < p.cfg.EarlyHorizon.Seconds() {
+		st.early.add(p.cfg.Window.Seconds(), w.CPU, w.CPUPeak, w.Memory)
+	}
+}
+
+// Feed takes a task's aggregated windows (AggregateSeries output, in time
+// order, possibly overlapping what was fed before) as of now:
+//
+//   - a complete window (ended by now) that samples cover well enough
+//     (AggregatedWindow.Full) is learned by the recommender as a window;
+//   - a complete window covered less (the task started or stopped inside
+//     it) is never learned as a window: it only counts as early evidence
+//     (usage and peaks that size the task while its history is short);
+//   - the window still filling is kept as the latest partial evidence,
+//     replaced by the next Feed.
+//
+// Windows not after the last complete one fed are skipped. It returns how
+// many full windows the recommender learned.
+func (p *Predictor) Feed(task TaskKey, ws []AggregatedWindow, now time.Time) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.state(task)
+	width := p.cfg.Window
+	if st.hasFill && !st.filling.Start.Add(width).After(now) {
+		st.hasFill = false // complete now: it comes back as a complete window
+	}
+	n := 0
+	for _, w := range ws {
+		if w.Start.Add(width).After(now) {
+			st.filling, st.hasFill = w, true
+			continue
+		}
+		if st.fed && !w.Start.After(st.seen) {
+			continue
+		}
+		if w.Full(width) {
+			p.observeFull(st, w.Window)
+			n++
+			continue
+		}
+		st.seen, st.fed = w.Start, true
+		if st.early.covered < p.cfg.EarlyHorizon.Seconds() {
+			st.early.add(w.Covered, w.CPU, w.CPUPeak, w.Memory)
+		}
+	}
+	return n
+}
+
+// Since returns the start of the first window of the task not yet fed
+// complete, and false when nothing was fed yet (read from now − Lookback).
+func (p *Predictor) Since(task TaskKey) (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st, ok := p.tasks[task]
+	if !ok || !st.fed {
+		return time.Time{}, false
+	}
+	return st.seen.Add(p.cfg.Window), true
+}
+
+// Lookback is how far back history is read for a task not seen yet.
+func (p *Predictor) Lookback() time.Duration { return p.cfg.Lookback }
+
+// Window is the width of the windows the recommenders learn from.
+func (p *Predictor) Window() time.Duration { return p.cfg.Window }
 
 // Update reads the task's complete windows since the last one observed (or
 // since now-Lookback) from h and feeds them. A window is complete when it
@@ -142,7 +266,7 @@ func (p *Predictor) Update(ctx context.Context, h History, task TaskKey, now tim
 		from = st.last.Add(time.Nanosecond)
 	}
 	p.mu.Unlock()
-	to := now.Add(-models.WindowSeconds * time.Second)
+	to := now.Add(-p.cfg.Window)
 	if !to.After(from) {
 		return 0, nil
 	}
@@ -180,6 +304,8 @@ func (p *Predictor) Train(series []Series, workers int) (int, error) {
 					st.last = w.Start
 					st.n++
 				}
+				st.seen, st.fed = st.last, st.n > 0
+				st.early.covered = float64(st.n) * p.cfg.Window.Seconds()
 				states[i] = st
 			}
 		}()
@@ -236,15 +362,33 @@ func (p *Predictor) Tasks() []TaskKey {
 }
 
 // Recommend returns the task's recommendation at now, or ErrNoHistory.
+//
+// A task with full windows gets its recommender's answer; while its history
+// is shorter than EarlyHorizon the limits are kept at least at the peak
+// seen times the early margin. A task with no full window yet but at least
+// MinEvidence of usage (partial windows) gets a provisional recommendation
+// from that usage with the early margin, with confidence near 0.
 func (p *Predictor) Recommend(task TaskKey, now time.Time) (Recommendation, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st, ok := p.tasks[task]
-	if !ok || (st.n == 0 && st.ooms == 0) {
+	if !ok {
 		return Recommendation{}, fmt.Errorf("%w %s", ErrNoHistory, task)
 	}
+	ev := st.early
+	if st.hasFill {
+		ev.add(st.filling.Covered, st.filling.CPU, st.filling.CPUPeak, st.filling.Memory)
+	}
+	if st.n == 0 {
+		if ev.covered >= p.cfg.MinEvidence.Seconds() {
+			return p.provisional(st, task, ev, now), nil
+		}
+		if st.ooms == 0 {
+			return Recommendation{}, fmt.Errorf("%w %s: %.0f s of usage measured, a first recommendation needs %s", ErrNoHistory, task, ev.covered, p.cfg.MinEvidence)
+		}
+	}
 	r := st.rec.Recommend(now)
-	return Recommendation{
+	rec := Recommendation{
 		Task:       task,
 		At:         now,
 		Request:    models.Size{CPU: r.CPU.Request, Memory: r.Memory.Request},
@@ -254,8 +398,62 @@ func (p *Predictor) Recommend(task TaskKey, now time.Time) (Recommendation, erro
 		Confidence: Confidence(st.n),
 		Model:      st.rec.Kind(),
 		Why:        r.Why,
-	}, nil
+	}
+	if st.n > 0 && ev.covered < p.cfg.EarlyHorizon.Seconds() && ev.covered > 0 {
+		m := p.earlyMargin(ev.covered)
+		var raised []string
+		if l := ev.peakCPU * (1 + m); l > rec.Limit.CPU {
+			rec.Limit.CPU, rec.CPU.Limit = l, l
+			raised = append(raised, "cpu")
+		}
+		if l := ev.peakMem * (1 + m); l > rec.Limit.Memory {
+			rec.Limit.Memory, rec.Memory.Limit = l, l
+			raised = append(raised, "memory")
+		}
+		if len(raised) > 0 {
+			rec.Why += fmt.Sprintf("; %s limit kept at the peak seen × %.2f while the history is short (%s of usage; the margin narrows until %s)",
+				strings.Join(raised, " and "), 1+m, secs(ev.covered), p.cfg.EarlyHorizon)
+		}
+	}
+	return rec, nil
 }
+
+// earlyMargin is the relative margin over the peak seen after covered
+// seconds of usage.
+func (p *Predictor) earlyMargin(covered float64) float64 {
+	return p.cfg.EarlyMargin * math.Sqrt(p.cfg.MinEvidence.Seconds()/max(covered, 1))
+}
+
+// provisional sizes a task from its partial windows: the request is the
+// mean CPU and the peak memory seen, the limit the peaks times the early
+// margin; an OOM kill seen meanwhile keeps the recommender's raised memory.
+func (p *Predictor) provisional(st *taskState, task TaskKey, ev evidence, now time.Time) Recommendation {
+	m := p.earlyMargin(ev.covered)
+	mean := ev.cpuSecs / ev.covered
+	req := models.Size{CPU: mean, Memory: ev.peakMem}
+	lim := models.Size{CPU: max(ev.peakCPU, mean) * (1 + m), Memory: ev.peakMem * (1 + m)}
+	why := fmt.Sprintf("provisional: %s of usage, no full %s window yet; request = mean CPU and peak memory seen, limit = peak × %.2f (the margin narrows as history grows)",
+		secs(ev.covered), p.cfg.Window, 1+m)
+	if st.ooms > 0 {
+		r := st.rec.Recommend(now)
+		if r.Memory.Limit > lim.Memory {
+			lim.Memory = r.Memory.Limit
+			why += fmt.Sprintf("; memory limit raised by %d OOM kill(s)", st.ooms)
+		}
+		req.Memory = max(req.Memory, min(r.Memory.Request, lim.Memory))
+	}
+	return Recommendation{
+		Task: task, At: now, Request: req, Limit: lim,
+		// A first guess: the spread is the margin's.
+		CPU:        models.Estimate{Request: req.CPU, Limit: lim.CPU, Mean: mean, StdDev: m * max(ev.peakCPU, mean) / 2},
+		Memory:     models.Estimate{Request: req.Memory, Limit: lim.Memory, Mean: ev.peakMem, StdDev: m * ev.peakMem / 2},
+		Confidence: 1 - math.Exp2(-ev.covered/86400),
+		Model:      st.rec.Kind(),
+		Why:        why,
+	}
+}
+
+func secs(s float64) string { return (time.Duration(s) * time.Second).String() }
 
 // RecommendNew sizes a task that has no history from its job's features:
 // the cold-start model's prediction as the request and (1+margin)× as the
@@ -271,11 +469,18 @@ func (p *Predictor) RecommendNew(task TaskKey, f models.JobFeatures, now time.Ti
 	}
 	var need models.Size
 	model, why := "coldstart", ""
-	if p.cfg.ColdStart != nil {
-		pred, err := p.cfg.ColdStart.Predict([]models.JobFeatures{f})
+	p.mu.Lock() // Predict refits a restored model: one caller at a time
+	cs := p.cfg.ColdStart
+	var pred []models.Size
+	var err error
+	if cs != nil {
+		pred, err = cs.Predict([]models.JobFeatures{f})
+	}
+	p.mu.Unlock()
+	if cs != nil {
 		if err == nil {
 			need = pred[0]
-			why = fmt.Sprintf("cold start: learned from %d past jobs with similar namespace, name, command, type, priority and hints", len(p.cfg.ColdStart.Examples))
+			why = fmt.Sprintf("cold start: predicted from %d past jobs by namespace, name, command, type, priority and hints", len(cs.Examples))
 		}
 	}
 	if need.CPU <= 0 || need.Memory <= 0 {
@@ -292,6 +497,21 @@ func (p *Predictor) RecommendNew(task TaskKey, f models.JobFeatures, now time.Ti
 		Memory: models.Estimate{Request: need.Memory, Limit: lim.Memory, Mean: need.Memory},
 		Model:  model, Why: why,
 	}, nil
+}
+
+// SetColdStart installs a trained cold-start model (nil removes it);
+// RecommendNew uses it from then on.
+func (p *Predictor) SetColdStart(c *models.ColdStart) {
+	p.mu.Lock()
+	p.cfg.ColdStart = c
+	p.mu.Unlock()
+}
+
+// ColdStart returns the cold-start model in use (nil when none).
+func (p *Predictor) ColdStart() *models.ColdStart {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cfg.ColdStart
 }
 
 // Confidence maps a number of 5-minute windows to [0,1): 1-2^(-days).
@@ -325,7 +545,9 @@ func (p *Predictor) Restore(task TaskKey, state []byte, last time.Time, windows 
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.tasks[task] = &taskState{rec: rec, last: last, n: windows}
+	st := &taskState{rec: rec, last: last, n: windows, seen: last, fed: true}
+	st.early.covered = float64(windows) * p.cfg.Window.Seconds()
+	p.tasks[task] = st
 	return nil
 }
 

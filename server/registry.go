@@ -226,11 +226,11 @@ func (m modelService) RetrainModels(ctx context.Context, req *fathomv1.RetrainMo
 		if len(ws) == 0 {
 			continue
 		}
-		if err := rs.pred.Restore(k, snap[k], ws[len(ws)-1].Start, len(ws)); err == nil {
-			rs.mu.Lock()
-			rs.lastWindow[k] = ws[len(ws)-1].Start
-			rs.mu.Unlock()
-		}
+		_ = rs.pred.Restore(k, snap[k], ws[len(ws)-1].Start, len(ws))
+	}
+	// The cold-start model learns from every job's trained sizes.
+	if err := s.retrainColdStart(ctx, rs, trained, now); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "cold-start model not trained: %v", err)
 	}
 	return resp, nil
 }
@@ -258,14 +258,14 @@ func (s *Server) restoreModels(ctx context.Context) (int, error) {
 			continue
 		}
 		k := predictor.TaskKey{Namespace: parts[0], Job: parts[1], Task: idx}
-		if err := rs.pred.Restore(k, kv.Value, now, 1); err != nil {
+		if err := rs.pred.Restore(k, kv.Value, now.Truncate(rs.o.History.Window()), 1); err != nil {
 			s.log.Warn("stored model state not restored", "task", k.String(), "err", err)
 			continue
 		}
-		rs.mu.Lock()
-		rs.lastWindow[k] = now.Truncate(rs.o.History.window())
-		rs.mu.Unlock()
 		n++
+	}
+	if err := s.restoreColdStart(ctx, rs); err != nil {
+		s.log.Warn("stored cold-start model not restored", "err", err)
 	}
 	return n, nil
 }

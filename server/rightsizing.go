@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,13 +20,15 @@ import (
 	"github.com/fathom-scheduler/fathom/metrics"
 	"github.com/fathom-scheduler/fathom/models"
 	"github.com/fathom-scheduler/fathom/predictor"
+	"github.com/fathom-scheduler/fathom/predictor/promhistory"
 	"github.com/fathom-scheduler/fathom/scheduler"
 )
 
 // RightSizingOptions configure the right-sizing loop.
 type RightSizingOptions struct {
-	// History is where usage comes from (required).
-	History *PromHistory
+	// History is where usage comes from (required): PromQL over the
+	// embedded store or a Prometheus, aggregated into windows of its width.
+	History *promhistory.History
 	// Interval between rounds (30 s when zero).
 	Interval time.Duration
 	// Kind is the recommender every task gets ("fathom" when empty).
@@ -51,9 +54,8 @@ type RightSizer struct {
 	pred *predictor.Predictor
 	log  *slog.Logger
 
-	mu         sync.Mutex
-	state      map[string]*sizedTask // task id -> what the loop knows
-	lastWindow map[predictor.TaskKey]time.Time
+	mu    sync.Mutex
+	state map[string]*sizedTask // task id -> what the loop knows
 }
 
 type sizedTask struct {
@@ -69,8 +71,8 @@ type sizedTask struct {
 
 // NewRightSizer checks the options and returns a RightSizer.
 func NewRightSizer(o RightSizingOptions) (*RightSizer, error) {
-	if o.History == nil || o.History.Q == nil {
-		return nil, errors.New("right-sizing: History with a querier is required")
+	if o.History == nil {
+		return nil, errors.New("right-sizing: a usage History is required")
 	}
 	if o.Interval <= 0 {
 		o.Interval = 30 * time.Second
@@ -87,11 +89,11 @@ func NewRightSizer(o RightSizingOptions) (*RightSizer, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	p, err := predictor.New(predictor.Config{Kind: o.Kind, Lookback: o.Lookback})
+	p, err := predictor.New(predictor.Config{Kind: o.Kind, Lookback: o.Lookback, Window: o.History.Window()})
 	if err != nil {
 		return nil, fmt.Errorf("right-sizing: %w", err)
 	}
-	return &RightSizer{o: o, pred: p, log: o.Logger, state: map[string]*sizedTask{}, lastWindow: map[predictor.TaskKey]time.Time{}}, nil
+	return &RightSizer{o: o, pred: p, log: o.Logger, state: map[string]*sizedTask{}}, nil
 }
 
 // Predictor is the live predictor (the model registry retrains into it).
@@ -101,17 +103,35 @@ func keyOf(namespace, job string, idx int32) predictor.TaskKey {
 	return predictor.TaskKey{Namespace: namespace, Job: job, Task: int(idx)}
 }
 
-// SizeNew implements Sizer: the recommendation when the job's name has
-// history (hints are then ignored: measured beats guessed), else the hints,
-// else the cold-start default.
+// SizeNew implements Sizer, in order: the recommendation when the job's
+// name has history (hints are then ignored: measured beats guessed); for a
+// job with none, the registry's cold-start model; then the hints; then the
+// cold-start default.
 func (rs *RightSizer) SizeNew(p PendingTask, now time.Time) Sizing {
-	rec, err := rs.pred.Recommend(keyOf(p.Namespace, p.JobName, p.Index), now)
-	if err != nil {
-		return hintSizing(p)
+	key := keyOf(p.Namespace, p.JobName, p.Index)
+	rec, err := rs.pred.Recommend(key, now)
+	if err == nil {
+		z := rs.sizing(rec)
+		z.Source = fmt.Sprintf("recommendation of the %s model (confidence %.2f)", rec.Model, rec.Confidence)
+		return z
 	}
-	z := rs.sizing(rec)
-	z.Source = fmt.Sprintf("recommendation of the %s model (confidence %.2f)", rec.Model, rec.Confidence)
-	return z
+	if rec, err := rs.pred.RecommendNew(key, jobFeatures(p), now); err == nil && rec.Model == coldStartKind {
+		z := rs.sizing(rec)
+		z.Source = "cold-start model: " + rec.Why
+		return z
+	}
+	return hintSizing(p)
+}
+
+// coldStartKind is the Model of a cold-start recommendation.
+const coldStartKind = "coldstart"
+
+// jobFeatures are what the cold-start model knows of a pending task's job.
+// The command is not among them: the Sizer contract (PendingTask) does not
+// carry it, so the model is trained without it too (registry.go).
+func jobFeatures(p PendingTask) models.JobFeatures {
+	return models.JobFeatures{Namespace: p.Namespace, Name: p.JobName, Type: p.Type, Priority: p.Priority,
+		HintCPU: p.CPUHint, HintMemory: float64(p.MemoryHint)}
 }
 
 func (rs *RightSizer) sizing(rec predictor.Recommendation) Sizing {
@@ -133,32 +153,20 @@ func (rs *RightSizer) sizing(rec predictor.Recommendation) Sizing {
 // roundMiB rounds b up to a whole MiB.
 func roundMiB(b int64) int64 { return (b + 1<<20 - 1) &^ (1<<20 - 1) }
 
-// update feeds the task's new complete windows to the predictor.
+// update reads the task's usage since the last window the predictor took
+// (or since now − Lookback) and feeds it: complete, well-covered windows to
+// the recommender, the rest (the window still filling, windows the task ran
+// only part of) as early evidence for a provisional recommendation.
 func (rs *RightSizer) update(ctx context.Context, key predictor.TaskKey, now time.Time) error {
-	w := rs.o.History.window()
-	rs.mu.Lock()
-	from, seen := rs.lastWindow[key]
-	rs.mu.Unlock()
-	if seen {
-		from = from.Add(w)
-	} else {
+	from, ok := rs.pred.Since(key)
+	if !ok {
 		from = now.Add(-rs.o.Lookback)
 	}
-	to := now.Add(-w) // windows that ended by now
-	if !to.After(from) {
-		return nil
-	}
-	ws, err := rs.o.History.Windows(ctx, key, from, to.Add(time.Nanosecond))
+	ws, err := rs.o.History.Aggregated(ctx, key, from, now)
 	if err != nil {
 		return err
 	}
-	if len(ws) == 0 {
-		return nil
-	}
-	rs.pred.Observe(key, ws)
-	rs.mu.Lock()
-	rs.lastWindow[key] = ws[len(ws)-1].Start
-	rs.mu.Unlock()
+	rs.pred.Feed(key, ws, now)
 	return nil
 }
 
@@ -230,7 +238,7 @@ func (s *Server) rightsizeRound(ctx context.Context) error {
 			st.usageCPU, st.usageMem = cpu, mem
 		}
 		if err != nil {
-			st.decision = "no complete usage window yet; running at its starting sizes"
+			st.decision = "not enough usage measured yet (" + strings.TrimPrefix(err.Error(), predictor.ErrNoHistory.Error()+" ") + "); running at its starting sizes"
 			rs.mu.Unlock()
 			continue
 		}
@@ -439,10 +447,16 @@ func (r recommendationService) ListRecommendations(ctx context.Context, req *fat
 		mem := &fathomv1.Recommendation{Namespace: t.GetNamespace(), JobName: t.GetJobName(), JobId: t.GetJobId(), Task: t.GetId(), Resource: "memory",
 			Usage: cp.usageMem, CurrentRequest: float64(t.GetMemoryRequestBytes()), CurrentLimit: float64(t.GetMemoryLimitBytes()), GeneratedAt: timestamppb.New(now), Explanation: cp.decision}
 		if err != nil {
-			hint := hintSizing(PendingTask{CPUHint: rw.job.GetCpuHintCores(), MemoryHint: rw.job.GetMemoryHintBytes()})
-			cpu.Request, cpu.Limit, cpu.Model = hint.CPURequest, hint.CPULimit, "none"
-			mem.Request, mem.Limit, mem.Model = float64(hint.MemoryRequest), float64(hint.MemoryLimit), "none"
-			cpu.Why = "no usage history for " + key.String() + " yet: " + hint.Source
+			// No usage yet: what it starts (or started) with, and from where.
+			pt := PendingTask{Namespace: t.GetNamespace(), JobName: t.GetJobName(), Index: t.GetIndex(), Type: rw.job.GetSpec().GetType(),
+				Priority: rw.job.GetSpec().GetPriority(), CPUHint: rw.job.GetCpuHintCores(), MemoryHint: rw.job.GetMemoryHintBytes()}
+			start := rs.SizeNew(pt, now)
+			cpu.Request, cpu.Limit, cpu.Model = start.CPURequest, start.CPULimit, "none"
+			mem.Request, mem.Limit, mem.Model = float64(start.MemoryRequest), float64(start.MemoryLimit), "none"
+			if strings.HasPrefix(start.Source, "cold-start model") {
+				cpu.Model, mem.Model = coldStartKind, coldStartKind
+			}
+			cpu.Why = "no usage history for " + key.String() + " yet (" + strings.TrimPrefix(err.Error(), predictor.ErrNoHistory.Error()+" "+key.String()+": ") + "); sized by " + start.Source
 			mem.Why = cpu.Why
 		} else {
 			z := rs.sizing(rec)

@@ -14,6 +14,7 @@ import (
 	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
 	"github.com/fathom-scheduler/fathom/metrics"
 	"github.com/fathom-scheduler/fathom/predictor"
+	"github.com/fathom-scheduler/fathom/predictor/promhistory"
 )
 
 func TestSchedulerPlacerSpreadsReplicasAndExplains(t *testing.T) {
@@ -113,7 +114,7 @@ func TestPromHistoryAndRightSizerOverARealStore(t *testing.T) {
 		}
 		return 100 << 20
 	})
-	h := &PromHistory{Q: StoreQuerier{Store: ms}, Window: time.Minute}
+	h := storeHistory(ms, time.Minute)
 	key := predictor.TaskKey{Namespace: "ns", Job: "web", Task: 0}
 	ws, err := h.Windows(context.Background(), key, from.Add(time.Minute), now)
 	if err != nil {
@@ -178,7 +179,7 @@ func TestOOMRaisesMemoryBeforeRestartAndServesRecommendations(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ms.Close()
-	rs, err := NewRightSizer(RightSizingOptions{History: &PromHistory{Q: StoreQuerier{Store: ms}, Window: time.Minute}, Interval: time.Hour})
+	rs, err := NewRightSizer(RightSizingOptions{History: storeHistory(ms, time.Minute), Interval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +260,7 @@ func TestRegistryStoresVersionsWithFigures(t *testing.T) {
 	defer ms.Close()
 	now := time.Now().Truncate(time.Minute)
 	fillStore(t, ms, "web-abc-0", now.Add(-40*time.Minute), now, 0.25, func(time.Time) float64 { return 50 << 20 })
-	rs, err := NewRightSizer(RightSizingOptions{History: &PromHistory{Q: StoreQuerier{Store: ms}, Window: time.Minute}, Interval: time.Hour})
+	rs, err := NewRightSizer(RightSizingOptions{History: storeHistory(ms, time.Minute), Interval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,4 +297,9 @@ func TestRegistryStoresVersionsWithFigures(t *testing.T) {
 	if !strings.Contains(z.Source, "recommendation") {
 		t.Errorf("after retrain, sized by %q; want the recommendation", z.Source)
 	}
+}
+
+// storeHistory reads usage from the embedded store ms in windows of width w.
+func storeHistory(ms *metrics.Store, w time.Duration) *promhistory.History {
+	return promhistory.NewQuerier(promhistory.Store{Store: ms}, promhistory.Options{UsePeak: true, Window: w})
 }

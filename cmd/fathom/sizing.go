@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/spf13/pflag"
 
 	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
@@ -16,6 +18,7 @@ import (
 	"github.com/fathom-scheduler/fathom/metrics"
 	"github.com/fathom-scheduler/fathom/models"
 	"github.com/fathom-scheduler/fathom/predictor"
+	"github.com/fathom-scheduler/fathom/predictor/promhistory"
 	"github.com/fathom-scheduler/fathom/server"
 )
 
@@ -43,6 +46,10 @@ func (c *sizingConfig) bind(f *pflag.FlagSet) {
 	f.StringVar(&c.Kind, "recommender", "fathom", "recommender every task gets: "+joinKinds())
 }
 
+// minUsageWindow is the agents' default --push-interval: a usage window
+// must span at least one push to hold a pair of samples.
+const minUsageWindow = 10 * time.Second
+
 func joinKinds() string {
 	s := ""
 	for i, k := range models.Kinds {
@@ -61,8 +68,8 @@ func (c *sizingConfig) validate() error {
 	if c.Interval < 100*time.Millisecond {
 		return cli.UsageErrorf("--rightsizing-interval %s is too short; use at least 100ms", c.Interval)
 	}
-	if c.Window < time.Second {
-		return cli.UsageErrorf("--usage-window %s is too short; use at least 1s", c.Window)
+	if c.Window < minUsageWindow {
+		return cli.UsageErrorf("--usage-window %s is shorter than the agents' default push interval (%s): such a window holds at most one sample and never fills; use at least %s (production: 5m)", c.Window, minUsageWindow, minUsageWindow)
 	}
 	if c.Deadband < 0 || c.Deadband >= 1 {
 		return cli.UsageErrorf("--resize-deadband %v must be in [0, 1)", c.Deadband)
@@ -90,17 +97,21 @@ func (c *sizingConfig) apply(o *server.Options, ms *metrics.Store, promURL strin
 	if c.NoRightSizing {
 		return nil
 	}
-	var q server.RangeQuerier
+	var q promhistory.Querier
 	switch {
 	case promURL != "":
-		q = server.HTTPQuerier{URL: promURL}
+		client, err := api.NewClient(api.Config{Address: promURL})
+		if err != nil {
+			return cli.UsageErrorf("--prometheus-url %q: %v", promURL, err)
+		}
+		q = promhistory.API{API: promv1.NewAPI(client)}
 	case ms != nil:
-		q = server.StoreQuerier{Store: ms}
+		q = promhistory.Store{Store: ms}
 	default:
 		return nil // no metrics store: nothing to learn from
 	}
 	rs, err := server.NewRightSizer(server.RightSizingOptions{
-		History:  &server.PromHistory{Q: q, Window: c.Window},
+		History:  promhistory.NewQuerier(q, promhistory.Options{UsePeak: true, Window: c.Window}),
 		Interval: c.Interval, Kind: c.Kind, Logger: log,
 		Policy: predictor.ResizePolicy{Deadband: c.Deadband, MinInterval: c.MinResizeInteval},
 	})

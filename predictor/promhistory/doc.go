@@ -1,17 +1,21 @@
-// Package promhistory is a predictor.History over the Prometheus HTTP API:
-// it reads a task's usage windows with PromQL range queries, from the
-// embedded store the server runs (metrics.OpenStore) or from an external
-// Prometheus. It is the I/O half of the predictor; the predictor itself
-// stays pure.
+// Package promhistory is the predictor's one history reader over PromQL:
+// it reads a task's raw usage samples with range-selector queries, from the
+// embedded store the server runs (Store, in process) or from any
+// Prometheus HTTP API (API), and aggregates them into windows with the
+// pure predictor.AggregateSeries. It is the I/O half of the predictor; the
+// predictor itself stays pure.
 //
-// Per 5-minute window ending at t (query_range steps aligned to 5 minutes):
+// One query per day of history reads every series of the task:
 //
-//	CPU      sum(rate(fathom_task_cpu_usage_seconds_total{sel}[5m]))
-//	CPUPeak  max_over_time(sum(rate(fathom_task_cpu_usage_seconds_total{sel}[30s]))[5m:15s])
-//	Memory   max(max_over_time(fathom_task_memory_working_set_bytes{sel}[5m]))
+//	{__name__=~"fathom_task_cpu_usage_seconds_total|fathom_task_memory_working_set_bytes|fathom_task_memory_peak_bytes",
+//	 namespace="…", job_name="…", task=~"(.+-)?<index>"}[…]
 //
-// where sel is namespace, job_name and task. The sum merges the series of a
-// task that moved between nodes. fathom_task_memory_peak_bytes is used too
-// when Options.UsePeak is set (it must then be a per-window peak, not a
-// high-water mark since the task started).
+// The agents label a task with its id (<job id>-<index>), so a job
+// submitted again under the same name continues its predecessors' history.
+// Per window: CPU is the counter increase over the time samples cover (the
+// mean rate), CPUPeak the highest rate between two samples, Memory the
+// highest working set (and, with Options.UsePeak, the agents' peak since
+// their previous push). Each window says how much of it samples cover:
+// Windows (predictor.History) returns only full windows; Aggregated returns
+// every window, the one still filling too, for predictor.Feed.
 package promhistory
