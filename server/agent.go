@@ -126,8 +126,9 @@ func (s *Server) Heartbeat(ctx context.Context, req *fathomv1.HeartbeatRequest) 
 	ne.node = n
 	s.mu.Unlock()
 	if down {
-		// The node is back. Its tasks were lost and placed elsewhere; it starts
-		// empty (its assignment set no longer holds them).
+		// The node is back. Its tasks were lost: its assignment set holds
+		// only the copies whose replacements do not run yet (ghosts); the
+		// reconcile loop adopts or stops them.
 		s.wmu.Lock()
 		defer s.wmu.Unlock()
 		s.mu.RLock()
@@ -145,7 +146,10 @@ func (s *Server) Heartbeat(ctx context.Context, req *fathomv1.HeartbeatRequest) 
 	return &fathomv1.HeartbeatResponse{}, nil
 }
 
-// assignmentSet is the full desired set for a node. Caller holds mu (read).
+// assignmentSet is the full desired set for a node: the tasks placed there,
+// plus copies of tasks that moved away but whose new placement does not run
+// yet (ghosts, reconcile.go), so that a node that returns from a partition
+// keeps serving them until their replacements are up. Caller holds mu (read).
 func (s *Server) assignmentSet(node string) *fathomv1.AssignmentSet {
 	ne := s.nodes[node]
 	set := &fathomv1.AssignmentSet{Revision: ne.rev}
@@ -162,18 +166,32 @@ func (s *Server) assignmentSet(node string) *fathomv1.AssignmentSet {
 		if st := t.GetState(); st != fathomv1.TaskState_TASK_STATE_PLACED && st != fathomv1.TaskState_TASK_STATE_RUNNING {
 			continue
 		}
-		spec := e.job.GetSpec()
-		set.Assignments = append(set.Assignments, &fathomv1.Assignment{
-			TaskId: t.GetId(), JobId: t.GetJobId(), Namespace: t.GetNamespace(), JobName: t.GetJobName(),
-			TaskIndex: t.GetIndex(), Command: spec.GetTask().GetCommand(), Env: spec.GetTask().GetEnv(),
-			User: spec.GetTask().GetUser(), JobType: spec.GetType(), Priority: spec.GetPriority(),
-			CpuRequestCores: t.GetCpuRequestCores(), CpuLimitCores: t.GetCpuLimitCores(),
-			MemoryRequestBytes: t.GetMemoryRequestBytes(), MemoryLimitBytes: t.GetMemoryLimitBytes(),
-			DesiredState: t.GetDesiredState(), Generation: t.GetGeneration(),
-		})
+		set.Assignments = append(set.Assignments, assignmentOf(e, t))
+	}
+	for id, m := range s.rc.ghosts {
+		if g := m[node]; g != nil && s.ghostLive(id, node) {
+			if e := s.jobs[g.GetJobId()]; e != nil {
+				a := assignmentOf(e, g)
+				a.DesiredState = fathomv1.DesiredState_DESIRED_STATE_RUN
+				set.Assignments = append(set.Assignments, a)
+			}
+		}
 	}
 	sort.Slice(set.Assignments, func(a, b int) bool { return set.Assignments[a].GetTaskId() < set.Assignments[b].GetTaskId() })
 	return set
+}
+
+// assignmentOf is task record t of job e as an agent runs it.
+func assignmentOf(e *jobEntry, t *fathomv1.Task) *fathomv1.Assignment {
+	spec := e.job.GetSpec()
+	return &fathomv1.Assignment{
+		TaskId: t.GetId(), JobId: t.GetJobId(), Namespace: t.GetNamespace(), JobName: t.GetJobName(),
+		TaskIndex: t.GetIndex(), Command: spec.GetTask().GetCommand(), Env: spec.GetTask().GetEnv(),
+		User: spec.GetTask().GetUser(), JobType: spec.GetType(), Priority: spec.GetPriority(),
+		CpuRequestCores: t.GetCpuRequestCores(), CpuLimitCores: t.GetCpuLimitCores(),
+		MemoryRequestBytes: t.GetMemoryRequestBytes(), MemoryLimitBytes: t.GetMemoryLimitBytes(),
+		DesiredState: t.GetDesiredState(), Generation: t.GetGeneration(),
+	}
 }
 
 // WatchAssignments sends the node's full desired set on connect and after
@@ -344,98 +362,4 @@ func applyStatus(t *fathomv1.Task, st *fathomv1.TaskStatus, node string, now tim
 		t.Reason = msg
 	}
 	return t
-}
-
-// livenessLoop declares nodes down after HeartbeatTimeout without a
-// heartbeat; their running tasks become LOST and are placed again.
-func (s *Server) livenessLoop(ctx context.Context) {
-	period := max(s.o.HeartbeatTimeout/10, 100*time.Millisecond)
-	tick := time.NewTicker(period)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		if err := s.checkLiveness(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("liveness check failed", "err", err)
-		}
-	}
-}
-
-func (s *Server) checkLiveness(ctx context.Context) error {
-	now := s.now()
-	s.mu.RLock()
-	var stale []string
-	for name, ne := range s.nodes {
-		if ne.node.GetState() == fathomv1.NodeState_NODE_STATE_UP && now.Sub(ne.lastSeen) > s.o.HeartbeatTimeout {
-			stale = append(stale, name)
-		}
-	}
-	s.mu.RUnlock()
-	for _, name := range stale {
-		if err := s.markDown(ctx, name, now); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// markDown marks a node down and its tasks lost (or stopped, when a stop was
-// already requested), in one commit.
-func (s *Server) markDown(ctx context.Context, name string, now time.Time) error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	s.mu.RLock()
-	ne := s.nodes[name]
-	if ne == nil || ne.node.GetState() != fathomv1.NodeState_NODE_STATE_UP || now.Sub(ne.lastSeen) <= s.o.HeartbeatTimeout {
-		s.mu.RUnlock()
-		return nil
-	}
-	n := proto.Clone(ne.node).(*fathomv1.Node)
-	n.State = fathomv1.NodeState_NODE_STATE_DOWN
-	b := &batch{nodes: []*fathomv1.Node{persistedNode(n)}}
-	lastSeen := ne.lastSeen
-	lost := 0
-	touched := map[*jobEntry]map[int32]*fathomv1.Task{}
-	for id := range s.byNode[name] {
-		jobID, idx, _ := splitTaskID(id)
-		e := s.jobs[jobID]
-		if e == nil || e.tasks[idx] == nil || e.tasks[idx].GetNode() != name || terminal(e.tasks[idx].GetState()) {
-			continue
-		}
-		t := s.newTaskRecord(e, int(idx))
-		if t.GetDesiredState() == fathomv1.DesiredState_DESIRED_STATE_STOP {
-			t.State = fathomv1.TaskState_TASK_STATE_STOPPED
-			t.FinishedAt = timestamppb.New(now)
-			withHistory(t, now, fmt.Sprintf("node %s stopped heartbeating while the task was stopping", name))
-		} else {
-			t.State = fathomv1.TaskState_TASK_STATE_LOST
-			withHistory(t, now, fmt.Sprintf("node %s stopped heartbeating (last at %s); placing the task again", name, lastSeen.UTC().Format(time.RFC3339)))
-			t.Node = ""
-			lost++
-		}
-		b.tasks = append(b.tasks, t)
-		if touched[e] == nil {
-			touched[e] = map[int32]*fathomv1.Task{}
-		}
-		touched[e][idx] = t
-	}
-	for e, ch := range touched {
-		s.maybeRelease(b, e, ch)
-	}
-	s.mu.RUnlock()
-	if err := s.commit(ctx, b); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	for e := range touched {
-		s.pending[e.job.GetId()] = e
-	}
-	s.mu.Unlock()
-	s.metrics.nodesDown.Inc()
-	s.log.Warn("node down: no heartbeat", "node", name, "last_seen", lastSeen, "tasks_lost", lost)
-	s.Kick()
-	return nil
 }

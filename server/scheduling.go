@@ -60,14 +60,13 @@ func hintSizing(p PendingTask) Sizing {
 	return z
 }
 
-// SchedulerPlacer is the server's Placer backed by scheduler.Place: tasks
-// are packed on their predicted requests, replicas of a job are spread over
-// the nodes, and a node takes a task only while its estimated probability of
-// overload stays below OverloadRisk. It is pure: no I/O, now is given, the
-// seed is derived from the pending task ids so a round can be replayed.
-//
-// Preemption is off: the Placer contract has no way to stop running tasks,
-// so a prod task that fits nowhere waits with the scheduler's reason.
+// SchedulerPlacer is the server's scheduling policy: tasks are packed on
+// their predicted requests (sized by Sizer), replicas of a job are spread
+// over the nodes, and a node takes a task only while its estimated
+// probability of overload stays below OverloadRisk. The reconcile loop
+// (reconcile.go) uses its sizing and translation every round; Place is a
+// one-shot of the same path (scheduler.Reconcile on a view) for tools and
+// tests. Pure: no I/O, now is given, the seed is derived from the input.
 type SchedulerPlacer struct {
 	// OverloadRisk is ε (0 = scheduler.DefaultOverloadRisk, 0.001).
 	OverloadRisk float64
@@ -77,88 +76,107 @@ type SchedulerPlacer struct {
 	Seed uint64
 }
 
-var _ Placer = (*SchedulerPlacer)(nil)
-
-// Place implements Placer.
-func (sp *SchedulerPlacer) Place(nodes []NodeView, pending []PendingTask, now time.Time) []Placement {
+// size returns the sizes task p starts with (limits never below requests).
+func (sp *SchedulerPlacer) size(p PendingTask, now time.Time) Sizing {
 	sizer := sp.Sizer
 	if sizer == nil {
 		sizer = DefaultSizer{}
 	}
-	view := scheduler.ClusterView{Nodes: make([]scheduler.Node, 0, len(nodes))}
+	z := sizer.SizeNew(p, now)
+	if z.CPULimit > 0 && z.CPULimit < z.CPURequest {
+		z.CPULimit = z.CPURequest
+	}
+	if z.MemoryLimit > 0 && z.MemoryLimit < z.MemoryRequest {
+		z.MemoryLimit = z.MemoryRequest
+	}
+	return z
+}
+
+// schedTask is the scheduler's view of a task to place with sizes z.
+func schedTask(id, jobID string, pr scheduler.Priority, z Sizing, maxPerNode int) (scheduler.Task, error) {
+	t := scheduler.Task{ID: id, Job: jobID, Priority: pr,
+		Request:    scheduler.Resources{z.CPURequest, float64(z.MemoryRequest)},
+		Limit:      scheduler.Resources{z.CPULimit, float64(z.MemoryLimit)},
+		Usage:      [scheduler.NumResources]scheduler.Dist{z.CPUUsage, z.MemoryUsage},
+		MaxPerNode: maxPerNode,
+	}
+	return t, t.Validate()
+}
+
+// Place chooses nodes for pending tasks given the nodes (all up) and what
+// runs on them, through scheduler.Reconcile without preemption.
+func (sp *SchedulerPlacer) Place(nodes []NodeView, pending []PendingTask, now time.Time) []Placement {
+	var st scheduler.ClusterState
 	replicas := map[string]int{} // job id -> active replicas (running + pending)
 	for _, n := range nodes {
-		view.Nodes = append(view.Nodes, scheduler.Node{
-			Name: n.Name, Labels: n.Labels,
-			Capacity: scheduler.Resources{n.CPUCores, float64(n.MemoryBytes)},
-		})
 		for _, r := range n.Running {
-			pr, err := scheduler.ParsePriority(r.Priority)
-			if err != nil {
-				pr = scheduler.Batch
-			}
-			t := scheduler.Task{ID: r.TaskID, Job: r.JobID, Priority: pr,
-				Request: scheduler.Resources{r.CPURequest, float64(r.MemoryRequest)}}
-			t.Limit = scheduler.Resources{r.CPULimit, float64(r.MemoryLimit)}
-			for i := range t.Limit {
-				if t.Limit[i] > 0 && t.Limit[i] < t.Request[i] {
-					t.Limit[i] = t.Request[i]
-				}
-			}
-			view.Running = append(view.Running, scheduler.Assignment{Task: t, Node: n.Name})
 			replicas[r.JobID]++
 		}
 	}
 	for _, p := range pending {
 		replicas[p.JobID]++
 	}
+	spread := func(job string) int {
+		if len(nodes) == 0 {
+			return 0
+		}
+		return int(math.Ceil(float64(replicas[job]) / float64(len(nodes))))
+	}
+	for _, n := range nodes {
+		st.Nodes = append(st.Nodes, scheduler.NodeStatus{Node: scheduler.Node{
+			Name: n.Name, Labels: n.Labels, Capacity: scheduler.Resources{n.CPUCores, float64(n.MemoryBytes)},
+		}, LastHeartbeat: now})
+		for _, r := range n.Running {
+			pr, err := scheduler.ParsePriority(r.Priority)
+			if err != nil {
+				pr = scheduler.Batch
+			}
+			t := scheduler.Task{ID: r.TaskID, Job: r.JobID, Priority: pr, MaxPerNode: spread(r.JobID),
+				Request: scheduler.Resources{r.CPURequest, float64(r.MemoryRequest)},
+				Limit:   scheduler.Resources{r.CPULimit, float64(r.MemoryLimit)}}
+			for i := range t.Limit {
+				if t.Limit[i] > 0 && t.Limit[i] < t.Request[i] {
+					t.Limit[i] = t.Request[i]
+				}
+			}
+			st.Tasks = append(st.Tasks, scheduler.TaskStatus{Task: t, Phase: scheduler.Running, Node: n.Name, Attempt: 1, Since: now})
+		}
+	}
 	out := make([]Placement, 0, len(pending))
 	sizes := make(map[string]Sizing, len(pending))
-	tasks := make([]scheduler.Task, 0, len(pending))
 	h := fnv.New64a()
 	for _, p := range pending {
-		z := sizer.SizeNew(p, now)
-		if z.CPULimit > 0 && z.CPULimit < z.CPURequest {
-			z.CPULimit = z.CPURequest
-		}
-		if z.MemoryLimit > 0 && z.MemoryLimit < z.MemoryRequest {
-			z.MemoryLimit = z.MemoryRequest
-		}
+		z := sp.size(p, now)
 		sizes[p.TaskID] = z
 		pr, err := scheduler.ParsePriority(p.Priority)
 		if err != nil {
 			pr = scheduler.Batch
 		}
-		t := scheduler.Task{ID: p.TaskID, Job: p.JobID, Priority: pr,
-			Request: scheduler.Resources{z.CPURequest, float64(z.MemoryRequest)},
-			Limit:   scheduler.Resources{z.CPULimit, float64(z.MemoryLimit)},
-			Usage:   [scheduler.NumResources]scheduler.Dist{z.CPUUsage, z.MemoryUsage},
-		}
-		if len(nodes) > 0 {
-			// Spread replicas evenly over the nodes that are up.
-			t.MaxPerNode = int(math.Ceil(float64(replicas[p.JobID]) / float64(len(nodes))))
-		}
-		if err := t.Validate(); err != nil {
+		t, err := schedTask(p.TaskID, p.JobID, pr, z, spread(p.JobID))
+		if err != nil {
 			out = append(out, Placement{TaskID: p.TaskID, Reason: "cannot be scheduled as sized: " + err.Error()})
 			continue
 		}
-		tasks = append(tasks, t)
+		st.Tasks = append(st.Tasks, scheduler.TaskStatus{Task: t, Phase: scheduler.Pending})
 		h.Write([]byte(p.TaskID))
 	}
-	plan, err := scheduler.Place(view, tasks, scheduler.Options{Seed: h.Sum64() ^ sp.Seed, OverloadRisk: sp.OverloadRisk, NoPreemption: true})
+	opts := scheduler.ReconcileOptions{Options: scheduler.Options{Seed: h.Sum64() ^ sp.Seed, OverloadRisk: sp.OverloadRisk, NoPreemption: true}}
+	res, err := scheduler.Reconcile(st, now, opts)
 	if err != nil {
-		for _, t := range tasks {
-			out = append(out, Placement{TaskID: t.ID, Reason: "scheduler refused the round: " + err.Error()})
+		for _, t := range st.Tasks {
+			if t.Phase == scheduler.Pending {
+				out = append(out, Placement{TaskID: t.ID, Reason: "scheduler refused the round: " + err.Error()})
+			}
 		}
 		return out
 	}
-	for _, pl := range plan.Placements {
+	for _, pl := range res.Place {
 		z := sizes[pl.TaskID]
 		out = append(out, Placement{TaskID: pl.TaskID, Node: pl.Node,
 			Reason:     fmt.Sprintf("placed on %s (score %.1f): %s; sized by %s", pl.Node, pl.Score, pl.Why, z.Source),
 			CPURequest: z.CPURequest, CPULimit: z.CPULimit, MemoryRequest: z.MemoryRequest, MemoryLimit: z.MemoryLimit})
 	}
-	for _, u := range plan.Unplaced {
+	for _, u := range res.Deferred {
 		z := sizes[u.TaskID]
 		out = append(out, Placement{TaskID: u.TaskID,
 			Reason: fmt.Sprintf("%s (needs %.3g cores, %d MiB; %s)", strings.TrimSuffix(u.Reason, "."), z.CPURequest, z.MemoryRequest>>20, u.Why)})

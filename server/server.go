@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
+	"github.com/fathom-scheduler/fathom/scheduler"
 	"github.com/fathom-scheduler/fathom/store"
 )
 
@@ -42,11 +43,12 @@ type Options struct {
 	// "" (the agent's own default).
 	RemoteWriteURL      string
 	RemoteWriteHTTPPort string
-	// Placer chooses nodes for pending tasks. nil = a SchedulerPlacer
-	// (scheduler.Place) with OverloadRisk, sized by RightSizer when set.
-	Placer Placer
-	// OverloadRisk is ε for the default placer (0 = 0.001).
+	// OverloadRisk is ε, the scheduler's overload bound (0 = 0.001).
 	OverloadRisk float64
+	// Reconcile tunes the reconcile loop (reconcile.go): partition rate
+	// limit, moves, consolidation. Zero fields take the scheduler's
+	// defaults; HeartbeatTimeout and OverloadRisk above override theirs.
+	Reconcile scheduler.ReconcileOptions
 	// RightSizer, when set, runs the right-sizing loop, sizes new tasks,
 	// raises memory after OOM kills and serves the recommendation and model
 	// services (see rightsizing.go, registry.go).
@@ -71,7 +73,7 @@ type Server struct {
 	st      *store.Store
 	log     *slog.Logger
 	now     func() time.Time
-	placer  Placer
+	sched   *SchedulerPlacer
 	metrics *apiMetrics
 	hub     *hub
 	kick    chan struct{}
@@ -88,6 +90,7 @@ type Server struct {
 	byNode  map[string]map[string]struct{} // node name -> task ids placed there
 	pending map[string]*jobEntry           // jobs that may have pending tasks
 	noNodes string                         // why nothing can be placed at all ("" = nodes exist)
+	rc      reconcileState                 // the reconcile loop's memory (reconcile.go)
 	ready   bool
 
 	// autoscale is the latest autoscaling report (autoscale.go).
@@ -98,8 +101,9 @@ type jobEntry struct {
 	job      *fathomv1.Job
 	tasks    []*fathomv1.Task // len = replicas; nil = never placed
 	nameHeld bool
-	// why pending tasks still wait (memory only; from the last placement round)
-	waitReason string
+	// why pending tasks still wait, by task index (memory only; from the
+	// last reconcile round)
+	waits map[int32]string
 }
 
 type nodeEntry struct {
@@ -138,17 +142,17 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		}
 	}
 	s := &Server{
-		o: o, st: o.Store, log: o.Logger, now: o.Now, placer: o.Placer,
+		o: o, st: o.Store, log: o.Logger, now: o.Now,
 		hub: newHub(), kick: make(chan struct{}, 1),
 		jobs: map[string]*jobEntry{}, nodes: map[string]*nodeEntry{},
 		byNode: map[string]map[string]struct{}{}, pending: map[string]*jobEntry{},
 	}
-	if s.placer == nil {
-		sp := &SchedulerPlacer{OverloadRisk: o.OverloadRisk}
-		if o.RightSizer != nil {
-			sp.Sizer = o.RightSizer
-		}
-		s.placer = sp
+	s.sched = &SchedulerPlacer{OverloadRisk: o.OverloadRisk}
+	if o.RightSizer != nil {
+		s.sched.Sizer = o.RightSizer
+	}
+	if err := s.initReconcile(); err != nil {
+		return nil, err
 	}
 	if o.RightSizer != nil {
 		s.wireRightSizer(ctx)
@@ -202,15 +206,15 @@ func (s *Server) indexNode(node, taskID string, add bool) {
 	delete(m, taskID)
 }
 
-// Run drives the background loops (placement, liveness) until ctx ends.
+// Run drives the background loops (reconcile, cron, right-sizing) until
+// ctx ends.
 func (s *Server) Run(ctx context.Context) {
 	s.mu.Lock()
 	s.ready = true
 	s.mu.Unlock()
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); s.placeLoop(ctx) }()
-	go func() { defer wg.Done(); s.livenessLoop(ctx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.reconcileLoop(ctx) }()
 	wg.Add(1)
 	go func() { defer wg.Done(); s.cronLoop(ctx) }()
 	if s.o.RightSizer != nil {
@@ -220,7 +224,7 @@ func (s *Server) Run(ctx context.Context) {
 	wg.Wait()
 }
 
-// Kick asks the placement loop for a round soon.
+// Kick asks the reconcile loop for a round soon.
 func (s *Server) Kick() {
 	select {
 	case s.kick <- struct{}{}:
@@ -291,7 +295,7 @@ func JobStateName(st fathomv1.JobState) string {
 // is synthesized. Caller holds mu (read).
 func (s *Server) taskView(e *jobEntry, i int) *fathomv1.Task {
 	if t := e.tasks[i]; t != nil {
-		if why := s.waitReason(e); t.GetState() == fathomv1.TaskState_TASK_STATE_PENDING && why != "" {
+		if why := s.waitReason(e, i); (t.GetState() == fathomv1.TaskState_TASK_STATE_PENDING || t.GetState() == fathomv1.TaskState_TASK_STATE_LOST) && why != "" {
 			c := proto.Clone(t).(*fathomv1.Task)
 			c.Reason = strings.TrimSuffix(c.GetReason(), ".") + "; " + why
 			return c
@@ -306,7 +310,7 @@ func (s *Server) taskView(e *jobEntry, i int) *fathomv1.Task {
 	}
 	if isCron(j) && j.GetLastRunAt() == nil {
 		t.Reason = "waiting for the schedule: first run at " + nextRun(j).UTC().Format(time.RFC3339)
-	} else if why := s.waitReason(e); why != "" {
+	} else if why := s.waitReason(e, i); why != "" {
 		t.Reason = "waiting for a node: " + why
 	}
 	if j.GetStopRequested() {
@@ -318,12 +322,12 @@ func (s *Server) taskView(e *jobEntry, i int) *fathomv1.Task {
 	return t
 }
 
-// waitReason says why a job's pending tasks wait. Caller holds mu (read).
-func (s *Server) waitReason(e *jobEntry) string {
+// waitReason says why task i of a job waits. Caller holds mu (read).
+func (s *Server) waitReason(e *jobEntry, i int) string {
 	if s.noNodes != "" {
 		return s.noNodes
 	}
-	return e.waitReason
+	return e.waits[int32(i)]
 }
 
 // jobState derives a job's state from its tasks. Caller holds mu (read).
@@ -397,10 +401,13 @@ type batch struct {
 	jobs    []*fathomv1.Job
 	nodes   []*fathomv1.Node
 	release []*jobEntry // give the job name back
+	// ghosts are copies of tasks left on (or removed from) other nodes'
+	// assignment sets (reconcile.go); memory only.
+	ghosts []ghostChange
 }
 
 func (b *batch) empty() bool {
-	return len(b.tasks) == 0 && len(b.jobs) == 0 && len(b.nodes) == 0 && len(b.release) == 0
+	return len(b.tasks) == 0 && len(b.jobs) == 0 && len(b.nodes) == 0 && len(b.release) == 0 && len(b.ghosts) == 0
 }
 
 // commit writes b to etcd and then installs it in memory, notifies the
@@ -471,6 +478,7 @@ func (s *Server) commit(ctx context.Context, b *batch) error {
 	for _, e := range b.release {
 		e.nameHeld = false
 	}
+	s.installGhosts(b, touchedNodes)
 	var watchers []chan struct{}
 	for name := range touchedNodes {
 		if ne := s.nodes[name]; ne != nil {

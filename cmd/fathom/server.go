@@ -19,9 +19,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/fathom-scheduler/fathom/internal/cli"
 	"github.com/fathom-scheduler/fathom/metrics"
+	"github.com/fathom-scheduler/fathom/scheduler"
 	"github.com/fathom-scheduler/fathom/server"
 	"github.com/fathom-scheduler/fathom/store"
 )
@@ -38,6 +40,9 @@ type serverConfig struct {
 	PrometheusURL    string
 	Retention        time.Duration
 	HeartbeatTimeout time.Duration
+	// Reconcile: the reconcile loop's knobs (partition rate limit, moves,
+	// consolidation).
+	Reconcile reconcileFlags
 	// Sizing: scheduler ε and the right-sizing loop (sizing.go).
 	Sizing sizingConfig
 	// NoMetricsStore skips the embedded TSDB (bench submit).
@@ -56,7 +61,54 @@ func (c *serverConfig) bind(cmd *cobra.Command) {
 	f.StringVar(&c.PrometheusURL, "prometheus-url", "", "use this Prometheus instead of the embedded TSDB: /api/v1/ is proxied to it and agents remote-write to it (it needs --web.enable-remote-write-receiver)")
 	f.DurationVar(&c.Retention, "retention", 15*24*time.Hour, "how long the embedded TSDB keeps samples")
 	f.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", 10*time.Second, "a node without a heartbeat for this long is down and its tasks are placed again")
+	c.Reconcile.bind(f)
 	c.Sizing.bind(f)
+}
+
+// reconcileFlags are the operator's knobs of the server's reconcile loop
+// (server/reconcile.go, scheduler.Reconcile).
+type reconcileFlags struct {
+	MassFailureFraction float64
+	MassFailureRate     int
+	MoveCost            float64
+	MinTaskAge          time.Duration
+	Consolidate         bool
+	ConsolidateBelow    float64
+	DrainBudget         int
+}
+
+func (r *reconcileFlags) bind(f *pflag.FlagSet) {
+	f.Float64Var(&r.MassFailureFraction, "mass-failure-fraction", 0.3, "when at least this share of nodes is down at once (a likely partition), re-placement of their tasks is rate-limited")
+	f.IntVar(&r.MassFailureRate, "mass-failure-rate", 50, "lost tasks re-placed per reconcile round (about one a second) during a mass failure")
+	f.Float64Var(&r.MoveCost, "move-cost", 0.25, "move a running task whose grown request does not fit its node when more than this share of the new request has no room there")
+	f.DurationVar(&r.MinTaskAge, "min-task-age", 5*time.Minute, "tasks placed more recently are not moved by resizes or consolidation")
+	f.BoolVar(&r.Consolidate, "consolidate", false, "drain under-used nodes whose tasks fit on other nodes in use (pair with --node-provider-cmd so emptied machines are removed)")
+	f.Float64Var(&r.ConsolidateBelow, "consolidate-below", 0.3, "with --consolidate: only nodes whose largest requested share is below this are drained")
+	f.IntVar(&r.DrainBudget, "drain-budget", 10, "with --consolidate: most tasks moved by consolidation per reconcile round")
+}
+
+func (r *reconcileFlags) validate() error {
+	switch {
+	case !(r.MassFailureFraction > 0 && r.MassFailureFraction <= 1):
+		return cli.UsageErrorf("--mass-failure-fraction %v must be in (0, 1], e.g. 0.3", r.MassFailureFraction)
+	case r.MassFailureRate < 1:
+		return cli.UsageErrorf("--mass-failure-rate %d must be at least 1", r.MassFailureRate)
+	case !(r.MoveCost > 0):
+		return cli.UsageErrorf("--move-cost %v must be > 0, e.g. 0.25", r.MoveCost)
+	case r.MinTaskAge <= 0:
+		return cli.UsageErrorf("--min-task-age %s must be positive, e.g. 5m", r.MinTaskAge)
+	case !(r.ConsolidateBelow > 0 && r.ConsolidateBelow <= 1):
+		return cli.UsageErrorf("--consolidate-below %v must be in (0, 1], e.g. 0.3", r.ConsolidateBelow)
+	case r.DrainBudget < 1:
+		return cli.UsageErrorf("--drain-budget %d must be at least 1", r.DrainBudget)
+	}
+	return nil
+}
+
+func (r *reconcileFlags) options() scheduler.ReconcileOptions {
+	return scheduler.ReconcileOptions{MassFailureFraction: r.MassFailureFraction, MassFailureRate: r.MassFailureRate,
+		MoveCost: r.MoveCost, MinTaskAge: r.MinTaskAge, Consolidate: r.Consolidate,
+		ConsolidateBelow: r.ConsolidateBelow, DrainBudget: r.DrainBudget}
 }
 
 func (c *serverConfig) validate() error {
@@ -68,6 +120,9 @@ func (c *serverConfig) validate() error {
 	}
 	if c.HeartbeatTimeout < time.Second {
 		return cli.UsageErrorf("--heartbeat-timeout %s is too short; use at least 1s", c.HeartbeatTimeout)
+	}
+	if err := c.Reconcile.validate(); err != nil {
+		return err
 	}
 	if c.Retention <= 0 {
 		return cli.UsageErrorf("--retention must be positive, e.g. 15d as 360h")
@@ -100,7 +155,8 @@ func runServer(ctx context.Context, c serverConfig) error {
 	}
 	defer st.Close()
 
-	o := server.Options{Store: st, Registerer: reg, Gatherer: reg, HeartbeatTimeout: c.HeartbeatTimeout, Logger: log}
+	o := server.Options{Store: st, Registerer: reg, Gatherer: reg, HeartbeatTimeout: c.HeartbeatTimeout, Logger: log,
+		Reconcile: c.Reconcile.options()}
 	var ms *metrics.Store
 	switch {
 	case c.PrometheusURL != "":
