@@ -33,6 +33,9 @@ import (
 // StoreOptions.Retention is zero. It matches Prometheus's own default.
 const DefaultRetention = 15 * 24 * time.Hour
 
+// DefaultRuleInterval evaluates rule groups that give no interval of their own.
+const DefaultRuleInterval = 30 * time.Second
+
 // DefaultLookbackDelta is PromQL's staleness window, as in Prometheus.
 const DefaultLookbackDelta = 5 * time.Minute
 
@@ -61,12 +64,15 @@ type StoreOptions struct {
 	// (Prometheus's default).
 	MaxSamples int
 	// RuleFiles are extra Prometheus rule files (YAML) evaluated against the
-	// store every RuleInterval; recording rules write their results back into
-	// it. Fathom's own RecordingRules are always loaded unless
-	// NoRecordingRules is set.
+	// store; recording rules write their results back into it. Fathom's own
+	// RecordingRules are always loaded unless NoRecordingRules is set.
 	RuleFiles        []string
 	NoRecordingRules bool
-	// RuleInterval is the evaluation interval of RuleFiles; zero means 30 s.
+	// RuleInterval, when non-zero, is the evaluation interval of every group
+	// of Fathom's RecordingRules (replacing the file's: 30 s for the node and
+	// namespace groups, 5 m for the per-task group) and of RuleFiles' groups
+	// that give none. Zero keeps the file's intervals, and 30 s for RuleFiles.
+	// Tests and demos set a few seconds so recorded series appear at once.
 	RuleInterval time.Duration
 }
 
@@ -113,8 +119,12 @@ func OpenStore(opts StoreOptions) (*Store, error) {
 	if opts.MaxSamples <= 0 {
 		opts.MaxSamples = 50_000_000
 	}
-	if opts.RuleInterval <= 0 {
-		opts.RuleInterval = 30 * time.Second
+	if opts.RuleInterval < 0 {
+		return nil, fmt.Errorf("%w: RuleInterval %s is negative; use 0 for the rule file's intervals", ErrBadOptions, opts.RuleInterval)
+	}
+	defaultRuleInterval := opts.RuleInterval
+	if defaultRuleInterval == 0 {
+		defaultRuleInterval = DefaultRuleInterval
 	}
 	logger := opts.Logger
 	if logger == nil {
@@ -170,7 +180,7 @@ func OpenStore(opts StoreOptions) (*Store, error) {
 	if !opts.NoRecordingRules {
 		// Written outside the TSDB directory's own files, so that the TSDB does
 		// not mistake it for a block.
-		p, err := writeRules(filepath.Join(opts.Dir, "rules"))
+		p, err := writeRules(filepath.Join(opts.Dir, "rules"), opts.RuleInterval)
 		if err != nil {
 			cancel()
 			db.Close()
@@ -188,7 +198,7 @@ func OpenStore(opts StoreOptions) (*Store, error) {
 			Registerer:   opts.Registerer,
 			NotifyFunc:   func(context.Context, string, ...*rules.Alert) {},
 		})
-		if err := s.rules.Update(opts.RuleInterval, ruleFiles, labels.EmptyLabels(), "", nil); err != nil {
+		if err := s.rules.Update(defaultRuleInterval, ruleFiles, labels.EmptyLabels(), "", nil); err != nil {
 			cancel()
 			db.Close()
 			return nil, fmt.Errorf("%w: rule files %v: %w", ErrBadOptions, ruleFiles, err)

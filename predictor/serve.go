@@ -480,7 +480,7 @@ func (p *Predictor) RecommendNew(task TaskKey, f models.JobFeatures, now time.Ti
 	if cs != nil {
 		if err == nil {
 			need = pred[0]
-			why = fmt.Sprintf("cold start: predicted from %d past jobs by namespace, name, command, type, priority and hints", len(cs.Examples))
+			why = fmt.Sprintf("predicted from the learned sizes of %d past jobs with similar features (namespace, name, type, priority, hints)", len(cs.Examples))
 		}
 	}
 	if need.CPU <= 0 || need.Memory <= 0 {

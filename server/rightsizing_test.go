@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -302,4 +303,175 @@ func TestRegistryStoresVersionsWithFigures(t *testing.T) {
 // storeHistory reads usage from the embedded store ms in windows of width w.
 func storeHistory(ms *metrics.Store, w time.Duration) *promhistory.History {
 	return promhistory.NewQuerier(promhistory.Store{Store: ms}, promhistory.Options{UsePeak: true, Window: w})
+}
+
+// fillTask writes one task's usage into the embedded store as an agent
+// pushes it: every step, the cumulative CPU seconds (cpu cores) and the
+// working set (mem bytes), over [from, to).
+func fillTask(t *testing.T, ms *metrics.Store, ns, job, task string, from, to time.Time, step time.Duration, cpu, mem float64) {
+	t.Helper()
+	app := ms.Appender(context.Background())
+	base := []string{metrics.LabelNamespace, ns, metrics.LabelJobName, job, metrics.LabelTask, task, metrics.LabelNode, "n1"}
+	cl := labels.FromStrings(append([]string{labels.MetricName, metrics.TaskCPUUsageSecondsTotal}, base...)...)
+	ml := labels.FromStrings(append([]string{labels.MetricName, metrics.TaskMemoryWorkingSetBytes}, base...)...)
+	total := 0.0
+	for ts := from; ts.Before(to); ts = ts.Add(step) {
+		total += cpu * step.Seconds()
+		if _, err := app.Append(0, cl, ts.UnixMilli(), total); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := app.Append(0, ml, ts.UnixMilli(), mem); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFirstRecommendationWithDefaultWindows: with the production 5-minute
+// windows and the agents' 10-s pushes, a task that has run 50 s has no
+// recommendation yet; at 70 s it has a provisional one from its partial
+// window (low confidence, limit twice the peak), before any window is
+// complete.
+func TestFirstRecommendationWithDefaultWindows(t *testing.T) {
+	ms, err := metrics.OpenStore(metrics.StoreOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms.Close()
+	// Start 40 s into a window, so the first window completes only after
+	// 4 min 20 s.
+	start := time.Now().Truncate(5 * time.Minute).Add(-5*time.Minute + 40*time.Second)
+	fillTask(t, ms, "ns", "api", "api-x1-0", start, start.Add(3*time.Minute), 10*time.Second, 0.25, 80<<20)
+	rs, err := NewRightSizer(RightSizingOptions{History: storeHistory(ms, 5*time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := predictor.TaskKey{Namespace: "ns", Job: "api", Task: 0}
+	now := start.Add(50 * time.Second)
+	if err := rs.update(t.Context(), key, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rs.pred.Recommend(key, now); err == nil {
+		t.Fatal("a recommendation after 50 s of usage; want none before 60 s")
+	}
+	now = start.Add(70 * time.Second)
+	if err := rs.update(t.Context(), key, now); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := rs.pred.Recommend(key, now)
+	if err != nil {
+		t.Fatalf("no recommendation after 70 s of usage: %v", err)
+	}
+	t.Logf("after 70 s: request %+v limit %+v confidence %.4f: %s", rec.Request, rec.Limit, rec.Confidence, rec.Why)
+	if !strings.Contains(rec.Why, "provisional") || rec.Confidence > 0.01 {
+		t.Errorf("recommendation %q with confidence %.4f; want a provisional one with confidence near 0", rec.Why, rec.Confidence)
+	}
+	if rec.Request.Memory != 80<<20 || rec.Limit.Memory < 1.8*(80<<20) || rec.Limit.Memory > 2.01*(80<<20) {
+		t.Errorf("memory request %.0f limit %.0f; want the 80 MiB peak and about twice it", rec.Request.Memory, rec.Limit.Memory)
+	}
+	if math.Abs(rec.Request.CPU-0.25) > 0.02 || rec.Limit.CPU < 0.45 {
+		t.Errorf("cpu request %.3f limit %.3f; want 0.25 and about twice it", rec.Request.CPU, rec.Limit.CPU)
+	}
+	// The margin narrows as usage accumulates (3 minutes of it).
+	later := start.Add(3 * time.Minute)
+	if err := rs.update(t.Context(), key, later); err != nil {
+		t.Fatal(err)
+	}
+	rec2, err := rs.pred.Recommend(key, later)
+	if err != nil || rec2.Limit.Memory >= rec.Limit.Memory || rec2.Limit.Memory < 80<<20 {
+		t.Errorf("after 3 min: limit %.0f (%v); want below %.0f and above the peak", rec2.Limit.Memory, err, rec.Limit.Memory)
+	}
+}
+
+// TestColdStartSizesNewJobsAfterRetrain: four jobs' usage in a real
+// embedded store; a retrain learns their sizes and fits the cold-start
+// model; a new job with a similar name is then sized by it (not by the
+// default), the recommendation service says so, and a restarted right-sizer
+// restores the model from the store.
+func TestColdStartSizesNewJobsAfterRetrain(t *testing.T) {
+	ms, err := metrics.OpenStore(metrics.StoreOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms.Close()
+	now := time.Now().Truncate(time.Minute)
+	rs, err := NewRightSizer(RightSizingOptions{History: storeHistory(ms, time.Minute), Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startServer(t, Options{RightSizer: rs, RemoteWriteHTTPPort: "9999"})
+	jobs := []struct {
+		name, typ string
+		cpu, mem  float64
+	}{
+		{"web-frontend", "service", 0.2, 100 << 20}, {"web-backend", "service", 0.3, 120 << 20},
+		{"etl-nightly", "batch", 2, 2 << 30}, {"etl-hourly", "batch", 1.5, 1.5 * (1 << 30)},
+	}
+	for _, j := range jobs {
+		created, err := h.jobs.CreateJob(t.Context(), &fathomv1.CreateJobRequest{Spec: &fathomv1.JobSpec{
+			Name: j.name, Namespace: "team-a", Type: j.typ, Task: &fathomv1.TaskSpec{Command: []string{"sleep", "60"}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fillTask(t, ms, "team-a", j.name, created.GetId()+"-0", now.Add(-40*time.Minute), now, 5*time.Second, j.cpu, j.mem)
+	}
+	newTask := PendingTask{Namespace: "team-a", JobName: "web-checkout", Type: "service", Priority: "batch"}
+	if z := rs.SizeNew(newTask, now); !strings.Contains(z.Source, "default") {
+		t.Fatalf("before any retrain a new job is sized by %q; want the default", z.Source)
+	}
+	code, body := h.do("POST", "/v1/models:retrain", `{"namespace":"team-a","since":"`+now.Add(-40*time.Minute).UTC().Format(time.RFC3339)+`"}`)
+	if code != 200 {
+		t.Fatalf("retrain = %d %v", code, body)
+	}
+	z := rs.SizeNew(newTask, now)
+	t.Logf("web-checkout sized: %+v", z)
+	if !strings.HasPrefix(z.Source, "cold-start model") {
+		t.Fatalf("after a retrain a new job is sized by %q; want the cold-start model", z.Source)
+	}
+	// Like the web jobs (≈ 100-120 MiB), far from the etl jobs (≥ 1.5 GiB).
+	if z.MemoryRequest < 64<<20 || z.MemoryRequest > 400<<20 {
+		t.Errorf("memory request %d MiB; want near the web jobs' 100-120 MiB", z.MemoryRequest>>20)
+	}
+	if etl := rs.SizeNew(PendingTask{Namespace: "team-a", JobName: "etl-weekly", Type: "batch", Priority: "batch"}, now); etl.MemoryRequest < 1<<30 {
+		t.Errorf("etl-weekly memory request %d MiB; want near the etl jobs' 1.5-2 GiB", etl.MemoryRequest>>20)
+	}
+	// The model is a version in the registry, with its figures.
+	_, body = h.do("GET", "/v1/models", "")
+	found := false
+	for _, m := range body["models"].([]any) {
+		mm := m.(map[string]any)
+		if mm["kind"] == "coldstart" {
+			found = true
+			if figs, _ := mm["metrics"].(map[string]any); figs["examples"] != 4.0 {
+				t.Errorf("cold-start model figures %v; want 4 examples", figs)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no cold-start model in GET /v1/models: %v", body)
+	}
+	// A new job's recommendation row says where its sizes come from.
+	created, err := h.jobs.CreateJob(t.Context(), &fathomv1.CreateJobRequest{Spec: &fathomv1.JobSpec{
+		Name: "web-checkout", Namespace: "team-a", Type: "service", Task: &fathomv1.TaskSpec{Command: []string{"sleep", "60"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, body = h.do("GET", "/v1/recommendations?job="+created.GetId(), "")
+	recs, _ := body["recommendations"].([]any)
+	if len(recs) != 2 || recs[0].(map[string]any)["model"] != "coldstart" || !strings.Contains(recs[0].(map[string]any)["why"].(string), "cold-start model") {
+		t.Errorf("recommendations of the new job: %v; want model coldstart and why naming it", body)
+	}
+	// A restarted server restores the model.
+	rs2, err := NewRightSizer(RightSizingOptions{History: storeHistory(ms, time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.srv.restoreColdStart(t.Context(), rs2); err != nil {
+		t.Fatal(err)
+	}
+	if z2 := rs2.SizeNew(newTask, now); z2 != z {
+		t.Errorf("restored model sizes %+v; want %+v", z2, z)
+	}
 }

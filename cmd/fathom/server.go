@@ -39,6 +39,7 @@ type serverConfig struct {
 	EtcdEndpoints    []string
 	PrometheusURL    string
 	Retention        time.Duration
+	RuleInterval     time.Duration
 	HeartbeatTimeout time.Duration
 	// Reconcile: the reconcile loop's knobs (partition rate limit, moves,
 	// consolidation).
@@ -60,6 +61,7 @@ func (c *serverConfig) bind(cmd *cobra.Command) {
 	f.StringSliceVar(&c.EtcdEndpoints, "etcd-endpoints", nil, "external etcd endpoints (comma-separated); empty = embedded single-member etcd in --data-dir")
 	f.StringVar(&c.PrometheusURL, "prometheus-url", "", "use this Prometheus instead of the embedded TSDB: /api/v1/ is proxied to it and agents remote-write to it (it needs --web.enable-remote-write-receiver)")
 	f.DurationVar(&c.Retention, "retention", 15*24*time.Hour, "how long the embedded TSDB keeps samples")
+	f.DurationVar(&c.RuleInterval, "rule-interval", 0, "evaluate every recording-rule group of the embedded TSDB at this interval (default: the rule file's, 30s for node/namespace aggregates and 5m for the per-task series Job right-sizing reads); a few seconds for tests and demos")
 	f.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", 10*time.Second, "a node without a heartbeat for this long is down and its tasks are placed again")
 	c.Reconcile.bind(f)
 	c.Sizing.bind(f)
@@ -124,6 +126,9 @@ func (c *serverConfig) validate() error {
 	if err := c.Reconcile.validate(); err != nil {
 		return err
 	}
+	if c.RuleInterval < 0 || c.RuleInterval%time.Millisecond != 0 {
+		return cli.UsageErrorf("--rule-interval %s must be positive and whole milliseconds, e.g. 5s (or 0 for the rule file's intervals)", c.RuleInterval)
+	}
 	if c.Retention <= 0 {
 		return cli.UsageErrorf("--retention must be positive, e.g. 15d as 360h")
 	}
@@ -164,7 +169,7 @@ func runServer(ctx context.Context, c serverConfig) error {
 		o.MetricsHandler = httputil.NewSingleHostReverseProxy(u)
 		o.RemoteWriteURL = u.String() + "/api/v1/write"
 	case !c.NoMetricsStore:
-		ms, err = metrics.OpenStore(metrics.StoreOptions{Dir: filepath.Join(c.DataDir, "metrics"), Retention: c.Retention, Registerer: reg, Logger: log})
+		ms, err = metrics.OpenStore(metrics.StoreOptions{Dir: filepath.Join(c.DataDir, "metrics"), Retention: c.Retention, RuleInterval: c.RuleInterval, Registerer: reg, Logger: log})
 		if err != nil {
 			return err
 		}

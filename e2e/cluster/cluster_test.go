@@ -387,21 +387,23 @@ func recOf(recs []*fathomv1.Recommendation, task, resource string) *fathomv1.Rec
 // kernel OOM-kills it, the server raises the memory limit before the task
 // restarts.
 //
-// For speed the server learns from 5-second usage windows
-// (--usage-window 5s; production uses 5 minutes) every second, and agents
-// push usage every second.
+// Server and agent run with their default settings: 5-minute usage windows,
+// a right-sizing round every 30 s, a push every 10 s. The first
+// recommendation is provisional, from the first minute of usage.
 func TestBurnRightSizedInPlaceAndOOMRaisesMemory(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: memory limits are enforced through cgroups")
 	}
-	c := startServer(t, "--heartbeat-timeout", "5s", "--usage-window", "5s", "--rightsizing-interval", "1s", "--resize-min-interval", "10m")
-	c.startAgent("e2e-burn", "2", "2Gi", "--push-interval", "1s")
+	c := startServer(t)
+	c.startAgent("e2e-burn", "2", "2Gi")
 	c.waitNodesUp(1)
-	// The task holds 20 MiB for 30 s, long enough to be learned and resized
-	// in place (limit at least 32 MiB), then jumps to 200 MiB: the kernel
-	// OOM-kills it at its limit. The shell keeps the task's pid across the
-	// first phase, so an in-place resize is visible as an unchanged pid.
-	script := fmt.Sprintf("%s burn --cpu 0.2 --memory 20Mi --duration 30s; exec %s burn --cpu 0.2 --memory 200Mi", bin, bin)
+	// The task holds 20 MiB until the test has seen it resized in place
+	// (limit at least 32 MiB), then jumps to 200 MiB: the kernel OOM-kills
+	// it at its limit. The shell keeps the task's pid through the first
+	// phase, so an in-place resize is visible as an unchanged pid.
+	flag := filepath.Join(t.TempDir(), "grow")
+	script := fmt.Sprintf("%s burn --cpu 0.2 --memory 20Mi & b=$!; while [ ! -e %s ]; do sleep 0.2; done; kill $b; wait $b; exec %s burn --cpu 0.2 --memory 200Mi", bin, flag, bin)
+	submitted := time.Now()
 	job := c.submit(fmt.Sprintf(`name: burner
 namespace: e2e
 type: service
@@ -420,22 +422,17 @@ task:
 		}
 		return false
 	})
-	t0 := time.Now()
-	if first.GetMemoryLimitBytes() != 0 || first.GetCpuLimitCores() != 0 {
-		t.Logf("note: started with limits cpu %v memory %d", first.GetCpuLimitCores(), first.GetMemoryLimitBytes())
-	}
+	t.Logf("running after %s with limits cpu %v memory %d", time.Since(submitted).Round(time.Millisecond), first.GetCpuLimitCores(), first.GetMemoryLimitBytes())
 	var rec *fathomv1.Recommendation
-	took := c.waitFor("a recommendation from usage", 2*time.Minute, func() bool {
+	c.waitFor("a recommendation from usage within 2 minutes of the submission", 2*time.Minute-time.Since(submitted), func() bool {
 		rec = recOf(c.recommendations(job), id, "memory")
 		return rec != nil && rec.GetModel() != "none" && rec.GetLimit() > 0
 	})
-	t.Logf("recommendation after %s: memory request %.0f limit %.0f (usage %.0f), model %s, confidence %.3f, why %q",
+	took := time.Since(submitted)
+	t.Logf("recommendation %s after the submission: memory request %.0f limit %.0f (usage %.0f), model %s, confidence %.4f, why %q",
 		took.Round(time.Millisecond), rec.GetRequest(), rec.GetLimit(), rec.GetUsage(), rec.GetModel(), rec.GetConfidence(), rec.GetWhy())
-	if took > 2*time.Minute {
-		t.Errorf("recommendation took %s; want ≤ 2 min", took)
-	}
 	var resized *fathomv1.Task
-	c.waitFor("resized in place", 2*time.Minute-time.Since(t0), func() bool {
+	c.waitFor("resized in place within 2 minutes of the submission", 2*time.Minute-time.Since(submitted), func() bool {
 		ts := c.tasks(job)
 		if len(ts) == 1 && ts[0].GetGeneration() > first.GetGeneration() && ts[0].GetMemoryLimitBytes() > 0 && ts[0].GetState() == fathomv1.TaskState_TASK_STATE_RUNNING {
 			resized = ts[0]
@@ -443,7 +440,7 @@ task:
 		}
 		return false
 	})
-	t.Logf("resized after %s: generation %d→%d, memory limit %d, cpu limit %v, pid %d→%d; %s", time.Since(t0).Round(time.Millisecond),
+	t.Logf("resized %s after the submission: generation %d→%d, memory limit %d, cpu limit %v, pid %d→%d; %s", time.Since(submitted).Round(time.Millisecond),
 		first.GetGeneration(), resized.GetGeneration(), resized.GetMemoryLimitBytes(), resized.GetCpuLimitCores(), first.GetPid(), resized.GetPid(), resized.GetReason())
 	if resized.GetPid() != first.GetPid() {
 		t.Errorf("pid changed %d → %d: not resized in place", first.GetPid(), resized.GetPid())
@@ -456,7 +453,11 @@ task:
 	})
 	t.Logf("pid %d cgroup memory limit %d", first.GetPid(), enforced)
 
-	// Now the leak passes the limit: OOM kill, then a restart with more.
+	// Now the memory passes the limit: OOM kill, then a restart with more.
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	grown := time.Now()
 	limitAtOOM := resized.GetMemoryLimitBytes()
 	var after *fathomv1.Task
 	c.waitFor("OOM kill and restart with a higher limit", 3*time.Minute, func() bool {
@@ -480,7 +481,8 @@ task:
 			oomMsg = h.GetMessage()
 		}
 	}
-	t.Logf("restarted as pid %d, generation %d, memory limit %d; history: %q", after.GetPid(), after.GetGeneration(), after.GetMemoryLimitBytes(), oomMsg)
+	t.Logf("restarted %s after the jump as pid %d, generation %d, memory limit %d; history: %q", time.Since(grown).Round(time.Millisecond),
+		after.GetPid(), after.GetGeneration(), after.GetMemoryLimitBytes(), oomMsg)
 	if oomMsg == "" {
 		t.Fatalf("task restarted without an OOM kill recorded in its history: %v", after.GetHistory())
 	}

@@ -54,7 +54,23 @@ func startPrometheus(t *testing.T, extraConfig string) string {
 		t.Skip("prometheus binary not found; install Debian's prometheus (make deps-test) to run this test")
 	}
 	dir := t.TempDir()
-	rules := filepath.Join(repoRoot(t), "deploy", "prometheus", metrics.RecordingRulesFile)
+	// deploy/prometheus's rules with every group at the 1 s evaluation
+	// interval (the per-task group's own is 5 m).
+	rb, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "prometheus", metrics.RecordingRulesFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(rb, metrics.RecordingRules) {
+		t.Fatalf("deploy/prometheus/%s differs from metrics/rules (make generate)", metrics.RecordingRulesFile)
+	}
+	fast, err := metrics.RecordingRulesEvery(time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := filepath.Join(dir, metrics.RecordingRulesFile)
+	if err := os.WriteFile(rules, fast, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cfg := fmt.Sprintf(`global:
   scrape_interval: 1s
   evaluation_interval: 1s
@@ -171,7 +187,7 @@ func TestRealPrometheusReceivesRemoteWrite(t *testing.T) {
 	// Recording rules from deploy/prometheus run in the real Prometheus too
 	// (both groups, which are evaluated independently).
 	deadline := time.Now().Add(20 * time.Second)
-	for _, rule := range []string{`node:fathom_task_cpu_usage_cores:rate1m`, `namespace:fathom_task_cpu_slack_cores:sum`} {
+	for _, rule := range []string{`node:fathom_task_cpu_usage_cores:rate1m`, `namespace:fathom_task_cpu_slack_cores:sum`, `namespace_job_name:fathom_task_memory_sizing_error:quantile`} {
 		for {
 			v, _, _, err := p.Query(ctx, rule, time.Now())
 			if err == nil && len(v.(model.Vector)) > 0 {
@@ -192,14 +208,14 @@ func TestRealPrometheusReceivesRemoteWrite(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		values := resolveVars(t, p, vars, now)
+		values := resolveVars(t, p, vars, 20*time.Minute)
 		for _, q := range qs {
 			if !readsOnlyAgentSeries(q.Expr) {
 				continue
 			}
 			ran++
 			expr := dashboards.Substitute(q.Expr, values, "1m", "15s", "20m")
-			v, _, _, err := p.QueryRange(ctx, expr, promv1.Range{Start: time.Now().Add(-20 * time.Minute), End: time.Now(), Step: 15 * time.Second})
+			v, err := runPanelQuery(p, q, expr, 20*time.Minute, 15*time.Second)
 			if err != nil {
 				t.Errorf("%s / %s: %v\n  %s", filepath.Base(f), q.Panel, err, expr)
 			} else if !hasData(v) {
@@ -265,34 +281,32 @@ func dashboardFiles(t *testing.T) []string {
 	return files
 }
 
-func resolveVars(t *testing.T, p promv1.API, vars []dashboards.Variable, now time.Time) map[string][]string {
+func resolveVars(t *testing.T, p promv1.API, vars []dashboards.Variable, rng time.Duration) map[string][]string {
 	t.Helper()
-	values := map[string][]string{}
-	for _, v := range vars {
-		if v.Type != "query" {
-			continue
-		}
-		sel, label, ok := dashboards.LabelValuesQuery(dashboards.Substitute(v.Query, values, "1m", "15s", "1h"))
-		if !ok {
-			t.Fatalf("variable %s: %q", v.Name, v.Query)
-		}
-		var match []string
-		if sel != "" {
-			match = []string{sel}
-		}
-		lv, _, _, err := p.LabelValues(context.Background(), label, match, now.Add(-time.Hour), time.Now())
-		if err != nil || len(lv) == 0 {
-			t.Fatalf("variable %s has no values: %v", v.Name, err)
-		}
-		values[v.Name] = []string{string(lv[0])}
+	now := time.Now()
+	values, err := dashboards.Resolve(context.Background(), p, vars, nil, now.Add(-rng), now)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return values
+}
+
+// runPanelQuery runs a panel query as Grafana does over the last rng: tables
+// as an instant query at the end, others as a range query every step.
+func runPanelQuery(p promv1.API, q dashboards.PanelQuery, expr string, rng, step time.Duration) (model.Value, error) {
+	now := time.Now()
+	if q.Instant {
+		v, _, _, err := p.Query(context.Background(), expr, now)
+		return v, err
+	}
+	v, _, _, err := p.QueryRange(context.Background(), expr, promv1.Range{Start: now.Add(-rng), End: now, Step: step})
+	return v, err
 }
 
 // readsOnlyAgentSeries: queries over fathom_task_*/fathom_node_* series that
 // agents push (and the rules over them), not the control plane's own metrics.
 func readsOnlyAgentSeries(expr string) bool {
-	for _, cp := range []string{"fathom_scheduler_", "fathom_predictor_", "fathom_api_", "fathom_node_up", "fathom_node_schedulable", "fathom_node_last_heartbeat"} {
+	for _, cp := range []string{"fathom_scheduler_", "fathom_predictor_", "predictor_recommended", "fathom_api_", "fathom_node_up", "fathom_node_schedulable", "fathom_node_last_heartbeat"} {
 		if strings.Contains(expr, cp) {
 			return false
 		}
@@ -301,6 +315,14 @@ func readsOnlyAgentSeries(expr string) bool {
 }
 
 func hasData(v model.Value) bool {
+	if vec, ok := v.(model.Vector); ok {
+		for _, s := range vec {
+			if !math.IsNaN(float64(s.Value)) {
+				return true
+			}
+		}
+		return false
+	}
 	m, ok := v.(model.Matrix)
 	if !ok {
 		return false

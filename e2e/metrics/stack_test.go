@@ -143,8 +143,10 @@ func startStack(t *testing.T, promURL string) string {
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	// Short usage windows (the agent pushes every 2 s) so that recommendations
 	// are made and mature while the test runs: the predictor panels need them.
+	// Recording rules every 2 s instead of the file's 30 s / 5 m, so that the
+	// recorded series the dashboards read exist within the test.
 	args := []string{"server", "--data-dir", filepath.Join(dir, "server"), "--http-addr", httpAddr, "--grpc-addr", "",
-		"--usage-window", "10s", "--rightsizing-interval", "2s"}
+		"--usage-window", "10s", "--rightsizing-interval", "2s", "--rule-interval", "2s"}
 	if promURL != "" {
 		args = append(args, "--prometheus-url", promURL)
 	}
@@ -245,8 +247,10 @@ func TestEveryPanelQueryAgainstALiveServer(t *testing.T) {
 	base := startStack(t, "")
 	p := promAPI(t, base)
 	waitSeries(t, p, `fathom_task_memory_working_set_bytes{job_name="burn"}`, 60*time.Second)
-	// rate() needs two self-scrapes (every 15 s) and the recording rules a round (30 s).
+	// rate() needs two self-scrapes (every 15 s) and the recording rules a
+	// round (every 2 s here), the per-task ones with a recommendation.
 	waitSeries(t, p, `namespace:fathom_task_cpu_slack_cores:sum and on() node:fathom_task_cpu_usage_cores:rate1m`, 70*time.Second)
+	waitSeries(t, p, `namespace_job_name:fathom_predictor_recommended_memory_bytes:sum{job_name="burn"} and on() fathom:task_cpu_sizing_error:ratio5m{job_name="burn"}`, 70*time.Second)
 	waitSeries(t, p, `count_over_time(fathom_node_up[1m]) > 1`, 40*time.Second)
 
 	exported := exportedNames(t, base)
@@ -259,11 +263,11 @@ func TestEveryPanelQueryAgainstALiveServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		values := resolveVars(t, p, vars, time.Now())
+		values := resolveVars(t, p, vars, 5*time.Minute)
 		for _, q := range qs {
 			ran++
 			expr := dashboards.Substitute(q.Expr, values, "1m", "15s", "5m")
-			v, _, _, err := p.QueryRange(context.Background(), expr, promv1.Range{Start: time.Now().Add(-5 * time.Minute), End: time.Now(), Step: 5 * time.Second})
+			v, err := runPanelQuery(p, q, expr, 5*time.Minute, 5*time.Second)
 			if err != nil {
 				t.Errorf("%s / %s: %v\n  %s", filepath.Base(f), q.Panel, err, expr)
 				continue

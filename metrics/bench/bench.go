@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -51,19 +52,33 @@ type Result struct {
 	// IngestCPUSeconds is this process's CPU time (user+system) during the
 	// pushes — client and store together; on a shared machine wall time
 	// alone overstates the cost.
-	IngestCPUSeconds      float64 `json:"ingest_cpu_seconds"`
-	QueryCPUSeconds       float64 `json:"query_cpu_seconds"`
-	QueryTasks            int     `json:"query_tasks"`
-	QueryHours            int     `json:"query_hours"`
-	QuerySamplesStored    int     `json:"query_samples_stored"`
-	QueryFillSeconds      float64 `json:"query_fill_seconds"`
-	QueryCompactSeconds   float64 `json:"query_compact_seconds"`
-	QueryStepSeconds      float64 `json:"query_step_seconds"`
+	IngestCPUSeconds   float64 `json:"ingest_cpu_seconds"`
+	QueryCPUSeconds    float64 `json:"query_cpu_seconds"`
+	QueryTasks         int     `json:"query_tasks"`
+	QueryHours         int     `json:"query_hours"`
+	QuerySamplesStored int     `json:"query_samples_stored"`
+	QueryFillSeconds   float64 `json:"query_fill_seconds"`
+	// QueryRecordedSamples are the per-task recording rules' samples written
+	// during the fill (the rule expressions evaluated over the fresh data at
+	// the group's 5 m interval, as the rule manager would have), and
+	// QueryRulesSeconds the part of the fill spent evaluating them.
+	QueryRecordedSamples int     `json:"query_recorded_samples"`
+	QueryRulesSeconds    float64 `json:"query_rules_seconds"`
+	QueryCompactSeconds  float64 `json:"query_compact_seconds"`
+	QueryStepSeconds     float64 `json:"query_step_seconds"`
+	// QueryPanelStepSeconds is the step the time-series panels asked for:
+	// QueryStep raised to the panels' minimum interval, as Grafana does.
+	QueryPanelStepSeconds float64 `json:"query_panel_step_seconds"`
+	QueryTopTasks         string  `json:"query_top_tasks"`
 	Panels                []Panel `json:"panels"`
 	RightSizingP50Ms      float64 `json:"rightsizing_panel_latency_p50_ms"`
 	RightSizingP99Ms      float64 `json:"rightsizing_panel_latency_p99_ms"`
 	RightSizingSlowest    string  `json:"rightsizing_slowest_panel"`
 	RightSizingQueryCount int     `json:"rightsizing_queries_per_refresh"`
+	// RightSizingVariableQueries are the ranking variables' queries run at the
+	// start of each refresh, RightSizingVariablesMs how long they took.
+	RightSizingVariableQueries int       `json:"rightsizing_variable_queries_per_refresh"`
+	RightSizingVariablesMs     []float64 `json:"rightsizing_variables_ms"`
 }
 
 // Panel is the refresh latency of one panel (its queries run concurrently,
@@ -237,15 +252,36 @@ func queries(ctx context.Context, o Options, dir string, r *Result) error {
 	t0 := time.Now()
 	// In time order, 30 min at a time, so that every sample is in the head's
 	// appendable window; in-process appends, as the fill is not what is measured.
+	// After each slice the per-task recording rules (group fathom-task, what
+	// the dashboard reads) are evaluated over it at their 5 m interval, as the
+	// store's rule manager would have evaluated them while the data arrived: the
+	// state of a store that has run the rules all day.
+	evaluated := start
+	var rulesTime time.Duration
 	err = synth.Walk(synth.Cluster{Namespace: "bench", JobName: "big", Tasks: o.QueryTasks, Nodes: 50,
 		Start: start, End: end, Step: o.QueryResolution, Seed: o.Seed, Recommendations: true}, int(30*time.Minute/o.QueryResolution), func(batch []metrics.Series) error {
-		return appendParallel(ctx, s, batch, &r.QuerySamplesStored)
+		if err := appendParallel(ctx, s, batch, &r.QuerySamplesStored); err != nil {
+			return err
+		}
+		var newest int64
+		for _, b := range batch {
+			if n := len(b.Samples); n > 0 && b.Samples[n-1].TimestampMs > newest {
+				newest = b.Samples[n-1].TimestampMs
+			}
+		}
+		rt := time.Now()
+		n, err := s.EvaluateRecordingRules(ctx, evaluated, time.UnixMilli(newest), "fathom-task")
+		rulesTime += time.Since(rt)
+		r.QueryRecordedSamples += n
+		evaluated = time.UnixMilli(newest).Truncate(5 * time.Minute)
+		return err
 	})
+	r.QueryRulesSeconds = rulesTime.Seconds()
 	if err != nil {
 		return err
 	}
 	r.QueryFillSeconds = time.Since(t0).Seconds()
-	o.Progress(fmt.Sprintf("query: filled %d samples in %.1f s", r.QuerySamplesStored, r.QueryFillSeconds))
+	o.Progress(fmt.Sprintf("query: filled %d samples and %d recorded by the rules in %.1f s (%.1f s of it evaluating the rules)", r.QuerySamplesStored, r.QueryRecordedSamples, r.QueryFillSeconds, r.QueryRulesSeconds))
 	// A store that has run for a day holds most of it in compacted blocks.
 	o.Progress(fmt.Sprintf("query: compacting %d samples into blocks", r.QuerySamplesStored))
 	t0 = time.Now()
@@ -269,7 +305,7 @@ func queries(ctx context.Context, o Options, dir string, r *Result) error {
 	if err != nil {
 		return err
 	}
-	_, qs, _, err := dashboards.Parse(b)
+	_, qs, dvars, err := dashboards.Parse(b)
 	if err != nil {
 		return err
 	}
@@ -279,42 +315,89 @@ func queries(ctx context.Context, o Options, dir string, r *Result) error {
 	}
 	p := promv1.NewAPI(c)
 	// Grafana's $__rate_interval: max(step + scrape interval, 4 × scrape interval).
-	rateInterval := max(o.QueryStep+o.QueryResolution, 4*o.QueryResolution)
-	vars := map[string][]string{"namespace": {"bench"}, "job_name": {"big"}, "node": {".*"}}
-	byPanel := map[string][]string{}
+	// The variables as the dashboard opens on the job: every node and task
+	// (All), the default number of tasks drawn ($top); the hidden ranking
+	// variables are resolved at each refresh (they are re-run when the time
+	// range moves, and their queries are part of what a refresh costs).
+	fixed := map[string][]string{"namespace": {"bench"}, "job_name": {"big"}, "node": {".*"}, "task": {".*"}}
+	for _, v := range dvars {
+		if v.Name == "top" {
+			r.QueryTopTasks = strings.Join(v.Current, ",")
+		}
+		if v.Type == "query" {
+			if _, ok := dashboards.QueryResultQuery(v.Query); ok {
+				r.RightSizingVariableQueries++
+			}
+		}
+	}
+	type benchQuery struct {
+		tmpl    string
+		instant bool
+		step    time.Duration
+	}
+	byPanel := map[string][]benchQuery{}
 	var order []string
 	for _, q := range qs {
 		if _, ok := byPanel[q.Panel]; !ok {
 			order = append(order, q.Panel)
 		}
-		byPanel[q.Panel] = append(byPanel[q.Panel], dashboards.Substitute(q.Expr, vars, promDuration(rateInterval), promDuration(o.QueryStep), promDuration(end.Sub(start))))
+		// Grafana's step: the auto interval for the range (QueryStep) raised to
+		// the panel's minimum interval; $__interval is that step.
+		step := o.QueryStep
+		if q.MinInterval != "" {
+			mi, err := model.ParseDuration(q.MinInterval)
+			if err != nil {
+				return fmt.Errorf("panel %q: min interval %q: %w", q.Panel, q.MinInterval, err)
+			}
+			step = max(step, time.Duration(mi))
+		}
+		if !q.Instant {
+			r.QueryPanelStepSeconds = max(r.QueryPanelStepSeconds, step.Seconds())
+		}
+		byPanel[q.Panel] = append(byPanel[q.Panel], benchQuery{tmpl: q.Expr, instant: q.Instant, step: step})
 		r.RightSizingQueryCount++
 	}
 	r.QueryStepSeconds = o.QueryStep.Seconds()
-	rng := promv1.Range{Start: start, End: end, Step: o.QueryStep}
 	var refresh []time.Duration // whole-dashboard refreshes
 	c0 := cpuTime()
 	defer func() { r.QueryCPUSeconds = (cpuTime() - c0).Seconds() }()
 	panelLat := map[string][]time.Duration{}
 	panelSeries := map[string]int{}
-	o.Progress(fmt.Sprintf("query: %d refreshes of %d panels (%d queries) over %d h, step %s", o.QueryRuns, len(order), r.RightSizingQueryCount, o.QueryHours, o.QueryStep))
+	o.Progress(fmt.Sprintf("query: %d refreshes of %d panels (%d queries) over %d h, step %s (panels with a minimum interval: %s), top %s tasks, %d ranking variables", o.QueryRuns, len(order), r.RightSizingQueryCount, o.QueryHours, o.QueryStep, time.Duration(r.QueryPanelStepSeconds)*time.Second, r.QueryTopTasks, r.RightSizingVariableQueries))
 	for run := 0; run < o.QueryRuns; run++ {
 		t0 := time.Now()
+		vars, err := dashboards.Resolve(ctx, p, dvars, fixed, start, end)
+		if err != nil {
+			return err
+		}
+		r.RightSizingVariablesMs = append(r.RightSizingVariablesMs, ms(time.Since(t0)))
 		for _, title := range order {
 			pt := time.Now()
 			var wg sync.WaitGroup
 			errs := make([]error, len(byPanel[title]))
 			series := make([]int, len(byPanel[title]))
-			for i, expr := range byPanel[title] {
+			for i, q := range byPanel[title] {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					v, _, _, err := p.QueryRange(ctx, expr, rng)
+					// $__rate_interval: max(step + scrape interval, 4 × scrape interval).
+					rateInterval := max(q.step+o.QueryResolution, 4*o.QueryResolution)
+					expr := dashboards.Substitute(q.tmpl, vars, promDuration(rateInterval), promDuration(q.step), promDuration(end.Sub(start)))
+					var v model.Value
+					var err error
+					if q.instant { // tables: one evaluation at the range's end
+						v, _, _, err = p.Query(ctx, expr, end)
+					} else {
+						v, _, _, err = p.QueryRange(ctx, expr, promv1.Range{Start: start, End: end, Step: q.step})
+					}
 					if err != nil {
 						errs[i] = fmt.Errorf("%s: %w", expr, err)
 						return
 					}
-					if m, ok := v.(model.Matrix); ok {
+					switch m := v.(type) {
+					case model.Matrix:
+						series[i] = m.Len()
+					case model.Vector:
 						series[i] = m.Len()
 					}
 				}()

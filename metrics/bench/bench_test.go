@@ -8,9 +8,9 @@ import (
 	"github.com/fathom-scheduler/fathom/metrics/bench"
 )
 
-// A small run of the real benchmark: it must ingest every sample it encodes
-// and time every panel of the Job right-sizing dashboard, each returning the
-// series of every task.
+// A small run of the real benchmark: it must ingest every sample it encodes,
+// record the per-task rules over the history, and time every panel of the Job
+// right-sizing dashboard, each returning data.
 func TestSmallRun(t *testing.T) {
 	r, err := bench.Run(context.Background(), bench.Options{
 		Dir:         t.TempDir(),
@@ -27,14 +27,26 @@ func TestSmallRun(t *testing.T) {
 	if r.IngestSamplesPerSec <= 0 || r.RightSizingP99Ms <= 0 || r.RightSizingP99Ms < r.RightSizingP50Ms {
 		t.Errorf("figures: %+v", r)
 	}
-	if len(r.Panels) != 6 {
-		t.Fatalf("want the 6 panels of Job right-sizing, got %+v", r.Panels)
+	// The per-task rules evaluated over the fill every 5 m: 36 evaluations in
+	// 3 h, each 12 per-task rules × 10 tasks + 10 per-job totals + 6 quantiles.
+	if want := 36 * (12*10 + 10 + 6); r.QueryRecordedSamples != want {
+		t.Errorf("recorded %d samples, want %d", r.QueryRecordedSamples, want)
+	}
+	if r.RightSizingVariableQueries != 4 || len(r.RightSizingVariablesMs) != 3 || r.QueryTopTasks != "10" || r.QueryPanelStepSeconds != 300 {
+		t.Errorf("ranking variables, top, step: %+v", r)
+	}
+	// Every query returns data: one series per job for the job totals (three
+	// quantiles for the error spread), one per task drawn ($top 10 = all 10
+	// tasks here) for the per-task panels and the tables.
+	want := map[string]int{"Job CPU": 4, "Job memory": 4, "Sizing error across the job's tasks": 6, "Tasks, OOM kills and evictions": 3,
+		"CPU: worst-sized tasks": 50, "Memory: worst-sized tasks": 60, "CPU per task": 40, "Memory per task": 50,
+		"Sizing error per task": 20, "Limit headroom used": 20, "OOM kills per task": 10}
+	if len(r.Panels) != len(want) {
+		t.Fatalf("want the %d panels of Job right-sizing, got %+v", len(want), r.Panels)
 	}
 	for _, p := range r.Panels {
-		// Every query of a panel returns one series per task, except the
-		// evictions panel (no evictions: one zero series).
-		if p.Title != "Evictions" && p.Series != 10*p.Queries {
-			t.Errorf("panel %q: %d series from %d queries, want %d", p.Title, p.Series, p.Queries, 10*p.Queries)
+		if p.Series != want[p.Title] {
+			t.Errorf("panel %q: %d series from %d queries, want %d", p.Title, p.Series, p.Queries, want[p.Title])
 		}
 	}
 }

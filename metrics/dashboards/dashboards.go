@@ -13,6 +13,7 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/grafana/grafana-foundation-sdk/go/prometheus"
 	"github.com/grafana/grafana-foundation-sdk/go/stat"
+	"github.com/grafana/grafana-foundation-sdk/go/table"
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
 )
 
@@ -101,13 +102,15 @@ func Export(dir string) ([]string, error) {
 
 const (
 	// Selectors with the template variables; "=~" so that "All" (.*) works.
-	selTask   = `namespace=~"$namespace",job_name=~"$job_name",node=~"$node"`
-	selJob    = `namespace=~"$namespace",job_name=~"$job_name"`
-	selNode   = `node=~"$node"`
-	selNS     = `namespace=~"$namespace"`
-	refIDs    = "ABCDEFGHIJ"
-	panelH    = 8
-	halfWidth = 12
+	selTask = `namespace=~"$namespace",job_name=~"$job_name",node=~"$node"`
+	selJob  = `namespace=~"$namespace",job_name=~"$job_name"`
+	selNode = `node=~"$node"`
+	selNS   = `namespace=~"$namespace"`
+	// The Job right-sizing dashboard's per-task selection (recorded series).
+	selTaskVar = `namespace=~"$namespace",job_name=~"$job_name",node=~"$node",task=~"$task"`
+	refIDs     = "ABCDEFGHIJ"
+	panelH     = 8
+	halfWidth  = 12
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -129,6 +132,41 @@ func targets(qs []query) []cog.Builder[variants.Dataquery] {
 			RefId(refIDs[i : i+1])
 	}
 	return out
+}
+
+// column is one column of a table panel: an instant query and its header.
+type column struct{ expr, header string }
+
+// tablePanel is a table of instant queries (format table) over the dashboard's
+// range, joined into one row per series by their labels; time and the
+// labels Grafana shows on its own are hidden, Value #X renamed to the header.
+func tablePanel(title, desc string, cols ...column) *table.PanelBuilder {
+	tgts := make([]cog.Builder[variants.Dataquery], len(cols))
+	rename := map[string]any{}
+	for i, c := range cols {
+		ref := refIDs[i : i+1]
+		tgts[i] = prometheus.NewDataqueryBuilder().
+			Datasource(datasource()).
+			Expr(c.expr).
+			Instant().
+			Format(prometheus.PromQueryFormatTable).
+			RefId(ref)
+		rename["Value #"+ref] = c.header
+	}
+	return table.NewPanelBuilder().
+		Title(title).
+		Description(desc).
+		Datasource(datasource()).
+		Height(panelH).Span(halfWidth).
+		Targets(tgts).
+		WithTransformation(dashboard.DataTransformerConfig{Id: "merge", Options: map[string]any{}}).
+		WithTransformation(dashboard.DataTransformerConfig{Id: "organize", Options: map[string]any{
+			"excludeByName": map[string]any{"Time": true, "__name__": true},
+			"renameByName":  rename,
+		}}).
+		SortBy([]cog.Builder[common.TableSortByFieldState]{
+			common.NewTableSortByFieldStateBuilder().DisplayName(cols[0].header).Desc(true),
+		})
 }
 
 func graph(title, unit, desc string, qs ...query) *timeseries.PanelBuilder {
@@ -206,12 +244,53 @@ func base(uid, title, desc string) *dashboard.DashboardBuilder {
 			KeepTime(true))
 }
 
+// topVar is how many tasks the per-task panels of Job right-sizing draw.
+func topVar() *dashboard.CustomVariableBuilder {
+	opts := []string{"5", "10", "20", "50", "100", "1000"}
+	var options []dashboard.VariableOption
+	for _, o := range opts {
+		options = append(options, dashboard.VariableOption{Selected: ptr(o == "10"), Text: dashboard.StringOrArrayOfString{String: ptr(o)}, Value: dashboard.StringOrArrayOfString{String: ptr(o)}})
+	}
+	return dashboard.NewCustomVariableBuilder("top").
+		Label("Tasks drawn").
+		Description("Per-task panels and tables show this many tasks of the selection: the worst-sized over the dashboard's range. The job totals above them cover every task.").
+		Values(dashboard.StringOrMap{String: ptr(strings.Join(opts, ","))}).
+		Options(options).
+		Current(dashboard.VariableOption{Selected: ptr(true), Text: dashboard.StringOrArrayOfString{String: ptr("10")}, Value: dashboard.StringOrArrayOfString{String: ptr("10")}})
+}
+
+// rankVar is a hidden variable holding the $top tasks of the selection with
+// the highest score over the dashboard's range (an instant query at its end,
+// re-run when the range changes): per-task panels select task=~"$name", so
+// they read the series of those tasks only, and the same tasks stay on screen
+// at every step. With All (Grafana's default here) it is every value joined.
+func rankVar(name, label, score string) *dashboard.QueryVariableBuilder {
+	q := "query_result(topk($top, " + sel(score, selTaskVar) + "))"
+	return dashboard.NewQueryVariableBuilder(name).
+		Label(label).
+		Description("The $top tasks of the selection with the highest " + label + " over the range (hidden; per-task panels read it).").
+		Hide(dashboard.VariableHideHideVariable).
+		Datasource(datasource()).
+		Query(dashboard.StringOrMap{Map: map[string]any{
+			"query": q, "refId": "PrometheusVariableQueryEditor-VariableQuery", "qryType": 3,
+		}}).
+		Definition(q).
+		Regex(`/task="([^"]+)"/`).
+		Refresh(dashboard.VariableRefreshOnTimeRangeChanged).
+		Multi(true).
+		IncludeAll(true).
+		Current(dashboard.VariableOption{Selected: ptr(true), Text: dashboard.StringOrArrayOfString{String: ptr("All")}, Value: dashboard.StringOrArrayOfString{String: ptr("$__all")}})
+}
+
 // Variables in dependency order: job_name depends on namespace.
 func namespaceVar() *dashboard.QueryVariableBuilder {
 	return labelVar("namespace", "Namespace", "fathom_task_memory_working_set_bytes")
 }
 func jobVar() *dashboard.QueryVariableBuilder {
 	return labelVar("job_name", "Job", `fathom_task_memory_working_set_bytes{namespace=~"$namespace"}`)
+}
+func taskVar() *dashboard.QueryVariableBuilder {
+	return labelVar("task", "Task", `fathom_task_memory_working_set_bytes{namespace=~"$namespace",job_name=~"$job_name"}`)
 }
 func nodeVar() *dashboard.QueryVariableBuilder {
 	return labelVar("node", "Node", "fathom_node_cpu_capacity_cores")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -47,14 +48,15 @@ func TestCommittedJSONMatchesCode(t *testing.T) {
 
 func TestDashboardsHaveTheIssuesPanelsAndVariables(t *testing.T) {
 	want := map[string][]string{
-		"cluster.json":         {"CPU", "Memory", "Slack", "Oversubscription ratio", "Overloaded machines"},
-		"job-rightsizing.json": {"CPU per task", "Memory per task", "Prediction error (request vs. usage)", "OOM kills", "Evictions"},
-		"scheduler.json":       {"Placement latency", "Pending tasks", "Placements", "Preemptions", "Reschedules and evictions"},
-		"nodes.json":           {"Node up", "Machine usage", "Memory pressure signal", "Task CPU / capacity", "Agent push lag"},
+		"cluster.json": {"CPU", "Memory", "Slack", "Oversubscription ratio", "Overloaded machines"},
+		"job-rightsizing.json": {"Job CPU", "Job memory", "Sizing error across the job's tasks", "Tasks, OOM kills and evictions",
+			"CPU: worst-sized tasks", "Memory: worst-sized tasks", "CPU per task", "Memory per task", "Sizing error per task", "Limit headroom used", "OOM kills per task"},
+		"scheduler.json": {"Placement latency", "Pending tasks", "Placements", "Preemptions", "Reschedules and evictions"},
+		"nodes.json":     {"Node up", "Machine usage", "Memory pressure signal", "Task CPU / capacity", "Agent push lag"},
 	}
 	wantVars := map[string][]string{
 		"cluster.json":         {"datasource", "namespace", "node"},
-		"job-rightsizing.json": {"datasource", "namespace", "job_name", "node"},
+		"job-rightsizing.json": {"datasource", "namespace", "job_name", "node", "task", "top", "cpu_tasks", "memory_tasks", "limit_tasks", "oom_tasks"},
 		"scheduler.json":       {"datasource"},
 		"nodes.json":           {"datasource", "node"},
 	}
@@ -83,8 +85,10 @@ func TestDashboardsHaveTheIssuesPanelsAndVariables(t *testing.T) {
 		for _, v := range vars {
 			names = append(names, v.Name)
 			if v.Type == "query" {
-				if _, _, ok := dashboards.LabelValuesQuery(v.Query); !ok {
-					t.Errorf("%s: variable %s query %q is not label_values(…)", file, v.Name, v.Query)
+				_, _, lv := dashboards.LabelValuesQuery(v.Query)
+				_, qr := dashboards.QueryResultQuery(v.Query)
+				if !lv && !qr {
+					t.Errorf("%s: variable %s query %q is neither label_values(…) nor query_result(…)", file, v.Name, v.Query)
 				}
 			}
 		}
@@ -99,5 +103,69 @@ func TestSubstitute(t *testing.T) {
 		map[string][]string{"namespace": {"a.b", "c"}, "node": {".*"}}, "1m", "15s", "1h")
 	if want := `rate(x{namespace=~"(a\.b|c)",node=~".*"}[1m])`; got != want {
 		t.Errorf("got %s, want %s", got, want)
+	}
+}
+
+// Job right-sizing must stay fast over days of a 1,000-task job: it reads the
+// recording rules (names with a colon), never a raw per-task series, every
+// time-series panel steps at least the rules' 5 m, and per-task panels and
+// tables select the tasks a ranking variable names instead of all of them.
+func TestJobRightSizingReadsRecordedSeries(t *testing.T) {
+	b, err := os.ReadFile("job-rightsizing.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, qs, vars, err := dashboards.Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := regexp.MustCompile(`(^|[^:a-z_])(fathom_task_[a-z_]+|fathom_predictor_recommended_[a-z_]+)`)
+	for _, q := range qs {
+		if m := raw.FindStringSubmatch(q.Expr); m != nil {
+			t.Errorf("%s / %s reads raw %s: %s", q.Panel, q.RefID, m[2], q.Expr)
+		}
+		if !q.Instant && q.MinInterval != "5m" {
+			t.Errorf("%s: min interval %q, want 5m (the rules' resolution)", q.Panel, q.MinInterval)
+		}
+		if strings.Contains(q.Expr, "fathom:task_") && !regexp.MustCompile(`task=~"\$(cpu|memory|limit|oom)_tasks"`).MatchString(q.Expr) {
+			t.Errorf("%s / %s reads every task of the selection: %s", q.Panel, q.RefID, q.Expr)
+		}
+	}
+	ranked := 0
+	for _, v := range vars {
+		if expr, ok := dashboards.QueryResultQuery(v.Query); ok {
+			ranked++
+			if !strings.HasPrefix(expr, "topk($top, ") || !strings.Contains(expr, `task=~"$task"`) || v.Regex == "" || !v.IncludeAll {
+				t.Errorf("ranking variable %s: %q (regex %q, includeAll %v)", v.Name, v.Query, v.Regex, v.IncludeAll)
+			}
+		}
+	}
+	if ranked != 4 {
+		t.Errorf("%d ranking variables, want 4", ranked)
+	}
+}
+
+func TestParseReadsInstantQueriesIntervalsAndCustomVariables(t *testing.T) {
+	b, _ := os.ReadFile("job-rightsizing.json")
+	_, qs, vars, err := dashboards.Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	instant := 0
+	for _, q := range qs {
+		if q.Instant {
+			instant++
+		}
+	}
+	if instant != 11 {
+		t.Errorf("%d instant (table) queries, want 11", instant)
+	}
+	for _, v := range vars {
+		if v.Name == "top" && (v.Type != "custom" || strings.Join(v.Current, ",") != "10") {
+			t.Errorf("top: %+v", v)
+		}
+		if v.Name == "cpu_tasks" && (v.Regex != `task="([^"]+)"` || strings.Join(v.Current, ",") != "$__all") {
+			t.Errorf("cpu_tasks: %+v", v)
+		}
 	}
 }

@@ -9,8 +9,8 @@ import "github.com/grafana/grafana-foundation-sdk/go/dashboard"
 //
 // The Cluster and Nodes dashboards read the recording rules of
 // metrics/rules/fathom.rules.yml (node:…, namespace:…) rather than summing
-// every task at every step; Job right-sizing reads raw per-task series of one
-// job, which stays cheap.
+// every task at every step; Job right-sizing reads the per-task and per-job
+// rules of the same file (see jobRightSizing).
 
 func cluster() *dashboard.DashboardBuilder {
 	return base("fathom-cluster", "Fathom / Cluster",
@@ -58,42 +58,108 @@ func cluster() *dashboard.DashboardBuilder {
 		))
 }
 
+// Job right-sizing reads the per-task recording rules (fathom:task_…:…5m,
+// every 5 m) and their per-job totals (namespace_job_name:…), never the raw
+// per-task series: over a day a raw panel of a 1,000-task job reads
+// 1,000 × 8,640 samples per query and draws 1,000 lines. The job totals cover
+// every task. Per-task panels and tables draw the $top worst-sized tasks of
+// the selection: hidden variables (rankVar) rank the tasks once per range
+// change, and the panels read only the series of the tasks they name.
+// Time-series panels step at least 5 m, the rules' resolution.
+
+const recMinInterval = "5m"
+
+// Ranking scores over the range (instant queries at its end), %[1]s the selector.
+const (
+	rankCPUError = `abs(avg_over_time(fathom:task_cpu_sizing_error:ratio5m{%[1]s}[$__range]))`
+	rankMemError = `abs(avg_over_time(fathom:task_memory_sizing_error:ratio5m{%[1]s}[$__range]))`
+	rankMemLimit = `max_over_time(fathom:task_memory_peak_bytes:max5m{%[1]s}[$__range]) / (max_over_time(fathom:task_memory_limit_bytes:max5m{%[1]s}[$__range]) > 0)`
+	rankOOM      = `sum_over_time(fathom:task_oom_kills:increase5m{%[1]s}[$__range])`
+)
+
+// Selectors of the ranked tasks.
+const (
+	selCPUTasks   = `namespace=~"$namespace",job_name=~"$job_name",node=~"$node",task=~"$cpu_tasks"`
+	selMemTasks   = `namespace=~"$namespace",job_name=~"$job_name",node=~"$node",task=~"$memory_tasks"`
+	selLimitTasks = `namespace=~"$namespace",job_name=~"$job_name",node=~"$node",task=~"$limit_tasks"`
+	selOOMTasks   = `namespace=~"$namespace",job_name=~"$job_name",node=~"$node",task=~"$oom_tasks"`
+)
+
 func jobRightSizing() *dashboard.DashboardBuilder {
 	return base("fathom-job-rightsizing", "Fathom / Job right-sizing",
-		"Per task: usage, request, limit and the predictor's recommendation over time; prediction error; OOMs and evictions.").
+		"Per job and per task: usage, request, limit and the predictor's recommendation over time; sizing error; OOMs and evictions. Reads the 5-minute recording rules of fathom.rules.yml.").
 		WithVariable(namespaceVar()).
 		WithVariable(jobVar()).
 		WithVariable(nodeVar()).
-		WithRow(dashboard.NewRowBuilder("Usage vs. sizing per task")).
-		WithPanel(graph("CPU per task", "short", "Cores used (rate of CPU seconds), the request the scheduler packs with, the limit the agent enforces, and the predictor's current recommendation.",
-			query{sel(`sum by (task) (rate(fathom_task_cpu_usage_seconds_total{%s}[$__rate_interval]))`, selTask), "{{task}} used"},
-			query{sel(`max by (task) (fathom_task_cpu_request_cores{%s})`, selTask), "{{task}} request"},
-			query{sel(`max by (task) (fathom_task_cpu_limit_cores{%s})`, selTask), "{{task}} limit"},
-			query{sel(`max by (task) (fathom_predictor_recommended_cpu_cores{%s})`, selTask), "{{task}} recommended"},
+		WithVariable(taskVar()).
+		WithVariable(topVar()).
+		WithVariable(rankVar("cpu_tasks", "CPU sizing error", rankCPUError)).
+		WithVariable(rankVar("memory_tasks", "memory sizing error", rankMemError)).
+		WithVariable(rankVar("limit_tasks", "memory peak / limit", rankMemLimit)).
+		WithVariable(rankVar("oom_tasks", "OOM kills", rankOOM)).
+		WithRow(dashboard.NewRowBuilder("The job: totals over all its tasks")).
+		WithPanel(graph("Job CPU", "short", "Σ over every task of the job (the node and task filters do not apply): cores used (mean of each 5-minute rate over the step), requested, limit and the predictor's recommendation.",
+			query{sel(`avg_over_time(namespace_job_name:fathom_task_cpu_usage_cores:sum{%s}[$__interval])`, selJob), "{{job_name}} used"},
+			query{sel(`max_over_time(namespace_job_name:fathom_task_cpu_request_cores:sum{%s}[$__interval])`, selJob), "{{job_name}} request"},
+			query{sel(`max_over_time(namespace_job_name:fathom_task_cpu_limit_cores:sum{%s}[$__interval])`, selJob), "{{job_name}} limit"},
+			query{sel(`max_over_time(namespace_job_name:fathom_predictor_recommended_cpu_cores:sum{%s}[$__interval])`, selJob), "{{job_name}} recommended"},
+		).Interval(recMinInterval)).
+		WithPanel(graph("Job memory", "bytes", "Σ over every task of the job: each task's 5-minute maximum working set, request, limit and the predictor's recommendation (the largest Σ in each step).",
+			query{sel(`max_over_time(namespace_job_name:fathom_task_memory_working_set_bytes:sum{%s}[$__interval])`, selJob), "{{job_name}} working set"},
+			query{sel(`max_over_time(namespace_job_name:fathom_task_memory_request_bytes:sum{%s}[$__interval])`, selJob), "{{job_name}} request"},
+			query{sel(`max_over_time(namespace_job_name:fathom_task_memory_limit_bytes:sum{%s}[$__interval])`, selJob), "{{job_name}} limit"},
+			query{sel(`max_over_time(namespace_job_name:fathom_predictor_recommended_memory_bytes:sum{%s}[$__interval])`, selJob), "{{job_name}} recommended"},
+		).Interval(recMinInterval)).
+		WithPanel(graph("Sizing error across the job's tasks", "percentunit", "(request − usage) / usage of every task, summarised across the job's tasks: 10th, 50th and 90th percentile. Above 0 tasks are over-provisioned, below 0 they use more than they asked for.",
+			query{sel(`avg_over_time(namespace_job_name:fathom_task_cpu_sizing_error:quantile{%s}[$__interval])`, selJob), "{{job_name}} cpu q{{quantile}}"},
+			query{sel(`avg_over_time(namespace_job_name:fathom_task_memory_sizing_error:quantile{%s}[$__interval])`, selJob), "{{job_name}} memory q{{quantile}}"},
+		).Interval(recMinInterval)).
+		WithPanel(graph("Tasks, OOM kills and evictions", "short", "Tasks reporting; OOM kills of the job's tasks in each step (from 5-minute increases); tasks of the job evicted by agents (memory pressure, OOM).",
+			query{sel(`max_over_time(namespace_job_name:fathom_tasks:count{%s}[$__interval])`, selJob), "{{job_name}} tasks"},
+			query{sel(`sum_over_time(namespace_job_name:fathom_task_oom_kills:increase5m{%s}[$__interval])`, selJob), "{{job_name}} OOM kills"},
+			query{sel(`sum by (reason) (increase(fathom_scheduler_evictions_total{%s}[$__rate_interval])) or vector(0)`, selJob), "evicted: {{reason}}"},
+		).Interval(recMinInterval)).
+		WithRow(dashboard.NewRowBuilder("Worst-sized tasks of the selection over the range")).
+		WithPanel(tablePanel("CPU: worst-sized tasks", "The $top tasks whose CPU request is furthest from their usage on average over the dashboard's range, either way (sorted by the signed error: over-provisioned first).",
+			column{sel(`avg_over_time(fathom:task_cpu_sizing_error:ratio5m{%s}[$__range])`, selCPUTasks), "mean sizing error"},
+			column{sel(`avg_over_time(fathom:task_cpu_usage_cores:rate5m{%s}[$__range])`, selCPUTasks), "mean cores used"},
+			column{sel(`max_over_time(fathom:task_cpu_usage_cores:rate5m{%s}[$__range])`, selCPUTasks), "peak cores (5 m)"},
+			column{sel(`avg_over_time(fathom:task_cpu_request_cores:max5m{%s}[$__range])`, selCPUTasks), "mean request"},
+			column{sel(`last_over_time(fathom:task_predictor_recommended_cpu_cores:max5m{%s}[$__range])`, selCPUTasks), "recommended now"},
 		)).
-		WithPanel(graph("Memory per task", "bytes", "Working set, peak, request, limit and the predictor's recommendation.",
-			query{sel(`max by (task) (fathom_task_memory_working_set_bytes{%s})`, selTask), "{{task}} working set"},
-			query{sel(`max by (task) (fathom_task_memory_peak_bytes{%s})`, selTask), "{{task}} peak"},
-			query{sel(`max by (task) (fathom_task_memory_request_bytes{%s})`, selTask), "{{task}} request"},
-			query{sel(`max by (task) (fathom_task_memory_limit_bytes{%s})`, selTask), "{{task}} limit"},
-			query{sel(`max by (task) (fathom_predictor_recommended_memory_bytes{%s})`, selTask), "{{task}} recommended"},
+		WithPanel(tablePanel("Memory: worst-sized tasks", "The $top tasks whose memory request is furthest from their working set on average over the range, with their peak, limit, the predictor's recommendation and OOM kills.",
+			column{sel(`avg_over_time(fathom:task_memory_sizing_error:ratio5m{%s}[$__range])`, selMemTasks), "mean sizing error"},
+			column{sel(`max_over_time(fathom:task_memory_working_set_bytes:max5m{%s}[$__range])`, selMemTasks), "peak working set"},
+			column{sel(`avg_over_time(fathom:task_memory_request_bytes:max5m{%s}[$__range])`, selMemTasks), "mean request"},
+			column{sel(`max_over_time(fathom:task_memory_limit_bytes:max5m{%s}[$__range])`, selMemTasks), "limit"},
+			column{sel(`last_over_time(fathom:task_predictor_recommended_memory_bytes:max5m{%s}[$__range])`, selMemTasks), "recommended now"},
+			column{sel(`sum_over_time(fathom:task_oom_kills:increase5m{%s}[$__range])`, selMemTasks), "OOM kills"},
 		)).
-		WithRow(dashboard.NewRowBuilder("Prediction quality")).
-		WithPanel(graph("Prediction error (request vs. usage)", "percentunit", "(request − usage) / usage per task: above 0 the task is over-provisioned, below 0 it uses more than it asked for.",
-			query{sel(`(max by (task) (fathom_task_cpu_request_cores{%[1]s}) - sum by (task) (rate(fathom_task_cpu_usage_seconds_total{%[1]s}[$__rate_interval]))) / sum by (task) (rate(fathom_task_cpu_usage_seconds_total{%[1]s}[$__rate_interval]))`, selTask), "{{task}} cpu"},
-			query{sel(`(max by (task) (fathom_task_memory_request_bytes{%[1]s}) - max by (task) (fathom_task_memory_working_set_bytes{%[1]s})) / max by (task) (fathom_task_memory_working_set_bytes{%[1]s})`, selTask), "{{task}} memory"},
-		)).
-		WithPanel(graph("Limit headroom used", "percentunit", "Peak memory / limit and CPU usage / limit per task; near 100% means OOM or throttling risk. Tasks without a limit (0 = unlimited) are left out.",
-			query{sel(`max by (task) (fathom_task_memory_peak_bytes{%[1]s}) / (max by (task) (fathom_task_memory_limit_bytes{%[1]s}) > 0)`, selTask), "{{task}} memory"},
-			query{sel(`sum by (task) (rate(fathom_task_cpu_usage_seconds_total{%[1]s}[$__rate_interval])) / (max by (task) (fathom_task_cpu_limit_cores{%[1]s}) > 0)`, selTask), "{{task}} cpu"},
-		)).
-		WithRow(dashboard.NewRowBuilder("Failures")).
-		WithPanel(graph("OOM kills", "short", "OOM kills per task in each interval.",
-			query{sel(`sum by (task) (increase(fathom_task_oom_kills_total{%s}[$__rate_interval]))`, selTask), "{{task}}"},
-		)).
-		WithPanel(graph("Evictions", "short", "Tasks of the job evicted by agents (memory pressure, OOM) in each interval.",
-			query{sel(`sum by (reason) (increase(fathom_scheduler_evictions_total{%s}[$__rate_interval])) or vector(0)`, selJob), "{{reason}}"},
-		))
+		WithRow(dashboard.NewRowBuilder("Per task: the $top worst-sized of the selection")).
+		WithPanel(graph("CPU per task", "short", "Cores used, request, limit and the predictor's recommendation of the $top tasks (of the namespace/job/node/task selection) whose request is furthest from usage over the range.",
+			query{sel(`avg_over_time(fathom:task_cpu_usage_cores:rate5m{%s}[$__interval])`, selCPUTasks), "{{task}} used"},
+			query{sel(`max_over_time(fathom:task_cpu_request_cores:max5m{%s}[$__interval])`, selCPUTasks), "{{task}} request"},
+			query{sel(`max_over_time(fathom:task_cpu_limit_cores:max5m{%s}[$__interval])`, selCPUTasks), "{{task}} limit"},
+			query{sel(`max_over_time(fathom:task_predictor_recommended_cpu_cores:max5m{%s}[$__interval])`, selCPUTasks), "{{task}} recommended"},
+		).Interval(recMinInterval)).
+		WithPanel(graph("Memory per task", "bytes", "Working set (5-minute maximum), peak, request, limit and the predictor's recommendation of the $top tasks whose memory request is furthest from their working set over the range.",
+			query{sel(`max_over_time(fathom:task_memory_working_set_bytes:max5m{%s}[$__interval])`, selMemTasks), "{{task}} working set"},
+			query{sel(`max_over_time(fathom:task_memory_peak_bytes:max5m{%s}[$__interval])`, selMemTasks), "{{task}} peak"},
+			query{sel(`max_over_time(fathom:task_memory_request_bytes:max5m{%s}[$__interval])`, selMemTasks), "{{task}} request"},
+			query{sel(`max_over_time(fathom:task_memory_limit_bytes:max5m{%s}[$__interval])`, selMemTasks), "{{task}} limit"},
+			query{sel(`max_over_time(fathom:task_predictor_recommended_memory_bytes:max5m{%s}[$__interval])`, selMemTasks), "{{task}} recommended"},
+		).Interval(recMinInterval)).
+		WithPanel(graph("Sizing error per task", "percentunit", "(request − usage) / usage of the $top tasks with the largest mean error per resource: above 0 over-provisioned, below 0 using more than asked for.",
+			query{sel(`avg_over_time(fathom:task_cpu_sizing_error:ratio5m{%s}[$__interval])`, selCPUTasks), "{{task}} cpu"},
+			query{sel(`avg_over_time(fathom:task_memory_sizing_error:ratio5m{%s}[$__interval])`, selMemTasks), "{{task}} memory"},
+		).Interval(recMinInterval)).
+		WithPanel(graph("Limit headroom used", "percentunit", "Peak memory / limit and CPU usage / limit of the $top tasks whose memory peak came nearest their limit over the range; near 100% means OOM or throttling risk. Tasks without a limit (0 = unlimited) are left out.",
+			query{sel(`max_over_time(fathom:task_memory_peak_bytes:max5m{%[1]s}[$__interval]) / (max_over_time(fathom:task_memory_limit_bytes:max5m{%[1]s}[$__interval]) > 0)`, selLimitTasks), "{{task}} memory"},
+			query{sel(`avg_over_time(fathom:task_cpu_usage_cores:rate5m{%[1]s}[$__interval]) / (max_over_time(fathom:task_cpu_limit_cores:max5m{%[1]s}[$__interval]) > 0)`, selLimitTasks), "{{task}} cpu"},
+		).Interval(recMinInterval)).
+		WithPanel(graph("OOM kills per task", "short", "OOM kills in each step of the $top tasks with the most OOM kills over the range.",
+			query{sel(`sum_over_time(fathom:task_oom_kills:increase5m{%s}[$__interval])`, selOOMTasks), "{{task}}"},
+		).Interval(recMinInterval))
 }
 
 func scheduler() *dashboard.DashboardBuilder {

@@ -10,13 +10,26 @@ import (
 // PanelQuery is one query of one panel of a dashboard JSON.
 type PanelQuery struct {
 	Dashboard, Panel, RefID, Expr string
+	// Instant is set for instant queries (tables); others are range queries.
+	Instant bool
+	// MinInterval is the panel's minimum step ("5m"), empty when it has none:
+	// Grafana's $__interval and step are never below it.
+	MinInterval string
 }
 
 // Variable is a template variable of a dashboard JSON.
 type Variable struct {
 	Name, Type string
-	// Query is the variable's query, e.g. label_values(metric{…}, label).
+	// Query is the variable's query, e.g. label_values(metric{…}, label), or
+	// a custom variable's comma-separated values.
 	Query string
+	// Current is the value the dashboard opens with ("$__all" for All).
+	Current []string
+	// Regex extracts each value from the query's results (Grafana's
+	// /…/ syntax, slashes removed); empty means none.
+	Regex string
+	// IncludeAll: All, the default here, stands for every value.
+	IncludeAll bool
 }
 
 // Parse reads the panel queries and template variables of a dashboard JSON
@@ -24,10 +37,13 @@ type Variable struct {
 // collapsed rows.
 func Parse(b []byte) (title string, qs []PanelQuery, vars []Variable, err error) {
 	type panel struct {
-		Title   string `json:"title"`
-		Targets []struct {
-			Expr  string `json:"expr"`
-			RefID string `json:"refId"`
+		Title    string `json:"title"`
+		Interval string `json:"interval"`
+		Targets  []struct {
+			Expr    string `json:"expr"`
+			RefID   string `json:"refId"`
+			Instant bool   `json:"instant"`
+			Range   bool   `json:"range"`
 		} `json:"targets"`
 		Panels []json.RawMessage `json:"panels"`
 	}
@@ -40,6 +56,11 @@ func Parse(b []byte) (title string, qs []PanelQuery, vars []Variable, err error)
 				Type       string          `json:"type"`
 				Query      json.RawMessage `json:"query"`
 				Definition string          `json:"definition"`
+				Regex      string          `json:"regex"`
+				IncludeAll bool            `json:"includeAll"`
+				Current    struct {
+					Value json.RawMessage `json:"value"`
+				} `json:"current"`
 			} `json:"list"`
 		} `json:"templating"`
 	}
@@ -55,7 +76,8 @@ func Parse(b []byte) (title string, qs []PanelQuery, vars []Variable, err error)
 			}
 			for _, t := range p.Targets {
 				if t.Expr != "" {
-					qs = append(qs, PanelQuery{Dashboard: d.Title, Panel: p.Title, RefID: t.RefID, Expr: t.Expr})
+					qs = append(qs, PanelQuery{Dashboard: d.Title, Panel: p.Title, RefID: t.RefID, Expr: t.Expr,
+						Instant: t.Instant && !t.Range, MinInterval: p.Interval})
 				}
 			}
 			if err := walk(p.Panels); err != nil {
@@ -78,7 +100,15 @@ func Parse(b []byte) (title string, qs []PanelQuery, vars []Variable, err error)
 		if q == "" {
 			_ = json.Unmarshal(v.Query, &q)
 		}
-		vars = append(vars, Variable{Name: v.Name, Type: v.Type, Query: q})
+		var cur []string
+		var one string
+		if json.Unmarshal(v.Current.Value, &one) == nil {
+			cur = []string{one}
+		} else {
+			_ = json.Unmarshal(v.Current.Value, &cur)
+		}
+		re := strings.TrimSuffix(strings.TrimPrefix(v.Regex, "/"), "/")
+		vars = append(vars, Variable{Name: v.Name, Type: v.Type, Query: q, Current: cur, Regex: re, IncludeAll: v.IncludeAll})
 	}
 	return d.Title, qs, vars, nil
 }
@@ -93,6 +123,18 @@ func LabelValuesQuery(q string) (selector, label string, ok bool) {
 		return "", "", false
 	}
 	return m[1], m[2], true
+}
+
+var queryResultRe = regexp.MustCompile(`^query_result\((.*)\)$`)
+
+// QueryResultQuery is the PromQL expression of a Grafana
+// query_result(expr) variable query.
+func QueryResultQuery(q string) (expr string, ok bool) {
+	m := queryResultRe.FindStringSubmatch(strings.TrimSpace(q))
+	if m == nil {
+		return "", false
+	}
+	return m[1], true
 }
 
 // Substitute replaces Grafana's template variables in expr: each $name and
