@@ -102,6 +102,8 @@ type taskState struct {
 	// seen is the start of the last complete window fed (full or not).
 	seen time.Time
 	fed  bool
+	// scanned: windows before it were read (with or without data).
+	scanned time.Time
 	// early sums every complete window's usage while the history is
 	// shorter than EarlyHorizon; filling is the window still filling.
 	early   evidence
@@ -216,6 +218,12 @@ func (p *Predictor) Feed(task TaskKey, ws []AggregatedWindow, now time.Time) int
 	if st.hasFill && !st.filling.Start.Add(width).After(now) {
 		st.hasFill = false // complete now: it comes back as a complete window
 	}
+	// Windows that ended before the one just before now's were read: a
+	// task without usage is not read from Lookback again every round. The
+	// one just before is read again, for pushes that arrive late.
+	if sc := now.Truncate(width).Add(-width); sc.After(st.scanned) {
+		st.scanned = sc
+	}
 	n := 0
 	for _, w := range ws {
 		if w.Start.Add(width).After(now) {
@@ -239,15 +247,20 @@ func (p *Predictor) Feed(task TaskKey, ws []AggregatedWindow, now time.Time) int
 }
 
 // Since returns the start of the first window of the task not yet fed
-// complete, and false when nothing was fed yet (read from now − Lookback).
+// complete (or read without data), and false when the task was never fed
+// (read from now − Lookback).
 func (p *Predictor) Since(task TaskKey) (time.Time, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st, ok := p.tasks[task]
-	if !ok || !st.fed {
+	if !ok || (!st.fed && st.scanned.IsZero()) {
 		return time.Time{}, false
 	}
-	return st.seen.Add(p.cfg.Window), true
+	since := st.scanned
+	if st.fed && st.seen.Add(p.cfg.Window).After(since) {
+		since = st.seen.Add(p.cfg.Window)
+	}
+	return since, true
 }
 
 // Lookback is how far back history is read for a task not seen yet.

@@ -3,6 +3,8 @@ package predictor
 import (
 	"context"
 	"errors"
+	"math"
+	"strings"
 	"math/rand/v2"
 	"syscall"
 	"testing"
@@ -238,5 +240,86 @@ func TestRecommendNew(t *testing.T) {
 	h, err := q.RecommendNew(task, models.JobFeatures{Name: "x", HintCPU: 0.5, HintMemory: gib}, epoch)
 	if err != nil || h.Model != "hints" || h.Limit.CPU != 0.5 {
 		t.Errorf("hints fallback: %+v %v", h, err)
+	}
+}
+
+// pushes are an agent's samples every 10 s from start for d: cpu cores and
+// mem bytes of working set.
+func pushes(start time.Time, d time.Duration, cpu, mem float64) []Sample {
+	var ss []Sample
+	for t := time.Duration(0); t <= d; t += 10 * time.Second {
+		ss = append(ss, Sample{Time: start.Add(t), CPUSeconds: cpu * t.Seconds(), Memory: mem})
+	}
+	return ss
+}
+
+// TestFeedPartialWindowsAreNotLearnedAsFull: a task that starts four
+// minutes into a 5-minute window gets a provisional recommendation after a
+// minute of usage; its first window (one minute covered) completes but is
+// never learned as a window; the first full window is; the early margin
+// narrows until the horizon and then the recommender's own limits apply.
+func TestFeedPartialWindowsAreNotLearnedAsFull(t *testing.T) {
+	p, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := epoch.Add(4 * time.Minute)
+	all := pushes(start, 3*time.Hour, 0.5, gib)
+	feed := func(now time.Time) {
+		t.Helper()
+		var ss []Sample
+		for _, s := range all {
+			if !s.Time.After(now) {
+				ss = append(ss, s)
+			}
+		}
+		ws, err := AggregateSeries([][]Sample{ss}, 5*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Feed(task, ws, now)
+	}
+	feed(start.Add(50 * time.Second))
+	if _, err := p.Recommend(task, start.Add(50*time.Second)); !errors.Is(err, ErrNoHistory) {
+		t.Fatalf("after 50 s: %v, want ErrNoHistory", err)
+	}
+	at := start.Add(61 * time.Second) // the first window [0, 5m) has just ended
+	feed(at)
+	r, err := p.Recommend(task, at)
+	if err != nil || !strings.Contains(r.Why, "provisional") || r.Limit.Memory < 1.9*gib || r.Confidence > 0.001 {
+		t.Fatalf("after 61 s: %+v, %v; want a provisional recommendation at about 2× the peak", r, err)
+	}
+	if since, ok := p.Since(task); !ok || !since.Equal(epoch.Add(5*time.Minute)) {
+		t.Errorf("Since = %s %v; want the second window's start", since, ok)
+	}
+	// Until the second window completes, nothing is learned: still provisional.
+	feed(start.Add(5 * time.Minute))
+	if r, _ := p.Recommend(task, start.Add(5*time.Minute)); !strings.Contains(r.Why, "provisional") {
+		t.Errorf("after 5 min (the 1-min window complete, the next filling): %q; want still provisional", r.Why)
+	}
+	prev := 2.0
+	for _, d := range []time.Duration{7 * time.Minute, 20 * time.Minute, 50 * time.Minute} {
+		now := start.Add(d)
+		feed(now)
+		r, err := p.Recommend(task, now)
+		if err != nil || strings.Contains(r.Why, "provisional") {
+			t.Fatalf("after %s: %+v %v; want the recommender's answer", d, r, err)
+		}
+		ratio := r.Limit.Memory / gib
+		t.Logf("after %s: memory limit %.3f× the peak; %s", d, ratio, r.Why)
+		if ratio > prev || ratio < 1 {
+			t.Errorf("after %s: memory limit %.3f× the peak; want ≥ 1 and narrowing (was %.3f×)", d, ratio, prev)
+		}
+		prev = ratio
+	}
+	// Full windows only: 3 h of usage is 35 full windows after the partial one.
+	now := start.Add(3 * time.Hour)
+	feed(now)
+	r, _ = p.Recommend(task, now)
+	if want := Confidence(35); math.Abs(r.Confidence-want) > 1e-12 {
+		t.Errorf("confidence %.5f; want %.5f, that of 35 full windows (the partial first one not learned)", r.Confidence, want)
+	}
+	if strings.Contains(r.Why, "kept at the peak") {
+		t.Errorf("after the early horizon the margin still applies: %q", r.Why)
 	}
 }
