@@ -3,6 +3,7 @@
 SHELL := /bin/bash
 GO ?= go
 BIN := bin/fathom
+AGENT_BIN := bin/fathom-agent
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 # Keep the default test run well under CI's budget; long evaluations are opt-in.
@@ -12,8 +13,11 @@ TEST_TIMEOUT ?= 14m
 
 all: build
 
+## build: bin/fathom, and bin/fathom-agent, the agent alone (what runs on
+## every machine; `fathom agent` execs it when it sits beside bin/fathom).
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/fathom
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(AGENT_BIN) ./cmd/fathom-agent
 
 ## deps: every Debian package any target uses (protoc, prometheus, jupyter).
 deps:

@@ -59,7 +59,8 @@ type Config struct {
 	// GracePeriod between SIGTERM and SIGKILL. Default 10s.
 	GracePeriod time.Duration
 	// LogMaxSize rotates a task's output.log when it reaches this many
-	// bytes (0 = never); LogMaxFiles rotated files are kept. See logrotate.go.
+	// bytes (default 10 MiB; negative = never); LogMaxFiles rotated files
+	// are kept (default 3). See logrotate.go.
 	LogMaxSize  int64
 	LogMaxFiles int
 	// StopTasksOnExit stops every task when Run returns (for `fathom dev`).
@@ -110,6 +111,12 @@ func (c *Config) defaults() error {
 	}
 	if c.PushInterval <= 0 {
 		c.PushInterval = 10 * time.Second
+	}
+	if c.LogMaxSize == 0 {
+		c.LogMaxSize = 10 << 20
+	}
+	if c.LogMaxFiles <= 0 {
+		c.LogMaxFiles = 3
 	}
 	if c.EvictionThreshold == 0 {
 		c.EvictionThreshold = 0.95

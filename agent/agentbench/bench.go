@@ -37,16 +37,23 @@ type Options struct {
 
 // Result is what a run measured. Figures come from /proc/<agent pid>.
 type Result struct {
-	Tasks                  int     `json:"tasks"`
-	Seconds                float64 `json:"seconds"`
-	SampleIntervalSeconds  float64 `json:"sample_interval_s"`
-	PushIntervalSeconds    float64 `json:"push_interval_s"`
-	Enforcement            string  `json:"enforcement"`
+	Tasks                 int     `json:"tasks"`
+	Seconds               float64 `json:"seconds"`
+	SampleIntervalSeconds float64 `json:"sample_interval_s"`
+	PushIntervalSeconds   float64 `json:"push_interval_s"`
+	Enforcement           string  `json:"enforcement"`
+	// AgentBinary is what the agent process was running while measured
+	// (/proc/<pid>/exe): fathom-agent when `fathom agent` exec'd the slim
+	// binary, fathom itself when it ran in-process.
+	AgentBinary            string  `json:"agent_binary"`
 	CPUPercentOfOneCore    float64 `json:"agent_cpu_percent_of_one_core"`
 	RSSMiB                 float64 `json:"agent_rss_mib"`
 	RSSPeakMiB             float64 `json:"agent_rss_peak_mib"`
 	RSSAnonMiB             float64 `json:"agent_rss_anon_mib"`
 	RSSFileMiB             float64 `json:"agent_rss_file_mib"`
+	PSSMiB                 float64 `json:"agent_pss_mib"`           // proportional set size (smaps_rollup)
+	GoHeapInuseMiB         float64 `json:"agent_go_heap_inuse_mib"` // go_memstats_heap_inuse_bytes
+	GoSysMiB               float64 `json:"agent_go_sys_mib"`        // go_memstats_sys_bytes: all the runtime obtained
 	RemoteWriteRequests    int64   `json:"remote_write_requests"`
 	RemoteWriteSamplesSent float64 `json:"remote_write_samples_sent"`
 	RemoteWriteDropped     float64 `json:"remote_write_samples_dropped"`
@@ -192,11 +199,15 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	rollup, _ := procKB(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 	m, _ := scrape("http://" + httpAddr + "/metrics")
 	const hz = 100 // USER_HZ
 	r := Result{
 		Tasks: o.Tasks, Seconds: secs, SampleIntervalSeconds: o.SampleInterval.Seconds(), PushIntervalSeconds: o.PushInterval.Seconds(),
-		Enforcement:         str(m["enforcement"]),
+		Enforcement: str(m["enforcement"]), AgentBinary: exe,
+		PSSMiB: rollup["Pss"] / 1024, GoHeapInuseMiB: num(m["go_memstats_heap_inuse_bytes"]) / (1 << 20),
+		GoSysMiB:            num(m["go_memstats_sys_bytes"]) / (1 << 20),
 		CPUPercentOfOneCore: float64(t1-t0) / hz / secs * 100,
 		RSSMiB:              st["VmRSS"] / 1024, RSSPeakMiB: st["VmHWM"] / 1024, RSSAnonMiB: st["RssAnon"] / 1024, RSSFileMiB: st["RssFile"] / 1024,
 		RemoteWriteRequests: requests.Load(), RemoteWriteSamplesSent: num(m["fathom_agent_remote_write_samples_total"]),
@@ -275,7 +286,12 @@ func cpuTicks(pid int) (int64, error) {
 
 // procStatus returns the kB fields of /proc/<pid>/status.
 func procStatus(pid int) (map[string]float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	return procKB(fmt.Sprintf("/proc/%d/status", pid))
+}
+
+// procKB returns the "Key: N kB" fields of a /proc file.
+func procKB(path string) (map[string]float64, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -318,5 +334,6 @@ func (r Result) MarshalJSON() ([]byte, error) {
 	round := func(v float64) float64 { return float64(int64(v*1000+0.5)) / 1000 }
 	r.Seconds, r.CPUPercentOfOneCore = round(r.Seconds), round(r.CPUPercentOfOneCore)
 	r.RSSMiB, r.RSSPeakMiB, r.RSSAnonMiB, r.RSSFileMiB = round(r.RSSMiB), round(r.RSSPeakMiB), round(r.RSSAnonMiB), round(r.RSSFileMiB)
+	r.PSSMiB, r.GoHeapInuseMiB, r.GoSysMiB = round(r.PSSMiB), round(r.GoHeapInuseMiB), round(r.GoSysMiB)
 	return json.Marshal(plain(r))
 }
