@@ -57,6 +57,9 @@ type Options struct {
 	// with a message saying the predictor is not wired in.
 	Recommendations fathomv1.RecommendationServiceServer
 	Models          fathomv1.ModelServiceServer
+	// NodeProvider is the hook that adds and removes machines on the
+	// scheduler's autoscaling report (autoscale.go); zero = report only.
+	NodeProvider NodeProviderOptions
 	// Logger; nil = slog.Default().
 	Logger *slog.Logger
 	// Now is the clock; nil = time.Now. Tests set it.
@@ -162,6 +165,9 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	s.metrics = m
+	if err := s.initAutoscale(o.Registerer); err != nil {
+		return nil, err
+	}
 	snap, err := s.st.Load(ctx)
 	if err != nil {
 		return nil, err
@@ -220,6 +226,10 @@ func (s *Server) Run(ctx context.Context) {
 	if s.o.RightSizer != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.rightsizeLoop(ctx) }()
+	}
+	if s.o.NodeProvider.Command != "" {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.autoscaleLoop(ctx) }()
 	}
 	wg.Wait()
 }
