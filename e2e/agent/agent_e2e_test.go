@@ -3,6 +3,7 @@ package agent
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -138,8 +139,8 @@ func promQLSample(t *testing.T, server, sel string) (float64, time.Time, bool) {
 }
 
 func TestAgentEndToEnd(t *testing.T) {
-	if os.Getenv("FATHOM_E2E") == "" {
-		t.Skip("builds the fathom binary and runs server + agent for about a minute; set FATHOM_E2E=1")
+	if os.Getenv("FATHOM_E2E") == "" && os.Getenv("FATHOM_BIN") == "" {
+		t.Skip("runs server + agent for about a minute: set FATHOM_BIN=bin/fathom after make build (or FATHOM_E2E=1 to build both binaries)")
 	}
 	parent := fmt.Sprintf("fathom-e2e-%d", os.Getpid())
 	m, err := cgroups.New("auto", parent)
@@ -148,10 +149,16 @@ func TestAgentEndToEnd(t *testing.T) {
 	}
 	t.Cleanup(func() { removeCgroupParent(parent) })
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "fathom")
-	build := exec.Command("go", "build", "-o", bin, "github.com/fathom-scheduler/fathom/cmd/fathom")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin := os.Getenv("FATHOM_BIN")
+	if bin == "" {
+		// Both binaries side by side, as make build leaves them.
+		bin = filepath.Join(dir, "fathom")
+		for _, b := range []string{"fathom", "fathom-agent"} {
+			build := exec.Command("go", "build", "-o", filepath.Join(dir, b), "github.com/fathom-scheduler/fathom/cmd/"+b)
+			if out, err := build.CombinedOutput(); err != nil {
+				t.Fatalf("go build: %v\n%s", err, out)
+			}
+		}
 	}
 	httpAddr := freeAddr(t)
 	server := "http://" + httpAddr
@@ -165,9 +172,11 @@ func TestAgentEndToEnd(t *testing.T) {
 		return err == nil && r.StatusCode == 200
 	})
 	agentArgs := []string{"agent", "--server", server, "--name", "e2e-node", "--data-dir", filepath.Join(dir, "agent"),
-		"--metrics-addr", freeAddr(t), "--cgroup-parent", parent, "--push-interval", "2s", "--grace-period", "2s"}
+		"--metrics-addr", freeAddr(t), "--cgroup-parent", parent, "--push-interval", "2s", "--grace-period", "2s",
+		"--log-max-size", "16Ki", "--log-max-files", "3"}
 	ag := start(t, bin, filepath.Join(dir, "agent1.log"), agentArgs...)
 	defer func() { ag.stop(syscall.SIGTERM) }()
+	checkSlimAgent(t, bin, ag)
 
 	spec := filepath.Join(dir, "job.yaml")
 	os.WriteFile(spec, []byte(fmt.Sprintf(`name: burner
@@ -241,6 +250,71 @@ task:
 	// Stop through the API: the process goes away.
 	cli(t, bin, server, "job", "stop", created.ID)
 	waitFor(t, "the task process to exit", 30*time.Second, func() bool { return syscall.Kill(task.PID, 0) != nil })
+
+	logsAcrossRotation(t, bin, server, dir)
+}
+
+// checkSlimAgent: `fathom agent` exec'd the fathom-agent beside it (same
+// pid, now running the slim binary), as operators run it.
+func checkSlimAgent(t *testing.T, bin string, ag *proc) {
+	t.Helper()
+	slim := filepath.Join(filepath.Dir(bin), "fathom-agent")
+	if _, err := os.Stat(slim); err != nil {
+		t.Logf("no %s: the agent runs inside %s", slim, bin)
+		return
+	}
+	waitFor(t, "fathom agent to exec fathom-agent", 10*time.Second, func() bool {
+		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", ag.cmd.Process.Pid))
+		return filepath.Base(exe) == "fathom-agent"
+	})
+}
+
+// logsAcrossRotation runs a job that writes ~150 KB of numbered lines while
+// the agent rotates its log at 16 KiB, and reads it with `fathom job logs
+// -f` (through the server) from before the first line to the end: every
+// line must arrive once, in order.
+func logsAcrossRotation(t *testing.T, bin, server, dir string) {
+	const lines = 3000
+	gate := filepath.Join(dir, "write-now")
+	spec := filepath.Join(dir, "chatty.yaml")
+	script := fmt.Sprintf(`while [ ! -e %s ]; do sleep 0.1; done; i=0; while [ $i -lt %d ]; do `+
+		`echo "line $i 0123456789012345678901234567890123456789"; i=$((i+1)); if [ $((i %% 50)) -eq 0 ]; then sleep 0.05; fi; done; sleep 2`, gate, lines)
+	os.WriteFile(spec, []byte(fmt.Sprintf("name: chatty\nnamespace: e2e\ntype: batch\npriority: batch\nreplicas: 1\ntask:\n  command: [/bin/sh, -c, %q]\n", script)), 0o644)
+	var created struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(cli(t, bin, server, "job", "run", spec), &created); err != nil || created.ID == "" {
+		t.Fatalf("job run: %v", err)
+	}
+	waitFor(t, "the chatty task to run", 60*time.Second, func() bool {
+		ts := tasksOf(t, bin, server, created.ID)
+		return len(ts) == 1 && ts[0].State == "TASK_STATE_RUNNING"
+	})
+	follow := exec.Command(bin, "--server", server, "job", "logs", created.ID, "-f")
+	out, err := follow.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // connected, then the task starts writing
+	os.WriteFile(gate, nil, 0o644)
+	got, _ := io.ReadAll(out)
+	_ = follow.Wait()
+	all := strings.Split(strings.TrimSuffix(string(got), "\n"), "\n")
+	for i, l := range all {
+		if !strings.HasPrefix(l, fmt.Sprintf("line %d ", i)) {
+			t.Fatalf("job logs -f: line %d is %q (%d lines received, want %d in order)", i, l, len(all), lines)
+		}
+	}
+	if len(all) != lines {
+		t.Fatalf("job logs -f received %d lines, want %d", len(all), lines)
+	}
+	tail := strings.Split(strings.TrimSuffix(string(cli(t, bin, server, "job", "logs", created.ID, "--tail", "700")), "\n"), "\n")
+	if len(tail) != 700 || !strings.HasPrefix(tail[0], fmt.Sprintf("line %d ", lines-700)) {
+		t.Errorf("job logs --tail 700 gave %d lines starting %q", len(tail), tail[0])
+	}
 }
 
 func procCPU(t *testing.T, pid int) float64 {
