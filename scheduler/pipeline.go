@@ -215,7 +215,7 @@ func (overloadRisk) Filter(c *placeCtx, t *Task, n int32) Reason {
 		d := t.dist(r)
 		v := ns.v[r] + d.StdDev*d.StdDev
 		b := max(ns.bmax[r], taskCap(t, ns, r)-d.Mean)
-		if !fitsOne(ns.mu[r]+d.Mean+c.risk.margin(v, b), ns.Capacity[r]) {
+		if !fitsOne(ns.mu[r]+d.Mean+c.risk.marginFor(r, v, ns.sd[r]+d.StdDev, b), ns.Capacity[r]) {
 			return ReasonRisk
 		}
 	}

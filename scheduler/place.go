@@ -21,6 +21,10 @@ type Options struct {
 	OverloadRisk float64
 	// Risk is the bound used to estimate that probability.
 	Risk RiskModel
+	// Correlation is ρ per resource, the mean pairwise correlation of the
+	// usage of tasks sharing a machine (0: independent, the default; see
+	// RiskModel). Gaussian and Cantelli only.
+	Correlation Resources
 	// Candidates is how many feasible nodes are scored per placement (0: 8).
 	// The search walks nodes from least to most free capacity and stops after
 	// this many feasible ones, so the cost per placement does not grow with
@@ -53,7 +57,7 @@ func (o *Options) normalize() error {
 	if o.Risk < RiskGaussian || o.Risk > RiskCantelli {
 		return fmt.Errorf("%w: unknown risk model %d", ErrInvalid, o.Risk)
 	}
-	return nil
+	return checkCorrelation(o.Correlation, o.Risk)
 }
 
 // Plan is what Place decided. The caller applies it: start Placements,
@@ -219,7 +223,7 @@ func (s *State) Place(pending []Task, opts Options) (Plan, error) {
 	if err := opts.normalize(); err != nil {
 		return Plan{}, err
 	}
-	c := &placeCtx{s: s, risk: newRiskParams(opts.Risk, opts.OverloadRisk)}
+	c := &placeCtx{s: s, risk: opts.riskParams()}
 	var queue []Task
 	if opts.KeepOrder {
 		queue = slices.Clone(pending)

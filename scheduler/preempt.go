@@ -85,7 +85,7 @@ func (c *placeCtx) preempt(t *Task) (int32, []int32) {
 func (c *placeCtx) fitsWithout(t *Task, n int32, victims []int32) bool {
 	s := c.s
 	ns := &s.nodes[n]
-	alloc, prod, mu, v := ns.alloc, ns.prodLimit, ns.mu, ns.v
+	alloc, prod, mu, v, sd := ns.alloc, ns.prodLimit, ns.mu, ns.v, ns.sd
 	for _, k := range victims {
 		vt := &s.tasks[k].Task
 		alloc = alloc.Sub(vt.Request)
@@ -96,6 +96,7 @@ func (c *placeCtx) fitsWithout(t *Task, n int32, victims []int32) bool {
 			d := vt.dist(r)
 			mu[r] -= d.Mean
 			v[r] -= d.StdDev * d.StdDev
+			sd[r] -= d.StdDev
 		}
 	}
 	if !alloc.Add(t.Request).Fits(ns.Capacity) {
@@ -108,7 +109,7 @@ func (c *placeCtx) fitsWithout(t *Task, n int32, victims []int32) bool {
 		d := t.dist(r)
 		vv := max(0, v[r]) + d.StdDev*d.StdDev
 		b := max(ns.bmax[r], taskCap(t, ns, r)-d.Mean)
-		if !fitsOne(mu[r]+d.Mean+c.risk.margin(vv, b), ns.Capacity[r]) {
+		if !fitsOne(mu[r]+d.Mean+c.risk.marginFor(r, vv, max(0, sd[r])+d.StdDev, b), ns.Capacity[r]) {
 			return false
 		}
 	}

@@ -393,7 +393,7 @@ func (res *Result) stopStale(st ClusterState, down map[string]time.Duration, rep
 
 // resize applies changed recommendations of running tasks.
 func (res *Result) resize(s *State, st ClusterState, running map[string]*TaskStatus, now time.Time, opts ReconcileOptions) error {
-	c := &placeCtx{s: s, risk: newRiskParams(opts.Risk, opts.OverloadRisk)}
+	c := &placeCtx{s: s, risk: opts.riskParams()}
 	ids := make([]string, 0, len(running))
 	for id := range running {
 		ids = append(ids, id)

@@ -34,6 +34,7 @@ type nodeState struct {
 	prodLimit Resources // Σ limits of prod tasks
 	mu        Resources // Σ predicted mean usage
 	v         Resources // Σ predicted variance
+	sd        Resources // Σ predicted stddev (for correlated tasks)
 	bmax      Resources // largest cap − mean of one task (for Bernstein)
 	tasks     []int32
 	bucket    int32 // -1: not schedulable, not in the index
@@ -287,6 +288,7 @@ func (s *State) commit(t Task, n int32) int32 {
 		d := ts.dist(r)
 		ns.mu[r] += d.Mean
 		ns.v[r] += d.StdDev * d.StdDev
+		ns.sd[r] += d.StdDev
 		ns.bmax[r] = max(ns.bmax[r], taskCap(&ts.Task, ns, r)-d.Mean)
 	}
 	ns.tasks = append(ns.tasks, i)
@@ -324,6 +326,7 @@ func (s *State) uncommit(i int32) {
 		if ns.v[r] < 1e-15 {
 			ns.v[r] = max(ns.v[r], 0)
 		}
+		ns.sd[r] = max(ns.sd[r]-d.StdDev, 0)
 	}
 	if k := slices.Index(ns.tasks, i); k >= 0 {
 		ns.tasks[k] = ns.tasks[len(ns.tasks)-1]
@@ -331,7 +334,7 @@ func (s *State) uncommit(i int32) {
 	}
 	if len(ns.tasks) == 0 {
 		// Clear float drift on an empty node.
-		ns.alloc, ns.prodLimit, ns.mu, ns.v = Resources{}, Resources{}, Resources{}, Resources{}
+		ns.alloc, ns.prodLimit, ns.mu, ns.v, ns.sd = Resources{}, Resources{}, Resources{}, Resources{}, Resources{}
 	}
 	ns.bmax = Resources{}
 	for _, k := range ns.tasks {
