@@ -239,15 +239,20 @@ func (s *Server) snapshot(now time.Time, recs map[string]Sizing) *roundInput {
 	}
 	in.entries = s.sortedJobs(func(*jobEntry) bool { return true })
 	// Replicas per job that want a node, for the spread cap.
-	active := map[string]int{}
+	active := make(map[string]int, len(in.entries))
+	total := 0
 	for _, e := range in.entries {
-		for i, t := range e.tasks {
+		for _, t := range e.tasks {
 			if needsPlacement(e, t) || (t != nil && t.GetNode() != "" && !terminal(t.GetState())) {
 				active[e.job.GetId()]++
+				total++
 			}
-			_ = i
 		}
 	}
+	in.st.Tasks = make([]scheduler.TaskStatus, 0, total)
+	in.st.Copies = make([]scheduler.Copy, 0, total)
+	in.tasks = make(map[string]scheduler.Task, total)
+	in.prio = make(map[string]string, total)
 	spread := func(jobID string) int {
 		if schedulable == 0 {
 			return 0
