@@ -50,10 +50,11 @@ type Executor struct {
 	cfg ExecutorConfig
 	log *slog.Logger
 
-	mu    sync.Mutex
-	tasks map[string]*task
-	wg    sync.WaitGroup
-	quit  chan struct{}
+	mu     sync.Mutex
+	tasks  map[string]*task
+	wg     sync.WaitGroup
+	quit   chan struct{}
+	reaper *reaper
 }
 
 // task is one supervised task. Fields under mu are shared with the sampler,
@@ -136,7 +137,9 @@ func NewExecutor(cfg ExecutorConfig) (*Executor, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "tasks"), 0o755); err != nil {
 		return nil, fmt.Errorf("executor: %w", err)
 	}
-	return &Executor{cfg: cfg, log: cfg.Log, tasks: map[string]*task{}, quit: make(chan struct{})}, nil
+	e := &Executor{cfg: cfg, log: cfg.Log, tasks: map[string]*task{}, quit: make(chan struct{}), reaper: newReaper()}
+	go e.reaper.run(e.quit)
+	return e, nil
 }
 
 // Mode is the enforcement the executor applies.
@@ -597,15 +600,7 @@ func (e *Executor) start(t *task, a Assignment) {
 	e.persist(t)
 	_, _ = gateW.Write([]byte("go\n"))
 	gateW.Close()
-	go func() {
-		_ = cmd.Wait()
-		ps := cmd.ProcessState
-		ex := exitInfo{known: true, code: int32(ps.ExitCode())}
-		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			ex.signaled, ex.code = true, int32(128+ws.Signal())
-		}
-		exited <- ex
-	}()
+	e.reaper.watch(cmd.Process, exited)
 	e.log.Info("started task", "task", t.id, "pid", pid, "generation", a.Generation)
 	e.cfg.OnStatus(status)
 }
