@@ -46,6 +46,8 @@ type serverConfig struct {
 	Reconcile reconcileFlags
 	// Sizing: scheduler ε and the right-sizing loop (sizing.go).
 	Sizing sizingConfig
+	// NodeProvider: the hook that adds and removes machines (node.go).
+	NodeProvider server.NodeProviderOptions
 	// NoMetricsStore skips the embedded TSDB (bench submit).
 	NoMetricsStore bool
 	Log            *slog.Logger
@@ -65,6 +67,7 @@ func (c *serverConfig) bind(cmd *cobra.Command) {
 	f.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", 10*time.Second, "a node without a heartbeat for this long is down and its tasks are placed again")
 	c.Reconcile.bind(f)
 	c.Sizing.bind(f)
+	bindNodeProvider(f, &c.NodeProvider)
 }
 
 // reconcileFlags are the operator's knobs of the server's reconcile loop
@@ -126,6 +129,9 @@ func (c *serverConfig) validate() error {
 	if err := c.Reconcile.validate(); err != nil {
 		return err
 	}
+	if err := validateNodeProvider(&c.NodeProvider); err != nil {
+		return err
+	}
 	if c.RuleInterval < 0 || c.RuleInterval%time.Millisecond != 0 {
 		return cli.UsageErrorf("--rule-interval %s must be positive and whole milliseconds, e.g. 5s (or 0 for the rule file's intervals)", c.RuleInterval)
 	}
@@ -161,7 +167,7 @@ func runServer(ctx context.Context, c serverConfig) error {
 	defer st.Close()
 
 	o := server.Options{Store: st, Registerer: reg, Gatherer: reg, HeartbeatTimeout: c.HeartbeatTimeout, Logger: log,
-		Reconcile: c.Reconcile.options()}
+		Reconcile: c.Reconcile.options(), NodeProvider: c.NodeProvider}
 	var ms *metrics.Store
 	switch {
 	case c.PrometheusURL != "":
