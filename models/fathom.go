@@ -59,14 +59,42 @@ type FathomResourceParams struct {
 	// Floor is an absolute minimum limit (cores or bytes); tiny, so that an
 	// idle task is not pinned at a fixed size as with the VPA's 250 MiB.
 	Floor float64 `json:"floor"`
+	// NearMiss overrides FathomParams.NearMiss for this resource when > 0.
+	NearMiss float64 `json:"near_miss,omitempty"`
+	// SevereRamp charges SevereCost in part from the limit up (all of it
+	// at 1.2 × the limit) instead of only past 1.2 × the limit, so that
+	// candidates are ranked on every overrun, not on the rare severe ones.
+	SevereRamp bool `json:"severe_ramp,omitempty"`
+	// Cap bounds every candidate at Cap × the largest usage seen so far
+	// (0 disables): a limit far above anything ever used buys nothing
+	// that an OOM's raise would not (see OOMRecall).
+	Cap float64 `json:"cap,omitempty"`
+	// Young and YoungMargin: for the first Young seconds of a task's
+	// history the limit is at least YoungMargin × the largest usage seen,
+	// while new highs are common and the candidates' costs say little
+	// (0 disables).
+	Young       float64 `json:"young_s,omitempty"`
+	YoungMargin float64 `json:"young_margin,omitempty"`
+	// OOMUsage: after an OOM, the usage recorded in the window of the kill
+	// (times OOMBumpRatio) raises the floor too, when it is above the
+	// limit the task was killed at.
+	OOMUsage bool `json:"oom_usage,omitempty"`
+	// OOMRecall: for OOMHold after an OOM the limit is at least the
+	// largest usage ever seen. An OOM marks a bursty phase; levels the
+	// task needed before are likely to be needed again soon.
+	OOMRecall bool `json:"oom_recall,omitempty"`
 }
 
 // DefaultFathomParams are tuned on Bitbrains VMs 1-200 only (see
 // docs/predictor.md); VMs 201-250 are held out.
 func DefaultFathomParams() FathomParams {
 	return FathomParams{
-		CPU:           FathomResourceParams{SizeCost: 0.05, OverrunCost: 1, SevereCost: 1, Floor: 0.001},
-		Memory:        FathomResourceParams{SizeCost: 0.05, OverrunCost: 12, SevereCost: 150, Floor: 1 << 20, Deadband: 0.08, HoldDown: 2 * 3600},
+		// CPU: no near-miss charge (throttling is mild, and near misses
+		// on a noisy signal only inflate the margin).
+		CPU: FathomResourceParams{SizeCost: 0.05, OverrunCost: 1, SevereCost: 1, Floor: 0.001, NearMiss: 1},
+		Memory: FathomResourceParams{SizeCost: 0.05, OverrunCost: 16, SevereCost: 100, Floor: 1 << 20,
+			Deadband: 0.08, HoldDown: 2 * 3600, NearMiss: 0.5, SevereRamp: true, Cap: 1.15,
+			Young: 2 * 24 * 3600, YoungMargin: 1.0, OOMUsage: true, OOMRecall: true},
 		CostHalfLife:  14 * 24 * 3600,
 		StatsHalfLife: 24 * 3600,
 		Priority:      PriorityProd,
@@ -153,6 +181,7 @@ type FathomTrack struct {
 	Cur     float64            `json:"cur"`   // served limit
 	OOMAt   int64              `json:"oom_at"`
 	OOMMin  float64            `json:"oom_min"`
+	First   int64              `json:"first"` // time of the first window
 }
 
 // NewFathom returns an empty ensemble recommender. Invalid parameters are
@@ -207,13 +236,20 @@ func (tr *FathomTrack) observe(t int64, u float64, p *FathomParams, rp FathomRes
 	if tr.Stats.N > 0 {
 		d := math.Exp2(-float64(t-tr.CostRef) / p.CostHalfLife)
 		size := rp.SizeCost / unit
+		nm := p.NearMiss
+		if rp.NearMiss > 0 {
+			nm = rp.NearMiss
+		}
 		for i, l := range tr.Arms {
 			c := size * l
 			// Near misses cost part of an overrun: rare events alone
 			// give too little signal to rank candidates per task.
-			if r := u - p.NearMiss*l; r > 0 {
-				c += rp.OverrunCost * prio * min(r/((1-p.NearMiss)*l+1e-12), 1)
-				if u > 1.2*l {
+			if r := u - nm*l; r > 0 {
+				c += rp.OverrunCost * prio * min(r/((1-nm)*l+1e-12), 1)
+				switch {
+				case rp.SevereRamp && u > l:
+					c += rp.SevereCost * prio * min((u-l)/(0.2*l+1e-12), 1)
+				case u > 1.2*l:
 					c += rp.SevereCost * prio
 				}
 			}
@@ -221,6 +257,14 @@ func (tr *FathomTrack) observe(t int64, u float64, p *FathomParams, rp FathomRes
 		}
 	}
 	tr.CostRef = t
+	if rp.OOMUsage && tr.OOMMin > 0 && tr.OOMAt >= t && tr.OOMAt < t+WindowSeconds {
+		// The window the task was killed in: what it used (when the
+		// history shows more than the limit) is what it needs.
+		tr.OOMMin = max(tr.OOMMin, u*p.OOMBumpRatio)
+	}
+	if tr.Stats.N == 0 {
+		tr.First = t
+	}
 	// Learn the window.
 	tr.Hist.Add(u, 1, t)
 	if tr.Stats.N > 0 {
@@ -244,10 +288,14 @@ func (tr *FathomTrack) observe(t int64, u float64, p *FathomParams, rp FathomRes
 	// Candidates for the next window.
 	next := t + WindowSeconds
 	bases := tr.bases(next)
+	cap := math.Inf(1)
+	if rp.Cap > 0 {
+		cap = rp.Cap * bases[10]
+	}
 	k := 0
 	for _, b := range bases {
 		for _, m := range p.Margins {
-			tr.Arms[k] = max(b*m, rp.Floor)
+			tr.Arms[k] = max(min(b*m, cap), rp.Floor)
 			k++
 		}
 	}
@@ -261,6 +309,12 @@ func (tr *FathomTrack) observe(t int64, u float64, p *FathomParams, rp FathomRes
 	prop := tr.Arms[best]
 	if tr.OOMMin > 0 && float64(next-tr.OOMAt) < p.OOMHold {
 		prop = max(prop, tr.OOMMin)
+		if rp.OOMRecall {
+			prop = max(prop, bases[10])
+		}
+	}
+	if float64(next-tr.First) < rp.Young {
+		prop = max(prop, rp.YoungMargin*bases[10])
 	}
 	tr.Props.Push(t, prop)
 	hold := tr.Props.Max(t)
@@ -320,11 +374,19 @@ func (tr *FathomTrack) rangeMax(from, to int64) float64 {
 }
 
 // ObserveOOM implements Recommender: the memory limit rises at once to
-// max(usage+OOMMinBump, OOMBumpRatio×usage) and stays at least there for
+// max(usage+OOMMinBump, OOMBumpRatio×usage) — with Memory.OOMRecall, to at
+// least the largest usage ever seen — and stays at least there for
 // OOMHold.
 func (f *Fathom) ObserveOOM(at time.Time, memory float64) {
 	need := max(memory+f.Params.OOMMinBump, memory*f.Params.OOMBumpRatio)
-	f.Mem.OOMAt = unix(at)
+	t := unix(at)
+	if f.Params.Memory.OOMRecall {
+		if float64(t-f.Mem.OOMAt) >= f.Params.OOMHold {
+			f.Mem.OOMMin = 0 // an earlier OOM's floor has expired
+		}
+		need = max(need, f.Mem.Max[5].Max(max(t, f.Mem.Max[5].LastT())))
+	}
+	f.Mem.OOMAt = t
 	f.Mem.OOMMin = max(need, f.Mem.OOMMin)
 	f.Mem.Cur = max(f.Mem.Cur, need)
 }
@@ -349,17 +411,17 @@ func (f *Fathom) Recommend(now time.Time) Recommendation {
 		CPU:     est(&f.CPU),
 		Memory:  est(&f.Mem),
 		Samples: f.N,
-		Why:     fmt.Sprintf("fathom: cpu %s, memory %s (cheapest of %d candidates each)", f.CPU.armName(f.Params), f.Mem.armName(f.Params), len(f.CPU.Arms)),
+		Why:     fmt.Sprintf("fathom: cpu %s, memory %s (cheapest of %d candidates each)", f.CPU.armName(f.Params, unix(now)), f.Mem.armName(f.Params, unix(now)), len(f.CPU.Arms)),
 	}
 }
 
-func (tr *FathomTrack) armName(p FathomParams) string {
+func (tr *FathomTrack) armName(p FathomParams, now int64) string {
 	if len(p.Margins) == 0 || len(tr.Arms) == 0 {
 		return "none"
 	}
 	b, m := tr.Best/len(p.Margins), tr.Best%len(p.Margins)
 	s := fmt.Sprintf("%s×%.2f", fathomBases[b], p.Margins[m])
-	if tr.OOMMin > 0 && tr.Cur <= tr.OOMMin {
+	if tr.OOMMin > 0 && tr.Cur <= tr.OOMMin && float64(now-tr.OOMAt) < p.OOMHold {
 		s += " (raised after OOM)"
 	}
 	return s

@@ -3,6 +3,7 @@ package models
 import (
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 )
@@ -211,5 +212,116 @@ func TestFathomParamsValidate(t *testing.T) {
 	p.Margins = nil
 	if err := p.Validate(); err == nil {
 		t.Error("no margins accepted")
+	}
+}
+
+// TestFathomCapsCandidates: on a task whose memory jumps between nothing
+// and 10 GiB, no candidate (so no limit outside an OOM's hold) goes above
+// Cap × the largest usage seen; without the cap the ensemble buys a limit
+// far above anything the task ever used.
+func TestFathomCapsCandidates(t *testing.T) {
+	run := func(p FathomParams) (worst float64) {
+		rng := rand.New(rand.NewPCG(5, 6))
+		f := NewFathom(p)
+		hi := 0.0
+		for i := range 10 * 288 {
+			mem := 0.05 * GiB * rng.Float64()
+			if rng.IntN(8) == 0 {
+				mem = (6 + 4*rng.Float64()) * GiB
+			}
+			if l := f.Limit(at(i)).Memory; i > 288 && float64(unix(at(i))-f.Mem.OOMAt) > p.OOMHold+p.Memory.HoldDown+WindowSeconds {
+				worst = max(worst, l/hi)
+			}
+			if l := f.Limit(at(i)).Memory; mem > l {
+				f.ObserveOOM(at(i), l)
+			}
+			f.Observe(Window{Start: at(i), CPU: 0.1, Memory: mem})
+			hi = max(hi, mem)
+		}
+		return worst
+	}
+	p := DefaultFathomParams()
+	if w := run(p); w > p.Memory.Cap+1e-9 {
+		t.Errorf("memory limit reached %.2f × the largest usage seen, want <= cap %.2f", w, p.Memory.Cap)
+	}
+	p.Memory.Cap = 0
+	if w := run(p); w < 1.3 {
+		t.Errorf("without the cap the limit stayed within %.2f × the largest usage; the test no longer shows what the cap is for", w)
+	}
+}
+
+// TestFathomYoungTaskHoldsItsPeak: during the first two days a task's
+// memory limit never falls below the largest usage seen, though every
+// candidate has failed alike and the cheapest would let go within hours;
+// later it may come down.
+func TestFathomYoungTaskHoldsItsPeak(t *testing.T) {
+	run := func(p FathomParams) (lowest float64, last float64) {
+		f := NewFathom(p)
+		young := int(DefaultFathomParams().Memory.Young / WindowSeconds)
+		lowest = math.Inf(1)
+		for i := range 5 * 288 {
+			mem := 0.5 * GiB
+			if i == 1 {
+				mem = 3 * GiB // a peak before anything was learned
+			}
+			if l := f.Limit(at(i)).Memory; i > 1 && i < young-1 {
+				lowest = min(lowest, l)
+			}
+			f.Observe(Window{Start: at(i), CPU: 0.1, Memory: mem})
+		}
+		return lowest, f.Limit(at(5 * 288)).Memory
+	}
+	p := DefaultFathomParams()
+	if low, last := run(p); low < 3*GiB || last > 1.5*GiB {
+		t.Errorf("lowest memory limit in the first two days %.2f GiB (want >= the 3 GiB peak), after five days %.2f GiB (want it down near 0.5 GiB)", low/GiB, last/GiB)
+	}
+	p.Memory.Young = 0
+	if low, _ := run(p); low >= 3*GiB {
+		t.Errorf("without the young-task rule the limit stayed at the peak (%.2f GiB); the test no longer shows what the rule is for", low/GiB)
+	}
+}
+
+// TestFathomOOMRecallsThePeak: a task that once used 4 GiB and has since
+// settled at 1 GiB is OOM-killed; its limit goes back to the 4 GiB peak at
+// once, the reason says so, and an hour later both have let go.
+func TestFathomOOMRecallsThePeak(t *testing.T) {
+	p := DefaultFathomParams()
+	f := NewFathom(p)
+	n := 8 * 288
+	feed(f, n, func(i int) Window {
+		if i == 100 {
+			return Window{CPU: 0.2, Memory: 4 * GiB}
+		}
+		return Window{CPU: 0.2, Memory: GiB}
+	})
+	before := f.Limit(at(n)).Memory
+	if before >= 4*GiB {
+		t.Fatalf("limit %.2f GiB a week after the peak, want it below 4 GiB for this test", before/GiB)
+	}
+	f.ObserveOOM(at(n).Add(time.Minute), before)
+	if l := f.Limit(at(n).Add(2 * time.Minute)).Memory; l < 4*GiB {
+		t.Errorf("limit %.2f GiB right after an OOM at %.2f GiB, want at least the 4 GiB peak", l/GiB, before/GiB)
+	}
+	if why := f.Recommend(at(n).Add(2 * time.Minute)).Why; !strings.Contains(why, "raised after OOM") {
+		t.Errorf("why %q right after an OOM, want it to say so", why)
+	}
+	feed2 := func(from, to int) {
+		for i := from; i < to; i++ {
+			f.Observe(Window{Start: at(i), CPU: 0.2, Memory: GiB})
+		}
+	}
+	feed2(n, n+3*12+int(p.Memory.HoldDown/WindowSeconds))
+	now := at(n + 3*12 + int(p.Memory.HoldDown/WindowSeconds))
+	if l := f.Limit(now).Memory; l >= 4*GiB {
+		t.Errorf("limit %.2f GiB hours after the OOM with usage steady at 1 GiB, want it back down", l/GiB)
+	}
+	if why := f.Recommend(now).Why; strings.Contains(why, "raised after OOM") {
+		t.Errorf("why %q hours after the OOM's hold ended", why)
+	}
+	// A second, smaller OOM later does not bring back the first one's
+	// larger floor beyond the peak it recalls.
+	f.ObserveOOM(now.Add(time.Minute), GiB)
+	if l := f.Limit(now.Add(2 * time.Minute)).Memory; l > 4*GiB*1.2 {
+		t.Errorf("limit %.2f GiB after a 1 GiB OOM, want at most the recalled 4 GiB peak (an old floor leaked)", l/GiB)
 	}
 }
