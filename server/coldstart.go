@@ -37,9 +37,9 @@ const (
 // retrainColdStart stores an example per job name just trained (trained
 // maps task keys to the predictor holding their fresh state), refits the
 // cold-start model on every stored example, stores it as a new version and
-// serves it. Nothing is done when nothing was trained (a dry run, or no
-// history).
-func (s *Server) retrainColdStart(ctx context.Context, rs *RightSizer, trained map[predictor.TaskKey]*predictor.Predictor, now time.Time) error {
+// serves it; it returns that version. Nothing is done (nil) when nothing
+// was trained (a dry run, or no history).
+func (s *Server) retrainColdStart(ctx context.Context, rs *RightSizer, trained map[predictor.TaskKey]*predictor.Predictor, now time.Time) (*fathomv1.Model, error) {
 	type jobName struct{ ns, name string }
 	sizes := map[jobName][]models.Size{}
 	for k, p := range trained {
@@ -51,7 +51,7 @@ func (s *Server) retrainColdStart(ctx context.Context, rs *RightSizer, trained m
 		sizes[jn] = append(sizes[jn], rec.Request)
 	}
 	if len(sizes) == 0 {
-		return nil
+		return nil, nil
 	}
 	// The features of each job name: its newest job's spec.
 	feats := map[jobName]models.JobFeatures{}
@@ -85,30 +85,30 @@ func (s *Server) retrainColdStart(ctx context.Context, rs *RightSizer, trained m
 		}
 		b, err := json.Marshal(models.ColdStartExample{Features: f, Size: mean})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		ops = append(ops, store.Op{Key: coldStartExamplesPrefix + jn.ns + "/" + jn.name, Value: b})
 	}
 	if len(ops) == 0 {
-		return nil
+		return nil, nil
 	}
 	if _, err := s.st.Commit(ctx, ops...); err != nil {
-		return fmt.Errorf("examples not stored: %w", err)
+		return nil, fmt.Errorf("examples not stored: %w", err)
 	}
 	exs, err := s.coldStartExamples(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cs := models.NewColdStart(0)
 	if err := cs.Fit(exs); err != nil {
-		return err
+		return nil, err
 	}
 	mo := &fathomv1.Model{Name: coldStartKind, Kind: coldStartKind, TrainedAt: timestamppb.New(now), Tasks: int64(len(exs)), Samples: int64(len(exs)),
 		Metrics: coldStartFigures(exs)}
 	latest, err := s.st.Client().Get(ctx, coldStartModelsPrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
 		clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(1))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	mo.Version = 1
 	if len(latest.Kvs) == 1 {
@@ -119,15 +119,15 @@ func (s *Server) retrainColdStart(ctx context.Context, rs *RightSizer, trained m
 	}
 	state, err := json.Marshal(cs)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := s.st.Commit(ctx, store.Put(fmt.Sprintf("%s%010d", coldStartModelsPrefix, mo.GetVersion()), mo),
 		store.Op{Key: coldStartModelKey, Value: state}); err != nil {
-		return fmt.Errorf("model not stored: %w", err)
+		return nil, fmt.Errorf("model not stored: %w", err)
 	}
 	rs.pred.SetColdStart(cs)
 	s.log.Info("cold-start model retrained", "version", mo.GetVersion(), "examples", len(exs))
-	return nil
+	return mo, nil
 }
 
 // coldStartExamples reads every stored example, sorted by job name.

@@ -229,8 +229,12 @@ func (m modelService) RetrainModels(ctx context.Context, req *fathomv1.RetrainMo
 		_ = rs.pred.Restore(k, snap[k], ws[len(ws)-1].Start, len(ws))
 	}
 	// The cold-start model learns from every job's trained sizes.
-	if err := s.retrainColdStart(ctx, rs, trained, now); err != nil {
+	cs, err := s.retrainColdStart(ctx, rs, trained, now)
+	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "cold-start model not trained: %v", err)
+	}
+	if cs != nil {
+		resp.Models = append(resp.Models, cs)
 	}
 	return resp, nil
 }

@@ -277,8 +277,8 @@ func TestRegistryStoresVersionsWithFigures(t *testing.T) {
 			t.Fatalf("retrain = %d %v", code, body)
 		}
 		mods, _ := body["models"].([]any)
-		if len(mods) != 1 {
-			t.Fatalf("retrain models = %v", body)
+		if len(mods) != 2 || mods[1].(map[string]any)["kind"] != "coldstart" {
+			t.Fatalf("retrain models = %v; want the job's and the cold-start model", body)
 		}
 		m := mods[0].(map[string]any)
 		figs, _ := m["metrics"].(map[string]any)
