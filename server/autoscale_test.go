@@ -502,3 +502,35 @@ func prometheusGauge(t *testing.T, g prometheus.Gatherer, name, label string) pr
 }
 
 func cloneNode(n *fathomv1.Node) *fathomv1.Node { return proto.Clone(n).(*fathomv1.Node) }
+
+// TestExampleNodeProviderScript runs deploy/node-provider/fathom-nodes.sh
+// (its log backend) as the hook.
+func TestExampleNodeProviderScript(t *testing.T) {
+	script, err := filepath.Abs("../deploy/node-provider/fathom-nodes.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("FATHOM_NODES_BACKEND", "log")
+	h := newProviderHarness(t, "-", NodeProviderOptions{Command: script, RemovalDelay: time.Minute})
+	h.register("n1", "n2")
+	h.report(scheduler.AutoscaleReport{NodesUp: 2, MachinesUsed: 2, MachinesNeeded: 3, Add: 1})
+	_, rep := h.nodes()
+	if lc := rep.GetNodeProvider().GetLastCall(); lc.GetOutcome() != "ok" || lc.GetAction() != "add" {
+		t.Fatalf("add through the example script: %v", lc)
+	}
+	h.report(scheduler.AutoscaleReport{NodesUp: 2, CouldRemove: []string{"n2"}})
+	h.clock.Add(time.Minute)
+	h.report(scheduler.AutoscaleReport{NodesUp: 2, CouldRemove: []string{"n2"}})
+	h.report(scheduler.AutoscaleReport{NodesUp: 2})
+	_, rep = h.nodes()
+	if lc := rep.GetNodeProvider().GetLastCall(); lc.GetOutcome() != "ok" || lc.GetAction() != "remove" || !slices.Equal(lc.GetArgs(), []string{"n2"}) {
+		t.Fatalf("remove through the example script: %v", lc)
+	}
+	t.Setenv("FATHOM_NODES_BACKEND", "no-such-cloud")
+	h.clock.Add(time.Hour)
+	h.report(scheduler.AutoscaleReport{NodesUp: 2, MachinesUsed: 2, MachinesNeeded: 3, Add: 1})
+	_, rep = h.nodes()
+	if lc := rep.GetNodeProvider().GetLastCall(); lc.GetOutcome() != "failed" || lc.GetExitCode() != 2 || !strings.Contains(lc.GetStderr(), "unknown backend") {
+		t.Fatalf("unknown backend: %v", lc)
+	}
+}
