@@ -241,39 +241,91 @@ func Summarize(tt []TaskTallies, keep func(TaskKey) bool) []Result {
 
 // replay runs one series through one policy.
 func replay(s *Series, policy string, opts EvalOptions) [2]Tally {
-	var tl [2]Tally
 	if len(s.Windows) == 0 {
-		return tl
+		return [2]Tally{}
 	}
 	var rec models.Recommender
 	if policy != PolicyProvisioned {
 		rec, _ = opts.New(policy) // checked by Evaluate
 	}
-	start := s.Windows[0].Start.Add(opts.WarmUp)
-	prev := [2]float64{-1, -1}
-	counted := false
+	rp := NewReplay(rec, s.Windows[0].Start, opts)
 	for i, w := range s.Windows {
-		var lim models.Size
-		if rec == nil {
-			lim = s.provisioned(i)
-		} else {
-			lim = rec.Limit(w.Start)
-		}
-		if !w.Start.Before(start) {
-			pr := s.provisioned(i)
-			tl[0].Add(lim.CPU, w.CPU, pr.CPU, prev[0], opts.ChangeThreshold)
-			tl[1].Add(lim.Memory, w.Memory, pr.Memory, prev[1], opts.ChangeThreshold)
-			prev = [2]float64{lim.CPU, lim.Memory}
-			counted = true
-		}
-		if rec != nil {
-			if !opts.NoOOMFeedback && w.Memory > lim.Memory {
-				rec.ObserveOOM(w.Start, lim.Memory)
-			}
-			rec.Observe(w)
-		}
+		rp.Step(w, s.provisioned(i))
 	}
-	if counted {
+	return rp.Tallies()
+}
+
+// Replay is one task's replay through one policy, window by window, with
+// Evaluate's rules: the limit for a window is asked at its start, before the
+// window is observed; windows in the task's first WarmUp are observed but not
+// scored; memory above the limit is an OOM kill that the recommender hears
+// of (ObserveOOM) before the next window, unless NoOOMFeedback. Evaluate
+// runs it over a whole series; the simulator steps it one window at a time
+// between its own decisions, so both score with the very same code.
+type Replay struct {
+	rec       models.Recommender // nil: the provisioned policy
+	warmEnd   time.Time
+	threshold float64
+	oom       bool
+	prev      [2]float64
+	counted   bool
+	tally     [2]Tally
+}
+
+// NewReplay starts a replay of a task whose first window starts at first.
+// rec is the policy's recommender, nil for the provisioned policy (the
+// limit is then the provisioned size given to Step). Zero WarmUp and
+// ChangeThreshold in opts take Evaluate's defaults; its other fields are
+// not used.
+func NewReplay(rec models.Recommender, first time.Time, opts EvalOptions) *Replay {
+	if opts.WarmUp == 0 {
+		opts.WarmUp = 24 * time.Hour
+	}
+	if opts.ChangeThreshold == 0 {
+		opts.ChangeThreshold = 0.05
+	}
+	return &Replay{rec: rec, warmEnd: first.Add(opts.WarmUp), threshold: opts.ChangeThreshold,
+		oom: !opts.NoOOMFeedback, prev: [2]float64{-1, -1}}
+}
+
+// Step replays window w: it asks the limit at the window's start (the
+// provisioned size for the provisioned policy), scores the window against
+// it, then lets the recommender observe the window (after the OOM feedback
+// when memory exceeded the limit). It returns the limit. Windows must come
+// in time order.
+func (r *Replay) Step(w models.Window, provisioned models.Size) models.Size {
+	lim := provisioned
+	if r.rec != nil {
+		lim = r.rec.Limit(w.Start)
+	}
+	r.Score(w, lim, provisioned)
+	if r.rec != nil {
+		if r.oom && w.Memory > lim.Memory {
+			r.rec.ObserveOOM(w.Start, lim.Memory)
+		}
+		r.rec.Observe(w)
+	}
+	return lim
+}
+
+// Score scores window w against limit lim without asking or feeding the
+// recommender: for a caller that sets the limit itself (the simulator's
+// oracle, whose limit is the window's own usage).
+func (r *Replay) Score(w models.Window, lim, provisioned models.Size) {
+	if w.Start.Before(r.warmEnd) {
+		return
+	}
+	r.tally[0].Add(lim.CPU, w.CPU, provisioned.CPU, r.prev[0], r.threshold)
+	r.tally[1].Add(lim.Memory, w.Memory, provisioned.Memory, r.prev[1], r.threshold)
+	r.prev = [2]float64{lim.CPU, lim.Memory}
+	r.counted = true
+}
+
+// Tallies returns the CPU and memory tallies so far; each counts the task
+// once (Tasks = 1) when at least one window was scored.
+func (r *Replay) Tallies() [2]Tally {
+	tl := r.tally
+	if r.counted {
 		tl[0].Tasks, tl[1].Tasks = 1, 1
 	}
 	return tl

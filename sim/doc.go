@@ -15,7 +15,9 @@
 //     distribution (the step distribution of fast.go: mean = max(decayed
 //     mean, last window), spread = Options.StepSpread × the RMS change from
 //     one window to the next), admitted only while the scheduler's
-//     overload-risk bound stays below ε;
+//     overload-risk bound stays below ε, with the tasks' correlation
+//     (Options.Correlation; by default estimated from the workload by
+//     EstimateStepCorrelation);
 //   - oracle: knows each window's usage in advance and repacks from scratch
 //     every window: the floor.
 //

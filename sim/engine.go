@@ -27,7 +27,12 @@ type Report struct {
 	Tasks        int         `json:"tasks"`
 	Windows      int         `json:"windows"`
 	OverloadRisk float64     `json:"overload_risk"`
-	Assumptions  []string    `json:"assumptions,omitempty"`
+	// RiskCorrelation is the ρ (CPU, memory) the scheduler's bound used;
+	// StepCorrelation the estimate from this workload (whether or not it
+	// was used).
+	RiskCorrelation scheduler.Resources `json:"risk_correlation"`
+	StepCorrelation StepCorrelation     `json:"step_correlation"`
+	Assumptions     []string            `json:"assumptions,omitempty"`
 	// Timeseries has one point per policy per window when asked for.
 	Timeseries []Point `json:"-"`
 	// TaskSeries has per-window usage and sizes of a few sample tasks.
@@ -114,6 +119,19 @@ func Run(w *Workload, opts Options) (*Report, error) {
 		Trace: w.Name, Machine: opts.Machine, Tasks: len(w.Tasks), Windows: w.Slots,
 		OverloadRisk: opts.OverloadRisk, Assumptions: w.Assumptions,
 	}
+	rep.StepCorrelation = EstimateStepCorrelation(w, 0, 0)
+	if opts.Correlation == nil {
+		var c scheduler.Resources
+		if opts.Risk == scheduler.RiskBernstein {
+			rep.Assumptions = append(rep.Assumptions, "the bernstein risk model assumes independent tasks: correlation 0")
+		} else {
+			for r := range c {
+				c[r] = min(max(rep.StepCorrelation.Weighted[r], 0), 1)
+			}
+		}
+		opts.Correlation = &c
+	}
+	rep.RiskCorrelation = *opts.Correlation
 	for i := range w.Tasks {
 		p := w.Tasks[i].maxProvisioned()
 		if p.CPU > opts.Machine.CPU || p.Memory > opts.Machine.Memory {
@@ -154,8 +172,9 @@ func Run(w *Workload, opts Options) (*Report, error) {
 	for _, r := range runs {
 		var cpu, mem predictor.Tally
 		for i := range r.tasks {
-			cpu.Merge(r.tasks[i].tally[0])
-			mem.Merge(r.tasks[i].tally[1])
+			tl := r.tasks[i].replay.Tallies()
+			cpu.Merge(tl[0])
+			mem.Merge(tl[1])
 		}
 		rep.Results = append(rep.Results, cpu.Result(r.policy, "cpu"), mem.Result(r.policy, "memory"))
 		rep.Cluster = append(rep.Cluster, r.cluster())
@@ -174,14 +193,11 @@ type taskRun struct {
 	rec         models.Recommender
 	active      bool // arrived and not departed
 	placed      bool
-	ranBefore   bool           // was placed at some point (a new placement is a reschedule)
-	spec        scheduler.Task // the size the scheduler holds
-	use         models.Size    // usage in the current slot (carried over gaps)
-	want        scheduler.Task // the size the policy wants this slot
-	tally       [2]predictor.Tally
-	prev        [2]float64
-	counted     bool
-	warmEnd     time.Time
+	ranBefore   bool              // was placed at some point (a new placement is a reschedule)
+	spec        scheduler.Task    // the size the scheduler holds
+	use         models.Size       // usage in the current slot (carried over gaps)
+	want        scheduler.Task    // the size the policy wants this slot
+	replay      *predictor.Replay // per-task figures, scored as predictor.Evaluate does
 	sample      bool
 	stepSeen    int        // windows folded into stepVar (stepDist)
 	stepVar     [2]float64 // decayed mean of squared window-to-window changes
@@ -241,12 +257,12 @@ func newRun(w *Workload, policy string, opts *Options) *run {
 		tr.id = t.ID()
 		tr.first = w.slot(t.Windows[0].Start)
 		tr.last = w.slot(t.Windows[len(t.Windows)-1].Start)
-		tr.prev = [2]float64{-1, -1}
-		tr.warmEnd = t.Windows[0].Start.Add(opts.WarmUp)
 		tr.sample = stride > 0 && i%stride == 0 && i/stride < opts.SampleTasks
 		if policy != PolicyProvisioned && policy != PolicyOracle {
 			tr.rec, _ = opts.New(policy) // checked by normalize
 		}
+		tr.replay = predictor.NewReplay(tr.rec, t.Windows[0].Start, predictor.EvalOptions{
+			WarmUp: opts.WarmUp, ChangeThreshold: opts.ChangeThreshold, NoOOMFeedback: opts.NoOOMFeedback})
 		r.byID[tr.id] = i
 	}
 	return r
@@ -358,7 +374,7 @@ func (r *run) oracleWindow(k int) error {
 			var use models.Size
 			for wi := a; wi < b; wi++ {
 				win := tr.t.Windows[wi]
-				r.score(tr, wi, models.Size{CPU: win.CPU, Memory: win.Memory})
+				tr.replay.Score(win, models.Size{CPU: win.CPU, Memory: win.Memory}, tr.t.provisioned(wi))
 				use.CPU, use.Memory = max(use.CPU, win.CPU), max(use.Memory, win.Memory)
 			}
 			tr.next, tr.use = b, use
@@ -381,23 +397,6 @@ func (r *run) oracleWindow(k int) error {
 	}
 	r.account(k)
 	return nil
-}
-
-// score adds window wi with limit l to the task's per-task figures, with
-// the rules of predictor.Evaluate (warm-up skipped, change threshold).
-func (r *run) score(tr *taskRun, wi int, l models.Size) {
-	win := tr.t.Windows[wi]
-	if win.Start.Before(tr.warmEnd) {
-		return
-	}
-	pr := tr.t.provisioned(wi)
-	tr.tally[0].Add(l.CPU, win.CPU, pr.CPU, tr.prev[0], r.opts.ChangeThreshold)
-	tr.tally[1].Add(l.Memory, win.Memory, pr.Memory, tr.prev[1], r.opts.ChangeThreshold)
-	tr.prev = [2]float64{l.CPU, l.Memory}
-	if !tr.counted {
-		tr.counted = true
-		tr.tally[0].Tasks, tr.tally[1].Tasks = 1, 1
-	}
 }
 
 // windowsIn returns the task's windows [i, j) that fall in slot k.
@@ -538,7 +537,7 @@ func shrinks(a, b scheduler.Task, rng bool) bool {
 }
 
 func (r *run) placeOpts() scheduler.Options {
-	return scheduler.Options{Seed: r.opts.Seed, OverloadRisk: r.opts.OverloadRisk, Risk: r.opts.Risk, NoPreemption: true}
+	return scheduler.Options{Seed: r.opts.Seed, OverloadRisk: r.opts.OverloadRisk, Risk: r.opts.Risk, Correlation: *r.opts.Correlation, NoPreemption: true}
 }
 
 // addMachines adds n machines to the cluster: released ones first, then
@@ -669,8 +668,8 @@ func (r *run) placed(i int) {
 }
 
 // use replays slot k's windows of every active task: the limit for each
-// window is asked at its start and scored with predictor.Tally exactly as
-// predictor.Evaluate does, then the window is observed.
+// window is asked at its start and scored by predictor.Replay, the step
+// predictor.Evaluate runs, then the window is observed.
 func (r *run) use(k int) {
 	for i := range r.tasks {
 		tr := &r.tasks[i]
@@ -684,22 +683,10 @@ func (r *run) use(k int) {
 		var use, lim models.Size
 		for wi := a; wi < b; wi++ {
 			win := tr.t.Windows[wi]
-			var l models.Size
-			switch {
-			case tr.rec != nil:
-				l = tr.rec.Limit(win.Start)
-			default:
-				l = tr.t.provisioned(wi)
-			}
-			r.score(tr, wi, l)
-			if tr.rec != nil {
-				// As predictor.Evaluate does: memory above the limit is an
-				// OOM kill, which the recommender hears about at once.
-				if !r.opts.NoOOMFeedback && win.Memory > l.Memory {
-					tr.rec.ObserveOOM(win.Start, l.Memory)
-				}
-				tr.rec.Observe(win)
-			}
+			// predictor.Evaluate's step: the limit asked at the window's
+			// start and scored, then the OOM feedback and the window
+			// observed.
+			l := tr.replay.Step(win, tr.t.provisioned(wi))
 			use.CPU, use.Memory = max(use.CPU, win.CPU), max(use.Memory, win.Memory)
 			if wi == a {
 				lim = l

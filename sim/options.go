@@ -80,6 +80,12 @@ type Options struct {
 	OverloadRisk float64
 	// Risk is the scheduler's risk model (default Gaussian).
 	Risk scheduler.RiskModel
+	// Correlation is ρ per resource for the scheduler's correlation-aware
+	// bound (scheduler.Options.Correlation). nil: the σ-weighted step
+	// correlation estimated from the workload itself
+	// (EstimateStepCorrelation; Report.StepCorrelation), which reads the
+	// whole trace; set it to replay with a correlation known beforehand.
+	Correlation *scheduler.Resources
 	// Failures to inject.
 	Failures []Failure
 	// Seed makes machine choice for failures and the scheduler's tie-breaks
@@ -107,9 +113,12 @@ type Options struct {
 	// are placed with (see stepDist): mean = max(the recommender's decayed
 	// mean, the last window's usage), standard deviation = StepSpread × the
 	// root-mean-square change of the task's usage from one window to the
-	// next (weighted over 24 h). 0: 1.5. Negative: the recommender's decayed mean
-	// and standard deviation as they are (the behaviour before; it lets a
-	// surge of many tasks at once pass the risk bound).
+	// next (weighted over 24 h). 0: DefaultStepSpread (1.15: an allowance
+	// for heavy tails; the co-movement of tasks is the scheduler's
+	// Correlation, no longer folded into the spread). Negative: the
+	// recommender's decayed mean and standard deviation as they are (the
+	// behaviour before; it lets a surge of many tasks at once pass the risk
+	// bound).
 	StepSpread float64
 	// New builds a recommender for a policy (models.New when nil).
 	New func(policy string) (models.Recommender, error)
@@ -182,6 +191,16 @@ func (o *Options) normalize(w *Workload) error {
 	}
 	if o.ResizeDeadband < 0 || o.ResizeDeadband >= 1 {
 		return fmt.Errorf("%w: resize deadband %v must be in [0, 1)", ErrInvalid, o.ResizeDeadband)
+	}
+	if o.Correlation != nil {
+		for r, rho := range o.Correlation {
+			if !(rho >= 0 && rho <= 1) {
+				return fmt.Errorf("%w: %s correlation %v must be in [0, 1] (0: independent tasks)", ErrInvalid, scheduler.Resource(r), rho)
+			}
+			if rho > 0 && o.Risk == scheduler.RiskBernstein {
+				return fmt.Errorf("%w: the bernstein risk model assumes independent tasks: give correlation 0, or use gaussian or cantelli", ErrInvalid)
+			}
+		}
 	}
 	if o.StepSpread == 0 {
 		o.StepSpread = DefaultStepSpread

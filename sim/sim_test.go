@@ -243,6 +243,9 @@ func TestOptionsRejectBadInput(t *testing.T) {
 		{OverloadRisk: 0.7},
 		{Machine: models.Size{CPU: -1}},
 		{Failures: []Failure{{Machines: 0}}},
+		{Correlation: &scheduler.Resources{-0.1, 0}},
+		{Correlation: &scheduler.Resources{0, 1.5}},
+		{Risk: scheduler.RiskBernstein, Correlation: &scheduler.Resources{0.1, 0}},
 	} {
 		if _, err := Run(w, o); !errors.Is(err, ErrInvalid) {
 			t.Errorf("Run(%+v) = %v, want ErrInvalid", o, err)

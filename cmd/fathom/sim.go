@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -23,12 +24,12 @@ func init() { register(newSimCmd) }
 
 func newSimCmd(g *cli.Globals) *cobra.Command {
 	var (
-		path, format, policies, fails, tsOut, taskOut, prio, risk, vms string
-		machineCPU, eps                                                float64
-		machineMem                                                     string
-		seed                                                           uint64
-		samples                                                        int
-		noProgress                                                     bool
+		path, format, policies, fails, tsOut, taskOut, prio, risk, vms, corr string
+		machineCPU, eps, spread                                              float64
+		machineMem                                                           string
+		seed                                                                 uint64
+		samples                                                              int
+		noProgress                                                           bool
 	)
 	cmd := &cobra.Command{
 		Use:   "sim --trace FILE --format F [--policy p1,p2,...]",
@@ -54,7 +55,10 @@ reschedules. See docs/simulator.md for how machines are counted.`,
 			if path == "" {
 				return cli.UsageErrorf("--trace is required: a trace file (or directory for google2011/alibaba2018)")
 			}
-			opts := sim.Options{OverloadRisk: eps, Seed: seed, SampleTasks: samples, Timeseries: tsOut != ""}
+			opts := sim.Options{OverloadRisk: eps, Seed: seed, SampleTasks: samples, Timeseries: tsOut != "", StepSpread: spread}
+			if spread == 0 || math.IsNaN(spread) || math.IsInf(spread, 0) {
+				return cli.UsageErrorf("--step-spread %v: give a finite factor > 0 (e.g. 1), or < 0 for the recommender's own distribution", spread)
+			}
 			if taskOut != "" && samples == 0 {
 				opts.SampleTasks = 3
 			}
@@ -71,6 +75,13 @@ reschedules. See docs/simulator.md for how machines are counted.`,
 			var err error
 			if opts.Risk, err = scheduler.ParseRiskModel(risk); err != nil {
 				return cli.UsageErrorf("--risk-model: %v", err)
+			}
+			if corr != "auto" {
+				c, err := scheduler.ParseCorrelation(corr)
+				if err != nil {
+					return cli.UsageErrorf("--risk-correlation: %v (or auto: estimated from the trace)", err)
+				}
+				opts.Correlation = &c
 			}
 			opts.Machine.CPU = machineCPU
 			if machineMem != "" {
@@ -138,6 +149,8 @@ reschedules. See docs/simulator.md for how machines are counted.`,
 	f.StringVar(&machineMem, "machine-memory", "", "machine memory, bytes or with Ki/Mi/Gi/Ti (default: the trace's largest provisioned)")
 	f.Float64Var(&eps, "overload-risk", scheduler.DefaultOverloadRisk, "ε: largest accepted probability that a machine's usage exceeds its capacity")
 	f.StringVar(&risk, "risk-model", "gaussian", "overload risk bound: gaussian|bernstein|cantelli")
+	f.StringVar(&corr, "risk-correlation", "auto", "ρ, the mean pairwise correlation of co-located tasks' usage for the risk bound: auto (estimated from the trace's window-to-window changes), one value, or cpu,memory (0: independent)")
+	f.Float64Var(&spread, "step-spread", sim.DefaultStepSpread, "fathom policy: predicted spread = this × the RMS window-to-window change of a task's usage (< 0: the recommender's own distribution)")
 	f.StringVar(&fails, "fail", "", "machine failures N@T, comma-separated (e.g. 2@3d: two machines in use fail 3 days in)")
 	f.StringVar(&tsOut, "timeseries", "", "write a per-window CSV time series of every policy's cluster to this file")
 	f.StringVar(&taskOut, "task-series", "", "write per-window usage, request and limit of a few sample tasks to this CSV file")
@@ -270,7 +283,9 @@ func simWriteFile(path string, write func(io.Writer) error) error {
 }
 
 func printSimTable(w io.Writer, rep *sim.Report) {
-	fmt.Fprintf(w, "trace %s: %d tasks, %d windows, machine %.4g cores / %.4g GiB, ε=%g\n\n", rep.Trace, rep.Tasks, rep.Windows, rep.Machine.CPU, rep.Machine.Memory/(1<<30), rep.OverloadRisk)
+	fmt.Fprintf(w, "trace %s: %d tasks, %d windows, machine %.4g cores / %.4g GiB, ε=%g, ρ cpu %.3f memory %.3f (estimated from the trace: %.3f, %.3f)\n\n",
+		rep.Trace, rep.Tasks, rep.Windows, rep.Machine.CPU, rep.Machine.Memory/(1<<30), rep.OverloadRisk,
+		rep.RiskCorrelation[0], rep.RiskCorrelation[1], rep.StepCorrelation.Weighted[0], rep.StepCorrelation.Weighted[1])
 	fmt.Fprintln(w, "POLICY\tMACHINES MEAN\tPEAK\tLOWER BOUND\tUTILIZATION\tOVERLOADED\tEVICTIONS\tRESCHEDULES")
 	for _, c := range rep.Cluster {
 		fmt.Fprintf(w, "%s\t%.2f\t%d\t%.2f\t%s\t%s\t%d\t%d\n", c.Policy, c.MachinesMean, c.MachinesPeak, c.LowerBoundMean,
