@@ -1,7 +1,11 @@
 package cluster
 
 import (
+	"bytes"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -75,10 +79,33 @@ task:
 	if !strings.Contains(string(out), want) {
 		t.Errorf("fathom job status does not say %q:\n%s", want, out)
 	}
-	// The victim's process is gone: nothing of it runs on its old node.
-	for _, h := range victim.GetHistory() {
-		if h.GetState() == fathomv1.TaskState_TASK_STATE_RUNNING && h.GetNode() == prodTask.GetNode() {
-			t.Logf("victim ran on %s before; the prod task runs there now", h.GetNode())
+	// The victim's process is gone: no process runs with its task id.
+	c.waitFor("the victim's process stopped", 20*time.Second, func() bool { return len(pidsOfTask(victim.GetId())) == 0 })
+	if pids := pidsOfTask(prodTask.GetId()); len(pids) != 1 {
+		t.Errorf("prod task %s: %d processes (%v); want 1", prodTask.GetId(), len(pids), pids)
+	}
+}
+
+// pidsOfTask lists the processes an agent started for task id
+// (FATHOM_TASK_ID in their environment).
+func pidsOfTask(id string) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err != nil {
+			continue
+		}
+		for _, kv := range bytes.Split(b, []byte{0}) {
+			if string(kv) == "FATHOM_TASK_ID="+id {
+				out = append(out, pid)
+				break
+			}
 		}
 	}
+	return out
 }
