@@ -80,6 +80,11 @@ type reconcileFlags struct {
 	Consolidate         bool
 	ConsolidateBelow    float64
 	DrainBudget         int
+	// RiskModel and Correlation choose the overload-risk bound (parsed by
+	// validate into risk and corr).
+	RiskModel, Correlation string
+	risk                   scheduler.RiskModel
+	corr                   scheduler.Resources
 }
 
 func (r *reconcileFlags) bind(f *pflag.FlagSet) {
@@ -90,6 +95,8 @@ func (r *reconcileFlags) bind(f *pflag.FlagSet) {
 	f.BoolVar(&r.Consolidate, "consolidate", false, "drain under-used nodes whose tasks fit on other nodes in use (pair with --node-provider-cmd so emptied machines are removed)")
 	f.Float64Var(&r.ConsolidateBelow, "consolidate-below", 0.3, "with --consolidate: only nodes whose largest requested share is below this are drained")
 	f.IntVar(&r.DrainBudget, "drain-budget", 10, "with --consolidate: most tasks moved by consolidation per reconcile round")
+	f.StringVar(&r.RiskModel, "risk-model", "gaussian", "overload-risk bound: gaussian|bernstein|cantelli (docs/scheduler.md)")
+	f.StringVar(&r.Correlation, "risk-correlation", "0", "ρ, the mean pairwise correlation of co-located tasks' usage, for the gaussian and cantelli bounds: one value or cpu,memory (0: independent; fathom sim estimates it from a trace)")
 }
 
 func (r *reconcileFlags) validate() error {
@@ -107,11 +114,22 @@ func (r *reconcileFlags) validate() error {
 	case r.DrainBudget < 1:
 		return cli.UsageErrorf("--drain-budget %d must be at least 1", r.DrainBudget)
 	}
+	var err error
+	if r.risk, err = scheduler.ParseRiskModel(r.RiskModel); err != nil {
+		return cli.UsageErrorf("--risk-model: %v", err)
+	}
+	if r.corr, err = scheduler.ParseCorrelation(r.Correlation); err != nil {
+		return cli.UsageErrorf("--risk-correlation: %v", err)
+	}
+	if r.risk == scheduler.RiskBernstein && r.corr != (scheduler.Resources{}) {
+		return cli.UsageErrorf("--risk-correlation %s: the bernstein bound assumes independent tasks; use --risk-model gaussian or cantelli", r.Correlation)
+	}
 	return nil
 }
 
 func (r *reconcileFlags) options() scheduler.ReconcileOptions {
-	return scheduler.ReconcileOptions{MassFailureFraction: r.MassFailureFraction, MassFailureRate: r.MassFailureRate,
+	return scheduler.ReconcileOptions{Options: scheduler.Options{Risk: r.risk, Correlation: r.corr},
+		MassFailureFraction: r.MassFailureFraction, MassFailureRate: r.MassFailureRate,
 		MoveCost: r.MoveCost, MinTaskAge: r.MinTaskAge, Consolidate: r.Consolidate,
 		ConsolidateBelow: r.ConsolidateBelow, DrainBudget: r.DrainBudget}
 }
