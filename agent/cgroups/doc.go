@@ -7,12 +7,18 @@
 // Three back ends satisfy Manager:
 //
 //   - cgroup2: the unified hierarchy (memory.max, cpu.max, memory.events
-//     oom_kill, cpu.stat usage_usec, cgroup.kill). Used when the v2 hierarchy
-//     offers both the cpu and memory controllers.
+//     oom_kill, cpu.stat usage_usec, cgroup.kill, cgroup.freeze). Used when
+//     the v2 hierarchy offers both the cpu and memory controllers, or,
+//     degraded, when it lacks them and cgroup1 is not usable (or mode
+//     "cgroup2" is asked for): groups, CPU from cpu.stat, freezing and
+//     killing still work; memory is read from /proc and the missing
+//     controllers' limits are not enforced (Manager.Missing, Enforcement,
+//     Degraded say so).
 //   - cgroup1: the legacy per-controller hierarchies (memory.limit_in_bytes,
 //     cpu.cfs_quota_us, cpuacct.usage, memory.oom_control oom_kill,
-//     memory.failcnt). Used on hybrid machines whose memory and cpu
-//     controllers are bound to v1, such as the Debian 12 build machines.
+//     memory.failcnt; freezer.state when the freezer hierarchy is
+//     mounted). Used on hybrid machines whose memory and cpu controllers are
+//     bound to v1, such as the Debian 12 build machines.
 //   - none: no writable cgroup. Groups only remember their processes; usage is
 //     measured from /proc and nothing is enforced. The node reports
 //     enforcement "none".
