@@ -417,3 +417,54 @@ func cpuTime() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// TestReconcileConsolidates: with Consolidate on, of two under-used nodes one
+// is drained onto the other (a move, the old copy kept until the new one
+// runs), and the next rounds leave things as they are (no flapping).
+func TestReconcileConsolidates(t *testing.T) {
+	h := startServer(t, Options{HeartbeatTimeout: time.Minute,
+		Reconcile: scheduler.ReconcileOptions{Consolidate: true, MinTaskAge: time.Millisecond}})
+	a := h.agent("node-a", 4)
+	one := h.submit(&fathomv1.JobSpec{Name: "one", Type: "service", Priority: "batch", Replicas: proto.Int32(1),
+		Task: &fathomv1.TaskSpec{Command: []string{"sleep", "600"}}})
+	sa := a.next("one on node-a", func(s *fathomv1.AssignmentSet) bool { return len(s.GetAssignments()) == 1 })
+	a.report(running(one+"-0", sa.GetAssignments()[0].GetGeneration()))
+	b := h.agent("node-b", 4)
+	// node-a is cordoned while the second job is placed, so that it lands on
+	// node-b; then both nodes run one small task each.
+	if _, err := h.nodes.CordonNode(t.Context(), &fathomv1.CordonNodeRequest{Name: "node-a"}); err != nil {
+		t.Fatal(err)
+	}
+	two := h.submit(&fathomv1.JobSpec{Name: "two", Type: "service", Priority: "batch", Replicas: proto.Int32(1),
+		Task: &fathomv1.TaskSpec{Command: []string{"sleep", "600"}}})
+	sb := b.next("two on node-b", func(s *fathomv1.AssignmentSet) bool { return hasTask(s, two+"-0") != nil })
+	b.report(running(two+"-0", hasTask(sb, two+"-0").GetGeneration()))
+	if _, err := h.nodes.CordonNode(t.Context(), &fathomv1.CordonNodeRequest{Name: "node-a", Uncordon: true}); err != nil {
+		t.Fatal(err)
+	}
+	// One of the two is drained onto the other.
+	var moved *fathomv1.Task
+	eventually(t, "a consolidation move", func() bool {
+		for _, id := range []string{one, two} {
+			if tk := h.task(id, 0); strings.Contains(tk.GetReason(), "consolidation drains") {
+				moved = tk
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("%s: %s", moved.GetId(), moved.GetReason())
+	target := a
+	if moved.GetNode() == "node-b" {
+		target = b
+	}
+	set := target.next("the moved task", func(s *fathomv1.AssignmentSet) bool { return hasTask(s, moved.GetId()) != nil })
+	target.report(running(moved.GetId(), hasTask(set, moved.GetId()).GetGeneration()))
+	time.Sleep(time.Second) // about ten rounds
+	if n := h.metric("fathom_scheduler_reschedules_total", `reason="consolidation"`); n != 1 {
+		t.Errorf("consolidation moves = %v; want exactly 1 (no flapping)", n)
+	}
+	if x, y := h.task(one, 0), h.task(two, 0); x.GetNode() != y.GetNode() {
+		t.Errorf("tasks on %s and %s; want both on one node", x.GetNode(), y.GetNode())
+	}
+}
