@@ -17,8 +17,12 @@
 // a limit below current use is rejected and the task keeps its old limits.
 // Stop is SIGTERM to the group, a grace period, then SIGKILL to the group and
 // everything left in the cgroup. Service tasks restart with exponential
-// backoff, batch tasks do not. Exit codes come from wait(2); OOM kills from
-// the cgroup's own oom_kill counter. Tasks outlive the agent: their pid,
+// backoff, batch tasks do not. Exit codes come from wait(2), collected by one
+// reaper goroutine for all tasks; OOM kills from the cgroup's own oom_kill
+// counter. Each task's stdout and stderr are its own O_APPEND descriptor on
+// output.log, rotated by size by copying and truncating while the task is
+// frozen for an instant (logrotate.go), so no line is lost and an agent
+// restart never touches a task's output. Tasks outlive the agent: their pid,
 // process start time and cgroup paths are kept in DataDir, and a restarted
 // agent re-attaches instead of starting a second copy.
 //
