@@ -525,14 +525,17 @@ func (s *Server) runProvider(ctx context.Context, action string, args, env []str
 }
 
 // autoscaleView is the report and the provider's state as the API shows
-// them, plus per-node removal notes. ok is false before the first report.
-func (s *Server) autoscaleView(now time.Time) (rep *fathomv1.AutoscaleReport, removable map[string]bool, notes map[string]string) {
+// them (nil before the first report), plus per-node notes: waiting for
+// nodes the report lists as removable, removal for nodes the provider
+// handed over or failed to remove (valid only while the node is still
+// marked for removal; the caller checks).
+func (s *Server) autoscaleView(now time.Time) (rep *fathomv1.AutoscaleReport, removable map[string]bool, waiting, removal map[string]string) {
 	a := &s.autoscale
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	removable, notes = map[string]bool{}, map[string]string{}
+	removable, waiting, removal = map[string]bool{}, map[string]string{}, map[string]string{}
 	if !a.ok {
-		return nil, removable, notes
+		return nil, removable, waiting, removal
 	}
 	r := a.rep
 	rep = &fathomv1.AutoscaleReport{
@@ -548,20 +551,18 @@ func (s *Server) autoscaleView(now time.Time) (rep *fathomv1.AutoscaleReport, re
 	for _, n := range r.CouldRemove {
 		removable[n] = true
 		if since, ok := a.prov.removableSince[n]; ok && s.o.NodeProvider.Command != "" {
-			notes[n] = fmt.Sprintf("removable for %s; cordoned for removal after %s", shortDur(now.Sub(since)), shortDur(delay))
+			waiting[n] = fmt.Sprintf("removable for %s; cordoned for removal after %s", shortDur(now.Sub(since)), shortDur(delay))
 		}
 	}
 	for n, at := range a.prov.handed {
-		rep.NodeProvider.Handed = append(rep.NodeProvider.Handed, n)
-		notes[n] = "handed to the node provider " + shortDur(now.Sub(at)) + " ago"
+		removal[n] = "handed to the node provider " + shortDur(now.Sub(at)) + " ago"
 	}
 	for n, at := range a.prov.retryAt {
 		if _, handed := a.prov.handed[n]; !handed && now.Before(at) {
-			notes[n] = "node provider failed to remove it; asked again in " + shortDur(at.Sub(now))
+			removal[n] = "node provider failed to remove it; asked again in " + shortDur(at.Sub(now))
 		}
 	}
-	slices.Sort(rep.NodeProvider.Handed)
-	return rep, removable, notes
+	return rep, removable, waiting, removal
 }
 
 // shortDur formats a duration as 45s, 3m, 2h10m.

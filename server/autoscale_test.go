@@ -61,6 +61,7 @@ type providerHarness struct {
 	clock *fakeClock
 	calls string // the hook appends one line per call: its arguments
 	ctx   context.Context
+	stop  func() // stops the server and closes its store (also at cleanup)
 }
 
 // hookScript writes a hook that logs "$*" to calls (and its environment to
@@ -81,16 +82,22 @@ func hookScript(t *testing.T, body string) (command, calls string) {
 
 func newProviderHarness(t *testing.T, hookBody string, po NodeProviderOptions) *providerHarness {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	st, err := store.Open(ctx, store.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	clock := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
 	var calls string
 	if hookBody != "-" {
 		po.Command, calls = hookScript(t, hookBody)
 	}
+	return newProviderHarnessAt(t, t.TempDir(), calls, po)
+}
+
+// newProviderHarnessAt starts the server on the etcd data in dir.
+func newProviderHarnessAt(t *testing.T, dir, calls string, po NodeProviderOptions) *providerHarness {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := store.Open(ctx, store.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
 	reg := prometheus.NewRegistry()
 	srv, err := New(ctx, Options{Store: st, Registerer: reg, Gatherer: reg, Now: clock.Now, NodeProvider: po,
 		HeartbeatTimeout: 1000 * time.Hour, Logger: slog.New(slog.NewTextHandler(testLog{t}, nil))})
@@ -99,12 +106,16 @@ func newProviderHarness(t *testing.T, hookBody string, po NodeProviderOptions) *
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); srv.autoscaleLoop(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		st.Close()
-	})
-	return &providerHarness{t: t, srv: srv, reg: reg, clock: clock, calls: calls, ctx: ctx}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			<-done
+			st.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return &providerHarness{t: t, srv: srv, reg: reg, clock: clock, calls: calls, ctx: ctx, stop: stop}
 }
 
 // report publishes rep as a reconcile round would and waits until the
@@ -532,5 +543,36 @@ func TestExampleNodeProviderScript(t *testing.T) {
 	_, rep = h.nodes()
 	if lc := rep.GetNodeProvider().GetLastCall(); lc.GetOutcome() != "failed" || lc.GetExitCode() != 2 || !strings.Contains(lc.GetStderr(), "unknown backend") {
 		t.Fatalf("unknown backend: %v", lc)
+	}
+}
+
+// TestNodeProviderResumesAfterRestart: the cordon for removal is stored, so
+// a restarted server hands the node over without waiting the delay again.
+func TestNodeProviderResumesAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	cmd, calls := hookScript(t, "")
+	po := NodeProviderOptions{Command: cmd, RemovalDelay: 10 * time.Minute}
+	h := newProviderHarnessAt(t, dir, calls, po)
+	h.register("n1", "n2")
+	h.report(scheduler.AutoscaleReport{NodesUp: 2, CouldRemove: []string{"n2"}})
+	h.clock.Add(10 * time.Minute)
+	h.report(scheduler.AutoscaleReport{NodesUp: 2, CouldRemove: []string{"n2"}})
+	h.wantCalls()
+	h.stop()
+
+	h = newProviderHarnessAt(t, dir, calls, po)
+	nodes, _ := h.nodes()
+	if nodes["n2"].GetSchedulable() || nodes["n2"].GetRemovalRequestedAt() == nil || !nodes["n2"].GetRemovable() {
+		t.Fatalf("n2 after a restart: %v", nodes["n2"])
+	}
+	h.report(scheduler.AutoscaleReport{NodesUp: 2})
+	h.wantCalls("remove n2")
+	// An operator's uncordon cancels a removal.
+	if _, err := h.srv.CordonNode(h.ctx, &fathomv1.CordonNodeRequest{Name: "n2", Uncordon: true}); err != nil {
+		t.Fatal(err)
+	}
+	nodes, _ = h.nodes()
+	if nodes["n2"].GetRemovalRequestedAt() != nil || nodes["n2"].GetRemoval() != "" {
+		t.Errorf("n2 after uncordon: %v", nodes["n2"])
 	}
 }

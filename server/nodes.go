@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -20,7 +21,7 @@ import (
 // machines the work needs, and what the node provider hook is doing.
 func (s *Server) ListNodes(context.Context, *fathomv1.ListNodesRequest) (*fathomv1.ListNodesResponse, error) {
 	now := s.now()
-	rep, removable, notes := s.autoscaleView(now) // before s.mu: the two locks are never held together
+	rep, removable, waiting, removal := s.autoscaleView(now) // before s.mu: the two locks are never held together
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	resp := &fathomv1.ListNodesResponse{Autoscale: rep}
@@ -36,14 +37,20 @@ func (s *Server) ListNodes(context.Context, *fathomv1.ListNodesRequest) (*fathom
 				}
 			}
 		}
-		n.Removable, n.Removal = removable[name], notes[name]
+		n.Removable, n.Removal = removable[name], waiting[name]
 		if n.GetRemovalRequestedAt() != nil {
-			n.Removable = true
+			// The provider's memory may lag an uncordon by one step: its
+			// notes count only while the node is still marked.
+			n.Removable, n.Removal = true, removal[name]
 			if n.Removal == "" {
 				n.Removal = s.removalNote(n, now)
 			}
-			if rep != nil && !slices.Contains(rep.GetNodeProvider().GetHanded(), name) {
-				rep.NodeProvider.Removing = append(rep.NodeProvider.Removing, name)
+			if rep != nil {
+				if strings.HasPrefix(n.Removal, "handed") {
+					rep.NodeProvider.Handed = append(rep.NodeProvider.Handed, name)
+				} else {
+					rep.NodeProvider.Removing = append(rep.NodeProvider.Removing, name)
+				}
 			}
 		}
 		resp.Nodes = append(resp.Nodes, n)
@@ -51,7 +58,12 @@ func (s *Server) ListNodes(context.Context, *fathomv1.ListNodesRequest) (*fathom
 	sort.Slice(resp.Nodes, func(a, b int) bool { return resp.Nodes[a].GetName() < resp.Nodes[b].GetName() })
 	if rep != nil {
 		slices.Sort(rep.NodeProvider.Removing)
-		cpu, mem := commonShape(s.providerNodesLocked())
+		slices.Sort(rep.NodeProvider.Handed)
+		shapes := make([]providerNode, len(resp.Nodes))
+		for i, n := range resp.Nodes {
+			shapes[i] = providerNode{cpu: n.GetCpuCores(), memory: n.GetMemoryBytes()}
+		}
+		cpu, mem := commonShape(shapes)
 		rep.NodeCpuCores, rep.NodeMemoryBytes = cpu, mem
 	}
 	return resp, nil
