@@ -178,25 +178,44 @@ type resizeTarget struct {
 
 // rightsizeLoop runs rounds until ctx ends. Leader-only: this server is the
 // only control plane writing tasks (single-member or leader of its etcd).
+//
+// Between rounds, tasks that have no recommendation yet are looked at every
+// newTaskInterval (the agents' push interval, when shorter than Interval),
+// so a new task gets its first one soon after its first minute of usage
+// rather than up to a whole Interval later.
 func (s *Server) rightsizeLoop(ctx context.Context) {
 	rs := s.o.RightSizer
 	tick := time.NewTicker(rs.o.Interval)
 	defer tick.Stop()
+	var young <-chan time.Time
+	if rs.o.Interval > newTaskInterval {
+		t := time.NewTicker(newTaskInterval)
+		defer t.Stop()
+		young = t.C
+	}
 	for {
+		onlyNew := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-young:
+			onlyNew = true
 		}
-		if err := s.rightsizeRound(ctx); err != nil && ctx.Err() == nil {
+		if err := s.rightsizeRound(ctx, onlyNew); err != nil && ctx.Err() == nil {
 			s.log.Warn("right-sizing round failed", "err", err)
 		}
 	}
 }
 
+// newTaskInterval is how often tasks without a recommendation are looked at
+// between rounds: the agents' default push interval.
+const newTaskInterval = 10 * time.Second
+
 // rightsizeRound learns from new windows of every running task, refreshes
-// the recommendations and resizes in place where the policy allows.
-func (s *Server) rightsizeRound(ctx context.Context) error {
+// the recommendations and resizes in place where the policy allows. With
+// onlyNew it does so only for tasks that have no recommendation yet.
+func (s *Server) rightsizeRound(ctx context.Context, onlyNew bool) error {
 	rs := s.o.RightSizer
 	now := s.now()
 	s.mu.RLock()
@@ -210,6 +229,17 @@ func (s *Server) rightsizeRound(ctx context.Context) error {
 	}
 	s.mu.RUnlock()
 	sort.Slice(targets, func(a, b int) bool { return targets[a].task.GetId() < targets[b].task.GetId() })
+	if onlyNew {
+		rs.mu.Lock()
+		kept := targets[:0]
+		for _, tg := range targets {
+			if st := rs.state[tg.task.GetId()]; st == nil || !st.hasRec {
+				kept = append(kept, tg)
+			}
+		}
+		rs.mu.Unlock()
+		targets = kept
+	}
 	live := map[string]bool{}
 	var firstErr error
 	type change struct {
@@ -264,13 +294,15 @@ func (s *Server) rightsizeRound(ctx context.Context) error {
 		rs.mu.Unlock()
 		changes = append(changes, change{id: t.GetId(), size: next, req: models.Size{CPU: z.CPURequest, Memory: float64(z.MemoryRequest)}, why: why})
 	}
-	rs.mu.Lock()
-	for id := range rs.state {
-		if !live[id] {
-			delete(rs.state, id)
+	if !onlyNew {
+		rs.mu.Lock()
+		for id := range rs.state {
+			if !live[id] {
+				delete(rs.state, id)
+			}
 		}
+		rs.mu.Unlock()
 	}
-	rs.mu.Unlock()
 	for _, c := range changes {
 		if err := s.resizeTask(ctx, c.id, c.size, c.req, "right-sizing: "+c.why, now); err != nil && firstErr == nil {
 			firstErr = err
