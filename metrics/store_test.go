@@ -253,7 +253,8 @@ func TestDataSurvivesReopen(t *testing.T) {
 }
 
 func TestOpenStoreRejectsBadOptions(t *testing.T) {
-	for _, o := range []metrics.StoreOptions{{}, {Dir: t.TempDir(), Retention: -time.Hour}} {
+	for _, o := range []metrics.StoreOptions{{}, {Dir: t.TempDir(), Retention: -time.Hour},
+		{Dir: t.TempDir(), RuleInterval: -time.Second}, {Dir: t.TempDir(), RuleInterval: time.Microsecond}} {
 		_, err := metrics.OpenStore(o)
 		if !errors.Is(err, metrics.ErrBadOptions) {
 			t.Errorf("OpenStore(%+v) = %v, want ErrBadOptions", o, err)
