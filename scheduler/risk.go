@@ -10,9 +10,10 @@ import (
 // RiskModel names the bound used to estimate a machine's probability of
 // overload, P(Σ usage > capacity), from its tasks' predicted distributions.
 //
-// Tasks are assumed independent. With S the summed usage, μ = Σ mean,
-// σ² = Σ variance, a placement is admitted only while μ + margin ≤ capacity,
-// where margin is the smallest t whose tail bound P(S − μ ≥ t) is ≤ ε:
+// By default tasks are assumed independent (see "Correlated tasks" below).
+// With S the summed usage, μ = Σ mean, σ² = Σ variance, a placement is
+// admitted only while μ + margin ≤ capacity, where margin is the smallest
+// t whose tail bound P(S − μ ≥ t) is ≤ ε:
 //
 //   - RiskGaussian (default): the central-limit approximation, S ~ N(μ, σ²),
 //     margin = z₁₋ε·σ (3.09σ at ε = 0.001). Exact for normal usage and close
