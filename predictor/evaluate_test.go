@@ -4,7 +4,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/fathom-scheduler/fathom/models"
 	"github.com/fathom-scheduler/fathom/predictor"
 	"github.com/fathom-scheduler/fathom/sim/trace"
 )
@@ -190,5 +192,49 @@ func TestEvaluateFullTrace(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Replay is Evaluate's per-window step: windows in the warm-up are not
+// scored, the limit of a window is the one asked before it is observed, and
+// the task counts once. With the provisioned policy the limit is the
+// provisioned size given to Step.
+func TestReplayStep(t *testing.T) {
+	t0 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	rp := predictor.NewReplay(nil, t0, predictor.EvalOptions{WarmUp: 10 * time.Minute})
+	prov := models.Size{CPU: 2, Memory: 100}
+	for k, u := range []float64{5, 5, 1, 3, 1} { // windows 0, 1 are in the 10 min warm-up
+		w := models.Window{Start: t0.Add(time.Duration(k) * 5 * time.Minute), CPU: u, Memory: 50}
+		if lim := rp.Step(w, prov); lim != prov {
+			t.Fatalf("window %d: limit %+v, want the provisioned %+v", k, lim, prov)
+		}
+	}
+	tl := rp.Tallies()
+	if tl[0].Windows != 3 || tl[0].Violations != 1 || tl[0].Tasks != 1 || tl[0].Usage != 5 || tl[0].Slack != 1+1 {
+		t.Fatalf("cpu tally %+v: want 3 windows scored (after the warm-up), 1 violation (3 > 2), usage 5, slack 2, 1 task", tl[0])
+	}
+
+	// A real recommender: Step returns what Limit said before the window
+	// was observed (no look-ahead), so a surge is a violation.
+	rec, err := models.New("vpa")
+	if err != nil {
+		t.Fatal(err)
+	}
+	twin, _ := models.New("vpa")
+	rp = predictor.NewReplay(rec, t0, predictor.EvalOptions{NoOOMFeedback: true})
+	for k := range 400 {
+		u := 1.0
+		if k == 399 {
+			u = 50 // a surge in the last window
+		}
+		w := models.Window{Start: t0.Add(time.Duration(k) * 5 * time.Minute), CPU: u, Memory: 1 << 30}
+		want := twin.Limit(w.Start)
+		if got := rp.Step(w, models.Size{}); got != want {
+			t.Fatalf("window %d: limit %+v, want %+v (asked before observing)", k, got, want)
+		}
+		twin.Observe(w)
+	}
+	if tl := rp.Tallies(); tl[0].Violations < 1 || tl[0].Windows != 400-288 {
+		t.Fatalf("cpu tally %+v: want the surge counted as a violation and 112 windows after the 24 h warm-up", tl[0])
 	}
 }
