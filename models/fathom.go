@@ -85,8 +85,8 @@ type FathomResourceParams struct {
 	OOMRecall bool `json:"oom_recall,omitempty"`
 }
 
-// DefaultFathomParams are tuned on Bitbrains VMs 1-200 only (see
-// docs/predictor.md); VMs 201-250 are held out.
+// DefaultFathomParams were chosen on Bitbrains VMs 1-150 and checked on
+// VMs 151-200 (see docs/predictor.md); VMs 201-250 are held out.
 func DefaultFathomParams() FathomParams {
 	return FathomParams{
 		// CPU: no near-miss charge (throttling is mild, and near misses
