@@ -395,7 +395,10 @@ func TestBurnRightSizedInPlaceAndOOMRaisesMemory(t *testing.T) {
 		t.Skip("needs root: memory limits are enforced through cgroups")
 	}
 	c := startServer(t)
-	c.startAgent("e2e-burn", "2", "2Gi")
+	// A node name of its own: two runs of this package at once on one
+	// machine (a shared CI host) must not share a cgroup parent or kill each
+	// other's tasks on cleanup.
+	c.startAgent(fmt.Sprintf("e2e-burn-%d", os.Getpid()), "2", "2Gi")
 	c.waitNodesUp(1)
 	// The task holds 20 MiB until the test has seen it resized in place
 	// (limit at least 32 MiB), then jumps to 200 MiB: the kernel OOM-kills
