@@ -65,9 +65,11 @@ type FathomResourceParams struct {
 	// at 1.2 × the limit) instead of only past 1.2 × the limit, so that
 	// candidates are ranked on every overrun, not on the rare severe ones.
 	SevereRamp bool `json:"severe_ramp,omitempty"`
-	// Cap bounds every candidate at Cap × the largest usage seen so far
-	// (0 disables): a limit far above anything ever used buys nothing
-	// that an OOM's raise would not (see OOMRecall).
+	// Cap bounds every candidate at Cap × the largest usage of the last
+	// 7 days (0 disables): a limit far above anything recently used buys
+	// nothing that an OOM's raise would not (see OOMRecall, which goes
+	// back to the largest usage ever seen), and a peak older than a week
+	// no longer holds the limit up.
 	Cap float64 `json:"cap,omitempty"`
 	// Young and YoungMargin: for the first Young seconds of a task's
 	// history the limit is at least YoungMargin × the largest usage seen,
@@ -93,7 +95,7 @@ func DefaultFathomParams() FathomParams {
 		// on a noisy signal only inflate the margin).
 		CPU: FathomResourceParams{SizeCost: 0.05, OverrunCost: 1, SevereCost: 1, Floor: 0.001, NearMiss: 1},
 		Memory: FathomResourceParams{SizeCost: 0.05, OverrunCost: 16, SevereCost: 100, Floor: 1 << 20,
-			Deadband: 0.08, HoldDown: 2 * 3600, NearMiss: 0.5, SevereRamp: true, Cap: 1.15,
+			Deadband: 0.08, HoldDown: 2 * 3600, NearMiss: 0.5, SevereRamp: true, Cap: 1.2,
 			Young: 2 * 24 * 3600, YoungMargin: 1.0, OOMUsage: true, OOMRecall: true},
 		CostHalfLife:  14 * 24 * 3600,
 		StatsHalfLife: 24 * 3600,
@@ -290,7 +292,7 @@ func (tr *FathomTrack) observe(t int64, u float64, p *FathomParams, rp FathomRes
 	bases := tr.bases(next)
 	cap := math.Inf(1)
 	if rp.Cap > 0 {
-		cap = rp.Cap * bases[10]
+		cap = rp.Cap * bases[4] // max over 7 days
 	}
 	k := 0
 	for _, b := range bases {

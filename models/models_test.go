@@ -325,3 +325,97 @@ func TestFathomOOMRecallsThePeak(t *testing.T) {
 		t.Errorf("limit %.2f GiB after a 1 GiB OOM, want at most the recalled 4 GiB peak (an old floor leaked)", l/GiB)
 	}
 }
+
+// TestFathomBeatsBaselinesOnSyntheticFleet replays a small synthetic fleet
+// the way predictor.Evaluate does (limit asked before each window, memory
+// above the limit fed back as an OOM at the limit, the first day not
+// scored). The fleet mixes shapes the Bitbrains VMs show: steady,
+// daily-periodic, noisy, idle with rare bursts, and stepping between
+// levels. For CPU it requires fathom's summed limit below both baselines'
+// with no more violations or severe violations than the better of them.
+// For memory it only logs the figures: on this fleet fathom does not beat
+// both (a steady task gets 1.2 × its weekly peak where autopilot gives
+// 1.1 × its 48 h peak, and the rare 4 GiB bursts of idle tasks cost it
+// more severe violations than the VPA's p90 of daily peaks); see
+// docs/predictor.md.
+func TestFathomBeatsBaselinesOnSyntheticFleet(t *testing.T) {
+	type shape func(rng *rand.Rand, i int) Window
+	steady := func(rng *rand.Rand, i int) Window {
+		return Window{CPU: 0.5 + 0.05*rng.Float64(), Memory: 2*GiB + 0.05*GiB*rng.Float64()}
+	}
+	daily := func(rng *rand.Rand, i int) Window {
+		h := (i % 288) / 12
+		w := Window{CPU: 0.2 + 0.1*rng.Float64(), Memory: GiB + 0.1*GiB*rng.Float64()}
+		if h >= 9 && h < 17 {
+			w.CPU += 1.5
+			w.Memory += 1.5 * GiB
+		}
+		return w
+	}
+	noisy := func(rng *rand.Rand, i int) Window {
+		return Window{CPU: max(0, 1+0.4*rng.NormFloat64()), Memory: 3*GiB + 0.3*GiB*rng.NormFloat64()}
+	}
+	bursty := func(rng *rand.Rand, i int) Window {
+		w := Window{CPU: 0.05 * rng.Float64(), Memory: 0.2 * GiB * (1 + 0.1*rng.Float64())}
+		if rng.IntN(400) == 0 {
+			w.CPU, w.Memory = 2+rng.Float64(), 4*GiB*(1+0.2*rng.Float64())
+		}
+		return w
+	}
+	steps := func(rng *rand.Rand, i int) Window {
+		lvl := float64(1 + (i/(3*288))%3)
+		return Window{CPU: 0.3 * lvl * (1 + 0.1*rng.Float64()), Memory: lvl * GiB * (1 + 0.05*rng.Float64())}
+	}
+	type tally struct{ lim, viol, sev, n float64 }
+	kinds := []string{"vpa", "autopilot", "fathom"}
+	got := map[string]*[2]tally{}
+	for _, k := range kinds {
+		got[k] = &[2]tally{}
+	}
+	for s, sh := range []shape{steady, daily, noisy, bursty, steps, daily, bursty, noisy} {
+		for _, k := range kinds {
+			rng := rand.New(rand.NewPCG(uint64(s), 7))
+			r, _ := New(k)
+			for i := range 21 * 288 {
+				w := sh(rng, i)
+				w.Start = at(i)
+				w.CPUPeak = w.CPU
+				l := r.Limit(w.Start)
+				if i >= 288 {
+					for j, x := range [2][2]float64{{l.CPU, w.CPU}, {l.Memory, w.Memory}} {
+						tl := &got[k][j]
+						tl.lim += x[0]
+						tl.n++
+						if x[1] > x[0] {
+							tl.viol++
+						}
+						if x[1] > 1.2*x[0] {
+							tl.sev++
+						}
+					}
+				}
+				if w.Memory > l.Memory {
+					r.ObserveOOM(w.Start, l.Memory)
+				}
+				r.Observe(w)
+			}
+			if testing.Verbose() {
+				t.Logf("shape %d %s: memory Σlimit %.4g violations %v severe %v", s, k, got[k][1].lim, got[k][1].viol, got[k][1].sev)
+			}
+		}
+	}
+	for j, res := range []string{"cpu", "memory"} {
+		f, v, a := got["fathom"][j], got["vpa"][j], got["autopilot"][j]
+		t.Logf("%s: Σlimit/window fathom %.3f vpa %.3f autopilot %.3f; violations %v/%v/%v; severe %v/%v/%v",
+			res, f.lim/f.n, v.lim/v.n, a.lim/a.n, f.viol, v.viol, a.viol, f.sev, v.sev, a.sev)
+		if res == "memory" {
+			continue // known miss on this fleet, logged above
+		}
+		if f.lim >= min(v.lim, a.lim) {
+			t.Errorf("%s: fathom's summed limit %.4g not below vpa %.4g and autopilot %.4g", res, f.lim, v.lim, a.lim)
+		}
+		if f.viol > min(v.viol, a.viol) || f.sev > min(v.sev, a.sev) {
+			t.Errorf("%s: fathom %v violations (%v severe), better baseline has %v (%v)", res, f.viol, f.sev, min(v.viol, a.viol), min(v.sev, a.sev))
+		}
+	}
+}
