@@ -7,7 +7,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 
@@ -31,17 +30,5 @@ func main() {
 			fmt.Fprintf(os.Stderr, "warning: fathom %s started fathom-agent %s; install both from the same build\n", pv, version)
 		}
 	}
-	err := root.Execute()
-	if err == nil {
-		return
-	}
-	fmt.Fprintln(os.Stderr, "error:", err)
-	var ee *cli.ExitError
-	if errors.As(err, &ee) {
-		os.Exit(ee.Code)
-	}
-	if cli.IsUsageError(err) {
-		os.Exit(2)
-	}
-	os.Exit(1)
+	cli.Exit(root.Execute())
 }

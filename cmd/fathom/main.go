@@ -5,8 +5,6 @@
 package main
 
 import (
-	"errors"
-	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -41,17 +39,5 @@ Start a laptop cluster with 'fathom dev', then submit with 'fathom job run FILE'
 }
 
 func main() {
-	err := newRootCmd().Execute()
-	if err == nil {
-		return
-	}
-	fmt.Fprintln(os.Stderr, "error:", err)
-	var ee *cli.ExitError
-	if errors.As(err, &ee) {
-		os.Exit(ee.Code)
-	}
-	if cli.IsUsageError(err) {
-		os.Exit(2)
-	}
-	os.Exit(1)
+	cli.Exit(newRootCmd().Execute())
 }

@@ -115,3 +115,21 @@ func IsUsageError(err error) bool {
 	return errors.Is(err, ErrUsage) || strings.HasPrefix(err.Error(), "unknown command") ||
 		strings.HasPrefix(err.Error(), "unknown flag") || strings.Contains(err.Error(), "accepts ")
 }
+
+// Exit ends the process for the error a command returned: nothing for nil;
+// otherwise the error on stderr and exit status ExitError.Code, 2 for a usage
+// error, 1 for anything else. Every Fathom binary's main ends with it.
+func Exit(err error) {
+	if err == nil {
+		return
+	}
+	fmt.Fprintln(os.Stderr, "error:", err)
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		os.Exit(ee.Code)
+	}
+	if IsUsageError(err) {
+		os.Exit(2)
+	}
+	os.Exit(1)
+}
