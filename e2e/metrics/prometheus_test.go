@@ -185,9 +185,12 @@ func TestRealPrometheusReceivesRemoteWrite(t *testing.T) {
 	}
 
 	// Recording rules from deploy/prometheus run in the real Prometheus too
-	// (both groups, which are evaluated independently).
-	deadline := time.Now().Add(20 * time.Second)
-	for _, rule := range []string{`node:fathom_task_cpu_usage_cores:rate1m`, `namespace:fathom_task_cpu_slack_cores:sum`, `namespace_job_name:fathom_task_memory_sizing_error:quantile`} {
+	// (all three groups, which are evaluated independently). Rounds that ran
+	// while the history was still arriving may hold the per-task limits but
+	// not yet the CPU rates (two samples in 5 m), so wait for a round with both.
+	deadline := time.Now().Add(30 * time.Second)
+	for _, rule := range []string{`node:fathom_task_cpu_usage_cores:rate1m`, `namespace:fathom_task_cpu_slack_cores:sum`, `namespace_job_name:fathom_task_memory_sizing_error:quantile`,
+		`count_over_time(fathom:task_cpu_usage_cores:rate5m[15s]) and count_over_time(fathom:task_cpu_limit_cores:max5m[15s]) and count_over_time(fathom:task_memory_limit_bytes:max5m[15s])`} {
 		for {
 			v, _, _, err := p.Query(ctx, rule, time.Now())
 			if err == nil && len(v.(model.Vector)) > 0 {
