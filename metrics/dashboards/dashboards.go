@@ -166,7 +166,9 @@ func tablePanel(title, desc string, cols ...column) *table.PanelBuilder {
 		}}).
 		SortBy([]cog.Builder[common.TableSortByFieldState]{
 			common.NewTableSortByFieldStateBuilder().DisplayName(cols[0].header).Desc(true),
-		})
+		}).
+		// Grafana expects a reducer list even with the footer off.
+		Footer(common.NewTableFooterOptionsBuilder().Show(false).Reducer([]string{"sum"}))
 }
 
 func graph(title, unit, desc string, qs ...query) *timeseries.PanelBuilder {
