@@ -163,6 +163,17 @@ type roundInput struct {
 	lostNode map[string]string         // lost tasks: the node of their current copy
 	prio     map[string]string         // task id -> priority name
 	entries  []*jobEntry
+	// waits are the new per-task wait reasons, installed by apply.
+	waits map[*jobEntry]map[int32]string
+}
+
+func (in *roundInput) wait(e *jobEntry, i int, why string) {
+	m := in.waits[e]
+	if m == nil {
+		m = map[int32]string{}
+		in.waits[e] = m
+	}
+	m[int32(i)] = why
 }
 
 // maxPlacePerRound bounds how many waiting tasks one round considers.
@@ -207,7 +218,7 @@ func placedAt(t *fathomv1.Task) time.Time {
 // are reset).
 func (s *Server) snapshot(now time.Time, recs map[string]Sizing) *roundInput {
 	in := &roundInput{sizes: map[string]Sizing{}, tasks: map[string]scheduler.Task{}, stopping: map[string]bool{},
-		lostNode: map[string]string{}, prio: map[string]string{}}
+		lostNode: map[string]string{}, prio: map[string]string{}, waits: map[*jobEntry]map[int32]string{}}
 	names := make([]string, 0, len(s.nodes))
 	for name := range s.nodes {
 		names = append(names, name)
@@ -261,7 +272,6 @@ func (s *Server) snapshot(now time.Time, recs map[string]Sizing) *roundInput {
 	}
 	waiting := 0
 	for _, e := range in.entries {
-		e.waits = nil
 		jobID := e.job.GetId()
 		prio := e.job.GetSpec().GetPriority()
 		pr, err := scheduler.ParsePriority(prio)
@@ -273,7 +283,7 @@ func (s *Server) snapshot(now time.Time, recs map[string]Sizing) *roundInput {
 			switch {
 			case needsPlacement(e, t):
 				if waiting >= maxPlacePerRound {
-					e.setWait(i, fmt.Sprintf("more than %d tasks wait; considered in a later round", maxPlacePerRound))
+					in.wait(e, i, fmt.Sprintf("more than %d tasks wait; considered in a later round", maxPlacePerRound))
 					continue
 				}
 				waiting++
@@ -281,7 +291,7 @@ func (s *Server) snapshot(now time.Time, recs map[string]Sizing) *roundInput {
 				z := s.sched.size(p, now)
 				task, err := schedTask(id, jobID, pr, z, spread(jobID))
 				if err != nil {
-					e.setWait(i, "cannot be scheduled as sized: "+err.Error())
+					in.wait(e, i, "cannot be scheduled as sized: "+err.Error())
 					continue
 				}
 				ts := scheduler.TaskStatus{Task: task, Phase: scheduler.Pending, Attempt: 1}
@@ -367,13 +377,6 @@ func (s *Server) snapshot(now time.Time, recs map[string]Sizing) *roundInput {
 	return in
 }
 
-func (e *jobEntry) setWait(i int, why string) {
-	if e.waits == nil {
-		e.waits = map[int32]string{}
-	}
-	e.waits[int32(i)] = why
-}
-
 // pendingTask describes slot i of a job for the Sizer.
 func pendingTask(e *jobEntry, i int, t *fathomv1.Task) PendingTask {
 	j := e.job
@@ -401,7 +404,7 @@ func (s *Server) reconcileRound(ctx context.Context) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	now := s.now()
-	s.mu.Lock() // write: wait reasons are rebuilt
+	s.mu.Lock() // write: snapshot forgets retired ghosts, apply sets wait reasons
 	if len(s.nodes) == 0 {
 		s.noNodes = "no node has registered (start an agent: fathom agent --server ADDR)"
 		s.mu.Unlock()
@@ -412,14 +415,18 @@ func (s *Server) reconcileRound(ctx context.Context) error {
 	opts := s.rc.opts
 	opts.Seed = splitmix(s.o.Reconcile.Seed ^ uint64(now.UnixNano()))
 	s.rc.lastSeed = opts.Seed
+	// Readers are not held up while the scheduler decides: mu is released,
+	// and wmu (held) keeps every change of existing state out until the
+	// result is applied. Jobs created meanwhile wait for the next round.
+	s.mu.Unlock()
 	start := time.Now() // wall time of the pass, for fathom_scheduler_placement_duration
 	res, err := scheduler.Reconcile(in.st, now, opts)
 	s.metrics.sched.PlacementDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
-		s.mu.Unlock()
 		s.metrics.sched.Placements.WithLabelValues("error").Inc()
 		return fmt.Errorf("scheduler refused the round (seed %d): %w", opts.Seed, err)
 	}
+	s.mu.Lock()
 	b, stats := s.apply(in, res, now)
 	s.mu.Unlock()
 	if err := s.commit(ctx, b); err != nil {
@@ -674,8 +681,11 @@ func (s *Server) apply(in *roundInput, res scheduler.Result, now time.Time) (*ba
 		if z, ok := in.sizes[d.TaskID]; ok && d.Why.Nodes > 0 {
 			why = fmt.Sprintf("%s (needs %.3g cores, %d MiB; %s)", strings.TrimSuffix(why, "."), z.CPURequest, z.MemoryRequest>>20, d.Why)
 		}
-		e.setWait(int(idx), why)
+		in.wait(e, int(idx), why)
 		st.unschedulable++
+	}
+	for _, e := range in.entries {
+		e.waits = in.waits[e]
 	}
 	for _, id := range order {
 		b.tasks = append(b.tasks, recs[id])
