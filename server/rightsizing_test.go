@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -473,5 +474,74 @@ func TestColdStartSizesNewJobsAfterRetrain(t *testing.T) {
 	}
 	if z2 := rs2.SizeNew(newTask, now); z2 != z {
 		t.Errorf("restored model sizes %+v; want %+v", z2, z)
+	}
+}
+
+// TestNewTasksAreLookedAtBetweenRounds: a running task is resized in place
+// by a new-task pass as soon as it has a minute of usage (not before);
+// once it has a recommendation, new-task passes leave it to the regular
+// rounds.
+func TestNewTasksAreLookedAtBetweenRounds(t *testing.T) {
+	ms, err := metrics.OpenStore(metrics.StoreOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms.Close()
+	rs, err := NewRightSizer(RightSizingOptions{History: storeHistory(ms, 5*time.Minute), Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Now().Truncate(time.Second)
+	var mu sync.Mutex
+	clock := base.Add(-55 * time.Second)
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	h := startServer(t, Options{RightSizer: rs, RemoteWriteHTTPPort: "9999", Now: now, HeartbeatTimeout: time.Hour})
+	ctx := t.Context()
+	a := h.agent("node-a", 4)
+	created, err := h.jobs.CreateJob(ctx, &fathomv1.CreateJobRequest{Spec: &fathomv1.JobSpec{
+		Name: "fresh", Namespace: "ns", Task: &fathomv1.TaskSpec{Command: []string{"sleep", "600"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.GetId() + "-0"
+	as := a.next("the task", func(s *fathomv1.AssignmentSet) bool { return len(s.GetAssignments()) == 1 }).GetAssignments()[0]
+	a.report(&fathomv1.TaskStatus{TaskId: id, State: fathomv1.TaskState_TASK_STATE_RUNNING, Pid: 42, Generation: as.GetGeneration()})
+	for i := 0; h.task(created.GetId(), 0).GetState() != fathomv1.TaskState_TASK_STATE_RUNNING; i++ {
+		if i > 100 {
+			t.Fatal("task not running")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Pushes every 10 s from 100 s before base: at base−55 s that is 40 s
+	// of usage, at base 90 s.
+	fillTask(t, ms, "ns", "fresh", id, base.Add(-100*time.Second), base, 10*time.Second, 0.2, 50<<20)
+	if err := h.srv.rightsizeRound(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if tk := h.task(created.GetId(), 0); tk.GetGeneration() != as.GetGeneration() || tk.GetMemoryLimitBytes() != 0 {
+		t.Fatalf("after 40 s of usage: generation %d, memory limit %d; want untouched", tk.GetGeneration(), tk.GetMemoryLimitBytes())
+	}
+	mu.Lock()
+	clock = base
+	mu.Unlock()
+	if err := h.srv.rightsizeRound(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	tk := h.task(created.GetId(), 0)
+	if tk.GetGeneration() <= as.GetGeneration() || tk.GetMemoryLimitBytes() < 50<<20 || !strings.Contains(tk.GetReason(), "resized in place") {
+		t.Fatalf("after 90 s of usage: generation %d, memory limit %d, %q; want resized in place above the 50 MiB used", tk.GetGeneration(), tk.GetMemoryLimitBytes(), tk.GetReason())
+	}
+	decision := func() string { rs.mu.Lock(); defer rs.mu.Unlock(); return rs.state[id].decision }
+	if err := h.srv.rightsizeRound(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if d := decision(); !strings.Contains(d, "resized in place") {
+		t.Errorf("a new-task pass looked at a task with a recommendation: decision %q", d)
+	}
+	if err := h.srv.rightsizeRound(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if d := decision(); !strings.HasPrefix(d, "kept") {
+		t.Errorf("a regular round: decision %q; want kept (within the deadband)", d)
 	}
 }
