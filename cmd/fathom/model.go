@@ -244,8 +244,10 @@ func modelRetrainCmd(g *cli.Globals) *cobra.Command {
 		Short: "Retrain the models from the usage history in the metrics store",
 		Long: `Asks the control plane to retrain the recommenders from the usage history
 between --since and --until (default: the last 8 days), evaluate them against
-the baselines on the same history, and store a new version. With --dry-run it
-trains and evaluates but stores and serves nothing.`,
+the baselines on the same history, and store a new version. It also refits the
+cold-start model, which sizes jobs that have no history yet, on the sizes
+learned for every job retrained so far. With --dry-run it trains and evaluates
+but stores and serves nothing.`,
 		Example: `  fathom model retrain --since 72h --dry-run
   fathom model retrain --namespace team-a --job web --since 2026-11-01T00:00:00Z`,
 		Args: cobra.NoArgs,

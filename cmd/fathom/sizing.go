@@ -40,7 +40,7 @@ func (c *sizingConfig) bind(f *pflag.FlagSet) {
 	f.Float64Var(&c.OverloadRisk, "overload-risk", 0.001, "ε: the largest accepted probability that a node's summed usage exceeds its capacity when packing on predicted sizes")
 	f.BoolVar(&c.NoRightSizing, "no-rightsizing", false, "turn off the right-sizing loop (tasks keep their hints or cold-start sizes)")
 	f.DurationVar(&c.Interval, "rightsizing-interval", 30*time.Second, "how often running tasks' usage is learned and their limits reconsidered")
-	f.DurationVar(&c.Window, "usage-window", models.WindowSeconds*time.Second, "width of the usage windows the predictor learns from (shorter only for tests and demos)")
+	f.DurationVar(&c.Window, "usage-window", models.WindowSeconds*time.Second, "width of the usage windows the predictor learns from (shorter only for tests and demos; at least 10s, the agents' push interval)")
 	f.Float64Var(&c.Deadband, "resize-deadband", 0.10, "relative change below which a limit is not lowered")
 	f.DurationVar(&c.MinResizeInteval, "resize-min-interval", time.Hour, "least time between two decreases of a task's limits (increases go through at once)")
 	f.StringVar(&c.Kind, "recommender", "fathom", "recommender every task gets: "+joinKinds())
