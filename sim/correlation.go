@@ -4,6 +4,8 @@ import (
 	"math"
 	"slices"
 	"sort"
+
+	"github.com/fathom-scheduler/fathom/scheduler"
 )
 
 // StepCorrelation is the correlation between tasks of their usage changes
@@ -200,4 +202,50 @@ func CheckStepTail(w *Workload, rho [2]float64, eps float64, size, partitions in
 		tc.Factor[r] = q / z1
 	}
 	return tc
+}
+
+// onlineCorrelation is EstimateStepCorrelation's weighted ρ computed as a
+// run goes, from the windows replayed so far only (no look-ahead): each
+// task's σᵢ is the RMS of its changes seen so far, and ρ after slot k is
+// used to place tasks in slot k+1 (0 until a first pair of tasks changed
+// together).
+type onlineCorrelation struct {
+	rho               scheduler.Resources
+	cross, norm       [2]float64
+	sum, sq, sds, sd2 [2]float64 // this slot's ΣΔ, ΣΔ², Σσ, Σσ²
+}
+
+// add folds task tr's windows [a, b) of slot k into the slot's sums.
+func (o *onlineCorrelation) add(wl *Workload, tr *taskRun, a, b, k int) {
+	w := tr.t.Windows
+	for i := max(a, 1); i < b; i++ {
+		if wl.slot(w[i].Start) != k || wl.slot(w[i-1].Start) != k-1 {
+			continue
+		}
+		d := [2]float64{w[i].CPU - w[i-1].CPU, w[i].Memory - w[i-1].Memory}
+		tr.corrN++
+		for r := range d {
+			tr.corrSS[r] += d[r] * d[r]
+			sd := math.Sqrt(tr.corrSS[r] / float64(tr.corrN))
+			if sd == 0 {
+				continue
+			}
+			o.sum[r] += d[r]
+			o.sq[r] += d[r] * d[r]
+			o.sds[r] += sd
+			o.sd2[r] += sd * sd
+		}
+	}
+}
+
+// endSlot closes a slot's sums and updates ρ.
+func (o *onlineCorrelation) endSlot() {
+	for r := range o.sum {
+		o.cross[r] += o.sum[r]*o.sum[r] - o.sq[r]
+		o.norm[r] += o.sds[r]*o.sds[r] - o.sd2[r]
+		if o.norm[r] > 0 {
+			o.rho[r] = min(max(o.cross[r]/o.norm[r], 0), 1)
+		}
+	}
+	o.sum, o.sq, o.sds, o.sd2 = [2]float64{}, [2]float64{}, [2]float64{}, [2]float64{}
 }

@@ -142,3 +142,36 @@ func TestCheckStepTailGaussian(t *testing.T) {
 		t.Errorf("ρ = 0 on correlated changes: tail factor %.3f, want well above 1", f)
 	}
 }
+
+// The online estimate, fed the whole workload, ends near the batch one (it
+// differs only in each task's σ being its RMS change so far), and never
+// reads ahead: after the first slots it has seen only those.
+func TestOnlineCorrelation(t *testing.T) {
+	w := synthetic(20, 2000, 0.3, 3)
+	var o onlineCorrelation
+	tasks := make([]taskRun, len(w.Tasks))
+	for i := range tasks {
+		tasks[i].t = &w.Tasks[i]
+	}
+	for k := range w.Slots {
+		for i := range tasks {
+			o.add(w, &tasks[i], k, k+1, k)
+		}
+		o.endSlot()
+		if k == 0 && o.rho != (scheduler.Resources{}) {
+			t.Fatalf("ρ %v after the first slot, which has no change yet", o.rho)
+		}
+	}
+	batch := EstimateStepCorrelation(w, 0, 0)
+	if math.Abs(o.rho[0]-batch.Weighted[0]) > 0.03 || math.Abs(o.rho[0]-0.3) > 0.05 {
+		t.Fatalf("online ρ %v, batch %v, built with 0.3", o.rho, batch.Weighted)
+	}
+	_, ex := loadExcerpt(t)
+	rep, err := Run(ex, Options{Policies: []string{"fathom"}, CorrelationOnline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Assumptions) == 0 || rep.RiskCorrelation[0] < 0 || rep.RiskCorrelation[0] > 1 {
+		t.Fatalf("online run: ρ %v, assumptions %v", rep.RiskCorrelation, rep.Assumptions)
+	}
+}

@@ -169,6 +169,15 @@ func Run(w *Workload, opts Options) (*Report, error) {
 			return nil, err
 		}
 	}
+	if opts.CorrelationOnline {
+		rep.RiskCorrelation = runs[0].online.rho
+		for _, r := range runs {
+			if r.policy == "fathom" {
+				rep.RiskCorrelation = r.online.rho
+			}
+		}
+		rep.Assumptions = append(rep.Assumptions, fmt.Sprintf("ρ estimated online from the windows replayed so far; at the end cpu %.3f, memory %.3f", rep.RiskCorrelation[0], rep.RiskCorrelation[1]))
+	}
 	for _, r := range runs {
 		var cpu, mem predictor.Tally
 		for i := range r.tasks {
@@ -202,6 +211,8 @@ type taskRun struct {
 	stepSeen    int        // windows folded into stepVar (stepDist)
 	stepVar     [2]float64 // decayed mean of squared window-to-window changes
 	stepN       int
+	corrSS      [2]float64 // Σ squared changes seen (onlineCorrelation)
+	corrN       int
 }
 
 // run is one policy's simulation.
@@ -221,6 +232,8 @@ type run struct {
 	made   int // machines created
 
 	pending []int // tasks waiting for a machine, in arrival order
+
+	online onlineCorrelation // with Options.CorrelationOnline
 
 	// Totals.
 	machineWindows, machinesPeak, overloaded int
@@ -340,6 +353,9 @@ func (r *run) window(k int) error {
 	}
 	// 3. Use: replay the slot's windows (per-task figures, recommenders).
 	r.use(k)
+	if r.opts.CorrelationOnline {
+		r.online.endSlot()
+	}
 	// 4. Machines: count, overloads, evictions under memory pressure.
 	r.account(k)
 	// 5. Consolidate on schedule, then hand idle machines back.
@@ -537,7 +553,11 @@ func shrinks(a, b scheduler.Task, rng bool) bool {
 }
 
 func (r *run) placeOpts() scheduler.Options {
-	return scheduler.Options{Seed: r.opts.Seed, OverloadRisk: r.opts.OverloadRisk, Risk: r.opts.Risk, Correlation: *r.opts.Correlation, NoPreemption: true}
+	rho := *r.opts.Correlation
+	if r.opts.CorrelationOnline {
+		rho = r.online.rho
+	}
+	return scheduler.Options{Seed: r.opts.Seed, OverloadRisk: r.opts.OverloadRisk, Risk: r.opts.Risk, Correlation: rho, NoPreemption: true}
 }
 
 // addMachines adds n machines to the cluster: released ones first, then
@@ -691,6 +711,9 @@ func (r *run) use(k int) {
 			if wi == a {
 				lim = l
 			}
+		}
+		if r.opts.CorrelationOnline {
+			r.online.add(r.w, tr, a, b, k)
 		}
 		tr.next = b
 		tr.use = use

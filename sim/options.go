@@ -86,6 +86,11 @@ type Options struct {
 	// (EstimateStepCorrelation; Report.StepCorrelation), which reads the
 	// whole trace; set it to replay with a correlation known beforehand.
 	Correlation *scheduler.Resources
+	// CorrelationOnline estimates ρ as the run goes instead, from the
+	// windows replayed so far (EstimateStepCorrelation's weighted ρ with
+	// each task's RMS change so far; no look-ahead); Correlation is then
+	// ignored.
+	CorrelationOnline bool
 	// Failures to inject.
 	Failures []Failure
 	// Seed makes machine choice for failures and the scheduler's tie-breaks
@@ -191,6 +196,9 @@ func (o *Options) normalize(w *Workload) error {
 	}
 	if o.ResizeDeadband < 0 || o.ResizeDeadband >= 1 {
 		return fmt.Errorf("%w: resize deadband %v must be in [0, 1)", ErrInvalid, o.ResizeDeadband)
+	}
+	if o.CorrelationOnline && o.Risk == scheduler.RiskBernstein {
+		return fmt.Errorf("%w: the bernstein risk model assumes independent tasks: an online correlation needs gaussian or cantelli", ErrInvalid)
 	}
 	if o.Correlation != nil {
 		for r, rho := range o.Correlation {

@@ -76,7 +76,9 @@ reschedules. See docs/simulator.md for how machines are counted.`,
 			if opts.Risk, err = scheduler.ParseRiskModel(risk); err != nil {
 				return cli.UsageErrorf("--risk-model: %v", err)
 			}
-			if corr != "auto" {
+			if corr == "online" {
+				opts.CorrelationOnline = true
+			} else if corr != "auto" {
 				c, err := scheduler.ParseCorrelation(corr)
 				if err != nil {
 					return cli.UsageErrorf("--risk-correlation: %v (or auto: estimated from the trace)", err)
@@ -149,7 +151,7 @@ reschedules. See docs/simulator.md for how machines are counted.`,
 	f.StringVar(&machineMem, "machine-memory", "", "machine memory, bytes or with Ki/Mi/Gi/Ti (default: the trace's largest provisioned)")
 	f.Float64Var(&eps, "overload-risk", scheduler.DefaultOverloadRisk, "ε: largest accepted probability that a machine's usage exceeds its capacity")
 	f.StringVar(&risk, "risk-model", "gaussian", "overload risk bound: gaussian|bernstein|cantelli")
-	f.StringVar(&corr, "risk-correlation", "auto", "ρ, the mean pairwise correlation of co-located tasks' usage for the risk bound: auto (estimated from the trace's window-to-window changes), one value, or cpu,memory (0: independent)")
+	f.StringVar(&corr, "risk-correlation", "auto", "ρ, the mean pairwise correlation of co-located tasks' usage for the risk bound: auto (estimated from the trace's window-to-window changes), online (the same estimate from the windows replayed so far: no look-ahead), one value, or cpu,memory (0: independent)")
 	f.Float64Var(&spread, "step-spread", sim.DefaultStepSpread, "fathom policy: predicted spread = this × the RMS window-to-window change of a task's usage (< 0: the recommender's own distribution)")
 	f.StringVar(&fails, "fail", "", "machine failures N@T, comma-separated (e.g. 2@3d: two machines in use fail 3 days in)")
 	f.StringVar(&tsOut, "timeseries", "", "write a per-window CSV time series of every policy's cluster to this file")
