@@ -111,8 +111,9 @@ type taskState struct {
 	hasFill bool
 }
 
-// evidence is usage measured outside the recommender's own state: how long
-// it covers, the CPU seconds used in that time, and the peaks.
+// evidence is the usage seen while a task's history is young (every
+// complete window, full or partial, and the one filling): how long samples
+// cover, the CPU seconds used in that time, and the peaks.
 type evidence struct {
 	covered float64 // seconds
 	cpuSecs float64
