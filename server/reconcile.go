@@ -644,7 +644,12 @@ func (s *Server) apply(in *roundInput, res scheduler.Result, now time.Time) (*ba
 	for _, r := range res.Resize {
 		if !r.InPlace || in.stopping[r.TaskID] {
 			if !r.Moved && !r.InPlace {
-				s.log.Debug("resize left", "task", r.TaskID, "why", r.Reason)
+				// Shown with the task's reason while it lasts.
+				jobID, idx, _ := splitTaskID(r.TaskID)
+				if e := s.jobs[jobID]; e != nil {
+					in.wait(e, int(idx), fmt.Sprintf("recommended request cpu %.3g, memory %d MiB: %s",
+						r.To[scheduler.CPU], int64(r.To[scheduler.Memory])>>20, r.Reason))
+				}
 			}
 			continue
 		}

@@ -319,6 +319,20 @@ func TestReconcileResizesInPlaceOrMoves(t *testing.T) {
 		t.Errorf("cpu resizes = %v; want 1", n)
 	}
 
+	// 0.3 → 0.6 cores: 0.5 free on node-a, 17% of the new request unmet
+	// (under the 0.25 move cost): left as is, and the task says why.
+	mu.Lock()
+	wanted[id] = Sizing{CPURequest: 0.6, MemoryRequest: DefaultMemoryRequest}
+	mu.Unlock()
+	eventually(t, "the task saying its resize was left", func() bool {
+		return strings.Contains(h.task(job, 0).GetReason(), "left as is")
+	})
+	if tk := h.task(job, 0); tk.GetNode() != "node-a" || tk.GetCpuRequestCores() != 0.3 {
+		t.Errorf("left resize: node %s request %v; want node-a, 0.3", tk.GetNode(), tk.GetCpuRequestCores())
+	} else {
+		t.Logf("left: %s", tk.GetReason())
+	}
+
 	// 0.3 → 1 core: 0.5 free on node-a, half the new request unmet (> the
 	// 0.25 move cost): moved to node-b.
 	mu.Lock()

@@ -305,7 +305,13 @@ func JobStateName(st fathomv1.JobState) string {
 // is synthesized. Caller holds mu (read).
 func (s *Server) taskView(e *jobEntry, i int) *fathomv1.Task {
 	if t := e.tasks[i]; t != nil {
-		if why := s.waitReason(e, i); (t.GetState() == fathomv1.TaskState_TASK_STATE_PENDING || t.GetState() == fathomv1.TaskState_TASK_STATE_LOST) && why != "" {
+		// Pending and lost tasks say why they wait; a placed or running one
+		// whose grown request was left as is says why (reconcile.go).
+		why := s.waitReason(e, i)
+		if st := t.GetState(); st != fathomv1.TaskState_TASK_STATE_PENDING && st != fathomv1.TaskState_TASK_STATE_LOST {
+			why = e.waits[int32(i)]
+		}
+		if !terminal(t.GetState()) && why != "" {
 			c := proto.Clone(t).(*fathomv1.Task)
 			c.Reason = strings.TrimSuffix(c.GetReason(), ".") + "; " + why
 			return c
