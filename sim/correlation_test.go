@@ -97,14 +97,14 @@ func TestStepCorrelationBitbrains(t *testing.T) {
 	}
 }
 
-// The sim hands the correlation to the scheduler: by default the estimate
-// from the workload, else the one given; a larger ρ packs fathom's tasks
+// The sim hands the correlation to the scheduler: the estimate from the
+// whole workload (CorrelationFromTrace), else the one given; a larger ρ packs fathom's tasks
 // on more machines (a wider margin per machine), and ρ is reported.
 func TestRunUsesCorrelation(t *testing.T) {
 	_, w := loadExcerpt(t)
 	machines := func(c *scheduler.Resources) (float64, *Report) {
 		m := w.LargestProvisioned() // small machines, so that the margin decides
-		rep, err := Run(w, Options{Policies: []string{"fathom"}, Correlation: c, Machine: models.Size{CPU: m.CPU / 4, Memory: m.Memory / 2}})
+		rep, err := Run(w, Options{Policies: []string{"fathom"}, Correlation: c, CorrelationFromTrace: true, Machine: models.Size{CPU: m.CPU / 4, Memory: m.Memory / 2}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -167,7 +167,7 @@ func TestOnlineCorrelation(t *testing.T) {
 		t.Fatalf("online ρ %v, batch %v, built with 0.3", o.rho, batch.Weighted)
 	}
 	_, ex := loadExcerpt(t)
-	rep, err := Run(ex, Options{Policies: []string{"fathom"}, CorrelationOnline: true})
+	rep, err := Run(ex, Options{Policies: []string{"fathom"}}) // online is the default
 	if err != nil {
 		t.Fatal(err)
 	}

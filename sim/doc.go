@@ -16,8 +16,8 @@
 //     mean, last window), spread = Options.StepSpread × the RMS change from
 //     one window to the next), admitted only while the scheduler's
 //     overload-risk bound stays below ε, with the tasks' correlation
-//     (Options.Correlation; by default estimated from the workload by
-//     EstimateStepCorrelation);
+//     (Options.Correlation; by default estimated as the run goes from the
+//     windows replayed so far, see EstimateStepCorrelation);
 //   - oracle: knows each window's usage in advance and repacks from scratch
 //     every window: the floor.
 //

@@ -121,10 +121,11 @@ func Run(w *Workload, opts Options) (*Report, error) {
 	}
 	rep.StepCorrelation = EstimateStepCorrelation(w, 0, 0)
 	if opts.Correlation == nil {
-		var c scheduler.Resources
-		if opts.Risk == scheduler.RiskBernstein {
+		var c scheduler.Resources // online: updated per run as it goes
+		switch {
+		case opts.Risk == scheduler.RiskBernstein:
 			rep.Assumptions = append(rep.Assumptions, "the bernstein risk model assumes independent tasks: correlation 0")
-		} else {
+		case opts.CorrelationFromTrace:
 			for r := range c {
 				c[r] = min(max(rep.StepCorrelation.Weighted[r], 0), 1)
 			}
@@ -169,7 +170,7 @@ func Run(w *Workload, opts Options) (*Report, error) {
 			return nil, err
 		}
 	}
-	if opts.CorrelationOnline {
+	if opts.online {
 		rep.RiskCorrelation = runs[0].online.rho
 		for _, r := range runs {
 			if r.policy == "fathom" {
@@ -233,7 +234,7 @@ type run struct {
 
 	pending []int // tasks waiting for a machine, in arrival order
 
-	online onlineCorrelation // with Options.CorrelationOnline
+	online onlineCorrelation // when ρ is estimated as the run goes
 
 	// Totals.
 	machineWindows, machinesPeak, overloaded int
@@ -353,7 +354,7 @@ func (r *run) window(k int) error {
 	}
 	// 3. Use: replay the slot's windows (per-task figures, recommenders).
 	r.use(k)
-	if r.opts.CorrelationOnline {
+	if r.opts.online {
 		r.online.endSlot()
 	}
 	// 4. Machines: count, overloads, evictions under memory pressure.
@@ -554,7 +555,7 @@ func shrinks(a, b scheduler.Task, rng bool) bool {
 
 func (r *run) placeOpts() scheduler.Options {
 	rho := *r.opts.Correlation
-	if r.opts.CorrelationOnline {
+	if r.opts.online {
 		rho = r.online.rho
 	}
 	return scheduler.Options{Seed: r.opts.Seed, OverloadRisk: r.opts.OverloadRisk, Risk: r.opts.Risk, Correlation: rho, NoPreemption: true}
@@ -712,7 +713,7 @@ func (r *run) use(k int) {
 				lim = l
 			}
 		}
-		if r.opts.CorrelationOnline {
+		if r.opts.online {
 			r.online.add(r.w, tr, a, b, k)
 		}
 		tr.next = b

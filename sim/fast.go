@@ -31,8 +31,9 @@ const stepWindows = 288
 // level) the last window already tells; the risk bound only needs what may
 // change before the next sizing. The changes of tasks that surge together
 // are correlated: the scheduler's correlation-aware bound takes that from
-// Options.Correlation (estimated from the trace by default,
-// EstimateStepCorrelation). What spread > 1 still allows for is the heavy
+// Options.Correlation (by default estimated as the run goes from the
+// windows replayed so far, as EstimateStepCorrelation does for a whole
+// trace). What spread > 1 still allows for is the heavy
 // tail of the changes: a Gaussian with the measured RMS change puts 0.1%
 // beyond 3.09σ, the Bitbrains changes put about 1.5% there even with the
 // correlation (CheckStepTail); 1.15 by default, measured on that trace

@@ -81,16 +81,20 @@ type Options struct {
 	// Risk is the scheduler's risk model (default Gaussian).
 	Risk scheduler.RiskModel
 	// Correlation is ρ per resource for the scheduler's correlation-aware
-	// bound (scheduler.Options.Correlation). nil: the σ-weighted step
-	// correlation estimated from the workload itself
-	// (EstimateStepCorrelation; Report.StepCorrelation), which reads the
-	// whole trace; set it to replay with a correlation known beforehand.
+	// bound (scheduler.Options.Correlation); set it to replay with a
+	// correlation known beforehand. nil (the default): ρ is estimated as
+	// the run goes, from the windows replayed so far: the σ-weighted
+	// pairwise correlation of window-to-window changes of
+	// EstimateStepCorrelation, with each task's σ its RMS change so far
+	// (no look-ahead; 0 with the bernstein model, which needs independent
+	// tasks).
 	Correlation *scheduler.Resources
-	// CorrelationOnline estimates ρ as the run goes instead, from the
-	// windows replayed so far (EstimateStepCorrelation's weighted ρ with
-	// each task's RMS change so far; no look-ahead); Correlation is then
-	// ignored.
-	CorrelationOnline bool
+	// CorrelationFromTrace, with Correlation nil, takes ρ from the whole
+	// workload at once instead (EstimateStepCorrelation: a look-ahead of
+	// two numbers; Report.StepCorrelation has it either way).
+	CorrelationFromTrace bool
+	// online is set by normalize: ρ is estimated as the run goes.
+	online bool
 	// Failures to inject.
 	Failures []Failure
 	// Seed makes machine choice for failures and the scheduler's tie-breaks
@@ -197,9 +201,7 @@ func (o *Options) normalize(w *Workload) error {
 	if o.ResizeDeadband < 0 || o.ResizeDeadband >= 1 {
 		return fmt.Errorf("%w: resize deadband %v must be in [0, 1)", ErrInvalid, o.ResizeDeadband)
 	}
-	if o.CorrelationOnline && o.Risk == scheduler.RiskBernstein {
-		return fmt.Errorf("%w: the bernstein risk model assumes independent tasks: an online correlation needs gaussian or cantelli", ErrInvalid)
-	}
+	o.online = o.Correlation == nil && !o.CorrelationFromTrace && o.Risk != scheduler.RiskBernstein
 	if o.Correlation != nil {
 		for r, rho := range o.Correlation {
 			if !(rho >= 0 && rho <= 1) {

@@ -76,12 +76,14 @@ reschedules. See docs/simulator.md for how machines are counted.`,
 			if opts.Risk, err = scheduler.ParseRiskModel(risk); err != nil {
 				return cli.UsageErrorf("--risk-model: %v", err)
 			}
-			if corr == "online" {
-				opts.CorrelationOnline = true
-			} else if corr != "auto" {
+			switch corr {
+			case "online":
+			case "trace":
+				opts.CorrelationFromTrace = true
+			default:
 				c, err := scheduler.ParseCorrelation(corr)
 				if err != nil {
-					return cli.UsageErrorf("--risk-correlation: %v (or auto: estimated from the trace)", err)
+					return cli.UsageErrorf("--risk-correlation: %v (or online, trace: estimated from the trace)", err)
 				}
 				opts.Correlation = &c
 			}
@@ -151,7 +153,7 @@ reschedules. See docs/simulator.md for how machines are counted.`,
 	f.StringVar(&machineMem, "machine-memory", "", "machine memory, bytes or with Ki/Mi/Gi/Ti (default: the trace's largest provisioned)")
 	f.Float64Var(&eps, "overload-risk", scheduler.DefaultOverloadRisk, "ε: largest accepted probability that a machine's usage exceeds its capacity")
 	f.StringVar(&risk, "risk-model", "gaussian", "overload risk bound: gaussian|bernstein|cantelli")
-	f.StringVar(&corr, "risk-correlation", "auto", "ρ, the mean pairwise correlation of co-located tasks' usage for the risk bound: auto (estimated from the trace's window-to-window changes), online (the same estimate from the windows replayed so far: no look-ahead), one value, or cpu,memory (0: independent)")
+	f.StringVar(&corr, "risk-correlation", "online", "ρ, the mean pairwise correlation of co-located tasks' usage for the risk bound: online (estimated from the window-to-window changes replayed so far: no look-ahead), trace (the same estimate from the whole trace at once), one value, or cpu,memory (0: independent)")
 	f.Float64Var(&spread, "step-spread", sim.DefaultStepSpread, "fathom policy: predicted spread = this × the RMS window-to-window change of a task's usage (< 0: the recommender's own distribution)")
 	f.StringVar(&fails, "fail", "", "machine failures N@T, comma-separated (e.g. 2@3d: two machines in use fail 3 days in)")
 	f.StringVar(&tsOut, "timeseries", "", "write a per-window CSV time series of every policy's cluster to this file")
@@ -285,7 +287,7 @@ func simWriteFile(path string, write func(io.Writer) error) error {
 }
 
 func printSimTable(w io.Writer, rep *sim.Report) {
-	fmt.Fprintf(w, "trace %s: %d tasks, %d windows, machine %.4g cores / %.4g GiB, ε=%g, ρ cpu %.3f memory %.3f (estimated from the trace: %.3f, %.3f)\n\n",
+	fmt.Fprintf(w, "trace %s: %d tasks, %d windows, machine %.4g cores / %.4g GiB, ε=%g, ρ cpu %.3f memory %.3f (whole-trace estimate %.3f, %.3f)\n\n",
 		rep.Trace, rep.Tasks, rep.Windows, rep.Machine.CPU, rep.Machine.Memory/(1<<30), rep.OverloadRisk,
 		rep.RiskCorrelation[0], rep.RiskCorrelation[1], rep.StepCorrelation.Weighted[0], rep.StepCorrelation.Weighted[1])
 	fmt.Fprintln(w, "POLICY\tMACHINES MEAN\tPEAK\tLOWER BOUND\tUTILIZATION\tOVERLOADED\tEVICTIONS\tRESCHEDULES")
