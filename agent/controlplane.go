@@ -132,8 +132,11 @@ func AssignmentSetFromProto(m *fathomv1.AssignmentSet) AssignmentSet {
 // counts as RUN.
 func AssignmentFromProto(a *fathomv1.Assignment) Assignment {
 	d := DesiredRun
-	if a.GetDesiredState() == fathomv1.DesiredState_DESIRED_STATE_STOP {
+	switch a.GetDesiredState() {
+	case fathomv1.DesiredState_DESIRED_STATE_STOP:
 		d = DesiredStop
+	case fathomv1.DesiredState_DESIRED_STATE_KEEP:
+		d = DesiredKeep
 	}
 	return Assignment{TaskID: a.GetTaskId(), JobID: a.GetJobId(), Namespace: a.GetNamespace(), JobName: a.GetJobName(),
 		TaskIndex: a.GetTaskIndex(), Command: a.GetCommand(), Env: a.GetEnv(), User: a.GetUser(), JobType: a.GetJobType(),
@@ -144,8 +147,11 @@ func AssignmentFromProto(a *fathomv1.Assignment) Assignment {
 // AssignmentToProto is the inverse of AssignmentFromProto (for servers and tests).
 func AssignmentToProto(a Assignment) *fathomv1.Assignment {
 	d := fathomv1.DesiredState_DESIRED_STATE_RUN
-	if a.Desired == DesiredStop {
+	switch a.Desired {
+	case DesiredStop:
 		d = fathomv1.DesiredState_DESIRED_STATE_STOP
+	case DesiredKeep:
+		d = fathomv1.DesiredState_DESIRED_STATE_KEEP
 	}
 	return &fathomv1.Assignment{TaskId: a.TaskID, JobId: a.JobID, Namespace: a.Namespace, JobName: a.JobName, TaskIndex: a.TaskIndex,
 		Command: a.Command, Env: a.Env, User: a.User, JobType: a.JobType, Priority: a.Priority, CpuRequestCores: a.CPURequestCores,

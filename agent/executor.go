@@ -386,6 +386,17 @@ func (e *Executor) supervise(t *task) {
 			// A finished batch task whose limits changed has nothing to rerun.
 			t.doneGen = d.Generation
 			continue
+		case !running && d.Desired == DesiredKeep:
+			// A kept copy that is not running stays down: its task runs
+			// (or is about to run) elsewhere.
+			if state == "" || state == StateRunning {
+				e.setStatus(t, func(s *TaskStatus) {
+					if s.State == "" || s.State == StateRunning {
+						s.State, s.Reason = StateStopped, "not restarted: the task was re-placed on another node"
+					}
+					s.Generation = d.Generation
+				})
+			}
 		case !running && t.doneGen != d.Generation:
 			if wait := time.Until(t.retryAt); wait > 0 {
 				timer = resetTimer(timer, wait)

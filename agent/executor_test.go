@@ -335,3 +335,45 @@ func TestServiceRestartsBatchDoesNot(t *testing.T) {
 		t.Errorf("batch task ran %d times, want 1", runs)
 	}
 }
+
+// A kept copy (a task re-placed elsewhere whose replacement does not run
+// yet) keeps running while it runs, but is never started, and a service
+// copy that exits is not restarted.
+func TestKeptCopyRunsButIsNeverStarted(t *testing.T) {
+	m := testCgroups(t)
+	e, log := newTestExecutor(t, m)
+	// A service that exits once a file appears, so the test decides when.
+	gate := filepath.Join(t.TempDir(), "exit")
+	svc := Assignment{TaskID: "svc-1", Command: []string{"/bin/sh", "-c", "while [ ! -e " + gate + " ]; do sleep 0.05; done; exit 3"},
+		JobType: "service", Generation: 1}
+	e.Reconcile([]Assignment{svc})
+	first := log.wait(t, "svc-1", 10*time.Second, func(s TaskStatus) bool { return s.State == StateRunning })
+
+	kept := svc
+	kept.Desired = DesiredKeep
+	never := Assignment{TaskID: "new-1", Command: []string{"/bin/sh", "-c", "sleep 30"}, JobType: "service", Generation: 1, Desired: DesiredKeep}
+	e.Reconcile([]Assignment{kept, never})
+	time.Sleep(300 * time.Millisecond)
+	if st, ok := e.Status("svc-1"); !ok || st.State != StateRunning || st.PID != first.PID {
+		t.Fatalf("kept copy: %+v (ok=%v), want still running as pid %d", st, ok, first.PID)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	log.wait(t, "svc-1", 10*time.Second, func(s TaskStatus) bool { return s.State == StateFailed && s.ExitCode == 3 })
+	time.Sleep(time.Second) // three restart backoffs
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	runs := 0
+	for _, s := range log.all {
+		if s.State == StateRunning && s.TaskID == "new-1" {
+			t.Errorf("a kept copy that was not running was started: %+v", s)
+		}
+		if s.State == StateRunning && s.TaskID == "svc-1" && s.PID != first.PID {
+			runs++
+		}
+	}
+	if runs != 0 {
+		t.Errorf("kept service copy restarted %d times after it exited, want 0", runs)
+	}
+}

@@ -27,6 +27,10 @@ type DesiredState int
 const (
 	DesiredRun DesiredState = iota
 	DesiredStop
+	// DesiredKeep keeps a running copy running (and resizes it) but never
+	// starts or restarts it: the server's word for a copy whose task was
+	// re-placed elsewhere and whose replacement does not run yet.
+	DesiredKeep
 )
 
 // Priority classes, lowest evicted first.

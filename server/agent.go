@@ -172,7 +172,7 @@ func (s *Server) assignmentSet(node string) *fathomv1.AssignmentSet {
 		if g := m[node]; g != nil && s.ghostLive(id, node) {
 			if e := s.jobs[g.GetJobId()]; e != nil {
 				a := assignmentOf(e, g)
-				a.DesiredState = fathomv1.DesiredState_DESIRED_STATE_RUN
+				a.DesiredState = fathomv1.DesiredState_DESIRED_STATE_KEEP
 				set.Assignments = append(set.Assignments, a)
 			}
 		}

@@ -260,6 +260,8 @@ func TestReconcileStaleCopyStoppedAfterReplacementRuns(t *testing.T) {
 	})
 	if last := a.lastSet(time.Second); last != nil && hasTask(last, id) == nil {
 		t.Fatalf("node-a's set dropped the copy before the replacement runs: %v", last)
+	} else if last != nil && hasTask(last, id).GetDesiredState() != fathomv1.DesiredState_DESIRED_STATE_KEEP {
+		t.Fatalf("node-a's copy is sent as %v; want KEEP (keep it while it runs, never restart it)", hasTask(last, id).GetDesiredState())
 	}
 	if tk := h.task(job, 0); tk.GetNode() != "node-b" || tk.GetState() != fathomv1.TaskState_TASK_STATE_PLACED {
 		t.Fatalf("task = %v; want placed on node-b", tk)

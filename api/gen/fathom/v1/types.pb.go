@@ -109,6 +109,12 @@ const (
 	DesiredState_DESIRED_STATE_UNSPECIFIED DesiredState = 0
 	DesiredState_DESIRED_STATE_RUN         DesiredState = 1
 	DesiredState_DESIRED_STATE_STOP        DesiredState = 2
+	// Keep the copy running while it runs, but never start or restart it.
+	// The server sends it for the copy a returning node still has of a task
+	// whose replacement does not run yet: the copy keeps serving until the
+	// replacement is up, and a copy that is gone stays gone (no duplicate).
+	// An agent that predates it treats it as RUN.
+	DesiredState_DESIRED_STATE_KEEP DesiredState = 3
 )
 
 // Enum value maps for DesiredState.
@@ -117,11 +123,13 @@ var (
 		0: "DESIRED_STATE_UNSPECIFIED",
 		1: "DESIRED_STATE_RUN",
 		2: "DESIRED_STATE_STOP",
+		3: "DESIRED_STATE_KEEP",
 	}
 	DesiredState_value = map[string]int32{
 		"DESIRED_STATE_UNSPECIFIED": 0,
 		"DESIRED_STATE_RUN":         1,
 		"DESIRED_STATE_STOP":        2,
+		"DESIRED_STATE_KEEP":        3,
 	}
 )
 
@@ -166,11 +174,12 @@ const file_fathom_v1_types_proto_rawDesc = "" +
 	"\x11TASK_STATE_FAILED\x10\x05\x12\x13\n" +
 	"\x0fTASK_STATE_LOST\x10\x06\x12\x16\n" +
 	"\x12TASK_STATE_STOPPED\x10\a\x12\x17\n" +
-	"\x13TASK_STATE_REJECTED\x10\b*\\\n" +
+	"\x13TASK_STATE_REJECTED\x10\b*t\n" +
 	"\fDesiredState\x12\x1d\n" +
 	"\x19DESIRED_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11DESIRED_STATE_RUN\x10\x01\x12\x16\n" +
-	"\x12DESIRED_STATE_STOP\x10\x02B?Z=github.com/fathom-scheduler/fathom/api/gen/fathom/v1;fathomv1b\x06proto3"
+	"\x12DESIRED_STATE_STOP\x10\x02\x12\x16\n" +
+	"\x12DESIRED_STATE_KEEP\x10\x03B?Z=github.com/fathom-scheduler/fathom/api/gen/fathom/v1;fathomv1b\x06proto3"
 
 var (
 	file_fathom_v1_types_proto_rawDescOnce sync.Once
