@@ -68,8 +68,7 @@ func (s *Server) retrainColdStart(ctx context.Context, rs *RightSizer, trained m
 			continue
 		}
 		newest[jn] = at
-		feats[jn] = jobFeatures(PendingTask{Namespace: j.GetNamespace(), JobName: j.GetName(), Type: j.GetSpec().GetType(),
-			Priority: j.GetSpec().GetPriority(), CPUHint: j.GetCpuHintCores(), MemoryHint: j.GetMemoryHintBytes()})
+		feats[jn] = jobFeatures(jobPendingTask(j))
 	}
 	s.mu.RUnlock()
 	var ops []store.Op

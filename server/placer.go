@@ -5,6 +5,8 @@ package server
 // waiting tasks to SchedulerPlacer.Place, a one-shot of the same translation
 // for tools and tests, and PendingTask to the Sizer.
 
+import fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
+
 // NodeView is what a placer sees of one node.
 type NodeView struct {
 	Name        string
@@ -39,11 +41,21 @@ type PendingTask struct {
 	JobName   string
 	Type      string // service | batch | cron
 	Priority  string // prod | batch | best-effort
+	// Command is the task's command line (a cold-start model feature).
+	Command []string
 	// Hints from the spec (0 = none given).
 	CPUHint    float64
 	MemoryHint int64
 	// LastNode is where the task ran before it was lost or drained ("" = none).
 	LastNode string
+}
+
+// jobPendingTask is the job-level part of a PendingTask for job j: what the
+// Sizer and the cold-start model know of every task of the job.
+func jobPendingTask(j *fathomv1.Job) PendingTask {
+	return PendingTask{JobID: j.GetId(), Namespace: j.GetNamespace(), JobName: j.GetName(), Type: j.GetSpec().GetType(),
+		Priority: j.GetSpec().GetPriority(), Command: j.GetSpec().GetTask().GetCommand(),
+		CPUHint: j.GetCpuHintCores(), MemoryHint: j.GetMemoryHintBytes()}
 }
 
 // Placement is a placer's decision for one task.

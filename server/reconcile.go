@@ -380,9 +380,8 @@ func (s *Server) snapshot(now time.Time, recs map[string]Sizing) *roundInput {
 // pendingTask describes slot i of a job for the Sizer.
 func pendingTask(e *jobEntry, i int, t *fathomv1.Task) PendingTask {
 	j := e.job
-	p := PendingTask{TaskID: TaskID(j.GetId(), int32(i)), JobID: j.GetId(), Index: int32(i),
-		Namespace: j.GetNamespace(), JobName: j.GetName(), Type: j.GetSpec().GetType(),
-		Priority: j.GetSpec().GetPriority(), CPUHint: j.GetCpuHintCores(), MemoryHint: j.GetMemoryHintBytes()}
+	p := jobPendingTask(j)
+	p.TaskID, p.Index = TaskID(j.GetId(), int32(i)), int32(i)
 	for _, h := range t.GetHistory() {
 		if h.GetNode() != "" {
 			p.LastNode = h.GetNode()

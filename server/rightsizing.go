@@ -126,11 +126,10 @@ func (rs *RightSizer) SizeNew(p PendingTask, now time.Time) Sizing {
 // coldStartKind is the Model of a cold-start recommendation.
 const coldStartKind = "coldstart"
 
-// jobFeatures are what the cold-start model knows of a pending task's job.
-// The command is not among them: the Sizer contract (PendingTask) does not
-// carry it, so the model is trained without it too (registry.go).
+// jobFeatures are what the cold-start model knows of a pending task's job:
+// namespace, name, command, type, priority and hints.
 func jobFeatures(p PendingTask) models.JobFeatures {
-	return models.JobFeatures{Namespace: p.Namespace, Name: p.JobName, Type: p.Type, Priority: p.Priority,
+	return models.JobFeatures{Namespace: p.Namespace, Name: p.JobName, Command: p.Command, Type: p.Type, Priority: p.Priority,
 		HintCPU: p.CPUHint, HintMemory: float64(p.MemoryHint)}
 }
 
@@ -480,8 +479,8 @@ func (r recommendationService) ListRecommendations(ctx context.Context, req *fat
 			Usage: cp.usageMem, CurrentRequest: float64(t.GetMemoryRequestBytes()), CurrentLimit: float64(t.GetMemoryLimitBytes()), GeneratedAt: timestamppb.New(now), Explanation: cp.decision}
 		if err != nil {
 			// No usage yet: what it starts (or started) with, and from where.
-			pt := PendingTask{Namespace: t.GetNamespace(), JobName: t.GetJobName(), Index: t.GetIndex(), Type: rw.job.GetSpec().GetType(),
-				Priority: rw.job.GetSpec().GetPriority(), CPUHint: rw.job.GetCpuHintCores(), MemoryHint: rw.job.GetMemoryHintBytes()}
+			pt := jobPendingTask(rw.job)
+			pt.TaskID, pt.Index = t.GetId(), t.GetIndex()
 			start := rs.SizeNew(pt, now)
 			cpu.Request, cpu.Limit, cpu.Model = start.CPURequest, start.CPULimit, "none"
 			mem.Request, mem.Limit, mem.Model = float64(start.MemoryRequest), float64(start.MemoryLimit), "none"
