@@ -256,7 +256,7 @@ func (s *Server) ReportTaskStatus(ctx context.Context, req *fathomv1.ReportTaskS
 		if cur == nil || cur.GetNode() != node || terminal(cur.GetState()) {
 			continue
 		}
-		t := s.onTaskReport(e, cur, applyStatus(proto.Clone(cur).(*fathomv1.Task), st, node, now), st, now)
+		t := s.onTaskReport(e, cur, applyStatus(proto.Clone(cur).(*fathomv1.Task), st, node, e.job.GetSpec().GetType() == "service", now), st, now)
 		if t == nil {
 			continue
 		}
@@ -293,7 +293,12 @@ func (s *Server) ReportTaskStatus(ctx context.Context, req *fathomv1.ReportTaskS
 
 // applyStatus returns the new record for a status report, or nil when
 // nothing worth storing changed.
-func applyStatus(t *fathomv1.Task, st *fathomv1.TaskStatus, node string, now time.Time) *fathomv1.Task {
+//
+// A service task that exits (with any code, OOM included) stays placed on
+// its node: the agent restarts it after its backoff, and the task is
+// running again once it reports so. Only a stop request or a rejection
+// ends a service task.
+func applyStatus(t *fathomv1.Task, st *fathomv1.TaskStatus, node string, service bool, now time.Time) *fathomv1.Task {
 	prev := proto.Clone(t).(*fathomv1.Task)
 	msg := st.GetReason()
 	switch st.GetState() {
@@ -341,6 +346,10 @@ func applyStatus(t *fathomv1.Task, st *fathomv1.TaskStatus, node string, now tim
 		}
 	default:
 		return nil
+	}
+	if service && st.GetState() != fathomv1.TaskState_TASK_STATE_REJECTED && t.GetDesiredState() != fathomv1.DesiredState_DESIRED_STATE_STOP &&
+		(t.State == fathomv1.TaskState_TASK_STATE_FAILED || t.State == fathomv1.TaskState_TASK_STATE_SUCCEEDED) {
+		t.State = fathomv1.TaskState_TASK_STATE_PLACED // the agent restarts it
 	}
 	t.Pid, t.ExitCode, t.OomKilled, t.Evicted, t.Restarts = st.GetPid(), st.GetExitCode(), st.GetOomKilled(), st.GetEvicted(), st.GetRestarts()
 	if st.GetStartedAt() != nil {

@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 
 	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
 	"github.com/fathom-scheduler/fathom/store"
@@ -458,4 +459,44 @@ func TestCronRuns(t *testing.T) {
 	if job.GetRuns() != 2 || job.GetState() != fathomv1.JobState_JOB_STATE_RUNNING {
 		t.Fatalf("during run 2: runs %d, state %v", job.GetRuns(), job.GetState())
 	}
+}
+
+// TestServiceExitStaysPlacedBatchExitEnds: a service task that exits stays
+// placed on its node (the agent restarts it after its backoff) and runs
+// again when it says so; a batch task that exits is finished and leaves the
+// node's set.
+func TestServiceExitStaysPlacedBatchExitEnds(t *testing.T) {
+	h := startServer(t, Options{})
+	a := h.agent("node-a", 4)
+	svc := h.submit(&fathomv1.JobSpec{Name: "web", Type: "service", Priority: "prod", Replicas: proto.Int32(1),
+		Task: &fathomv1.TaskSpec{Command: []string{"sleep", "600"}}})
+	bat := h.submit(&fathomv1.JobSpec{Name: "etl", Type: "batch", Priority: "batch", Replicas: proto.Int32(1),
+		Task: &fathomv1.TaskSpec{Command: []string{"sleep", "600"}}})
+	sid, bid := svc+"-0", bat+"-0"
+	set := a.next("both tasks on node-a", func(s *fathomv1.AssignmentSet) bool { return hasTask(s, sid) != nil && hasTask(s, bid) != nil })
+	sg, bg := hasTask(set, sid).GetGeneration(), hasTask(set, bid).GetGeneration()
+	a.report(running(sid, sg), running(bid, bg))
+	eventually(t, "both running", func() bool {
+		return h.task(svc, 0).GetState() == fathomv1.TaskState_TASK_STATE_RUNNING && h.task(bat, 0).GetState() == fathomv1.TaskState_TASK_STATE_RUNNING
+	})
+	exited := func(id string, gen int64) *fathomv1.TaskStatus {
+		return &fathomv1.TaskStatus{TaskId: id, State: fathomv1.TaskState_TASK_STATE_FAILED, ExitCode: 137, Generation: gen,
+			Reason: "exited with code 137; restarting in 1s"}
+	}
+	a.report(exited(sid, sg), exited(bid, bg))
+	eventually(t, "the batch task failed", func() bool { return h.task(bat, 0).GetState() == fathomv1.TaskState_TASK_STATE_FAILED })
+	if tk := h.task(svc, 0); tk.GetState() != fathomv1.TaskState_TASK_STATE_PLACED || tk.GetNode() != "node-a" || tk.GetExitCode() != 137 {
+		t.Fatalf("service task after an exit = %v; want placed on node-a with exit code 137 (the agent restarts it)", tk)
+	}
+	set = a.next("the batch task leaves node-a's set", func(s *fathomv1.AssignmentSet) bool { return hasTask(s, bid) == nil })
+	if hasTask(set, sid) == nil {
+		t.Fatalf("node-a's set dropped the exited service task: the agent would stop it instead of restarting it: %v", set)
+	}
+	st := running(sid, sg)
+	st.Restarts = 1
+	a.report(st)
+	eventually(t, "the service runs again", func() bool {
+		tk := h.task(svc, 0)
+		return tk.GetState() == fathomv1.TaskState_TASK_STATE_RUNNING && tk.GetRestarts() == 1
+	})
 }
