@@ -166,6 +166,14 @@ func (c *cluster) startAgent(name, cpu, memory string, extra ...string) *proc {
 // killTasksOf kills every process started for node (FATHOM_NODE in its
 // environment): the tasks of an agent that was SIGKILLed outlive it.
 func killTasksOf(node string) {
+	for _, pid := range pidsWithEnv("FATHOM_NODE=" + node) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// pidsWithEnv lists the processes whose environment holds kv ("NAME=value").
+func pidsWithEnv(kv string) []int {
+	var out []int
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
@@ -176,13 +184,14 @@ func killTasksOf(node string) {
 		if err != nil {
 			continue
 		}
-		for _, kv := range bytes.Split(b, []byte{0}) {
-			if string(kv) == "FATHOM_NODE="+node {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
+		for _, v := range bytes.Split(b, []byte{0}) {
+			if string(v) == kv {
+				out = append(out, pid)
 				break
 			}
 		}
 	}
+	return out
 }
 
 func (c *cluster) do(method, path string, body []byte, out proto.Message) error {

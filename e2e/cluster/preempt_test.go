@@ -1,11 +1,7 @@
 package cluster
 
 import (
-	"bytes"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -88,24 +84,4 @@ task:
 
 // pidsOfTask lists the processes an agent started for task id
 // (FATHOM_TASK_ID in their environment).
-func pidsOfTask(id string) []int {
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err != nil {
-			continue
-		}
-		for _, kv := range bytes.Split(b, []byte{0}) {
-			if string(kv) == "FATHOM_TASK_ID="+id {
-				out = append(out, pid)
-				break
-			}
-		}
-	}
-	return out
-}
+func pidsOfTask(id string) []int { return pidsWithEnv("FATHOM_TASK_ID=" + id) }
