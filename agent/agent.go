@@ -63,6 +63,9 @@ type Config struct {
 	// are kept (default 3). See logrotate.go.
 	LogMaxSize  int64
 	LogMaxFiles int
+	// TaskRetention is how long the directory (state and logs) of a task
+	// that left this node is kept (0 = forever). See Executor.SweepTaskDirs.
+	TaskRetention time.Duration
 	// StopTasksOnExit stops every task when Run returns (for `fathom dev`).
 	// Default false: tasks outlive the agent and are re-attached on restart.
 	StopTasksOnExit bool
@@ -198,7 +201,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	a := &agentRuntime{cfg: cfg, log: log, rep: newReporter(10000)}
 	a.exec, err = NewExecutor(ExecutorConfig{DataDir: cfg.DataDir, Cgroups: cg, Node: cfg.Name, GracePeriod: cfg.GracePeriod,
-		LogMaxSize: cfg.LogMaxSize, LogMaxFiles: cfg.LogMaxFiles, OnStatus: a.rep.add, Log: log})
+		LogMaxSize: cfg.LogMaxSize, LogMaxFiles: cfg.LogMaxFiles, TaskRetention: cfg.TaskRetention, OnStatus: a.rep.add, Log: log})
 	if err != nil {
 		return err
 	}

@@ -34,6 +34,10 @@ type ExecutorConfig struct {
 	// rotated files (output.log.1 newest) are kept. Default 3.
 	LogMaxSize  int64
 	LogMaxFiles int
+	// TaskRetention: the directory of a task that left this node (its
+	// logs) is removed once nothing in it changed for this long; 0 keeps
+	// it forever. Swept every min(TaskRetention/2, 10m).
+	TaskRetention time.Duration
 	// RestartBackoff is the first delay before restarting a service task;
 	// it doubles per consecutive failure up to RestartBackoffMax.
 	RestartBackoff, RestartBackoffMax time.Duration
@@ -139,7 +143,88 @@ func NewExecutor(cfg ExecutorConfig) (*Executor, error) {
 	}
 	e := &Executor{cfg: cfg, log: cfg.Log, tasks: map[string]*task{}, quit: make(chan struct{}), reaper: newReaper()}
 	go e.reaper.run(e.quit)
+	if cfg.TaskRetention > 0 {
+		go e.sweepLoop()
+	}
 	return e, nil
+}
+
+func (e *Executor) sweepLoop() {
+	every := min(e.cfg.TaskRetention/2, 10*time.Minute)
+	t := time.NewTicker(max(every, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-e.quit:
+			return
+		case now := <-t.C:
+			if n := e.SweepTaskDirs(now); n > 0 {
+				e.log.Info("removed the directories of tasks that left this node", "count", n, "retention", e.cfg.TaskRetention)
+			}
+		}
+	}
+}
+
+// SweepTaskDirs removes the directories of tasks that are no longer on this
+// node (no supervised task, no state.json) and in which nothing changed for
+// TaskRetention before now, and returns how many it removed. Until then a
+// finished task's logs stay readable through `fathom job logs`.
+func (e *Executor) SweepTaskDirs(now time.Time) int {
+	if e.cfg.TaskRetention <= 0 {
+		return 0
+	}
+	root := filepath.Join(e.cfg.DataDir, "tasks")
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, ent := range ents {
+		if !ent.IsDir() {
+			continue
+		}
+		dir := filepath.Join(root, ent.Name())
+		if _, err := os.Stat(filepath.Join(dir, "state.json")); err == nil {
+			continue // a task still recorded here (the next agent re-attaches)
+		}
+		if newest, ok := newestChange(dir); !ok || now.Sub(newest) < e.cfg.TaskRetention {
+			continue
+		}
+		// Claim the directory under mu, so that a task given this id again
+		// meanwhile starts with a fresh directory instead of losing its own.
+		e.mu.Lock()
+		_, live := e.tasks[ent.Name()]
+		gone := dir + ".removing"
+		if !live {
+			live = os.Rename(dir, gone) != nil
+		}
+		e.mu.Unlock()
+		if live {
+			continue
+		}
+		if err := os.RemoveAll(gone); err != nil {
+			e.log.Warn("could not remove a task directory", "dir", gone, "err", err)
+			continue
+		}
+		n++
+	}
+	return n
+}
+
+// newestChange is the latest modification time of dir and the files in it.
+func newestChange(dir string) (time.Time, bool) {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return time.Time{}, false
+	}
+	newest := st.ModTime()
+	ents, _ := os.ReadDir(dir)
+	for _, ent := range ents {
+		if info, err := ent.Info(); err == nil && info.ModTime().After(newest) {
+			newest = info.ModTime()
+		}
+	}
+	return newest, true
 }
 
 // Mode is the enforcement the executor applies.

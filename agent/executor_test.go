@@ -377,3 +377,49 @@ func TestKeptCopyRunsButIsNeverStarted(t *testing.T) {
 		t.Errorf("kept service copy restarted %d times after it exited, want 0", runs)
 	}
 }
+
+// The directory of a task that left the node (its logs) is kept for the
+// retention, then swept; a supervised task's directory never is.
+func TestTaskDirectoriesSweptAfterRetention(t *testing.T) {
+	m := testCgroups(t)
+	log := newStatusLog()
+	e, err := NewExecutor(ExecutorConfig{DataDir: t.TempDir(), Cgroups: m, Node: "test", GracePeriod: time.Second,
+		TaskRetention: time.Hour, OnStatus: log.add})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.StopAll)
+	done := Assignment{TaskID: "done-1", Command: []string{"/bin/sh", "-c", "echo bye"}, JobType: "batch", Generation: 1}
+	live := Assignment{TaskID: "live-1", Command: []string{"sleep", "30"}, JobType: "service", Generation: 1}
+	e.Reconcile([]Assignment{done, live})
+	log.wait(t, "done-1", 10*time.Second, func(s TaskStatus) bool { return s.State == StateSucceeded })
+	log.wait(t, "live-1", 10*time.Second, func(s TaskStatus) bool { return s.State == StateRunning })
+	e.Reconcile([]Assignment{live}) // done-1 leaves the node
+	doneDir := filepath.Dir(e.LogPath("done-1"))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := os.Stat(filepath.Join(doneDir, "state.json"))
+		if _, held := e.Status("done-1"); os.IsNotExist(err) && !held {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("done-1 was not removed from the executor")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := e.SweepTaskDirs(time.Now()); n != 0 {
+		t.Fatalf("swept %d directories within the retention, want 0", n)
+	}
+	if b, err := os.ReadFile(e.LogPath("done-1")); err != nil || !strings.Contains(string(b), "bye") {
+		t.Fatalf("finished task's log within the retention: %q, %v", b, err)
+	}
+	if n := e.SweepTaskDirs(time.Now().Add(2 * time.Hour)); n != 1 {
+		t.Fatalf("swept %d directories after the retention, want 1 (done-1)", n)
+	}
+	if _, err := os.Stat(doneDir); !os.IsNotExist(err) {
+		t.Fatalf("done-1's directory still there after the sweep: %v", err)
+	}
+	if _, err := os.Stat(e.LogPath("live-1")); err != nil {
+		t.Fatalf("the running task's log was swept: %v", err)
+	}
+}

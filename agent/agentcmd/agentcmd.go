@@ -71,6 +71,7 @@ func (fl *Flags) Bind(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.PushInterval, "push-interval", 10*time.Second, "how often usage is pushed by remote write")
 	fs.StringVar(&fl.logMaxSize, "log-max-size", "10Mi", "rotate a task's output.log when it reaches this size, e.g. 10Mi (0 = never rotate)")
 	fs.IntVar(&c.LogMaxFiles, "log-max-files", 3, "rotated task log files kept besides output.log (output.log.1 is the newest)")
+	fs.DurationVar(&c.TaskRetention, "task-retention", 24*time.Hour, "how long the directory (logs) of a task that left this node is kept, so `fathom job logs` still reads it (0 = keep forever)")
 	fs.StringVar(&fl.assignments, "assignments", "", "run the tasks listed in this YAML/JSON file instead of asking a server")
 	fs.BoolVar(&c.StopTasksOnExit, "stop-tasks-on-exit", false, "stop all tasks when the agent exits (default: leave them running for the next agent)")
 	fs.StringVar(&fl.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -99,6 +100,9 @@ func (fl *Flags) Config(g *cli.Globals, serverGiven bool, version string) (agent
 		cfg.LogMaxSize = -1 // never (agent.Config's 0 means its default)
 	case cfg.LogMaxSize < 4096:
 		return cfg, cli.UsageErrorf("--log-max-size %s is too small: use at least 4Ki, or 0 to never rotate", fl.logMaxSize)
+	}
+	if cfg.TaskRetention < 0 {
+		return cfg, cli.UsageErrorf("--task-retention %s: use a duration such as 24h, or 0 to keep task directories forever", cfg.TaskRetention)
 	}
 	if cfg.LogMaxFiles < 1 {
 		return cfg, cli.UsageErrorf("--log-max-files %d: keep at least 1 rotated file (use --log-max-size 0 to disable rotation)", cfg.LogMaxFiles)

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -50,7 +51,7 @@ func TestExecKeepsEveryFlag(t *testing.T) {
 		"--label", "zone=a", "--label", "disk=ssd,fast", "--metrics-addr", "127.0.0.1:9", "--data-dir", "/tmp/x y",
 		"--cgroup-parent", "/fathom", "--cgroup-mode", "cgroup2", "--remote-write-url", "http://h/api/v1/write",
 		"--remote-write-buffer", "7", "--eviction-threshold", "0.9", "--grace-period", "3s", "--sample-interval", "2s",
-		"--push-interval", "20s", "--log-max-size", "1Mi", "--log-max-files", "5", "--stop-tasks-on-exit", "--log-level", "debug"}
+		"--push-interval", "20s", "--log-max-size", "1Mi", "--log-max-files", "5", "--task-retention", "2h", "--stop-tasks-on-exit", "--log-level", "debug"}
 	fat, rebuilt, err := parse(t, "agent", args)
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +68,7 @@ func TestExecKeepsEveryFlag(t *testing.T) {
 		Labels: map[string]string{"zone": "a", "disk": "ssd,fast"}, MetricsAddr: "127.0.0.1:9", DataDir: "/tmp/x y",
 		CgroupParent: "/fathom", CgroupMode: "cgroup2", RemoteWriteURL: "http://h/api/v1/write", RemoteWriteBuffer: 7,
 		EvictionThreshold: 0.9, GracePeriod: 3e9, SampleInterval: 2e9, PushInterval: 20e9, LogMaxSize: 1 << 20, LogMaxFiles: 5,
-		StopTasksOnExit: true, Version: "test"}
+		TaskRetention: 2 * time.Hour, StopTasksOnExit: true, Version: "test"}
 	if !reflect.DeepEqual(fat, want) {
 		t.Errorf("parsed\n%+v\nwant\n%+v", fat, want)
 	}
@@ -81,6 +82,7 @@ func TestBadFlagsSayWhatToFix(t *testing.T) {
 		{[]string{"--log-max-size", "100"}, "at least 4Ki"},
 		{[]string{"--log-max-size", "ten"}, "--log-max-size"},
 		{[]string{"--log-max-files", "0"}, "at least 1"},
+		{[]string{"--task-retention", "-1h"}, "--task-retention"},
 		{[]string{"--cgroup-mode", "v3"}, "not one of auto, cgroup2, cgroup1, none"},
 		{[]string{"--label", "novalue"}, "key=value"},
 	} {
