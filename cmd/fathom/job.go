@@ -210,14 +210,18 @@ func cores(c float64) string {
 	return strconv.FormatFloat(c, 'f', -1, 64)
 }
 
+// bytesStr is b for a table: exact Gi or Mi where it divides, else Mi with
+// one decimal below 10 GiB and Gi with one decimal above.
 func bytesStr(b int64) string {
 	switch {
 	case b == 0:
 		return "-"
 	case b%(1<<30) == 0:
 		return fmt.Sprintf("%dGi", b>>30)
-	case b%(1<<20) == 0:
+	case b%(1<<20) == 0 && b < 10<<30:
 		return fmt.Sprintf("%dMi", b>>20)
+	case b >= 10<<30:
+		return fmt.Sprintf("%.1fGi", float64(b)/(1<<30))
 	case b >= 1<<20:
 		return fmt.Sprintf("%.1fMi", float64(b)/(1<<20))
 	}
