@@ -162,9 +162,13 @@ type agentRuntime struct {
 	sampler *Sampler
 	rw      *RemoteWriter
 	rep     *reporter
+	// pushEvery carries a new push interval to pushLoop (the server may ask
+	// for pushes more often than --push-interval; see setPushInterval).
+	pushEvery chan time.Duration
 
 	mu     sync.Mutex
 	nodeID string
+	push   time.Duration // the push interval in effect
 }
 
 // Run is the node agent: it registers with the control plane, heartbeats,
@@ -199,7 +203,7 @@ func Run(ctx context.Context, cfg Config) error {
 		labels[DegradedLabel] = d
 		cfg.Labels = labels
 	}
-	a := &agentRuntime{cfg: cfg, log: log, rep: newReporter(10000)}
+	a := &agentRuntime{cfg: cfg, log: log, rep: newReporter(10000), pushEvery: make(chan time.Duration, 1), push: cfg.PushInterval}
 	a.exec, err = NewExecutor(ExecutorConfig{DataDir: cfg.DataDir, Cgroups: cg, Node: cfg.Name, GracePeriod: cfg.GracePeriod,
 		LogMaxSize: cfg.LogMaxSize, LogMaxFiles: cfg.LogMaxFiles, TaskRetention: cfg.TaskRetention, OnStatus: a.rep.add, Log: log})
 	if err != nil {
@@ -325,6 +329,7 @@ func (a *agentRuntime) session(ctx context.Context, cp ControlPlane, addr string
 	if a.cfg.RemoteWriteURL == "" && reg.RemoteWriteURL != "" {
 		a.rw.SetURL(reg.RemoteWriteURL)
 	}
+	a.setPushInterval(reg.MaxPushInterval)
 	hb := time.Duration(reg.HeartbeatInterval) * time.Second
 	if hb <= 0 {
 		hb = 5 * time.Second
@@ -408,14 +413,46 @@ func (a *agentRuntime) sampleLoop(ctx context.Context) {
 	}
 }
 
-// pushLoop hands a batch to the remote writer every PushInterval.
+// setPushInterval applies the server's bound on the push interval: the
+// interval is --push-interval, or max when the server asks for pushes more
+// often (its usage windows must hold several pushes). bound 0 = none.
+func (a *agentRuntime) setPushInterval(bound time.Duration) {
+	want := a.cfg.PushInterval
+	if bound > 0 && bound < want {
+		want = bound
+	}
+	a.mu.Lock()
+	changed := want != a.push
+	a.push = want
+	a.mu.Unlock()
+	if !changed {
+		return
+	}
+	a.log.Info("push interval set by the server's usage window", "push_interval", want, "flag", a.cfg.PushInterval)
+	select {
+	case <-a.pushEvery: // drop a value pushLoop has not taken yet
+	default:
+	}
+	a.pushEvery <- want
+}
+
+// pushInterval is the push interval in effect.
+func (a *agentRuntime) pushInterval() time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.push
+}
+
+// pushLoop hands a batch to the remote writer every push interval.
 func (a *agentRuntime) pushLoop(ctx context.Context) {
-	t := time.NewTicker(a.cfg.PushInterval)
+	t := time.NewTicker(a.pushInterval())
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case d := <-a.pushEvery:
+			t.Reset(d)
 		case now := <-t.C:
 			a.rw.Enqueue(a.sampler.Batch(now))
 		}

@@ -208,3 +208,26 @@ func countProcs(t *testing.T, cmdline string) int {
 	}
 	return n
 }
+
+// TestServerBoundsThePushInterval: an agent set to push once a minute
+// pushes every 300 ms when the server asks for it (its usage windows must
+// hold several pushes), and not before the minute without the bound.
+func TestServerBoundsThePushInterval(t *testing.T) {
+	for _, bound := range []time.Duration{0, 300 * time.Millisecond} {
+		srv := newCPServer(t, "127.0.0.1:0")
+		rw := newRWReceiver(t)
+		srv.remoteWrite, srv.maxPush = "http://"+rw.addr+"/api/v1/write", bound
+		_, _, stop := startAgent(t, Config{Server: srv.addr, Name: "n1", CPU: 1, Memory: 1 << 30, DataDir: t.TempDir(),
+			CgroupMode: "none", PushInterval: time.Minute, SampleInterval: 100 * time.Millisecond, GracePeriod: time.Second})
+		srv.waitRegistrations(t, 1, 10*time.Second)
+		time.Sleep(2 * time.Second)
+		got := rw.count()
+		stop()
+		switch {
+		case bound == 0 && got != 0:
+			t.Errorf("no bound: %d samples pushed within 2 s with --push-interval 1m, want 0", got)
+		case bound > 0 && got == 0:
+			t.Errorf("bound %s: nothing pushed within 2 s; the agent kept its 1m interval", bound)
+		}
+	}
+}

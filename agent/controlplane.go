@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -28,6 +29,8 @@ type Registration struct {
 	NodeID            string
 	HeartbeatInterval int32  // seconds; 0 = agent default
 	RemoteWriteURL    string // "" = agent default
+	// MaxPushInterval: push usage at least this often (0 = no bound).
+	MaxPushInterval time.Duration
 }
 
 // NodeHeartbeat is the node's liveness and usage.
@@ -84,7 +87,8 @@ func (c *GRPCControlPlane) Register(ctx context.Context, n NodeInfo) (Registrati
 	if err != nil {
 		return Registration{}, err
 	}
-	return Registration{NodeID: r.GetNodeId(), HeartbeatInterval: r.GetHeartbeatIntervalSeconds(), RemoteWriteURL: r.GetRemoteWriteUrl()}, nil
+	return Registration{NodeID: r.GetNodeId(), HeartbeatInterval: r.GetHeartbeatIntervalSeconds(), RemoteWriteURL: r.GetRemoteWriteUrl(),
+		MaxPushInterval: time.Duration(r.GetMaxPushIntervalSeconds() * float64(time.Second))}, nil
 }
 
 func (c *GRPCControlPlane) Heartbeat(ctx context.Context, h NodeHeartbeat) (bool, error) {

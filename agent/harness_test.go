@@ -30,6 +30,7 @@ type cpServer struct {
 	set           *fathomv1.AssignmentSet
 	changed       chan struct{}
 	remoteWrite   string
+	maxPush       time.Duration // RegisterNodeResponse.max_push_interval_seconds
 
 	grpc *grpc.Server
 	addr string
@@ -69,7 +70,8 @@ func (s *cpServer) Register(_ context.Context, r *fathomv1.RegisterNodeRequest) 
 	defer s.mu.Unlock()
 	s.registrations = append(s.registrations, r)
 	s.cond.Broadcast()
-	return &fathomv1.RegisterNodeResponse{NodeId: "node-" + r.GetName(), HeartbeatIntervalSeconds: 1, RemoteWriteUrl: s.remoteWrite}, nil
+	return &fathomv1.RegisterNodeResponse{NodeId: "node-" + r.GetName(), HeartbeatIntervalSeconds: 1, RemoteWriteUrl: s.remoteWrite,
+		MaxPushIntervalSeconds: s.maxPush.Seconds()}, nil
 }
 
 func (s *cpServer) Heartbeat(context.Context, *fathomv1.HeartbeatRequest) (*fathomv1.HeartbeatResponse, error) {

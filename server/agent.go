@@ -71,7 +71,18 @@ func (s *Server) Register(ctx context.Context, req *fathomv1.RegisterNodeRequest
 		NodeId:                   n.GetName(),
 		HeartbeatIntervalSeconds: int32(max(s.o.HeartbeatInterval/time.Second, 1)),
 		RemoteWriteUrl:           s.remoteWriteURL(ctx),
+		MaxPushIntervalSeconds:   s.maxPushInterval().Seconds(),
 	}, nil
+}
+
+// maxPushInterval is how often, at least, agents must push usage: a third
+// of the right-sizer's usage window, so that every window holds several
+// pushes whatever an agent's --push-interval; 0 without a right-sizer.
+func (s *Server) maxPushInterval() time.Duration {
+	if s.o.RightSizer == nil {
+		return 0
+	}
+	return s.o.RightSizer.Predictor().Window() / 3
 }
 
 // remoteWriteURL is where an agent should push usage: Options.RemoteWriteURL,

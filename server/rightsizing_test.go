@@ -545,3 +545,23 @@ func TestNewTasksAreLookedAtBetweenRounds(t *testing.T) {
 		t.Errorf("a regular round: decision %q; want kept (within the deadband)", d)
 	}
 }
+
+// TestAgentsToldToPushWithinTheUsageWindow: registration tells agents to
+// push at least every third of the usage window, so each window holds
+// several pushes whatever an agent's --push-interval.
+func TestAgentsToldToPushWithinTheUsageWindow(t *testing.T) {
+	ms, err := metrics.OpenStore(metrics.StoreOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms.Close()
+	rs, err := NewRightSizer(RightSizingOptions{History: storeHistory(ms, time.Minute), Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startServer(t, Options{RightSizer: rs, RemoteWriteHTTPPort: "9999"})
+	reg, err := h.agents.Register(t.Context(), &fathomv1.RegisterNodeRequest{Name: "node-z", CpuCores: 1, MemoryBytes: 1 << 30, Enforcement: "none"})
+	if err != nil || reg.GetMaxPushIntervalSeconds() != 20 {
+		t.Fatalf("register: max push interval %vs (%v), want 20s (a third of the 1-minute usage window)", reg.GetMaxPushIntervalSeconds(), err)
+	}
+}

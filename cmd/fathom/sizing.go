@@ -40,15 +40,17 @@ func (c *sizingConfig) bind(f *pflag.FlagSet) {
 	f.Float64Var(&c.OverloadRisk, "overload-risk", 0.001, "ε: the largest accepted probability that a node's summed usage exceeds its capacity when packing on predicted sizes")
 	f.BoolVar(&c.NoRightSizing, "no-rightsizing", false, "turn off the right-sizing loop (tasks keep their hints or cold-start sizes)")
 	f.DurationVar(&c.Interval, "rightsizing-interval", 30*time.Second, "how often running tasks' usage is learned and their limits reconsidered")
-	f.DurationVar(&c.Window, "usage-window", models.WindowSeconds*time.Second, "width of the usage windows the predictor learns from (shorter only for tests and demos; at least 10s, the agents' push interval)")
+	f.DurationVar(&c.Window, "usage-window", models.WindowSeconds*time.Second, "width of the usage windows the predictor learns from (shorter only for tests and demos; at least 3s; agents are told to push every third of it)")
 	f.Float64Var(&c.Deadband, "resize-deadband", 0.10, "relative change below which a limit is not lowered")
 	f.DurationVar(&c.MinResizeInteval, "resize-min-interval", time.Hour, "least time between two decreases of a task's limits (increases go through at once)")
 	f.StringVar(&c.Kind, "recommender", "fathom", "recommender every task gets: "+joinKinds())
 }
 
-// minUsageWindow is the agents' default --push-interval: a usage window
-// must span at least one push to hold a pair of samples.
-const minUsageWindow = 10 * time.Second
+// minUsageWindow is the shortest usage window: three of the agents' default
+// 1-s samples. The server tells every agent to push at least every third of
+// the window (RegisterNodeResponse.max_push_interval_seconds), so a window
+// always spans several pushes whatever the agent's --push-interval.
+const minUsageWindow = 3 * time.Second
 
 func joinKinds() string {
 	s := ""
@@ -69,7 +71,7 @@ func (c *sizingConfig) validate() error {
 		return cli.UsageErrorf("--rightsizing-interval %s is too short; use at least 100ms", c.Interval)
 	}
 	if c.Window < minUsageWindow {
-		return cli.UsageErrorf("--usage-window %s is shorter than the agents' default push interval (%s): such a window holds at most one sample and never fills; use at least %s (production: 5m)", c.Window, minUsageWindow, minUsageWindow)
+		return cli.UsageErrorf("--usage-window %s is too short: agents sample usage every second and push every third of the window, so a window under %s holds too few samples to fill; use at least %s (production: 5m)", c.Window, minUsageWindow, minUsageWindow)
 	}
 	if c.Deadband < 0 || c.Deadband >= 1 {
 		return cli.UsageErrorf("--resize-deadband %v must be in [0, 1)", c.Deadband)

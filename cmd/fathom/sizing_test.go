@@ -7,14 +7,14 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// TestUsageWindowShorterThanAPushIsRefused: a usage window shorter than the
-// agents' default push interval would hold at most one sample and never
-// fill; the flag is refused with a message that says what to use.
-func TestUsageWindowShorterThanAPushIsRefused(t *testing.T) {
+// TestUsageWindowTooShortIsRefused: a usage window under three of the
+// agents' 1-s samples never fills; the flag is refused with a message that
+// says what to use.
+func TestUsageWindowTooShortIsRefused(t *testing.T) {
 	for _, tc := range []struct {
 		window string
 		ok     bool
-	}{{"5s", false}, {"9s", false}, {"10s", true}, {"5m", true}} {
+	}{{"1s", false}, {"2900ms", false}, {"3s", true}, {"10s", true}, {"5m", true}} {
 		var c sizingConfig
 		f := pflag.NewFlagSet("t", pflag.ContinueOnError)
 		c.bind(f)
@@ -25,7 +25,7 @@ func TestUsageWindowShorterThanAPushIsRefused(t *testing.T) {
 		if (err == nil) != tc.ok {
 			t.Errorf("--usage-window %s: %v; want ok=%v", tc.window, err, tc.ok)
 		}
-		if err != nil && !strings.Contains(err.Error(), "push interval") {
+		if err != nil && !strings.Contains(err.Error(), "samples") {
 			t.Errorf("--usage-window %s: %q does not say why", tc.window, err)
 		}
 	}

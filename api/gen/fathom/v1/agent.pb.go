@@ -123,8 +123,12 @@ type RegisterNodeResponse struct {
 	HeartbeatIntervalSeconds int32                  `protobuf:"varint,2,opt,name=heartbeat_interval_seconds,json=heartbeatIntervalSeconds,proto3" json:"heartbeat_interval_seconds,omitempty"`
 	// Where to push usage; "" = the agent's own default <server>/api/v1/write.
 	RemoteWriteUrl string `protobuf:"bytes,3,opt,name=remote_write_url,json=remoteWriteUrl,proto3" json:"remote_write_url,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The agent pushes usage at least this often (a third of the server's
+	// usage window, so every window holds several pushes); 0 = the agent's
+	// own --push-interval. An agent set to push less often lowers its interval.
+	MaxPushIntervalSeconds float64 `protobuf:"fixed64,4,opt,name=max_push_interval_seconds,json=maxPushIntervalSeconds,proto3" json:"max_push_interval_seconds,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *RegisterNodeResponse) Reset() {
@@ -176,6 +180,13 @@ func (x *RegisterNodeResponse) GetRemoteWriteUrl() string {
 		return x.RemoteWriteUrl
 	}
 	return ""
+}
+
+func (x *RegisterNodeResponse) GetMaxPushIntervalSeconds() float64 {
+	if x != nil {
+		return x.MaxPushIntervalSeconds
+	}
+	return 0
 }
 
 type HeartbeatRequest struct {
@@ -799,11 +810,12 @@ const file_fathom_v1_agent_proto_rawDesc = "" +
 	"\aversion\x18\a \x01(\tR\aversion\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x97\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd2\x01\n" +
 	"\x14RegisterNodeResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12<\n" +
 	"\x1aheartbeat_interval_seconds\x18\x02 \x01(\x05R\x18heartbeatIntervalSeconds\x12(\n" +
-	"\x10remote_write_url\x18\x03 \x01(\tR\x0eremoteWriteUrl\"\xdc\x01\n" +
+	"\x10remote_write_url\x18\x03 \x01(\tR\x0eremoteWriteUrl\x129\n" +
+	"\x19max_push_interval_seconds\x18\x04 \x01(\x01R\x16maxPushIntervalSeconds\"\xdc\x01\n" +
 	"\x10HeartbeatRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12$\n" +
 	"\x0ecpu_used_cores\x18\x02 \x01(\x01R\fcpuUsedCores\x12*\n" +
