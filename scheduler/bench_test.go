@@ -50,34 +50,40 @@ func benchNodes(n int) []Node {
 func BenchmarkPlace(b *testing.B) {
 	for _, n := range []int{1000, 10000, 30000} {
 		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
-			s, err := NewState(ClusterView{Nodes: benchNodes(n)})
-			if err != nil {
-				b.Fatal(err)
-			}
-			fill := benchTasks(n*6, 1)
-			if _, err := s.Place(fill, Options{Seed: 1, KeepOrder: true}); err != nil {
-				b.Fatal(err)
-			}
-			extra := benchTasks(4096, 2)
-			for i := range extra {
-				extra[i].ID = "x" + extra[i].ID
-			}
-			one := make([]Task, 1)
-			b.ResetTimer()
-			cpu0 := cpuTime()
-			for i := 0; i < b.N; i++ {
-				k := i % len(extra)
-				one[0] = extra[k]
-				p, _ := s.Place(one, Options{Seed: uint64(i), KeepOrder: true})
-				if len(p.Placements) == 1 {
-					s.Remove(extra[k].ID)
-				}
-			}
-			// On a shared machine ns/op includes waiting for a core;
-			// cpu-ns/op is the process's CPU time per placement.
-			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+			benchPlaceOne(b, n, Options{KeepOrder: true})
 		})
 	}
+}
+
+// benchPlaceOne fills n nodes with 6n tasks, then measures placing (and
+// removing again) one task at a time under opts.
+func benchPlaceOne(b *testing.B, n int, opts Options) {
+	s, err := NewState(ClusterView{Nodes: benchNodes(n)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	opts.Seed = 1
+	if _, err := s.Place(benchTasks(n*6, 1), opts); err != nil {
+		b.Fatal(err)
+	}
+	extra := benchTasks(4096, 2)
+	for i := range extra {
+		extra[i].ID = "x" + extra[i].ID
+	}
+	one := make([]Task, 1)
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	for i := 0; i < b.N; i++ {
+		k := i % len(extra)
+		one[0] = extra[k]
+		opts.Seed = uint64(i)
+		if p, _ := s.Place(one, opts); len(p.Placements) == 1 {
+			s.Remove(extra[k].ID)
+		}
+	}
+	// On a shared machine ns/op includes waiting for a core;
+	// cpu-ns/op is the process's CPU time per placement.
+	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 }
 
 // BenchmarkPlaceBatch measures a whole batch: 100,000 tasks onto 10,000 nodes.

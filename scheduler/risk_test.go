@@ -374,28 +374,5 @@ func TestCorrelatedAgainstPairwiseTwin(t *testing.T) {
 // correlation-aware bound (ρ = 0.18 CPU, 0.08 memory, about Bitbrains'):
 // the check is still O(1) per node, so the cost per placement should match.
 func BenchmarkPlaceCorrelated(b *testing.B) {
-	opts := Options{KeepOrder: true, Correlation: Resources{0.18, 0.08}}
-	s, err := NewState(ClusterView{Nodes: benchNodes(10000)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := s.Place(benchTasks(60000, 1), opts); err != nil {
-		b.Fatal(err)
-	}
-	extra := benchTasks(4096, 2)
-	for i := range extra {
-		extra[i].ID = "x" + extra[i].ID
-	}
-	one := make([]Task, 1)
-	b.ResetTimer()
-	cpu0 := cpuTime()
-	for i := 0; i < b.N; i++ {
-		k := i % len(extra)
-		one[0] = extra[k]
-		opts.Seed = uint64(i)
-		if p, _ := s.Place(one, opts); len(p.Placements) == 1 {
-			s.Remove(extra[k].ID)
-		}
-	}
-	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+	benchPlaceOne(b, 10000, Options{KeepOrder: true, Correlation: Resources{0.18, 0.08}})
 }
