@@ -81,17 +81,26 @@ func (g *noneGroup) Stats() (Stats, error) {
 		ticks += v
 	}
 	s.CPUSeconds = float64(ticks) / clockTicks
-	b, err = readSmall("/proc/"+strconv.Itoa(g.pid)+"/statm", g.buf[:])
-	if err != nil {
+	if s.MemoryUsage, err = residentBytes(g.pid, g.buf[:]); err != nil {
 		return s, err
 	}
-	sf := bytes.Fields(b)
-	if len(sf) >= 2 {
-		pages, _ := strconv.ParseInt(string(sf[1]), 10, 64)
-		s.MemoryUsage = pages * int64(os.Getpagesize())
-		s.MemoryWorkingSet = s.MemoryUsage
-	}
+	s.MemoryWorkingSet = s.MemoryUsage
 	return s, nil
+}
+
+// residentBytes is the resident set of pid from /proc/<pid>/statm (buf is
+// scratch space for the read).
+func residentBytes(pid int, buf []byte) (int64, error) {
+	b, err := readSmall("/proc/"+strconv.Itoa(pid)+"/statm", buf)
+	if err != nil {
+		return 0, err
+	}
+	f := bytes.Fields(b)
+	if len(f) < 2 {
+		return 0, nil
+	}
+	pages, _ := strconv.ParseInt(string(f[1]), 10, 64)
+	return pages * int64(os.Getpagesize()), nil
 }
 
 // statFields splits /proc/<pid>/stat after the parenthesised command name;

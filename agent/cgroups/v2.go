@@ -294,14 +294,11 @@ func (g *v2Group) procsResident() (int64, error) {
 	}
 	var sum int64
 	for _, pid := range pids {
-		b, err := readSmall("/proc/"+strconv.Itoa(pid)+"/statm", g.buf[:])
+		rss, err := residentBytes(pid, g.buf[:])
 		if err != nil {
 			continue // exited since the list was read
 		}
-		if f := strings.Fields(string(b)); len(f) >= 2 {
-			pages, _ := strconv.ParseInt(f[1], 10, 64)
-			sum += pages * int64(os.Getpagesize())
-		}
+		sum += rss
 	}
 	return sum, nil
 }
