@@ -273,7 +273,9 @@ func queries(ctx context.Context, o Options, dir string, r *Result) error {
 		n, err := s.EvaluateRecordingRules(ctx, evaluated, time.UnixMilli(newest), "fathom-task")
 		rulesTime += time.Since(rt)
 		r.QueryRecordedSamples += n
-		evaluated = time.UnixMilli(newest).Truncate(5 * time.Minute)
+		// The next call starts after the last evaluation time (EvaluateRecordingRules
+		// aligns to the group's own interval).
+		evaluated = time.UnixMilli(newest)
 		return err
 	})
 	r.QueryRulesSeconds = rulesTime.Seconds()
