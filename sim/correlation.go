@@ -181,8 +181,7 @@ func CheckStepTail(w *Workload, rho [2]float64, eps float64, size, partitions in
 			}
 			for _, g := range sum {
 				for r := range 2 {
-					v := g[1][r] + rho[r]*max(0, g[2][r]*g[2][r]-g[1][r])
-					if v > 0 {
+					if v := scheduler.CorrelatedVariance(g[1][r], g[2][r], rho[r]); v > 0 {
 						zs[r] = append(zs[r], g[0][r]/math.Sqrt(v))
 					}
 				}
