@@ -99,7 +99,7 @@ type autoscaleState struct {
 // observeAutoscale records the report computed by a reconcile round at now.
 // It never blocks: the node-provider loop picks the report up on its own
 // goroutine.
-func (s *Server) observeAutoscale(_ context.Context, rep scheduler.AutoscaleReport, now time.Time) {
+func (s *Server) observeAutoscale(rep scheduler.AutoscaleReport, now time.Time) {
 	s.autoscale.mu.Lock()
 	defer s.autoscale.mu.Unlock()
 	rep.CouldRemove = append([]string(nil), rep.CouldRemove...)

@@ -122,7 +122,7 @@ func newProviderHarnessAt(t *testing.T, dir, calls string, po NodeProviderOption
 // node-provider loop has acted on it (including any hook call).
 func (h *providerHarness) report(rep scheduler.AutoscaleReport) {
 	h.t.Helper()
-	h.srv.observeAutoscale(h.ctx, rep, h.clock.Now())
+	h.srv.observeAutoscale(rep, h.clock.Now())
 	a := &h.srv.autoscale
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -421,7 +421,7 @@ func TestNodeProviderTimeoutNeverBlocks(t *testing.T) {
 	h := newProviderHarness(t, `sleep 60 & echo $! > "$log.pid"; wait`, NodeProviderOptions{Timeout: 500 * time.Millisecond})
 	h.register("n1")
 	start := time.Now()
-	h.srv.observeAutoscale(h.ctx, scheduler.AutoscaleReport{NodesUp: 1, MachinesUsed: 1, MachinesNeeded: 2, Add: 1}, h.clock.Now())
+	h.srv.observeAutoscale(scheduler.AutoscaleReport{NodesUp: 1, MachinesUsed: 1, MachinesNeeded: 2, Add: 1}, h.clock.Now())
 	if d := time.Since(start); d > 100*time.Millisecond {
 		t.Errorf("observeAutoscale took %v with a hanging hook", d)
 	}
@@ -432,7 +432,7 @@ func TestNodeProviderTimeoutNeverBlocks(t *testing.T) {
 	// While the hook hangs: more reports, the node list and a submission.
 	for i := range 3 {
 		start = time.Now()
-		h.srv.observeAutoscale(h.ctx, scheduler.AutoscaleReport{NodesUp: 1, MachinesNeeded: 2, Add: 1 + i}, h.clock.Now())
+		h.srv.observeAutoscale(scheduler.AutoscaleReport{NodesUp: 1, MachinesNeeded: 2, Add: 1 + i}, h.clock.Now())
 		if d := time.Since(start); d > 100*time.Millisecond {
 			t.Errorf("observeAutoscale took %v while the hook hangs", d)
 		}
@@ -475,7 +475,7 @@ func TestNodeProviderOptionsAndReportOnly(t *testing.T) {
 		t.Errorf("report before any reconcile round: %v", rep)
 	}
 	h.srv.providerStep(h.ctx) // no loop runs without a command
-	h.srv.observeAutoscale(h.ctx, scheduler.AutoscaleReport{NodesUp: 2, MachinesUsed: 1, MachinesNeeded: 1, LowerBound: 1, CouldRemove: []string{"n2"}}, h.clock.Now())
+	h.srv.observeAutoscale(scheduler.AutoscaleReport{NodesUp: 2, MachinesUsed: 1, MachinesNeeded: 1, LowerBound: 1, CouldRemove: []string{"n2"}}, h.clock.Now())
 	h.clock.Add(time.Hour)
 	h.srv.providerStep(h.ctx)
 	nodes, rep := h.nodes()

@@ -453,7 +453,7 @@ func (s *Server) reconcileRound(ctx context.Context) error {
 			"moved", stats.moved, "resized", stats.resized, "stale_stopped", stats.stale, "stale_kept", res.StaleKept,
 			"deferred", len(res.Deferred), "drained", len(res.Drain))
 	}
-	s.observeAutoscale(ctx, res.Autoscale, now)
+	s.observeAutoscale(res.Autoscale, now)
 	return nil
 }
 
