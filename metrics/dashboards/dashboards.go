@@ -102,7 +102,6 @@ func Export(dir string) ([]string, error) {
 
 const (
 	// Selectors with the template variables; "=~" so that "All" (.*) works.
-	selTask = `namespace=~"$namespace",job_name=~"$job_name",node=~"$node"`
 	selJob  = `namespace=~"$namespace",job_name=~"$job_name"`
 	selNode = `node=~"$node"`
 	selNS   = `namespace=~"$namespace"`

@@ -20,7 +20,7 @@ import (
 // does. Variables of other types (the data source) are left out.
 func Resolve(ctx context.Context, p promv1.API, vars []Variable, fixed map[string][]string, start, end time.Time) (map[string][]string, error) {
 	values := map[string][]string{}
-	rng := promRange(end.Sub(start))
+	rng := model.Duration(end.Sub(start)).String()
 	for _, v := range vars {
 		if f, ok := fixed[v.Name]; ok {
 			values[v.Name] = f
@@ -99,6 +99,3 @@ func queryResult(ctx context.Context, p promv1.API, expr, re string, ts time.Tim
 	}
 	return out, nil
 }
-
-// promRange formats d in PromQL duration syntax.
-func promRange(d time.Duration) string { return model.Duration(d).String() }
