@@ -264,9 +264,6 @@ func (p *Predictor) Since(task TaskKey) (time.Time, bool) {
 	return since, true
 }
 
-// Lookback is how far back history is read for a task not seen yet.
-func (p *Predictor) Lookback() time.Duration { return p.cfg.Lookback }
-
 // Window is the width of the windows the recommenders learn from.
 func (p *Predictor) Window() time.Duration { return p.cfg.Window }
 
