@@ -955,12 +955,23 @@ func watchForeign(pid int, ticks uint64, out chan<- exitInfo, quit <-chan struct
 }
 
 func isZombie(pid int) bool {
+	s, err := procState(pid)
+	return err != nil || s == 0 || s == 'Z' || s == 'X'
+}
+
+// procState is the state letter of pid in /proc/<pid>/stat (R, S, T, Z,
+// ...), 0 when the file is malformed, and an error when it cannot be read
+// (the process is gone).
+func procState(pid int) (byte, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return true
+		return 0, err
 	}
 	i := strings.LastIndexByte(string(b), ')')
-	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z' || b[i+2] == 'X'
+	if i < 0 || i+2 >= len(b) {
+		return 0, nil
+	}
+	return b[i+2], nil
 }
 
 // TaskUsage is one running task's counters at one instant.

@@ -143,15 +143,9 @@ func (e *Executor) pause(t *task) (func(), error) {
 }
 
 func stopped(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	s, err := procState(pid)
 	if err != nil {
 		return true // gone: writes nothing
 	}
-	s := string(b)
-	for i := len(s) - 1; i >= 0; i-- {
-		if s[i] == ')' {
-			return i+2 < len(s) && (s[i+2] == 'T' || s[i+2] == 't' || s[i+2] == 'Z')
-		}
-	}
-	return false
+	return s == 'T' || s == 't' || s == 'Z'
 }
