@@ -77,8 +77,9 @@ func (fl *Flags) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&fl.logLevel, "log-level", "info", "debug, info, warn or error")
 }
 
-// Config checks the flags and returns the agent's configuration. server is
-// the global --server value; serverGiven says whether it was set explicitly.
+// Config checks the flags and returns the agent's configuration; the server
+// is the global --server (g.Server), and serverGiven says whether it was set
+// explicitly.
 func (fl *Flags) Config(g *cli.Globals, serverGiven bool, version string) (agent.Config, error) {
 	cfg := fl.cfg
 	var err error
