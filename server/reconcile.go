@@ -46,10 +46,6 @@ type reconcileState struct {
 	ghosts map[string]map[string]*fathomv1.Task
 	// resizedAt is when a task's request was last changed by the loop.
 	resizedAt map[string]time.Time
-	// round counts rounds; lastSeed is the seed of the last one (logged,
-	// so a decision can be replayed from the same snapshot).
-	round    uint64
-	lastSeed uint64
 	// wanted, when set (tests), replaces the right-sizer as the source of
 	// running tasks' recommended sizes.
 	wanted func() map[string]Sizing
@@ -410,10 +406,8 @@ func (s *Server) reconcileRound(ctx context.Context) error {
 		return nil
 	}
 	in := s.snapshot(now, recs)
-	s.rc.round++
 	opts := s.rc.opts
 	opts.Seed = splitmix(s.o.Reconcile.Seed ^ uint64(now.UnixNano()))
-	s.rc.lastSeed = opts.Seed
 	// Readers are not held up while the scheduler decides: mu is released,
 	// and wmu (held) keeps every change of existing state out until the
 	// result is applied. Jobs created meanwhile wait for the next round.
