@@ -57,7 +57,7 @@ func (o *Options) normalize() error {
 	if o.Risk < RiskGaussian || o.Risk > RiskCantelli {
 		return fmt.Errorf("%w: unknown risk model %d", ErrInvalid, o.Risk)
 	}
-	return checkCorrelation(o.Correlation, o.Risk)
+	return CheckCorrelation(o.Correlation, o.Risk)
 }
 
 // Plan is what Place decided. The caller applies it: start Placements,

@@ -105,8 +105,9 @@ func (o *Options) riskParams() riskParams {
 	return p
 }
 
-// checkCorrelation validates Options.Correlation for model m.
-func checkCorrelation(rho Resources, m RiskModel) error {
+// CheckCorrelation validates Options.Correlation for model m: each ρ in
+// [0, 1], and 0 with the bernstein model (it assumes independent tasks).
+func CheckCorrelation(rho Resources, m RiskModel) error {
 	for r := Resource(0); r < NumResources; r++ {
 		if !(rho[r] >= 0 && rho[r] <= 1) {
 			return fmt.Errorf("%w: %s correlation %v must be in [0, 1] (0: independent tasks, 1: tasks that move together)", ErrInvalid, r, rho[r])

@@ -203,13 +203,8 @@ func (o *Options) normalize(w *Workload) error {
 	}
 	o.online = o.Correlation == nil && !o.CorrelationFromTrace && o.Risk != scheduler.RiskBernstein
 	if o.Correlation != nil {
-		for r, rho := range o.Correlation {
-			if !(rho >= 0 && rho <= 1) {
-				return fmt.Errorf("%w: %s correlation %v must be in [0, 1] (0: independent tasks)", ErrInvalid, scheduler.Resource(r), rho)
-			}
-			if rho > 0 && o.Risk == scheduler.RiskBernstein {
-				return fmt.Errorf("%w: the bernstein risk model assumes independent tasks: give correlation 0, or use gaussian or cantelli", ErrInvalid)
-			}
+		if err := scheduler.CheckCorrelation(*o.Correlation, o.Risk); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 	}
 	if o.StepSpread == 0 {
