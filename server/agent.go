@@ -292,11 +292,6 @@ func (s *Server) ReportTaskStatus(ctx context.Context, req *fathomv1.ReportTaskS
 		return nil, status.Errorf(codes.Unavailable, "status not stored: %v", err)
 	}
 	if len(again) > 0 {
-		s.mu.Lock()
-		for _, e := range again {
-			s.pending[e.job.GetId()] = e
-		}
-		s.mu.Unlock()
 		s.Kick()
 	}
 	return &fathomv1.ReportTaskStatusResponse{}, nil

@@ -108,11 +108,6 @@ func (s *Server) startDueRuns(ctx context.Context, now time.Time) error {
 		return err
 	}
 	if len(started) > 0 {
-		s.mu.Lock()
-		for _, e := range started {
-			s.pending[e.job.GetId()] = e
-		}
-		s.mu.Unlock()
 		s.Kick()
 	}
 	return nil

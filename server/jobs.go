@@ -71,7 +71,6 @@ func (s *Server) createJob(ctx context.Context, spec *fathomv1.JobSpec) (*fathom
 	e := &jobEntry{job: j, tasks: make([]*fathomv1.Task, spec.GetReplicas()), nameHeld: true}
 	s.mu.Lock()
 	s.jobs[j.GetId()] = e
-	s.pending[j.GetId()] = e
 	view := s.jobView(e)
 	var evs []event
 	evs = append(evs, event{job: &fathomv1.JobEvent{Type: fathomv1.EventType_EVENT_TYPE_CREATED, Job: view}})

@@ -166,11 +166,6 @@ func (s *Server) drainLocked(ctx context.Context, name, why string, edit func(*f
 	if err := s.commit(ctx, b); err != nil {
 		return nil, 0, status.Errorf(codes.Unavailable, "not stored: %v", err)
 	}
-	s.mu.Lock()
-	for _, e := range moved {
-		s.pending[e.job.GetId()] = e
-	}
-	s.mu.Unlock()
 	s.Kick()
 	return n, len(moved), nil
 }

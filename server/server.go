@@ -91,7 +91,6 @@ type Server struct {
 	jobs    map[string]*jobEntry
 	nodes   map[string]*nodeEntry
 	byNode  map[string]map[string]struct{} // node name -> task ids placed there
-	pending map[string]*jobEntry           // jobs that may have pending tasks
 	noNodes string                         // why nothing can be placed at all ("" = nodes exist)
 	rc      reconcileState                 // the reconcile loop's memory (reconcile.go)
 	ready   bool
@@ -148,7 +147,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		o: o, st: o.Store, log: o.Logger, now: o.Now,
 		hub: newHub(), kick: make(chan struct{}, 1),
 		jobs: map[string]*jobEntry{}, nodes: map[string]*nodeEntry{},
-		byNode: map[string]map[string]struct{}{}, pending: map[string]*jobEntry{},
+		byNode: map[string]map[string]struct{}{},
 	}
 	s.sched = &SchedulerPlacer{OverloadRisk: o.OverloadRisk}
 	if o.RightSizer != nil {
@@ -177,7 +176,6 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		e := &jobEntry{job: j, tasks: make([]*fathomv1.Task, j.GetSpec().GetReplicas())}
 		e.nameHeld = snap.JobNames[j.GetNamespace()+"/"+j.GetName()] == j.GetId()
 		s.jobs[j.GetId()] = e
-		s.pending[j.GetId()] = e
 	}
 	for _, t := range snap.Tasks {
 		e := s.jobs[t.GetJobId()]
