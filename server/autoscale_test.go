@@ -182,7 +182,7 @@ func (h *providerHarness) counter(action, outcome string) int {
 	return int(testutil.ToFloat64(h.srv.autoscale.metrics.calls.WithLabelValues(action, outcome)))
 }
 
-// placeTask stores a job with one task placed on node, as a placement round
+// placeTask stores a job with one task placed on node, as a reconcile round
 // would have.
 func (h *providerHarness) placeTask(node string) string {
 	h.t.Helper()

@@ -35,7 +35,7 @@ func newAPIMetrics(reg prometheus.Registerer, s *Server) (*apiMetrics, error) {
 			Name: "fathom_api_jobs_created_total", Help: "Jobs acknowledged (committed to etcd).",
 		}),
 		placements: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "fathom_api_task_placements_total", Help: "Tasks assigned to a node by the placement loop.",
+			Name: "fathom_api_task_placements_total", Help: "Tasks assigned to a node by the reconcile loop.",
 		}),
 		nodesDown: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "fathom_api_nodes_down_total", Help: "Times a node was declared down for missing heartbeats.",
