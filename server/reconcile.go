@@ -284,7 +284,7 @@ func (s *Server) snapshot(now time.Time, recs map[string]Sizing) *roundInput {
 				}
 				waiting++
 				p := pendingTask(e, i, t)
-				z := s.sched.size(p, now)
+				z := startSizes(s.sizer, p, now)
 				task, err := schedTask(id, jobID, pr, z, spread(jobID))
 				if err != nil {
 					in.wait(e, i, "cannot be scheduled as sized: "+err.Error())

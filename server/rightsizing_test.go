@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"google.golang.org/protobuf/proto"
 
 	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
 	"github.com/fathom-scheduler/fathom/metrics"
@@ -19,62 +20,45 @@ import (
 	"github.com/fathom-scheduler/fathom/predictor/promhistory"
 )
 
-func TestSchedulerPlacerSpreadsReplicasAndExplains(t *testing.T) {
-	nodes := []NodeView{
-		{Name: "n1", CPUCores: 4, MemoryBytes: 8 << 30},
-		{Name: "n2", CPUCores: 4, MemoryBytes: 8 << 30},
-		{Name: "n3", CPUCores: 4, MemoryBytes: 8 << 30},
+// TestReconcileSpreadsReplicasAndExplains: the server's reconcile loop sizes
+// waiting tasks from their hints, spreads a job's replicas over the nodes
+// (two of six on each of three), records why each task sits where it does,
+// and says why a task that fits no node waits.
+func TestReconcileSpreadsReplicasAndExplains(t *testing.T) {
+	h := startServer(t, Options{})
+	for _, n := range []string{"n1", "n2", "n3"} {
+		h.agent(n, 4)
 	}
-	var pending []PendingTask
-	for i := range 6 {
-		pending = append(pending, PendingTask{TaskID: TaskID("web-x", int32(i)), JobID: "web-x", Index: int32(i), Namespace: "ns", JobName: "web",
-			Type: "service", Priority: "prod", CPUHint: 0.5, MemoryHint: 256 << 20})
-	}
-	pending = append(pending, PendingTask{TaskID: "huge-y-0", JobID: "huge-y", Namespace: "ns", JobName: "huge", Type: "batch", Priority: "batch", CPUHint: 16})
-	sp := &SchedulerPlacer{}
-	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	plan := sp.Place(nodes, pending, now)
-	if len(plan) != 7 {
-		t.Fatalf("got %d placements, want 7: %+v", len(plan), plan)
-	}
+	web := h.submit(&fathomv1.JobSpec{Name: "web", Namespace: "ns", Type: "service", Priority: "prod", Replicas: proto.Int32(6),
+		Task: &fathomv1.TaskSpec{Command: []string{"sleep", "600"}, Resources: &fathomv1.Resources{Cpu: "0.5", Memory: "256Mi"}}})
+	huge := h.submit(&fathomv1.JobSpec{Name: "huge", Namespace: "ns", Type: "batch", Priority: "batch",
+		Task: &fathomv1.TaskSpec{Command: []string{"sleep", "600"}, Resources: &fathomv1.Resources{Cpu: "16"}}})
+	eventually(t, "six replicas placed", func() bool {
+		for i := range 6 {
+			if h.task(web, i).GetNode() == "" {
+				return false
+			}
+		}
+		return true
+	})
 	per := map[string]int{}
-	for _, p := range plan {
-		switch {
-		case p.TaskID == "huge-y-0":
-			if p.Node != "" || !strings.Contains(p.Reason, "cpu") {
-				t.Errorf("16-core task: node %q reason %q; want unplaced with a reason naming cpu", p.Node, p.Reason)
-			}
-		case p.Node == "":
-			t.Errorf("%s unplaced: %s", p.TaskID, p.Reason)
-		default:
-			per[p.Node]++
-			if p.CPURequest != 0.5 || p.MemoryLimit != 256<<20 || !strings.Contains(p.Reason, "examined") || !strings.Contains(p.Reason, "hints") {
-				t.Errorf("%s: %+v; want hint sizes and an explanation", p.TaskID, p)
-			}
+	for i := range 6 {
+		tk := h.task(web, i)
+		per[tk.GetNode()]++
+		if tk.GetCpuRequestCores() != 0.5 || tk.GetMemoryLimitBytes() != 256<<20 {
+			t.Errorf("%s sized %v cores / %d bytes; want the hints 0.5 / 256Mi", tk.GetId(), tk.GetCpuRequestCores(), tk.GetMemoryLimitBytes())
+		}
+		if why := tk.GetHistory()[0].GetMessage(); !strings.Contains(why, "examined") || !strings.Contains(why, "hints") {
+			t.Errorf("%s placed with %q; want the scheduler's explanation and the sizes' source", tk.GetId(), why)
 		}
 	}
-	for _, n := range nodes {
-		if per[n.Name] != 2 {
-			t.Errorf("replicas per node %v; want 2 on each of 3 nodes", per)
-			break
-		}
+	if per["n1"] != 2 || per["n2"] != 2 || per["n3"] != 2 {
+		t.Errorf("replicas per node %v; want 2 on each of 3 nodes", per)
 	}
-	// Same input, same plan.
-	again := sp.Place(nodes, pending, now)
-	for i := range plan {
-		if plan[i] != again[i] {
-			t.Fatalf("not deterministic: %+v vs %+v", plan[i], again[i])
-		}
-	}
-	// A node already running two replicas takes no third while others are empty.
-	nodes[0].Running = []RunningTask{{TaskID: "web-x-0", JobID: "web-x", Priority: "prod", CPURequest: 0.5, MemoryRequest: 256 << 20},
-		{TaskID: "web-x-1", JobID: "web-x", Priority: "prod", CPURequest: 0.5, MemoryRequest: 256 << 20}}
-	nodes[0].CPURequested, nodes[0].MemoryRequested = 1, 512<<20
-	for _, p := range sp.Place(nodes, pending[2:6], now) {
-		if p.Node == "n1" {
-			t.Errorf("%s placed on n1, which already runs 2 of 6 replicas over 3 nodes", p.TaskID)
-		}
-	}
+	eventually(t, "the 16-core task waits with a reason naming cpu", func() bool {
+		tk := h.task(huge, 0)
+		return tk.GetNode() == "" && strings.Contains(tk.GetReason(), "cpu")
+	})
 }
 
 // fillStore writes a task's usage series into a real embedded TSDB: cpu

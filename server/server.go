@@ -76,7 +76,7 @@ type Server struct {
 	st      *store.Store
 	log     *slog.Logger
 	now     func() time.Time
-	sched   *SchedulerPlacer
+	sizer   Sizer // sizes waiting tasks (nil = DefaultSizer)
 	metrics *apiMetrics
 	hub     *hub
 	kick    chan struct{}
@@ -149,9 +149,8 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		jobs: map[string]*jobEntry{}, nodes: map[string]*nodeEntry{},
 		byNode: map[string]map[string]struct{}{},
 	}
-	s.sched = &SchedulerPlacer{OverloadRisk: o.OverloadRisk}
 	if o.RightSizer != nil {
-		s.sched.Sizer = o.RightSizer
+		s.sizer = o.RightSizer
 	}
 	if err := s.initReconcile(); err != nil {
 		return nil, err
