@@ -121,8 +121,8 @@ func (r *reconcileFlags) validate() error {
 	if r.corr, err = scheduler.ParseCorrelation(r.Correlation); err != nil {
 		return cli.UsageErrorf("--risk-correlation: %v", err)
 	}
-	if r.risk == scheduler.RiskBernstein && r.corr != (scheduler.Resources{}) {
-		return cli.UsageErrorf("--risk-correlation %s: the bernstein bound assumes independent tasks; use --risk-model gaussian or cantelli", r.Correlation)
+	if err := scheduler.CheckCorrelation(r.corr, r.risk); err != nil {
+		return cli.UsageErrorf("--risk-model %s --risk-correlation %s: %v", r.RiskModel, r.Correlation, err)
 	}
 	return nil
 }
