@@ -303,14 +303,21 @@ func (a *agentRuntime) sessions(ctx context.Context, cp ControlPlane, addr strin
 		if ctx.Err() != nil {
 			return
 		}
+		// Retry soon: tasks keep running meanwhile, and a restarted server
+		// gives nodes only a short grace to come back before it places
+		// their tasks again. Capped at 2 s (with full jitter), an agent is
+		// back within a second or two of its server.
 		if errors.Is(err, errSessionHealthy) {
-			backoff = time.Second
+			backoff = 500 * time.Millisecond
 		} else {
-			backoff = min(max(2*backoff, time.Second), 30*time.Second)
+			backoff = min(max(2*backoff, 500*time.Millisecond), maxSessionBackoff)
 		}
 		a.log.Warn("control plane session ended; reconnecting", "err", err, "in", backoff)
 	}
 }
+
+// maxSessionBackoff caps the wait between two sessions with the server.
+const maxSessionBackoff = 2 * time.Second
 
 // errSessionHealthy marks a session that worked for a while before ending.
 var errSessionHealthy = errors.New("session ended after working")

@@ -190,10 +190,11 @@ type classKey struct {
 	cons   string
 	job    string
 	maxPer int
+	avoid  string
 }
 
 func classOf(t *Task) classKey {
-	k := classKey{prio: t.Priority, req: t.Request, lim: t.Limit, usage: t.Usage, maxPer: t.MaxPerNode}
+	k := classKey{prio: t.Priority, req: t.Request, lim: t.Limit, usage: t.Usage, maxPer: t.MaxPerNode, avoid: t.Avoid}
 	if len(t.Constraints) > 0 {
 		k.cons = constraintKey(t.Constraints)
 	}
@@ -396,7 +397,7 @@ func mix(x uint64) uint64 {
 func (c *placeCtx) selectNode(t *Task, opts Options, seq uint64, buf *[]int32) (int32, Explanation) {
 	s := c.s
 	var why Explanation
-	why.Nodes = len(s.nodes)
+	why.Nodes = s.live
 	k := opts.Candidates
 	cands := (*buf)[:0]
 	w := Resources{t.Request[CPU] / s.idx.scale[CPU], t.Request[Memory] / s.idx.scale[Memory]}
@@ -486,8 +487,11 @@ func (e *Explanation) addTop(node string, score float64) {
 // many nodes were ruled out for which reason.
 func (c *placeCtx) explainAll(t *Task) Explanation {
 	var why Explanation
-	why.Nodes = len(c.s.nodes)
+	why.Nodes = c.s.live
 	for n := range c.s.nodes {
+		if c.s.nodes[n].removed {
+			continue
+		}
 		why.Examined++
 		if r := c.filter(t, int32(n)); r != ReasonNone {
 			why.Filtered[r]++

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
+	"github.com/fathom-scheduler/fathom/controller"
 	"github.com/fathom-scheduler/fathom/models"
 	"github.com/fathom-scheduler/fathom/predictor"
 	"github.com/fathom-scheduler/fathom/store"
@@ -57,18 +58,17 @@ func (s *Server) retrainColdStart(ctx context.Context, rs *RightSizer, trained m
 	feats := map[jobName]models.JobFeatures{}
 	newest := map[jobName]time.Time{}
 	s.mu.RLock()
-	for _, e := range s.jobs {
-		j := e.job
-		jn := jobName{j.GetNamespace(), j.GetName()}
+	for _, v := range s.c.Jobs(nil) {
+		j := &v.Job
+		jn := jobName{j.Spec.Namespace, j.Spec.Name}
 		if _, ok := sizes[jn]; !ok {
 			continue
 		}
-		at := j.GetCreatedAt().AsTime()
-		if _, seen := newest[jn]; seen && !at.After(newest[jn]) {
+		if at, seen := newest[jn]; seen && !j.CreatedAt.After(at) {
 			continue
 		}
-		newest[jn] = at
-		feats[jn] = jobFeatures(jobPendingTask(j))
+		newest[jn] = j.CreatedAt
+		feats[jn] = controller.Features(&j.Spec)
 	}
 	s.mu.RUnlock()
 	var ops []store.Op
@@ -102,7 +102,7 @@ func (s *Server) retrainColdStart(ctx context.Context, rs *RightSizer, trained m
 	if err := cs.Fit(exs); err != nil {
 		return nil, err
 	}
-	mo := &fathomv1.Model{Name: coldStartKind, Kind: coldStartKind, TrainedAt: timestamppb.New(now), Tasks: int64(len(exs)), Samples: int64(len(exs)),
+	mo := &fathomv1.Model{Name: "coldstart", Kind: "coldstart", TrainedAt: timestamppb.New(now), Tasks: int64(len(exs)), Samples: int64(len(exs)),
 		Metrics: coldStartFigures(exs)}
 	latest, err := s.st.Client().Get(ctx, coldStartModelsPrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
 		clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(1))

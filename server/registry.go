@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
+	"github.com/fathom-scheduler/fathom/controller"
 	"github.com/fathom-scheduler/fathom/predictor"
 	"github.com/fathom-scheduler/fathom/store"
 )
@@ -108,13 +109,11 @@ func (m modelService) RetrainModels(ctx context.Context, req *fathomv1.RetrainMo
 	type jobName struct{ ns, name string }
 	replicas := map[jobName]int32{}
 	s.mu.RLock()
-	for _, e := range s.jobs {
-		j := e.job
-		if (req.GetNamespace() != "" && j.GetNamespace() != req.GetNamespace()) || (req.GetJobName() != "" && j.GetName() != req.GetJobName()) {
-			continue
-		}
-		k := jobName{j.GetNamespace(), j.GetName()}
-		replicas[k] = max(replicas[k], int32(len(e.tasks)))
+	for _, v := range s.c.Jobs(func(j *controller.Job) bool {
+		return (req.GetNamespace() == "" || j.Spec.Namespace == req.GetNamespace()) && (req.GetJobName() == "" || j.Spec.Name == req.GetJobName())
+	}) {
+		k := jobName{v.Job.Spec.Namespace, v.Job.Spec.Name}
+		replicas[k] = max(replicas[k], v.Job.Spec.Replicas)
 	}
 	s.mu.RUnlock()
 	if len(replicas) == 0 {
