@@ -125,7 +125,7 @@ func taskFromRecord(p *fathomv1.Task) controller.Task {
 	t := controller.Task{JobID: p.GetJobId(), Index: p.GetIndex(), State: taskStatesFrom[p.GetState()], Desired: desiredStateFrom[p.GetDesiredState()],
 		Node: p.GetNode(), Generation: p.GetGeneration(), StartGeneration: p.GetStartGeneration(),
 		Sizes: controller.Sizes{CPURequest: p.GetCpuRequestCores(), CPULimit: p.GetCpuLimitCores(), MemoryRequest: p.GetMemoryRequestBytes(), MemoryLimit: p.GetMemoryLimitBytes()},
-		PID: p.GetPid(), ExitCode: p.GetExitCode(), OOMKilled: p.GetOomKilled(), Evicted: p.GetEvicted(), Restarts: p.GetRestarts(),
+		PID:   p.GetPid(), ExitCode: p.GetExitCode(), OOMKilled: p.GetOomKilled(), Evicted: p.GetEvicted(), Restarts: p.GetRestarts(),
 		StartedAt: tm(p.GetStartedAt()), FinishedAt: tm(p.GetFinishedAt()), UpdatedAt: tm(p.GetUpdatedAt()), Reason: p.GetReason(),
 		PlacedAt: tm(p.GetPlacedAt()), ResizedAt: tm(p.GetResizedAt()), Evictions: p.GetEvictions(), AvoidNode: p.GetAvoidNode(), AvoidUntil: tm(p.GetAvoidUntil())}
 	if t.State == 0 {

@@ -464,12 +464,12 @@ func TestCronRuns(t *testing.T) {
 		t.Fatalf("before the first firing: %v", tk)
 	}
 	base := created.GetJob().GetCreatedAt().AsTime()
-	clock.Set(base.Add(6*time.Minute))
+	clock.Set(base.Add(6 * time.Minute))
 	h.round()
 	first := a.next("run 1", func(s *assignmentSet) bool { return len(s.GetAssignments()) == 1 })
 	a.report(&fathomv1.TaskStatus{TaskId: id + "-0", State: fathomv1.TaskState_TASK_STATE_RUNNING})
 	// Firing while run 1 is active: skipped.
-	clock.Set(base.Add(11*time.Minute))
+	clock.Set(base.Add(11 * time.Minute))
 	h.round()
 	if tk := h.task(id, 0); tk.GetState() != fathomv1.TaskState_TASK_STATE_RUNNING || tk.GetGeneration() != first.GetAssignments()[0].GetGeneration() {
 		t.Fatalf("overlapping firing changed the running task: %v", tk)
@@ -484,7 +484,7 @@ func TestCronRuns(t *testing.T) {
 		Name: "report", Type: "cron", Schedule: "@hourly", Task: &fathomv1.TaskSpec{Command: []string{"/bin/true"}}}}); err == nil {
 		t.Fatal("a second active cron job with the same name was accepted")
 	}
-	clock.Set(base.Add(20*time.Minute))
+	clock.Set(base.Add(20 * time.Minute))
 	h.round()
 	g1 := first.GetAssignments()[0].GetGeneration()
 	second := a.next("run 2", func(s *assignmentSet) bool {

@@ -304,7 +304,7 @@ func newRun(w *Workload, policy string, opts *Options, fixed *scheduler.Resource
 	pc := predictor.Config{Kind: policy, Window: Step, StepSpread: opts.StepSpread}
 	switch policy {
 	case PolicyProvisioned:
-		pc.Kind = "fathom" // not used: every task has its own recommender
+		pc.Kind = "fathom"                // not used: every task has its own recommender
 		pc.EarlyHorizon = time.Nanosecond // no early margin over a size that is not learned
 		pc.NewFor = func(k predictor.TaskKey) (models.Recommender, error) {
 			return &provisionedRec{t: r.taskOf(k), c: opts.Machine}, nil
