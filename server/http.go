@@ -184,7 +184,7 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if _, err := s.st.Client().Get(ctx, "/fathom/v1/leader"); err != nil {
+	if err := s.st.Ping(ctx); err != nil {
 		http.Error(w, "not ready: etcd: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}

@@ -390,3 +390,57 @@ func (s *Store) scan(ctx context.Context, prefix string, rev int64, f func(k, v 
 		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
 }
+
+// KV is one stored key and its value.
+type KV struct {
+	Key   string
+	Value []byte
+}
+
+// Get reads one key; ok is false when it is not stored.
+func (s *Store) Get(ctx context.Context, key string) (value []byte, ok bool, err error) {
+	resp, err := s.client.Get(ctx, key)
+	if err != nil {
+		return nil, false, fmt.Errorf("store: get %s: %w", key, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, false, nil
+	}
+	return resp.Kvs[0].Value, true, nil
+}
+
+// List reads every key under prefix in key order (newest last), in pages.
+func (s *Store) List(ctx context.Context, prefix string) ([]KV, error) {
+	first, err := s.client.Get(ctx, prefix, clientv3.WithCountOnly())
+	if err != nil {
+		return nil, fmt.Errorf("store: list %s: %w", prefix, err)
+	}
+	var out []KV
+	err = s.scan(ctx, prefix, first.Header.Revision, func(k, v []byte) error {
+		out = append(out, KV{Key: string(k), Value: v})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: list %s: %w", prefix, err)
+	}
+	return out, nil
+}
+
+// Last returns the greatest key under prefix (ok false: none).
+func (s *Store) Last(ctx context.Context, prefix string) (key string, ok bool, err error) {
+	resp, err := s.client.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+		clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(1))
+	if err != nil {
+		return "", false, fmt.Errorf("store: last under %s: %w", prefix, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return "", false, nil
+	}
+	return string(resp.Kvs[0].Key), true, nil
+}
+
+// Ping checks that etcd answers (a read of one key).
+func (s *Store) Ping(ctx context.Context) error {
+	_, err := s.client.Get(ctx, LeaderKey)
+	return err
+}
