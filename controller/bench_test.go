@@ -81,6 +81,41 @@ func BenchmarkTick(b *testing.B) {
 		}
 		b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 	})
+	// 10,000 more tasks each ask a whole node: the empty nodes take some,
+	// the rest wait. A round offers them only when capacity changes, so a
+	// long queue costs what a steady round costs.
+	b.Run("queue-blocked", func(b *testing.B) {
+		c, now := benchCluster(b)
+		spec := Spec{Name: "huge", Namespace: "bench", Type: TypeBatch, Priority: "batch",
+			Replicas: 10000, Command: []string{"sleep"}, CPUHint: 32, MemoryHint: 128 << 30}
+		if err := c.Submit(Job{ID: "huge-x", Spec: spec}, now); err != nil {
+			b.Fatal(err)
+		}
+		c.Tick(now)
+		rd := c.Ready()
+		if rd.Stats.Unschedulable+rd.Stats.Placed != 10000 || rd.Stats.Unschedulable < 9000 {
+			b.Fatalf("%d placed, %d found no room: want about 9,000 waiting of 10,000", rd.Stats.Placed, rd.Stats.Unschedulable)
+		}
+		waiting := rd.Stats.Unschedulable
+		nodes := c.Nodes()
+		b.ReportAllocs()
+		b.ResetTimer()
+		cpu0 := cpuTime()
+		for i := range b.N {
+			t := now.Add(time.Duration(i+1) * time.Millisecond)
+			for _, n := range nodes {
+				c.Heartbeat(n.Node.Name, Usage{}, t)
+			}
+			c.Tick(t)
+			if rd := c.Ready(); rd.Stats.Unschedulable != 0 {
+				b.Fatalf("blocked tasks offered again with nothing changed: %d", rd.Stats.Unschedulable)
+			}
+		}
+		b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+		if a := c.AutoscaleView(now).Report; a.Add != waiting {
+			b.Errorf("the report adds %d machines, want one per waiting task (%d)", a.Add, waiting)
+		}
+	})
 	b.Run("node-down", func(b *testing.B) {
 		b.ReportAllocs()
 		var took time.Duration

@@ -40,6 +40,13 @@ type Config struct {
 	// MaxPlacePerRound bounds how many waiting tasks one Tick considers
 	// (10,000); the rest wait for the next round.
 	MaxPlacePerRound int
+	// RetryWaiting is how often a task that found no room is offered to the
+	// scheduler again when nothing freed or added capacity since (30 s):
+	// its sizes, the risk estimate and node pressure change without that.
+	// Otherwise a round offers only new tasks and, after capacity changed,
+	// all of them, so a queue of tasks that cannot fit costs nothing per
+	// round (Nomad's blocked evaluations, Kubernetes' unschedulable queue).
+	RetryWaiting time.Duration
 	// Sizing is the one policy for sizes: starting sizes, resizes of
 	// requests and limits, moves.
 	Sizing SizingPolicy
@@ -132,6 +139,9 @@ func (c *Config) normalize() error {
 	if c.MaxPlacePerRound == 0 {
 		c.MaxPlacePerRound = 10000
 	}
+	if c.RetryWaiting == 0 {
+		c.RetryWaiting = 30 * time.Second
+	}
 	if c.ConsolidateBelow == 0 {
 		c.ConsolidateBelow = 0.3
 	}
@@ -175,6 +185,8 @@ func (c *Config) normalize() error {
 		return fmt.Errorf("%w: heartbeat timeout and failover grace must be positive", ErrInvalid)
 	case !(c.MassFailureFraction > 0 && c.MassFailureFraction <= 1) || c.MassFailureRate < 0:
 		return fmt.Errorf("%w: mass failure fraction %v must be in (0, 1] and the rate ≥ 0", ErrInvalid, c.MassFailureFraction)
+	case c.RetryWaiting < 0:
+		return fmt.Errorf("%w: retry-waiting %v must not be negative", ErrInvalid, c.RetryWaiting)
 	case c.MaxPlacePerRound < 1:
 		return fmt.Errorf("%w: max placements per round %d must be ≥ 1", ErrInvalid, c.MaxPlacePerRound)
 	case !(c.ConsolidateBelow > 0 && c.ConsolidateBelow <= 1) || c.DrainBudget < 1 || c.SpareNodes < 0 || c.ConsolidateInterval < 0:

@@ -30,7 +30,8 @@ type Controller struct {
 	graceUntil time.Time
 
 	jobs  map[string]*jobEntry
-	names map[string]string // "<namespace>/<name>" -> id of the job holding it
+	crons map[string]*jobEntry // the cron jobs of jobs
+	names map[string]string    // "<namespace>/<name>" -> id of the job holding it
 	nodes map[string]*nodeEntry
 	sched *scheduler.State
 	// ghosts: task id -> node -> the copy that node keeps (see Ghost).
@@ -38,6 +39,16 @@ type Controller struct {
 	// queue holds the tasks that wait for a node, in arrival order (entries
 	// that no longer wait are dropped as they are met).
 	queue []ref
+	// blocked are the queued tasks that found no room at blockedEpoch (the
+	// State's capacity epoch), in the order they were blocked; a round does
+	// not offer them again before the epoch changes or their retry is due
+	// (the earliest is blockedRetry). blockedDirty: one of them changed.
+	blocked      []ref
+	blockedEpoch int64
+	blockedRetry time.Time
+	blockedDirty bool
+	blockedRoom  []scheduler.Task // the blocked tasks that wait for room, as offered
+	seq          uint64           // arrival order of the queue
 	// observed are running tasks with new usage, sized at the next Tick.
 	observed map[ref]struct{}
 	// noNodes says why nothing can be placed at all ("" = nodes exist).
@@ -88,6 +99,15 @@ type taskMeta struct {
 	// floor is what the task's last OOM kill or eviction showed it needs:
 	// its next placement starts at least there.
 	floor Sizes
+	// blocked: the scheduler found no room for the task (it is in the
+	// controller's blocked list); it is not offered again before the
+	// State's epoch changes or retryAt.
+	// room is the task as last offered when it waits for room (demand for
+	// the autoscaling report while it is not offered).
+	blocked bool
+	retryAt time.Time
+	room    *scheduler.Task
+	seq     uint64 // arrival order in the queue
 }
 
 type nodeEntry struct {
@@ -112,6 +132,8 @@ func New(cfg Config) (*Controller, error) {
 
 func (c *Controller) reset() {
 	c.jobs = map[string]*jobEntry{}
+	c.crons = map[string]*jobEntry{}
+	c.blocked, c.blockedDirty, c.blockedRoom = nil, false, nil
 	c.names = map[string]string{}
 	c.nodes = map[string]*nodeEntry{}
 	c.sched, _ = scheduler.NewState(scheduler.ClusterView{})
@@ -167,7 +189,7 @@ func (c *Controller) Restore(snap Snapshot, now time.Time) (warnings []string) {
 	}
 	for _, j := range snap.Jobs {
 		e := newJobEntry(j.clone())
-		c.jobs[j.ID] = e
+		c.addJob(e)
 		if id, ok := snap.Names[j.Spec.Namespace+"/"+j.Spec.Name]; ok && id == j.ID {
 			e.nameHeld = true
 			c.names[j.Spec.Namespace+"/"+j.Spec.Name] = j.ID
@@ -242,6 +264,11 @@ func (c *Controller) sortedJobs() []*jobEntry {
 	for _, e := range c.jobs {
 		out = append(out, e)
 	}
+	return sortJobs(out)
+}
+
+// sortJobs sorts jobs by creation, then id.
+func sortJobs(out []*jobEntry) []*jobEntry {
 	slices.SortFunc(out, func(a, b *jobEntry) int {
 		if x := a.job.CreatedAt.Compare(b.job.CreatedAt); x != 0 {
 			return x
@@ -281,10 +308,19 @@ func (c *Controller) waiting(r ref) bool {
 // enqueue adds a waiting task to the placement queue (once).
 func (c *Controller) enqueue(r ref) {
 	m := r.meta()
+	if m.blocked {
+		// Its sizes or state changed: it is offered again.
+		m.blocked, m.room = false, nil
+		c.blockedDirty = true // its entry there goes
+		m.seq, c.seq = c.seq, c.seq+1
+		c.queue = append(c.queue, r)
+		return
+	}
 	if m.queued {
 		return
 	}
 	m.queued = true
+	m.seq, c.seq = c.seq, c.seq+1
 	c.queue = append(c.queue, r)
 }
 
@@ -403,6 +439,17 @@ func (c *Controller) ghostLive(r ref, node string) bool {
 // markTask records that a task's record changed (to persist and publish).
 func (c *Controller) markTask(r ref) {
 	c.out.tasks[r] = struct{}{}
+	if r.meta().blocked {
+		c.blockedDirty = true
+	}
+}
+
+// addJob installs a job entry.
+func (c *Controller) addJob(e *jobEntry) {
+	c.jobs[e.job.ID] = e
+	if e.isCron() {
+		c.crons[e.job.ID] = e
+	}
 }
 
 // markJob records that a job's record changed.

@@ -2,6 +2,8 @@ package controller
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -35,9 +37,9 @@ func NextRun(j *Job) time.Time { return nextRun(j) }
 
 // startDueRuns starts a run of every cron job whose schedule fired by now.
 func (c *Controller) startDueRuns(now time.Time) {
-	for _, e := range c.sortedJobs() {
+	for _, e := range sortJobs(slices.Collect(maps.Values(c.crons))) {
 		j := &e.job
-		if !e.isCron() || j.StopRequested {
+		if j.StopRequested {
 			continue
 		}
 		next := nextRun(j)

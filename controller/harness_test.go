@@ -254,6 +254,9 @@ func (h *harness) run(d *datadriven.TestData) (string, error) {
 				v.Node.Schedulable, v.Node.Draining, v.Tasks, v.CPURequested, v.Node.CPU, float64(v.MemoryRequested)/(1<<30), float64(v.Node.Memory)/(1<<30))
 		}
 		return b.String(), nil
+	case "autoscale":
+		r := h.controller().AutoscaleView(h.now).Report
+		return fmt.Sprintf("used=%d needed=%d add=%d could-remove=%v\n", r.MachinesUsed, r.MachinesNeeded, r.Add, r.CouldRemove), nil
 	case "expect":
 		return h.expect(a)
 	case "explain":
@@ -302,6 +305,8 @@ func (h *harness) option(a map[string]string) error {
 			h.cfg.Provider.RemovalDelay, err = time.ParseDuration(v)
 		case "cooldown":
 			h.cfg.Provider.Cooldown, err = time.ParseDuration(v)
+		case "retry-waiting":
+			h.cfg.RetryWaiting, err = time.ParseDuration(v)
 		case "pack-on-limit":
 			h.cfg.Sizing.PackOnLimit = v != "false"
 		default:

@@ -33,7 +33,7 @@ func (c *Controller) Submit(j Job, now time.Time) error {
 	j.StopRequested, j.StoppedAt, j.LastRunAt, j.Runs = false, time.Time{}, time.Time{}, 0
 	e := newJobEntry(j)
 	e.nameHeld = true
-	c.jobs[j.ID] = e
+	c.addJob(e)
 	c.names[key] = j.ID
 	c.out.names = append(c.out.names, NameChange{Namespace: j.Spec.Namespace, Name: j.Spec.Name, JobID: j.ID})
 	c.out.created = append(c.out.created, j.ID)

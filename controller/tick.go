@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -87,26 +88,28 @@ func (c *Controller) place(now time.Time) (map[string]bool, []scheduler.Task) {
 	}
 	massive := total > 0 && float64(down) >= c.cfg.MassFailureFraction*float64(total)
 
-	// The waiting tasks, in queue order, up to the round's budget.
+	// The waiting tasks, in queue order, up to the round's budget. A task
+	// that found no room waits in the blocked list, and is offered again
+	// only once capacity changed or RetryWaiting passed.
+	c.unblock(now)
 	var cands []candidate
-	var kept []ref
+	room := slices.Clip(c.blockedRoom)
 	lost := 0
 	var limited []ref
-	for i, r := range c.queue {
+	for _, r := range c.queue {
+		m := r.meta()
 		if c.jobs[r.job.job.ID] != r.job || !c.waiting(r) {
-			r.meta().queued = false
+			m.queued = false
 			continue
 		}
 		if len(cands) >= c.cfg.MaxPlacePerRound {
-			r.meta().wait = fmt.Sprintf("more than %d tasks wait; considered in a later round", c.cfg.MaxPlacePerRound)
-			kept = append(kept, c.queue[i:]...)
-			break
+			m.wait = fmt.Sprintf("more than %d tasks wait; considered in a later round", c.cfg.MaxPlacePerRound)
+			continue
 		}
 		t := r.task()
 		if t.State == Lost {
 			if massive && lost >= c.cfg.MassFailureRate {
 				limited = append(limited, r)
-				kept = append(kept, r)
 				continue
 			}
 			lost++
@@ -147,9 +150,9 @@ func (c *Controller) place(now time.Time) (map[string]bool, []scheduler.Task) {
 			cands = append(cands, candidate{r: r, z: Sizing{Sizes: t.Sizes, Dist: r.meta().dist}, move: why, from: name, prev: prev})
 		}
 	}
+	c.queue = c.stillWaiting(c.queue)
 	if len(cands) == 0 {
-		c.queue = kept
-		return nil, nil
+		return nil, room
 	}
 
 	// Spread: replicas of a job share a node only as far as needed.
@@ -218,8 +221,7 @@ func (c *Controller) place(now time.Time) (map[string]bool, []scheduler.Task) {
 				_ = c.sched.Assign(cd.prev, cd.from)
 			}
 		}
-		c.queue = append(kept, c.refsOf(cands)...)
-		return nil, nil
+		return nil, room
 	}
 
 	// Preemption: victims leave their node (the agent stops them) and wait
@@ -274,7 +276,6 @@ func (c *Controller) place(now time.Time) (map[string]bool, []scheduler.Task) {
 		placed[pl.TaskID] = true
 	}
 	// Waiting tasks: the reason per task; moves that found no room stay.
-	var room []scheduler.Task
 	for _, u := range plan.Unplaced {
 		r, ok := c.lookup(u.TaskID)
 		if !ok {
@@ -294,41 +295,104 @@ func (c *Controller) place(now time.Time) (map[string]bool, []scheduler.Task) {
 				r.meta().wait = cd.move + "; no other node has room: " + strings.TrimPrefix(why, "no node fits: ")
 				continue
 			}
+			st := batch[inBatch[u.TaskID]]
+			m := r.meta()
+			if st.Avoid == "" { // an avoided node's back-off ends without a change of capacity
+				m.blocked, m.retryAt = true, now.Add(c.cfg.RetryWaiting)
+				c.blocked = append(c.blocked, r)
+				if u.Why.Nodes > 0 {
+					c.blockedRoom = append(c.blockedRoom, st)
+				}
+			}
 			if u.Why.Nodes > 0 {
 				why = fmt.Sprintf("%s (needs %.3g cores, %d MiB)", strings.TrimSuffix(why, "."), cd.z.CPURequest, cd.z.MemoryRequest>>20)
-				room = append(room, batch[inBatch[u.TaskID]])
+				room = append(room, st)
+				m.room = &st
 			}
 		}
 		r.meta().wait = why
 		c.out.stats.Unschedulable++
 	}
-	// The queue keeps what still waits, in order: this round's candidates
-	// that were not placed, the tasks beyond the round's budget, then the
-	// victims of preemption that found no other node.
-	next := make([]ref, 0, len(kept)+len(plan.Unplaced)+len(plan.Preemptions))
-	for _, cd := range cands {
-		if cd.move != "" {
-			continue
-		}
-		if !placed[cd.r.id()] && c.waiting(cd.r) {
-			next = append(next, cd.r)
-		} else {
-			cd.r.meta().queued = false
-		}
-	}
-	next = append(next, kept...)
+	// The queue keeps what still waits, in arrival order, then the victims
+	// of preemption that found no other node.
+	next := c.stillWaiting(c.queue)
 	for _, p := range plan.Preemptions {
 		r, ok := c.lookup(p.TaskID)
 		if !ok {
 			continue
 		}
 		if _, wasCand := byID[p.TaskID]; !wasCand && !placed[p.TaskID] && c.waiting(r) {
-			r.meta().queued = true
+			m := r.meta()
+			m.queued = true
+			m.seq, c.seq = c.seq, c.seq+1
 			next = append(next, r)
 		}
 	}
 	c.queue = next
 	return placedOn, room
+}
+
+// unblock moves the blocked tasks that may fit now back to the queue, in arrival order: all of them when the epoch
+// changed (capacity was added or freed), those whose retry is due
+// otherwise. Blocked tasks that no longer wait (stopped) are dropped.
+func (c *Controller) unblock(now time.Time) {
+	epoch := c.sched.Epoch()
+	if len(c.blocked) == 0 {
+		c.blockedEpoch = epoch
+		return
+	}
+	if epoch == c.blockedEpoch && now.Before(c.blockedRetry) && !c.blockedDirty {
+		return
+	}
+	all := epoch != c.blockedEpoch
+	kept := c.blocked[:0:0]
+	back := false
+	c.blockedRetry = time.Time{}
+	for _, r := range c.blocked {
+		m := r.meta()
+		switch {
+		case !m.queued || c.jobs[r.job.job.ID] != r.job || !c.waiting(r):
+			m.queued, m.blocked, m.room = false, false, nil
+		case !m.blocked: // enqueued again meanwhile: it is in the queue
+		case all || !now.Before(m.retryAt):
+			m.blocked, m.room = false, nil
+			c.queue = append(c.queue, r)
+			back = true
+		default:
+			kept = append(kept, r)
+			if c.blockedRetry.IsZero() || m.retryAt.Before(c.blockedRetry) {
+				c.blockedRetry = m.retryAt
+			}
+		}
+	}
+	c.blocked, c.blockedEpoch, c.blockedDirty = kept, epoch, false
+	c.blockedRoom = nil
+	for _, r := range kept {
+		if m := r.meta(); m.room != nil {
+			c.blockedRoom = append(c.blockedRoom, *m.room)
+		}
+	}
+	if back {
+		slices.SortStableFunc(c.queue, func(a, b ref) int { return cmp.Compare(a.meta().seq, b.meta().seq) })
+	}
+}
+
+// stillWaiting is q without the tasks that no longer wait (placed, stopped)
+// and those now in the blocked list.
+func (c *Controller) stillWaiting(q []ref) []ref {
+	next := q[:0:0]
+	for _, r := range q {
+		m := r.meta()
+		if !m.queued || m.blocked {
+			continue
+		}
+		if c.jobs[r.job.job.ID] == r.job && c.waiting(r) {
+			next = append(next, r)
+		} else {
+			m.queued = false
+		}
+	}
+	return next
 }
 
 func (c *Controller) refsOf(cands []candidate) []ref {

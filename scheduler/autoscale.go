@@ -3,6 +3,7 @@ package scheduler
 import (
 	"fmt"
 	"math"
+	"slices"
 )
 
 // AutoscaleReport says how many machines the current work needs and which
@@ -62,24 +63,12 @@ func (s *State) Autoscale(waiting []Task, spare int, opts Options) AutoscaleRepo
 	}
 	extra := 0
 	if len(waiting) > 0 && common != (Resources{}) {
-		fresh := make([]Node, len(waiting))
-		for i := range fresh {
-			fresh[i] = Node{Name: fmt.Sprintf("new-%d", i), Capacity: common}
-		}
-		if ps, err := NewState(ClusterView{Nodes: fresh}); err == nil {
-			o := opts
-			o.NoPreemption = true
-			o.Seed = 0
-			if plan, err := ps.Place(waiting, o); err == nil {
-				a.Unfittable = len(plan.Unplaced)
-				for _, u := range ps.Usage() {
-					if u.Tasks > 0 {
-						extra++
-						sum = sum.Add(u.Requested)
-					}
-				}
-			}
-		}
+		o := opts
+		o.NoPreemption, o.fill = true, true
+		o.Seed = 0
+		f := s.freshMachines(waiting, common, o)
+		extra, a.Unfittable = f.machines, f.unfittable
+		sum = sum.Add(f.requested)
 	}
 	a.MachinesNeeded = a.MachinesUsed + extra
 	a.Add = extra
@@ -92,6 +81,50 @@ func (s *State) Autoscale(waiting []Task, spare int, opts Options) AutoscaleRepo
 		a.CouldRemove = empty[:len(empty)-spare]
 	}
 	return a
+}
+
+// freshMemo is the last packing of waiting tasks onto fresh machines: it
+// depends on nothing but its inputs, and a queue of tasks that wait for
+// room is the same from one round to the next.
+type freshMemo struct {
+	waiting    []Task
+	shape      Resources
+	opts       Options
+	machines   int
+	unfittable int
+	requested  Resources // Σ requests of the tasks placed there
+}
+
+// freshMachines packs waiting onto fresh machines of shape, one filled
+// before the next is opened, or answers from the memo.
+func (s *State) freshMachines(waiting []Task, shape Resources, o Options) freshMemo {
+	if m := s.fresh; m != nil && m.shape == shape && m.opts == o && slices.EqualFunc(m.waiting, waiting, sameTask) {
+		return *m
+	}
+	m := freshMemo{waiting: slices.Clone(waiting), shape: shape, opts: o}
+	nodes := make([]Node, len(waiting))
+	for i := range nodes {
+		nodes[i] = Node{Name: fmt.Sprintf("new-%d", i), Capacity: shape}
+	}
+	if ps, err := NewState(ClusterView{Nodes: nodes}); err == nil {
+		if plan, err := ps.Place(waiting, o); err == nil {
+			m.unfittable = len(plan.Unplaced)
+			for _, u := range ps.Usage() {
+				if u.Tasks > 0 {
+					m.machines++
+					m.requested = m.requested.Add(u.Requested)
+				}
+			}
+		}
+	}
+	s.fresh = &m
+	return m
+}
+
+// sameTask: a and b are the same demand.
+func sameTask(a, b Task) bool {
+	return a.ID == b.ID && a.Job == b.Job && a.Priority == b.Priority && a.Request == b.Request && a.Limit == b.Limit &&
+		a.Usage == b.Usage && a.MaxPerNode == b.MaxPerNode && a.Avoid == b.Avoid && slices.Equal(a.Constraints, b.Constraints)
 }
 
 func lessRes(a, b Resources) bool {

@@ -53,6 +53,7 @@ type placeCtx struct {
 	cur  *Task
 	job  int32  // interned job, for spread
 	cons []int8 // constraint results per node, shared by the class
+	fill bool   // Options.fill
 }
 
 // forTask prepares the per-task values for t.
@@ -291,6 +292,9 @@ func (c *placeCtx) filter(t *Task, n int32) Reason {
 
 // score returns the weighted 0-100 score of a feasible node.
 func (c *placeCtx) score(t *Task, n int32) float64 {
+	if c.fill {
+		return bestFit{}.Score(c, t, n)
+	}
 	var s, w float64
 	for _, sc := range scorers {
 		s += sc.w * sc.Score(c, t, n)

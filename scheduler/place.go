@@ -36,6 +36,10 @@ type Options struct {
 	KeepOrder bool
 	// NoPreemption stops prod tasks from preempting lower-priority ones.
 	NoPreemption bool
+	// fill scores by best fit alone: a node is filled before the next is
+	// opened. The autoscaling report counts fresh machines so; the stranding
+	// term would spread same-shaped tasks over more machines than they need.
+	fill bool
 }
 
 // DefaultOverloadRisk is ε when Options.OverloadRisk is 0.
@@ -224,7 +228,7 @@ func (s *State) Place(pending []Task, opts Options) (Plan, error) {
 	if err := opts.normalize(); err != nil {
 		return Plan{}, err
 	}
-	c := &placeCtx{s: s, risk: opts.riskParams()}
+	c := &placeCtx{s: s, risk: opts.riskParams(), fill: opts.fill}
 	var queue []Task
 	if opts.KeepOrder {
 		queue = slices.Clone(pending)

@@ -28,6 +28,8 @@ type State struct {
 	epoch int64
 	// consCache caches constraint results per constraint signature per node.
 	consCache map[string][]int8
+	// fresh is Autoscale's last packing onto fresh machines.
+	fresh *freshMemo
 }
 
 type nodeState struct {
@@ -166,6 +168,12 @@ func (s *State) RemoveNode(name string) error {
 	s.epoch++
 	return nil
 }
+
+// Epoch grows whenever capacity is added or freed (a node added, changed or
+// removed, a task removed or moved). A task that did not fit at one epoch
+// cannot fit at the same epoch with the same sizes and options: callers
+// need not ask again until it changes (Nomad's blocked evaluations).
+func (s *State) Epoch() int64 { return s.epoch }
 
 // Nodes is how many nodes the State holds.
 func (s *State) Nodes() int { return s.live }
