@@ -56,6 +56,8 @@ type Controller struct {
 	round   uint64
 	// lastConsolidation is when the last consolidation pass ran.
 	lastConsolidation time.Time
+	// gcNext: no job collection pass before it (gc.go).
+	gcNext time.Time
 
 	provider providerMemory
 	report   Autoscale
@@ -143,6 +145,7 @@ func (c *Controller) reset() {
 	c.provider = newProviderMemory()
 	c.report = Autoscale{}
 	c.out = newReady()
+	c.gcNext = time.Time{}
 }
 
 // Config returns the configuration in effect (defaults filled).

@@ -23,7 +23,8 @@ import (
 //
 //	option key=value ...          heartbeat, grace, mass-fraction, mass-rate, consolidate,
 //	                              drain-budget, min-age, eps, move-cost, shrink-delay, risk,
-//	                              provider, removal-delay, cooldown, correlation (before the first add-node)
+//	                              provider, removal-delay, cooldown, correlation, retry-waiting,
+//	                              job-retention, max-finished (before the first add-node)
 //	add-node name=n1 [cpu=4] [mem=8] [zone=a]   an agent that registers
 //	submit job=web [replicas=1] [type=service] [prio=prod] [cpu=] [mem=] [schedule=]
 //	recommend task=web-0 [cpu=] [mem=] [limit-cpu=] [limit-mem=] [mean-cpu= sd-cpu= mean-mem= sd-mem=]
@@ -307,6 +308,10 @@ func (h *harness) option(a map[string]string) error {
 			h.cfg.Provider.Cooldown, err = time.ParseDuration(v)
 		case "retry-waiting":
 			h.cfg.RetryWaiting, err = time.ParseDuration(v)
+		case "job-retention":
+			h.cfg.JobRetention, err = time.ParseDuration(v)
+		case "max-finished":
+			h.cfg.MaxFinishedJobs, err = strconv.Atoi(v)
 		case "pack-on-limit":
 			h.cfg.Sizing.PackOnLimit = v != "false"
 		default:
@@ -508,6 +513,9 @@ func (h *harness) apply() string {
 	}
 	for _, t := range rd.Tasks {
 		fmt.Fprintf(&b, "task %s: %s node=%s gen=%d: %s\n", t.ID(), t.State, t.Node, t.Generation, t.Reason)
+	}
+	for _, j := range rd.DeletedJobs {
+		fmt.Fprintf(&b, "deleted job %s\n", j.ID)
 	}
 	for _, ch := range rd.Assign {
 		ag := h.agents[ch.Node]

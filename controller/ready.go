@@ -60,6 +60,8 @@ type NameChange struct {
 type Stats struct {
 	Placed, Rescheduled, Moved, Preempted, Resized, StaleStopped, Unschedulable int
 	NodesDown, NodesUp                                                          int
+	// JobsDeleted counts finished jobs collected (gc.go).
+	JobsDeleted int
 	// PreemptedBy counts victims by their priority; MovedBy moves by why
 	// (resize, drain, consolidation).
 	PreemptedBy map[string]int

@@ -30,6 +30,7 @@ func (c *Controller) Tick(now time.Time) {
 		c.consolidate(now, placedOn)
 	}
 	c.autoscale(now, room)
+	c.collect(now)
 }
 
 // placeOpts are the scheduler's options for this round: the configured ones
