@@ -19,10 +19,11 @@ const (
 	ReasonSpread            // the job already has MaxPerNode tasks there
 	ReasonRisk              // overload probability would exceed ε
 	ReasonAvoid             // the task avoids this node (it evicted the task)
+	ReasonSpreadLabel       // the node's value of the spread label holds more of the job's tasks than another value's
 	NumReasons
 )
 
-var reasonNames = [NumReasons]string{"ok", "down", "cordoned", "draining", "insufficient-cpu", "insufficient-memory", "prod-limits", "constraint", "spread", "overload-risk", "avoided"}
+var reasonNames = [NumReasons]string{"ok", "down", "cordoned", "draining", "insufficient-cpu", "insufficient-memory", "prod-limits", "constraint", "spread", "overload-risk", "avoided", "spread-label"}
 
 func (r Reason) String() string {
 	if r < NumReasons {
@@ -54,6 +55,15 @@ type placeCtx struct {
 	job  int32  // interned job, for spread
 	cons []int8 // constraint results per node, shared by the class
 	fill bool   // Options.fill
+	// Spread over a label (spread.go): the task's interned job, whether
+	// the spread-label filter is on and the most tasks a value may hold.
+	sjob      int32
+	spreadOn  bool
+	spreadMax int32
+	levels    []int32
+	// quiet: a search that finds nothing returns without explaining
+	// itself over every node (a spread level that is tried before others).
+	quiet bool
 }
 
 // forTask prepares the per-task values for t.
@@ -62,6 +72,9 @@ func (c *placeCtx) forTask(t *Task) {
 	c.cons = nil
 	if t.MaxPerNode > 0 && t.Job != "" {
 		c.job = c.s.jobID(t.Job)
+	}
+	if t.Spread != "" && t.Job != "" {
+		c.sjob = c.s.jobID(t.Job)
 	}
 	if len(t.Constraints) > 0 {
 		key := constraintKey(t.Constraints)
@@ -76,7 +89,7 @@ func (c *placeCtx) forTask(t *Task) {
 // The default pipeline. Cheap rules that rule out most nodes come first, so
 // that the costlier ones (a map lookup for spread, the risk bound) see few.
 var (
-	filters = []Filter{nodeHealth{}, avoidFilter{}, resourceFit{}, prodLimitFit{}, constraintFilter{}, spreadFilter{}, overloadRisk{}}
+	filters = []Filter{nodeHealth{}, avoidFilter{}, resourceFit{}, prodLimitFit{}, constraintFilter{}, spreadFilter{}, spreadLabel{}, overloadRisk{}}
 	scorers = []weighted{{bestFit{}, 0.75}, {stranding{}, 0.25}}
 )
 
@@ -135,9 +148,8 @@ func (constraintFilter) Filter(c *placeCtx, t *Task, n int32) Reason {
 	if cache[n] == 0 {
 		cache[n] = 1
 		labels := c.s.nodes[n].Labels
-		for _, k := range t.Constraints {
-			v, ok := labels[k.Label]
-			if (k.Op == OpEqual && (!ok || v != k.Value)) || (k.Op == OpNotEqual && ok && v == k.Value) || (k.Op == OpExists && !ok) {
+		for i := range t.Constraints {
+			if !t.Constraints[i].Holds(labels) {
 				cache[n] = 2
 				break
 			}
@@ -155,7 +167,10 @@ func constraintKey(cs []Constraint) string {
 	}
 	k := ""
 	for _, c := range cs {
-		k += c.String() + ";"
+		if k != "" {
+			k += ", "
+		}
+		k += c.String()
 	}
 	return k
 }
