@@ -51,6 +51,9 @@ type Controller struct {
 	seq          uint64           // arrival order of the queue
 	// observed are running tasks with new usage, sized at the next Tick.
 	observed map[ref]struct{}
+	// restarting are the tasks whose restart waits for its delay
+	// (Task.RestartAt; see restart.go).
+	restarting map[ref]struct{}
 	// noNodes says why nothing can be placed at all ("" = nodes exist).
 	noNodes string
 	round   uint64
@@ -140,6 +143,7 @@ func (c *Controller) reset() {
 	c.ghosts = map[string]map[string]*Ghost{}
 	c.queue = nil
 	c.observed = map[ref]struct{}{}
+	c.restarting = map[ref]struct{}{}
 	c.provider = newProviderMemory()
 	c.report = Autoscale{}
 	c.out = newReady()
@@ -217,6 +221,9 @@ func (c *Controller) Restore(snap Snapshot, now time.Time) (warnings []string) {
 					c.markTask(r)
 				} else if t.State == Placed || t.State == Running {
 					ne.tasks[r] = struct{}{}
+					if !t.RestartAt.IsZero() {
+						c.restarting[r] = struct{}{}
+					}
 					if err := c.sched.Assign(c.schedTask(r, t.Sizes, r.meta().dist), t.Node); err != nil {
 						warnings = append(warnings, fmt.Sprintf("task %s: %v", r.id(), err))
 					}

@@ -8,18 +8,18 @@ type Reason uint8
 
 // Filter reasons, in the order the pipeline checks them.
 const (
-	ReasonNone       Reason = iota
-	ReasonDown              // node failed (no heartbeat)
-	ReasonCordoned          // node takes no new tasks
-	ReasonDraining          // node is being emptied
-	ReasonCPU               // requested CPU would exceed capacity
-	ReasonMemory            // requested memory would exceed capacity
-	ReasonProdLimits        // prod limits would exceed capacity
-	ReasonConstraint        // a label constraint does not hold
-	ReasonSpread            // the job already has MaxPerNode tasks there
-	ReasonRisk              // overload probability would exceed ε
-	ReasonAvoid             // the task avoids this node (it evicted the task)
-	ReasonSpreadLabel       // the node's value of the spread label holds more of the job's tasks than another value's
+	ReasonNone        Reason = iota
+	ReasonDown               // node failed (no heartbeat)
+	ReasonCordoned           // node takes no new tasks
+	ReasonDraining           // node is being emptied
+	ReasonCPU                // requested CPU would exceed capacity
+	ReasonMemory             // requested memory would exceed capacity
+	ReasonProdLimits         // prod limits would exceed capacity
+	ReasonConstraint         // a label constraint does not hold
+	ReasonSpread             // the job already has MaxPerNode tasks there
+	ReasonRisk               // overload probability would exceed ε
+	ReasonAvoid              // the task avoids this node (it evicted the task)
+	ReasonSpreadLabel        // the node's value of the spread label holds more of the job's tasks than another value's
 	NumReasons
 )
 
