@@ -73,7 +73,9 @@ func (c *Controller) Stop(jobID string, now time.Time) error {
 			continue
 		}
 		ne := c.nodes[t.Node]
-		if t.Node != "" && ne != nil && ne.node.Up && (t.State == Placed || t.State == Running) {
+		// A task whose restart waits for its delay has no process: it
+		// stops at once.
+		if t.Node != "" && ne != nil && ne.node.Up && (t.State == Placed || t.State == Running) && t.RestartAt.IsZero() {
 			t.Desired = DesiredStop
 			t.Generation++
 			withHistory(t, now, "stop requested; waiting for node "+t.Node+" to stop the process")
@@ -83,6 +85,7 @@ func (c *Controller) Stop(jobID string, now time.Time) error {
 				c.unplace(r)
 			}
 			t.State, t.Desired = Stopped, DesiredStop
+			t.RestartAt = time.Time{}
 			t.FinishedAt = now
 			withHistory(t, now, "job stopped")
 		}
