@@ -196,7 +196,8 @@ var reportedStates = map[fathomv1.TaskState]controller.ReportedState{
 func statusFromProto(p *fathomv1.TaskStatus) controller.Status {
 	return controller.Status{TaskID: p.GetTaskId(), State: reportedStates[p.GetState()], PID: p.GetPid(), ExitCode: p.GetExitCode(),
 		OOMKilled: p.GetOomKilled(), Evicted: p.GetEvicted(), Reason: p.GetReason(), Restarts: p.GetRestarts(),
-		StartedAt: tm(p.GetStartedAt()), FinishedAt: tm(p.GetFinishedAt()), Generation: p.GetGeneration(), MemoryUsed: p.GetMemoryUsedBytes()}
+		StartedAt: tm(p.GetStartedAt()), FinishedAt: tm(p.GetFinishedAt()), Generation: p.GetGeneration(), MemoryUsed: p.GetMemoryUsedBytes(),
+		LogTail: p.GetLogTail()}
 }
 
 // StateName is the short lower-case name of a task state ("running").
