@@ -2,6 +2,8 @@ package jobspec
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -114,5 +116,24 @@ func TestParseRulesBadInput(t *testing.T) {
 	long := strings.Repeat("v,", 70)
 	if _, err := Parse([]byte("name: a\nconstraints: [{label: zone, op: in, value: [" + long + "]}]" + task)); err == nil || !strings.Contains(err.Error(), "constraints[0].value") {
 		t.Errorf("70 values: %v; want a limit error naming constraints[0].value", err)
+	}
+}
+
+// TestExamplesParse: every job file in examples/ is a valid spec.
+func TestExamplesParse(t *testing.T) {
+	files, _ := filepath.Glob("../../examples/*.yaml")
+	js, _ := filepath.Glob("../../examples/*.json")
+	files = append(files, js...)
+	if len(files) == 0 {
+		t.Fatal("no examples found")
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Parse(b); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
 	}
 }
