@@ -89,7 +89,7 @@ func (c *placeCtx) forTask(t *Task) {
 // The default pipeline. Cheap rules that rule out most nodes come first, so
 // that the costlier ones (a map lookup for spread, the risk bound) see few.
 var (
-	filters = []Filter{nodeHealth{}, avoidFilter{}, resourceFit{}, prodLimitFit{}, constraintFilter{}, spreadFilter{}, spreadLabel{}, overloadRisk{}}
+	filters = []Filter{nodeHealth{}, avoidFilter{}, resourceFit{}, prodLimitFit{}, constraintFilter{}, spreadFilter{}, overloadRisk{}}
 	scorers = []weighted{{bestFit{}, 0.75}, {stranding{}, 0.25}}
 )
 
@@ -176,13 +176,20 @@ func constraintKey(cs []Constraint) string {
 }
 
 // spreadFilter keeps replicas of one job on distinct machines (up to
-// MaxPerNode per machine).
+// MaxPerNode per machine) and, while a spread level is tried, on the values
+// of the spread label that level allows (spreadLabel, spread.go): one
+// stage, so that tasks without either pay one call.
 type spreadFilter struct{}
 
 var _ Filter = spreadFilter{}
 
 func (spreadFilter) Name() string { return "spread" }
 func (spreadFilter) Filter(c *placeCtx, t *Task, n int32) Reason {
+	if c.spreadOn {
+		if r := (spreadLabel{}).Filter(c, t, n); r != ReasonNone {
+			return r
+		}
+	}
 	if t.MaxPerNode <= 0 || t.Job == "" {
 		return ReasonNone
 	}

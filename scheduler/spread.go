@@ -42,10 +42,18 @@ func (spreadLabel) Filter(c *placeCtx, t *Task, n int32) Reason {
 }
 
 // spreadLevels returns the distinct counts of the job's tasks over the
-// values of t.Spread that schedulable nodes have, lowest first.
+// values of t.Spread that schedulable nodes have and the task's constraints
+// on that label allow (a value they rule out would only cost a search that
+// finds nothing), lowest first.
 func (s *State) spreadLevels(t *Task, job int32, buf []int32) []int32 {
 	buf = buf[:0]
+values:
 	for v := range s.labelNodes[t.Spread] {
+		for i := range t.Constraints {
+			if c := &t.Constraints[i]; c.Label == t.Spread && !c.holdsFor(v, true) {
+				continue values
+			}
+		}
 		k := s.spreadCount[spreadKey{job, t.Spread, v}]
 		if !slices.Contains(buf, k) {
 			buf = append(buf, k)

@@ -128,6 +128,12 @@ type Constraint struct {
 // Holds reports whether a node with these labels satisfies c.
 func (c *Constraint) Holds(labels map[string]string) bool {
 	v, ok := labels[c.Label]
+	return c.holdsFor(v, ok)
+}
+
+// holdsFor reports whether c holds for a node whose label c.Label is v (ok:
+// the node has the label).
+func (c *Constraint) holdsFor(v string, ok bool) bool {
 	switch c.Op {
 	case OpEqual:
 		return ok && v == c.Value
