@@ -22,6 +22,7 @@ func (c *Controller) Tick(now time.Time) {
 	now = c.advance(now)
 	c.round++
 	c.liveness(now)
+	c.dueRestarts(now)
 	c.startDueRuns(now)
 	placedOn, room := c.place(now)
 	room = append(room, c.resize(now)...)
@@ -462,6 +463,7 @@ func (c *Controller) placeOn(r ref, node string, z Sizing, move bool, what strin
 	t.StartGeneration = t.Generation
 	t.PID, t.ExitCode, t.OOMKilled, t.Evicted, t.StartedAt, t.FinishedAt = 0, 0, false, false, time.Time{}, time.Time{}
 	t.PlacedAt = now
+	t.RestartAt = time.Time{} // a restart that waited is this placement
 	if t.AvoidNode != "" && node != t.AvoidNode && !now.Before(t.AvoidUntil) {
 		t.AvoidNode, t.AvoidUntil = "", time.Time{}
 	}
