@@ -640,6 +640,16 @@ func (r *run) use(k int) {
 		usage.CPU += tr.use.CPU
 		usage.Memory += tr.use.Memory
 	}
+	// The sizes in effect as the window starts, taken before the window's
+	// usage can OOM-kill a copy: the window of an OOM kill is scored
+	// against the limit it broke (a memory violation, as `fathom model
+	// eval` counts it), not skipped because no copy runs afterwards.
+	lims := make([]controller.Sizes, len(r.tasks))
+	for i := range r.tasks {
+		if r.tasks[i].active {
+			lims[i] = r.limitOf(&r.tasks[i])
+		}
+	}
 	machines, over := 0, 0
 	running := map[int]bool{}
 	var observed []string
@@ -706,7 +716,7 @@ func (r *run) use(k int) {
 			continue
 		}
 		w := tr.t.Windows[ab[0]]
-		lim := r.limitOf(tr)
+		lim := lims[i]
 		prov := tr.t.provisioned(ab[0])
 		if w.Start.Sub(tr.t.Windows[0].Start) >= r.opts.WarmUp && lim != (controller.Sizes{}) {
 			for res, v := range [2][3]float64{{lim.CPULimit, tr.use.CPU, prov.CPU}, {float64(lim.MemoryLimit), tr.use.Memory, prov.Memory}} {

@@ -66,6 +66,52 @@ func TestPerTaskFiguresScoreWhatRan(t *testing.T) {
 	}
 }
 
+// An OOM kill is a memory violation: the window in which a task's memory
+// went past its limit is scored against that limit, as `fathom model eval`
+// scores it, and not dropped because the killed copy no longer runs. (The
+// simulator once reported 0 memory violations for every policy on the full
+// Bitbrains trace, where eval reports 0.002%-0.14%, while counting
+// thousands of OOM kills.)
+func TestOOMKillIsAMemoryViolation(t *testing.T) {
+	const gi = 1 << 30
+	t0 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := predictor.Series{Task: predictor.TaskKey{Namespace: "t", Job: "a"}}
+	n := 2 * 288 // two days: one past the 24 h warm-up
+	for k := range n {
+		mem := 0.5 * gi
+		if k == 400 || k == 401 || k == 500 {
+			mem = 1.5 * gi // above the 1 GiB the owner provisioned, and its limit
+		}
+		s.Windows = append(s.Windows, models.Window{Start: t0.Add(time.Duration(k) * Step), CPU: 0.1, CPUPeak: 0.1, Memory: mem})
+		s.Provisioned = append(s.Provisioned, models.Size{CPU: 1, Memory: 1 * gi})
+	}
+	want, err := predictor.Evaluate([]predictor.Series{s}, predictor.EvalOptions{Policies: []string{PolicyProvisioned}, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := FromSeries("synthetic", []predictor.Series{s}, scheduler.Batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(w, Options{Policies: []string{PolicyProvisioned}, Machine: models.Size{CPU: 4, Memory: 4 * gi}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := rep.Cluster[0]; c.OOMKills != 3 {
+		t.Fatalf("%d OOM kills; want 3 (windows 400, 401 and 500 use 1.5 GiB under a 1 GiB limit)", c.OOMKills)
+	}
+	for i, g := range rep.Results {
+		e := want[i]
+		if g.Resource != "memory" {
+			continue
+		}
+		if e.Violations == 0 || g.Windows != e.Windows || !close(g.Violations, e.Violations) || !close(g.SevereViolations, e.SevereViolations) {
+			t.Fatalf("memory: sim %d windows, violations %v (severe %v); eval %d, %v (%v)", g.Windows, g.Violations, g.SevereViolations,
+				e.Windows, e.Violations, e.SevereViolations)
+		}
+	}
+}
+
 func TestRunIsDeterministic(t *testing.T) {
 	_, w := loadExcerpt(t)
 	opts := Options{Seed: 7, Failures: []Failure{{Machines: 1, At: 36 * time.Hour}}, Timeseries: true}
