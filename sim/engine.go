@@ -477,8 +477,10 @@ func (r *run) spec(tr *taskRun) controller.Spec {
 		p = models.Size{CPU: max(w.CPU, 1e-3), Memory: max(w.Memory, 1<<20)}
 	}
 	c := r.capacity()
+	// Hints in whole bytes, rounded up: a usage of 1,059,423,027.2 bytes
+	// under a hint truncated to 1,059,423,027 would be an OOM kill.
 	return controller.Spec{Name: tr.job, Namespace: "sim", Type: controller.TypeService, Priority: tr.t.Priority.String(),
-		Replicas: 1, Command: []string{tr.t.ID()}, CPUHint: math.Min(p.CPU, c.CPU), MemoryHint: int64(math.Min(p.Memory, c.Memory))}
+		Replicas: 1, Command: []string{tr.t.ID()}, CPUHint: math.Min(p.CPU, c.CPU), MemoryHint: min(int64(math.Ceil(p.Memory)), int64(c.Memory))}
 }
 
 // apply takes the controller's Ready: assignment changes go to the

@@ -112,6 +112,34 @@ func TestOOMKillIsAMemoryViolation(t *testing.T) {
 	}
 }
 
+// The oracle starts a task at the usage of its first window: a usage of a
+// fraction of a byte (Bitbrains gives KB as decimals) must not be cut to a
+// hint below it and OOM-killed in the first window. A task whose usage never
+// changes is never OOM-killed under the oracle.
+func TestOracleFlatUsageNeverOOMs(t *testing.T) {
+	t0 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	var series []predictor.Series
+	for j, mem := range []float64{1059423027.2, 94487347.6} {
+		s := predictor.Series{Task: predictor.TaskKey{Namespace: "t", Job: string(rune('a' + j))}}
+		for k := range 50 {
+			s.Windows = append(s.Windows, models.Window{Start: t0.Add(time.Duration(k) * Step), CPU: 0.3, CPUPeak: 0.3, Memory: mem})
+			s.Provisioned = append(s.Provisioned, models.Size{CPU: 1, Memory: 2 << 30})
+		}
+		series = append(series, s)
+	}
+	w, err := FromSeries("synthetic", series, scheduler.Batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(w, Options{Policies: []string{PolicyOracle}, Machine: models.Size{CPU: 4, Memory: 4 << 30}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := rep.Cluster[0]; c.OOMKills != 0 {
+		t.Fatalf("oracle: %d OOM kills of tasks whose memory never changes; want 0", c.OOMKills)
+	}
+}
+
 func TestRunIsDeterministic(t *testing.T) {
 	_, w := loadExcerpt(t)
 	opts := Options{Seed: 7, Failures: []Failure{{Machines: 1, At: 36 * time.Hour}}, Timeseries: true}
