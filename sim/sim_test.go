@@ -273,6 +273,51 @@ func (l *last) Recommend(time.Time) models.Recommendation {
 	}
 }
 
+// A baseline packs on its limits (request = limit) also after an OOM kill
+// raises its memory: a request left below the raised limit oversubscribed
+// the machine (the oracle overloaded 2 machine-windows of Bitbrains VMs
+// 151-250 so, with Σ memory limits 42.9 GB on a 34.4 GB machine).
+func TestPackOnLimitSurvivesOOMKill(t *testing.T) {
+	const gi = 1 << 30
+	t0 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := predictor.Series{Task: predictor.TaskKey{Namespace: "t", Job: "a"}}
+	for k := range 40 {
+		mem := 0.5 * gi
+		if k >= 10 {
+			mem = 1.5 * gi // past the recommender's 1 GiB limit: OOM kills, each raising the limit
+		}
+		s.Windows = append(s.Windows, models.Window{Start: t0.Add(time.Duration(k) * Step), CPU: 0.1, CPUPeak: 0.1, Memory: mem})
+		s.Provisioned = append(s.Provisioned, models.Size{CPU: 1, Memory: 1 * gi})
+	}
+	w, err := FromSeries("synthetic", []predictor.Series{s}, scheduler.Batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(w, Options{
+		Policies: []string{"vpa"}, Machine: models.Size{CPU: 4, Memory: 8 * gi}, SampleTasks: 1,
+		New: func(string) (models.Recommender, error) { return &last{lim: models.Size{CPU: 1, Memory: 1 * gi}}, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := rep.Cluster[0]; c.OOMKills == 0 {
+		t.Fatalf("no OOM kill; the test needs one")
+	}
+	raised := false
+	for _, p := range rep.TaskSeries {
+		if p.Limit.Memory > 1.1*gi {
+			raised = true
+		}
+		if p.Limit.Memory > 0 && p.Request.Memory != p.Limit.Memory {
+			t.Fatalf("%s: memory request %.0f MiB under a limit of %.0f MiB; a baseline packs on its limit", p.Time.Format(time.TimeOnly),
+				p.Request.Memory/(1<<20), p.Limit.Memory/(1<<20))
+		}
+	}
+	if !raised {
+		t.Fatalf("the OOM kills never raised the limit above 1 GiB: %+v", rep.TaskSeries)
+	}
+}
+
 func TestMemoryOverloadEvictsLowestPriority(t *testing.T) {
 	const gi = 1 << 30
 	t0 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
