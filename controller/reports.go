@@ -164,6 +164,9 @@ func (c *Controller) oomKilled(r ref, prev Task, node string, now time.Time) {
 // waits in the queue with the new sizes; its floor keeps them).
 func (c *Controller) restart(r ref, z Sizing, node, what string, now time.Time) {
 	t := r.task()
+	if c.cfg.Sizing.PackOnLimit {
+		z = packOnLimit(z) // a raised limit raises the request with it
+	}
 	c.sched.Remove(r.id())
 	st := c.schedTask(r, z.Sizes, z.Dist)
 	if why, err := c.sched.Fits(st, node, c.placeOpts()); err == nil && why == scheduler.ReasonNone && c.nodes[node] != nil && c.nodes[node].node.Up {
