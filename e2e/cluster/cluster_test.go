@@ -126,14 +126,32 @@ type cluster struct {
 	api  string // http://host:port
 	grpc string
 	dir  string
+	// serverArgs start the server; restartServer runs them again (same
+	// data dir, same addresses).
+	serverArgs []string
+	server     *proc
+	starts     int
 }
 
 func startServer(t *testing.T, extra ...string) *cluster {
 	t.Helper()
 	httpAddr, grpcAddr := freePort(t), freePort(t)
 	c := &cluster{t: t, api: "http://" + httpAddr, grpc: grpcAddr, dir: t.TempDir()}
-	args := append([]string{"server", "--data-dir", filepath.Join(c.dir, "server"), "--http-addr", httpAddr, "--grpc-addr", grpcAddr}, extra...)
-	start(t, "server", args...)
+	c.serverArgs = append([]string{"server", "--data-dir", filepath.Join(c.dir, "server"), "--http-addr", httpAddr, "--grpc-addr", grpcAddr}, extra...)
+	c.runServer()
+	return c
+}
+
+// runServer starts the server process with c.serverArgs and waits until it
+// is ready.
+func (c *cluster) runServer() {
+	c.t.Helper()
+	c.starts++
+	name := "server"
+	if c.starts > 1 {
+		name = fmt.Sprintf("server-%d", c.starts)
+	}
+	c.server = start(c.t, name, c.serverArgs...)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		resp, err := http.Get(c.api + "/readyz")
@@ -143,12 +161,50 @@ func startServer(t *testing.T, extra ...string) *cluster {
 				break
 			}
 		}
+		select {
+		case <-c.server.done:
+			c.t.Fatalf("%s exited before it was ready", name)
+		default:
+		}
 		if time.Now().After(deadline) {
-			t.Fatal("server not ready after 60 s")
+			c.t.Fatal("server not ready after 60 s")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return c
+}
+
+// killServer SIGKILLs the server and waits until it is gone.
+func (c *cluster) killServer() {
+	c.t.Helper()
+	c.server.stop(syscall.SIGKILL, 10*time.Second)
+}
+
+// restartServer starts the server again on the same data dir and addresses
+// and waits until it is ready.
+func (c *cluster) restartServer() {
+	c.t.Helper()
+	c.runServer()
+}
+
+// metric reads one unlabelled sample of the server's /metrics (counters and
+// gauges); ok is false when the series is absent.
+func (c *cluster) metric(name string) (v float64, ok bool) {
+	c.t.Helper()
+	resp, err := http.Get(c.api + "/metrics")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 2 && f[0] == name {
+			v, err := strconv.ParseFloat(f[1], 64)
+			return v, err == nil
+		}
+	}
+	return 0, false
 }
 
 // startAgent starts an agent named name offering cpu cores and memory.
