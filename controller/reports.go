@@ -107,7 +107,12 @@ func (c *Controller) applyReport(r ref, st Status, node string, now time.Time) {
 	if service && st.State != ReportedRejected && !stopping && (t.State == Failed || t.State == Succeeded) {
 		t.State = Placed // the agent restarts it
 	}
+	health := c.noteHealth(r, st, prev.State == Running && prev.PID == t.PID, now)
 	if t.State == prev.State && t.PID == prev.PID && t.Restarts == prev.Restarts && t.ExitCode == prev.ExitCode && t.OOMKilled == prev.OOMKilled {
+		if health {
+			t.UpdatedAt = now
+			c.markTask(r)
+		}
 		return
 	}
 	if t.State != prev.State {

@@ -23,6 +23,7 @@ func (c *Controller) Tick(now time.Time) {
 	c.round++
 	c.liveness(now)
 	c.startDueRuns(now)
+	c.rollouts(now)
 	placedOn, room := c.place(now)
 	room = append(room, c.resize(now)...)
 	if c.cfg.Consolidate && !now.Before(c.lastConsolidation.Add(c.cfg.ConsolidateInterval)) {
@@ -30,6 +31,7 @@ func (c *Controller) Tick(now time.Time) {
 		c.consolidate(now, placedOn)
 	}
 	c.autoscale(now, room)
+	c.trimAll()
 }
 
 // placeOpts are the scheduler's options for this round: the configured ones
@@ -461,6 +463,7 @@ func (c *Controller) placeOn(r ref, node string, z Sizing, move bool, what strin
 	t.StartGeneration = t.Generation
 	t.PID, t.ExitCode, t.OOMKilled, t.Evicted, t.StartedAt, t.FinishedAt = 0, 0, false, false, time.Time{}, time.Time{}
 	t.PlacedAt = now
+	c.resetHealth(r)
 	if t.AvoidNode != "" && node != t.AvoidNode && !now.Before(t.AvoidUntil) {
 		t.AvoidNode, t.AvoidUntil = "", time.Time{}
 	}

@@ -87,12 +87,26 @@ type Spec struct {
 	MemoryHint int64
 	CPUText    string
 	MemoryText string
+	// Update is how a new version of a service replaces the running one
+	// (nil: the defaults, DefaultUpdate); HealthCheck is run by the agent
+	// (nil: none). See rollout.go.
+	Update      *UpdatePolicy
+	HealthCheck *HealthCheck
 }
 
 // clone returns a deep copy.
 func (s Spec) clone() Spec {
 	s.Command = slices.Clone(s.Command)
 	s.Env = maps.Clone(s.Env)
+	if s.Update != nil {
+		u := *s.Update
+		s.Update = &u
+	}
+	if s.HealthCheck != nil {
+		h := *s.HealthCheck
+		h.Command = slices.Clone(h.Command)
+		s.HealthCheck = &h
+	}
 	return s
 }
 
@@ -108,10 +122,30 @@ type Job struct {
 	// many runs have started.
 	LastRunAt time.Time
 	Runs      int32
+	// Version is the spec's version (1 when submitted; every update adds
+	// one); StableVersion the last one whose rollout succeeded (0: none
+	// yet); Deployment the latest rollout (nil: none). Previous keeps the
+	// specs of older versions that tasks still run, and of the stable one.
+	Version       int64
+	StableVersion int64
+	Deployment    *Deployment
+	Previous      []VersionedSpec
+	// VersionAt is when the current version was submitted, VersionReason
+	// why it exists ("submitted", "scaled from 4 to 6", ...).
+	VersionAt     time.Time
+	VersionReason string
 }
 
 func (j Job) clone() Job {
 	j.Spec = j.Spec.clone()
+	if j.Deployment != nil {
+		d := *j.Deployment
+		j.Deployment = &d
+	}
+	j.Previous = slices.Clone(j.Previous)
+	for i := range j.Previous {
+		j.Previous[i].Spec = j.Previous[i].Spec.clone()
+	}
 	return j
 }
 
@@ -182,6 +216,15 @@ type Task struct {
 	Evictions  int32
 	AvoidNode  string
 	AvoidUntil time.Time
+	// Version is the job version the task runs (its spec), VersionAt when
+	// it took it. Health is its health check's last result in this run,
+	// HealthMessage the check's output, HealthySince when it last turned
+	// healthy (zero: not healthy; without a check: when it began running).
+	Version       int64
+	VersionAt     time.Time
+	Health        Health
+	HealthMessage string
+	HealthySince  time.Time
 }
 
 // ID is the task's stable id, "<job id>-<index>".
@@ -288,6 +331,10 @@ type Assignment struct {
 	Sizes
 	Desired    Desired
 	Generation int64
+	// HealthCheck is run by the agent while the task runs (nil: none);
+	// Version is the job version the assignment is of.
+	HealthCheck *HealthCheck
+	Version     int64
 }
 
 // AssignmentChange is one change of a node's assignment set: the task's
@@ -315,6 +362,10 @@ type Status struct {
 	// MemoryUsed is the task's memory use when it was evicted or killed (0
 	// when the agent does not say).
 	MemoryUsed int64
+	// Health is the task's health check's last result in this run
+	// (HealthNone: no check), HealthMessage its output.
+	Health        Health
+	HealthMessage string
 }
 
 // ReportedState is a task state as an agent observes it.
