@@ -35,9 +35,9 @@ type Controller struct {
 	// tasks past their replicas (scaled down) still to forget.
 	deploying map[string]*jobEntry
 	trimming  map[string]*jobEntry
-	names map[string]string    // "<namespace>/<name>" -> id of the job holding it
-	nodes map[string]*nodeEntry
-	sched *scheduler.State
+	names     map[string]string // "<namespace>/<name>" -> id of the job holding it
+	nodes     map[string]*nodeEntry
+	sched     *scheduler.State
 	// ghosts: task id -> node -> the copy that node keeps (see Ghost).
 	ghosts map[string]map[string]*Ghost
 	// queue holds the tasks that wait for a node, in arrival order (entries

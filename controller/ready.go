@@ -166,7 +166,9 @@ func (c *Controller) Ready() Ready {
 	for _, v := range o.versions {
 		rd.Versions = append(rd.Versions, v)
 	}
-	slices.SortFunc(rd.Versions, func(a, b JobVersion) int { return cmp.Or(cmp.Compare(a.JobID, b.JobID), cmp.Compare(a.Version, b.Version)) })
+	slices.SortFunc(rd.Versions, func(a, b JobVersion) int {
+		return cmp.Or(cmp.Compare(a.JobID, b.JobID), cmp.Compare(a.Version, b.Version))
+	})
 	for k := range o.assign {
 		if c.jobs[k.r.job.job.ID] != k.r.job {
 			continue // the job is gone; DeletedJobs says so

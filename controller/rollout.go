@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"time"
@@ -23,9 +24,9 @@ import (
 // the same way (a revert is never reverted again). With Canary N, the first
 // N tasks are replaced and the rollout pauses once they count, until
 // Promote. Since at most MaxParallel tasks are taken down at once and a
-// task is taken down only once its predecessors count, never fewer than
-// replicas − MaxParallel tasks that counted before the rollout stop
-// counting because of it (TestRolloutKeepsHealthy).
+// task that counts is taken down only while fewer than MaxParallel tasks of
+// the job do not count, the number of tasks that count never falls below
+// replicas − MaxParallel because of a rollout (TestRolloutKeepsHealthy).
 //
 // Batch and cron jobs have no rollout: tasks that have not started take
 // the new version at once, running ones finish on theirs, and cron runs
@@ -284,19 +285,32 @@ func (c *Controller) rollout(e *jobEntry, now time.Time) {
 		c.endRollout(e, DeploySuccessful, fmt.Sprintf("all %d tasks run version %d and are healthy", n, target), now)
 		return
 	}
-	budget := p.MaxParallel - inflight
-	canaries := p.Canary > 0 && !d.Promoted && int(p.Canary) < n
-	if canaries {
-		budget = p.Canary - healthy - inflight
-	}
-	// Tasks without a process first: replacing them takes nothing down.
-	slices.SortStableFunc(olds, func(a, b ref) int { return btoi(live(a.task())) - btoi(live(b.task())) })
+	// An old task that is up (running, and healthy if it has a check) is
+	// taken down only while fewer than MaxParallel tasks of the job are
+	// unavailable (not up, or new and not yet counting); old tasks that
+	// are not up are replaced first, since that takes nothing down. With
+	// canaries, only Canary tasks run the new version until Promote.
+	unavailable := int32(n) - healthy
 	for _, r := range olds {
-		if budget <= 0 {
+		if up(r.task()) {
+			unavailable--
+		}
+	}
+	canaries := p.Canary > 0 && !d.Promoted && int(p.Canary) < n
+	slices.SortStableFunc(olds, func(a, b ref) int {
+		return cmp.Or(btoi(up(a.task()))-btoi(up(b.task())), btoi(live(a.task()))-btoi(live(b.task())))
+	})
+	for _, r := range olds {
+		if canaries && d.Placed >= p.Canary {
 			break
 		}
+		if up(r.task()) {
+			if unavailable >= p.MaxParallel {
+				break
+			}
+			unavailable++
+		}
 		c.replace(r, now)
-		budget--
 		d.Placed++
 	}
 	switch {
@@ -315,6 +329,11 @@ func (c *Controller) rollout(e *jobEntry, now time.Time) {
 		d.UpdatedAt = now
 		c.markJob(e)
 	}
+}
+
+// up reports whether a task serves: running, and healthy if it has a check.
+func up(t *Task) bool {
+	return t.State == Running && t.Desired == DesiredRun && !t.HealthySince.IsZero()
 }
 
 // live reports whether a task has (or is about to have) a process.
