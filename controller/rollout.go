@@ -271,7 +271,10 @@ func (c *Controller) rollout(e *jobEntry, now time.Time) {
 			failed = fmt.Sprintf("task %s failed: %s", r.id(), t.Reason)
 		default:
 			inflight++
-			if failed == "" && now.Sub(t.VersionAt) > p.HealthyDeadline {
+			// Late: not up by the deadline (a task healthy by then has
+			// min_healthy_time more to count).
+			due := t.VersionAt.Add(p.HealthyDeadline)
+			if failed == "" && now.After(due) && (!up(t) || t.HealthySince.After(due)) {
 				failed = fmt.Sprintf("task %s was not healthy within the healthy deadline of %s (%s)", r.id(), p.HealthyDeadline, c.unhealthyWhy(r))
 			}
 		}

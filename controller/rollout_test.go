@@ -9,15 +9,18 @@ import (
 
 // upTasks is the dumb twin of the rollout's availability rule: count the
 // job's tasks that serve (running, and healthy when they have a check).
-func upTasks(c *Controller, jobID string) (up, replicas int) {
+// It also returns the replicas and max_parallel of the job's current
+// version (a rollback rolls out with its version's policy).
+func upTasks(c *Controller, jobID string) (up, replicas, mp int) {
 	v, _ := c.Job(jobID)
+	mp = int(v.Job.Spec.policy().MaxParallel)
 	ts, _ := c.JobTasks(jobID)
 	for _, t := range ts {
 		if int(t.Index) < int(v.Job.Spec.Replicas) && t.State == Running && t.Desired == DesiredRun && !t.HealthySince.IsZero() {
 			up++
 		}
 	}
-	return up, int(v.Job.Spec.Replicas)
+	return up, int(v.Job.Spec.Replicas), mp
 }
 
 // TestRolloutKeepsHealthy drives random sequences of updates (new
@@ -43,14 +46,13 @@ func TestRolloutKeepsHealthy(t *testing.T) {
 		run(fmt.Sprintf("submit job=web replicas=%d cmd=/srv/v0 check=/bin/true min-healthy=2s", n))
 		run("tick n=4")
 		id := h.jobID("web")
-		prev, _ := upTasks(h.c, id)
-		mp := 1
+		prev, _, _ := upTasks(h.c, id)
 		lastPasses := true
 		steps := rapid.IntRange(1, 40).Draw(rt, "steps")
 		for i := range steps {
 			switch rapid.IntRange(0, 5).Draw(rt, "event") {
 			case 0: // an update
-				mp = rapid.IntRange(1, n).Draw(rt, "max_parallel")
+				mp := rapid.IntRange(1, n).Draw(rt, "max_parallel")
 				check := rapid.SampledFrom([]string{"/bin/true", "/bin/true", "/bin/false"}).Draw(rt, "check")
 				lastPasses = check == "/bin/true"
 				canary := rapid.IntRange(0, 2).Draw(rt, "canary")
@@ -65,7 +67,7 @@ func TestRolloutKeepsHealthy(t *testing.T) {
 			default:
 				run(fmt.Sprintf("tick dt=%s", rapid.SampledFrom([]string{"500ms", "1s", "3s"}).Draw(rt, "dt")))
 			}
-			up, replicas := upTasks(h.c, id)
+			up, replicas, mp := upTasks(h.c, id)
 			if floor := replicas - mp; up < prev && up < floor {
 				rt.Fatalf("step %d: %d of %d tasks serve (was %d); max_parallel %d allows no fewer than %d\n%s", i, up, replicas, prev, mp, floor, h.printDeployment("web"))
 			}
@@ -75,7 +77,7 @@ func TestRolloutKeepsHealthy(t *testing.T) {
 		for range 120 {
 			_, _ = h.run(parseCmd(t, "promote job=web"))
 			run("tick dt=1s")
-			if up, replicas := upTasks(h.c, id); up < prev && up < replicas-mp {
+			if up, replicas, mp := upTasks(h.c, id); up < prev && up < replicas-mp {
 				rt.Fatalf("settling: %d of %d tasks serve (was %d), max_parallel %d\n%s", up, replicas, prev, mp, h.printDeployment("web"))
 			} else {
 				prev = up
