@@ -418,3 +418,10 @@ func (c *Controller) Plan(jobID string, spec Spec) (PlanResult, error) {
 	}
 	return res, nil
 }
+
+// JobByName is the id of the job that holds the name in the namespace: an
+// unfinished job (ok false: none).
+func (c *Controller) JobByName(namespace, name string) (string, bool) {
+	id, ok := c.names[namespace+"/"+name]
+	return id, ok
+}
