@@ -493,7 +493,7 @@ func TestCronRuns(t *testing.T) {
 	// The name stays taken: a cron job ends only when stopped, so the
 	// same name again is a new version of it (its next run uses it).
 	if resp, err := h.jobs.CreateJob(ctx, &fathomv1.CreateJobRequest{Spec: &fathomv1.JobSpec{
-		Name: "report", Type: "cron", Schedule: "@hourly", Task: &fathomv1.TaskSpec{Command: []string{"/bin/true"}}}}); err != nil || resp.GetId() != id || resp.GetVersion() != 2 {
+		Name: "report", Type: "cron", Schedule: "*/5 * * * *", Task: &fathomv1.TaskSpec{Command: []string{"/bin/true", "v2"}}}}); err != nil || resp.GetId() != id || resp.GetVersion() != 2 {
 		t.Fatalf("the same cron name again = %v, %v; want job %s at version 2", resp, err, id)
 	}
 	clock.Set(base.Add(20 * time.Minute))
@@ -502,8 +502,8 @@ func TestCronRuns(t *testing.T) {
 	second := a.next("run 2", func(s *assignmentSet) bool {
 		return len(s.GetAssignments()) == 1 && s.GetAssignments()[0].GetGeneration() > g1
 	})
-	if second.GetAssignments()[0].GetTaskId() != id+"-0" {
-		t.Fatalf("run 2 assignment %v: want the same task id", second.GetAssignments()[0])
+	if a2 := second.GetAssignments()[0]; a2.GetTaskId() != id+"-0" || a2.GetVersion() != 2 || len(a2.GetCommand()) != 2 {
+		t.Fatalf("run 2 assignment %v: want the same task id, on version 2", a2)
 	}
 	job, _ = h.jobs.GetJob(ctx, &fathomv1.GetJobRequest{Id: id})
 	if job.GetRuns() != 2 || job.GetState() != fathomv1.JobState_JOB_STATE_RUNNING {
