@@ -61,6 +61,10 @@ type Assignment struct {
 
 	Desired    DesiredState `json:"desired_state"`
 	Generation int64        `json:"generation"`
+	// HealthCheck is run while the task runs (health.go); Version is the
+	// job version (informational).
+	HealthCheck *HealthCheck `json:"health_check,omitempty"`
+	Version     int64        `json:"version,omitempty"`
 }
 
 // sameSpec reports whether a and b run the same process, so that a change
@@ -96,4 +100,8 @@ type TaskStatus struct {
 	StartedAt  time.Time `json:"started_at,omitzero"`
 	FinishedAt time.Time `json:"finished_at,omitzero"`
 	Generation int64     `json:"generation"`
+	// Health is the health check's last result in this run ("": no check
+	// or not checked yet), HealthMessage its output (bounded).
+	Health        Health `json:"health,omitempty"`
+	HealthMessage string `json:"health_message,omitempty"`
 }
