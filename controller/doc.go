@@ -4,7 +4,7 @@
 // It is pure, like etcd's raft: no I/O, no clock, no global randomness.
 // Callers feed it events, each with the time it happened — Submit, Stop,
 // Register, Heartbeat, Report, Cordon, Drain, RemoveNode, Observed (new
-// usage), ProviderDone — and run rounds with Tick(now). Ready returns what
+// usage), ProviderDone, Update, Scale, Promote — and run rounds with Tick(now). Ready returns what
 // changed since the last call: records to persist, job names reserved or
 // released, per-node assignment changes for the agents, a node-provider call,
 // counters and log lines. The caller persists a Ready before it acknowledges
@@ -12,7 +12,8 @@
 // from the store with Restore.
 //
 // A round: nodes not heard from go down and their tasks are lost (their
-// copies kept serving as ghosts until replaced); cron runs start; waiting
+// copies kept serving as ghosts until replaced); cron runs start; rollouts
+// replace old-version tasks as their health allows (rollout.go); waiting
 // tasks are placed by the long-lived scheduler.State within the overload
 // risk (prod may preempt; tasks that found no room wait in a blocked list
 // until capacity changes); running tasks are resized by the one sizing

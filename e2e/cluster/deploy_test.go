@@ -120,7 +120,6 @@ func sampleProcesses(ctx context.Context, job, prog string) func() int {
 	return func() int { mu.Lock(); defer mu.Unlock(); return fewest }
 }
 
-
 func (c *cluster) job(id string) *fathomv1.Job {
 	c.t.Helper()
 	j := &fathomv1.Job{}
