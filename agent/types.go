@@ -100,6 +100,9 @@ type TaskStatus struct {
 	StartedAt  time.Time `json:"started_at,omitzero"`
 	FinishedAt time.Time `json:"finished_at,omitzero"`
 	Generation int64     `json:"generation"`
+	// LogTail is the end of the task's output when its process ended on
+	// its own (bounded: 10 lines, 1 KiB).
+	LogTail string `json:"log_tail,omitempty"`
 	// Health is the health check's last result in this run ("": no check
 	// or not checked yet), HealthMessage its output (bounded).
 	Health        Health `json:"health,omitempty"`

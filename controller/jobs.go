@@ -135,7 +135,12 @@ func (c *Controller) jobState(e *jobEntry) (JobState, map[string]int32) {
 		return JobStopped, counts
 	case e.isCron() && active == 0:
 		return JobPending, counts // between runs a cron job waits for its schedule
+	case e.job.Spec.Type == TypeBatch && failed > 0:
+		// A batch task that failed for good (its restart policy used up, or
+		// rejected) fails the job; its other tasks run to their end.
+		return JobFailed, counts
 	case len(e.tasks) > 0 && done == len(e.tasks) && failed > 0:
+		// A service whose every replica failed (or ended, at least one failed).
 		return JobFailed, counts
 	case len(e.tasks) > 0 && done == len(e.tasks):
 		return JobSucceeded, counts

@@ -64,7 +64,12 @@ type NameChange struct {
 // Stats count one Ready's decisions.
 type Stats struct {
 	Placed, Rescheduled, Moved, Preempted, Resized, StaleStopped, Unschedulable int
-	NodesDown, NodesUp                                                          int
+	// Restarted counts tasks started again on their node by their restart
+	// policy.
+	Restarted          int
+	NodesDown, NodesUp int
+	// JobsDeleted counts finished jobs collected (gc.go).
+	JobsDeleted int
 	// PreemptedBy counts victims by their priority; MovedBy moves by why
 	// (resize, drain, consolidation).
 	PreemptedBy map[string]int

@@ -375,6 +375,9 @@ func (c *Controller) replace(r ref, now time.Time) {
 	sameHints := from.CPUHint == e.job.Spec.CPUHint && from.MemoryHint == e.job.Spec.MemoryHint
 	what := fmt.Sprintf("rolling update from version %d to %d", t.Version, e.job.Version)
 	t.Version, t.VersionAt = e.job.Version, now
+	// A new version starts with the whole restart policy; a restart that
+	// waited is this replacement.
+	t.RestartAttempts, t.RestartWindow, t.RestartAt = 0, time.Time{}, time.Time{}
 	c.resetHealth(r)
 	switch {
 	case live(t):

@@ -22,6 +22,7 @@ func (c *Controller) Tick(now time.Time) {
 	now = c.advance(now)
 	c.round++
 	c.liveness(now)
+	c.dueRestarts(now)
 	c.startDueRuns(now)
 	c.rollouts(now)
 	placedOn, room := c.place(now)
@@ -32,6 +33,7 @@ func (c *Controller) Tick(now time.Time) {
 	}
 	c.autoscale(now, room)
 	c.trimAll()
+	c.collect(now)
 }
 
 // placeOpts are the scheduler's options for this round: the configured ones
@@ -464,6 +466,7 @@ func (c *Controller) placeOn(r ref, node string, z Sizing, move bool, what strin
 	t.PID, t.ExitCode, t.OOMKilled, t.Evicted, t.StartedAt, t.FinishedAt = 0, 0, false, false, time.Time{}, time.Time{}
 	t.PlacedAt = now
 	c.resetHealth(r)
+	t.RestartAt = time.Time{} // a restart that waited is this placement
 	if t.AvoidNode != "" && node != t.AvoidNode && !now.Before(t.AvoidUntil) {
 		t.AvoidNode, t.AvoidUntil = "", time.Time{}
 	}

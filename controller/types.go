@@ -92,6 +92,30 @@ type Spec struct {
 	// (nil: none). See rollout.go.
 	Update      *UpdatePolicy
 	HealthCheck *HealthCheck
+	// Restart is the restart policy (nil: the type's default, see
+	// DefaultRestartPolicy).
+	Restart *RestartPolicy
+	// Constraints on node labels, all of which must hold where a task runs;
+	// Spread names a node label whose values the tasks spread over ("" =
+	// none).
+	Constraints []Constraint
+	Spread      string
+}
+
+// Constraint operators on node labels.
+const (
+	OpEqual    = "="
+	OpNotEqual = "!="
+	OpIn       = "in"
+	OpExists   = "exists"
+)
+
+// Constraint is one rule on node labels: Label Op Values (one value for =
+// and !=, the set for in, none for exists).
+type Constraint struct {
+	Label  string
+	Op     string
+	Values []string
 }
 
 // clone returns a deep copy.
@@ -106,6 +130,14 @@ func (s Spec) clone() Spec {
 		h := *s.HealthCheck
 		h.Command = slices.Clone(h.Command)
 		s.HealthCheck = &h
+	}
+	if s.Restart != nil {
+		p := *s.Restart
+		s.Restart = &p
+	}
+	s.Constraints = slices.Clone(s.Constraints)
+	for i := range s.Constraints {
+		s.Constraints[i].Values = slices.Clone(s.Constraints[i].Values)
 	}
 	return s
 }
@@ -157,7 +189,7 @@ const (
 	JobPending   JobState = iota + 1 // no task placed yet (or a cron job between runs)
 	JobRunning                       // at least one task placed or running
 	JobSucceeded                     // every task succeeded
-	JobFailed                        // every task finished and at least one failed
+	JobFailed                        // batch: a task failed for good; service: every replica ended, one failed
 	JobStopped                       // stopped on request
 )
 
@@ -225,6 +257,12 @@ type Task struct {
 	Health        Health
 	HealthMessage string
 	HealthySince  time.Time
+	// Restart policy bookkeeping (restart.go): restarts counted in the
+	// current interval and when it began; RestartAt is when a restart that
+	// waits for its delay is due (zero: none waits).
+	RestartAttempts int32
+	RestartWindow   time.Time
+	RestartAt       time.Time
 }
 
 // ID is the task's stable id, "<job id>-<index>".
@@ -366,6 +404,9 @@ type Status struct {
 	// (HealthNone: no check), HealthMessage its output.
 	Health        Health
 	HealthMessage string
+	// LogTail is the end of the task's output when its process ended on
+	// its own (bounded by the agent; see BoundLogTail).
+	LogTail string
 }
 
 // ReportedState is a task state as an agent observes it.

@@ -187,7 +187,9 @@ func (c *Controller) cronRunActive(e *jobEntry) bool {
 func (c *Controller) stopTask(r ref, now time.Time, asking, done string) {
 	t := r.task()
 	ne := c.nodes[t.Node]
-	if t.Node != "" && ne != nil && ne.node.Up && (t.State == Placed || t.State == Running) {
+	// A task whose restart waits for its delay has no process: it stops at
+	// once.
+	if t.Node != "" && ne != nil && ne.node.Up && (t.State == Placed || t.State == Running) && t.RestartAt.IsZero() {
 		t.Desired = DesiredStop
 		t.Generation++
 		withHistory(t, now, asking+"; waiting for node "+t.Node+" to stop the process")
@@ -197,6 +199,7 @@ func (c *Controller) stopTask(r ref, now time.Time, asking, done string) {
 			c.unplace(r)
 		}
 		t.State, t.Desired = Stopped, DesiredStop
+		t.RestartAt = time.Time{}
 		t.FinishedAt = now
 		withHistory(t, now, done)
 	}
@@ -216,9 +219,8 @@ func (c *Controller) trimTasks(e *jobEntry) {
 		if !t.State.Terminal() || m.queued || m.blocked || len(c.ghosts[r.id()]) > 0 {
 			return
 		}
-		if _, ok := c.observed[r]; ok {
-			delete(c.observed, r)
-		}
+		delete(c.observed, r)
+		delete(c.restarting, r)
 		delete(c.out.tasks, r)
 		c.out.deletedTasks = append(c.out.deletedTasks, r.id())
 		e.tasks[i] = nil

@@ -85,7 +85,7 @@ func Parse(data []byte) (*fathomv1.JobSpec, error) {
 
 // known fields per level, in spec order for messages.
 var (
-	topFields  = []string{"name", "namespace", "type", "priority", "replicas", "schedule", "task", "update"}
+	topFields  = []string{"name", "namespace", "type", "priority", "replicas", "schedule", "task", "update", "restart", "constraints", "spread"}
 	taskFields = []string{"command", "env", "user", "resources", "health_check"}
 	resFields  = []string{"cpu", "memory"}
 )
@@ -158,6 +158,9 @@ func fromMap(m map[string]any) (*fathomv1.JobSpec, error) {
 			return nil, err
 		}
 		s.Update = u
+	}
+	if err := rulesFromMap(m, s); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -437,6 +440,9 @@ func Normalize(in *fathomv1.JobSpec) (*fathomv1.JobSpec, error) {
 	ts.HealthCheck = hc
 	s.Task = ts
 	if s.Update, err = normalizeUpdate(in.GetUpdate(), s.Type, r); err != nil {
+		return nil, err
+	}
+	if err := normalizeRules(in, s); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -786,6 +786,9 @@ type TaskStatus struct {
 	// its output (bounded).
 	Health        HealthState `protobuf:"varint,40,opt,name=health,proto3,enum=fathom.v1.HealthState" json:"health,omitempty"`
 	HealthMessage string      `protobuf:"bytes,41,opt,name=health_message,json=healthMessage,proto3" json:"health_message,omitempty"`
+	// The last lines of the task's output when its process ended on its own
+	// (at most 10 lines and 1 KiB; field numbers 60-69 belong to restarts).
+	LogTail       string `protobuf:"bytes,60,opt,name=log_tail,json=logTail,proto3" json:"log_tail,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -918,6 +921,13 @@ func (x *TaskStatus) GetHealthMessage() string {
 	return ""
 }
 
+func (x *TaskStatus) GetLogTail() string {
+	if x != nil {
+		return x.LogTail
+	}
+	return ""
+}
+
 var File_fathom_v1_agent_proto protoreflect.FileDescriptor
 
 const file_fathom_v1_agent_proto_rawDesc = "" +
@@ -988,7 +998,7 @@ const file_fathom_v1_agent_proto_rawDesc = "" +
 	"\x17ReportTaskStatusRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x121\n" +
 	"\bstatuses\x18\x02 \x03(\v2\x15.fathom.v1.TaskStatusR\bstatuses\"\x1a\n" +
-	"\x18ReportTaskStatusResponse\"\x88\x04\n" +
+	"\x18ReportTaskStatusResponse\"\xa3\x04\n" +
 	"\n" +
 	"TaskStatus\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12*\n" +
@@ -1010,7 +1020,8 @@ const file_fathom_v1_agent_proto_rawDesc = "" +
 	"generation\x12*\n" +
 	"\x11memory_used_bytes\x18\f \x01(\x03R\x0fmemoryUsedBytes\x12.\n" +
 	"\x06health\x18( \x01(\x0e2\x16.fathom.v1.HealthStateR\x06health\x12%\n" +
-	"\x0ehealth_message\x18) \x01(\tR\rhealthMessage2\xd8\x02\n" +
+	"\x0ehealth_message\x18) \x01(\tR\rhealthMessage\x12\x19\n" +
+	"\blog_tail\x18< \x01(\tR\alogTail2\xd8\x02\n" +
 	"\fAgentService\x12K\n" +
 	"\bRegister\x12\x1e.fathom.v1.RegisterNodeRequest\x1a\x1f.fathom.v1.RegisterNodeResponse\x12F\n" +
 	"\tHeartbeat\x12\x1b.fathom.v1.HeartbeatRequest\x1a\x1c.fathom.v1.HeartbeatResponse\x12V\n" +

@@ -159,7 +159,14 @@ type JobSpec struct {
 	Schedule string    `protobuf:"bytes,6,opt,name=schedule,proto3" json:"schedule,omitempty"`
 	Task     *TaskSpec `protobuf:"bytes,7,opt,name=task,proto3" json:"task,omitempty"`
 	// Services: how a new version replaces the running one (deploy.proto).
-	Update        *UpdateStrategy `protobuf:"bytes,40,opt,name=update,proto3" json:"update,omitempty"`
+	Update *UpdateStrategy `protobuf:"bytes,40,opt,name=update,proto3" json:"update,omitempty"`
+	// What happens when a task's process ends on its own; the defaults of the
+	// job's type fill what is omitted (see RestartPolicy).
+	Restart *RestartPolicy `protobuf:"bytes,60,opt,name=restart,proto3" json:"restart,omitempty"`
+	// Node-label rules every node a task goes to must satisfy (all of them).
+	Constraints []*Constraint `protobuf:"bytes,61,rep,name=constraints,proto3" json:"constraints,omitempty"`
+	// Spread the job's tasks evenly across the values of a node label.
+	Spread        *Spread `protobuf:"bytes,62,opt,name=spread,proto3" json:"spread,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -250,6 +257,222 @@ func (x *JobSpec) GetUpdate() *UpdateStrategy {
 	return nil
 }
 
+func (x *JobSpec) GetRestart() *RestartPolicy {
+	if x != nil {
+		return x.Restart
+	}
+	return nil
+}
+
+func (x *JobSpec) GetConstraints() []*Constraint {
+	if x != nil {
+		return x.Constraints
+	}
+	return nil
+}
+
+func (x *JobSpec) GetSpread() *Spread {
+	if x != nil {
+		return x.Spread
+	}
+	return nil
+}
+
+// RestartPolicy is Nomad's restart stanza: a task whose process ends (any
+// exit of a service task; a non-zero exit of a batch or cron task) is
+// restarted on its node after `delay`, at most `attempts` times within
+// `interval`; past that, mode "fail" marks it failed and mode "delay" waits
+// for the interval to end and starts counting again. Defaults: batch and
+// cron 3 attempts in 24h, service 2 in 30m, delay 15s, mode fail.
+type RestartPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 0..1000; the default of the job's type when omitted.
+	Attempts *int32 `protobuf:"varint,1,opt,name=attempts,proto3,oneof" json:"attempts,omitempty"`
+	// Go durations ("30m", "24h", "15s"), normalized.
+	Interval string `protobuf:"bytes,2,opt,name=interval,proto3" json:"interval,omitempty"`
+	Delay    string `protobuf:"bytes,3,opt,name=delay,proto3" json:"delay,omitempty"`
+	// fail | delay.
+	Mode          string `protobuf:"bytes,4,opt,name=mode,proto3" json:"mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestartPolicy) Reset() {
+	*x = RestartPolicy{}
+	mi := &file_fathom_v1_jobs_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestartPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestartPolicy) ProtoMessage() {}
+
+func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_fathom_v1_jobs_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
+func (*RestartPolicy) Descriptor() ([]byte, []int) {
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RestartPolicy) GetAttempts() int32 {
+	if x != nil && x.Attempts != nil {
+		return *x.Attempts
+	}
+	return 0
+}
+
+func (x *RestartPolicy) GetInterval() string {
+	if x != nil {
+		return x.Interval
+	}
+	return ""
+}
+
+func (x *RestartPolicy) GetDelay() string {
+	if x != nil {
+		return x.Delay
+	}
+	return ""
+}
+
+func (x *RestartPolicy) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+// Constraint is one rule on node labels (`fathom agent --label k=v`).
+type Constraint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Label string                 `protobuf:"bytes,1,opt,name=label,proto3" json:"label,omitempty"`
+	// "=", "!=", "in" or "exists".
+	Op string `protobuf:"bytes,2,opt,name=op,proto3" json:"op,omitempty"`
+	// The value for "=" and "!=".
+	Value string `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	// The values for "in" (in YAML, `value: [a, b]` or `values: [a, b]`).
+	Values        []string `protobuf:"bytes,4,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Constraint) Reset() {
+	*x = Constraint{}
+	mi := &file_fathom_v1_jobs_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Constraint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Constraint) ProtoMessage() {}
+
+func (x *Constraint) ProtoReflect() protoreflect.Message {
+	mi := &file_fathom_v1_jobs_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Constraint.ProtoReflect.Descriptor instead.
+func (*Constraint) Descriptor() ([]byte, []int) {
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Constraint) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *Constraint) GetOp() string {
+	if x != nil {
+		return x.Op
+	}
+	return ""
+}
+
+func (x *Constraint) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *Constraint) GetValues() []string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+// Spread places a job's tasks so that the count per value of the label
+// differs by at most one while the nodes of the least-used values have room.
+type Spread struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Label         string                 `protobuf:"bytes,1,opt,name=label,proto3" json:"label,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Spread) Reset() {
+	*x = Spread{}
+	mi := &file_fathom_v1_jobs_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Spread) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Spread) ProtoMessage() {}
+
+func (x *Spread) ProtoReflect() protoreflect.Message {
+	mi := &file_fathom_v1_jobs_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Spread.ProtoReflect.Descriptor instead.
+func (*Spread) Descriptor() ([]byte, []int) {
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Spread) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
 type TaskSpec struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Command       []string               `protobuf:"bytes,1,rep,name=command,proto3" json:"command,omitempty"`
@@ -263,7 +486,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[1]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -275,7 +498,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[1]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -288,7 +511,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{1}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *TaskSpec) GetCommand() []string {
@@ -338,7 +561,7 @@ type Resources struct {
 
 func (x *Resources) Reset() {
 	*x = Resources{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[2]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -350,7 +573,7 @@ func (x *Resources) String() string {
 func (*Resources) ProtoMessage() {}
 
 func (x *Resources) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[2]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -363,7 +586,7 @@ func (x *Resources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resources.ProtoReflect.Descriptor instead.
 func (*Resources) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{2}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Resources) GetCpu() string {
@@ -418,7 +641,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[3]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -430,7 +653,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[3]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -443,7 +666,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{3}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Job) GetId() string {
@@ -634,13 +857,19 @@ type Task struct {
 	Health        HealthState            `protobuf:"varint,42,opt,name=health,proto3,enum=fathom.v1.HealthState" json:"health,omitempty"`
 	HealthMessage string                 `protobuf:"bytes,43,opt,name=health_message,json=healthMessage,proto3" json:"health_message,omitempty"`
 	HealthySince  *timestamppb.Timestamp `protobuf:"bytes,44,opt,name=healthy_since,json=healthySince,proto3" json:"healthy_since,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Restart policy bookkeeping (field numbers 60-69): restarts counted in
+	// the current interval, when that interval began, and when a restart
+	// waiting for its delay is due (unset: none waits).
+	RestartAttempts    int32                  `protobuf:"varint,60,opt,name=restart_attempts,json=restartAttempts,proto3" json:"restart_attempts,omitempty"`
+	RestartWindowStart *timestamppb.Timestamp `protobuf:"bytes,61,opt,name=restart_window_start,json=restartWindowStart,proto3" json:"restart_window_start,omitempty"`
+	RestartAt          *timestamppb.Timestamp `protobuf:"bytes,62,opt,name=restart_at,json=restartAt,proto3" json:"restart_at,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[4]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -652,7 +881,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[4]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -665,7 +894,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{4}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Task) GetId() string {
@@ -906,6 +1135,27 @@ func (x *Task) GetHealthySince() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Task) GetRestartAttempts() int32 {
+	if x != nil {
+		return x.RestartAttempts
+	}
+	return 0
+}
+
+func (x *Task) GetRestartWindowStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RestartWindowStart
+	}
+	return nil
+}
+
+func (x *Task) GetRestartAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RestartAt
+	}
+	return nil
+}
+
 // TaskCopy is a copy of a task a node keeps running although the task was
 // placed elsewhere (its node was lost, or it moves): the node keeps it
 // until the replacement runs, then stops it. Stored so that a restarted
@@ -927,7 +1177,7 @@ type TaskCopy struct {
 
 func (x *TaskCopy) Reset() {
 	*x = TaskCopy{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[5]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -939,7 +1189,7 @@ func (x *TaskCopy) String() string {
 func (*TaskCopy) ProtoMessage() {}
 
 func (x *TaskCopy) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[5]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -952,7 +1202,7 @@ func (x *TaskCopy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCopy.ProtoReflect.Descriptor instead.
 func (*TaskCopy) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{5}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TaskCopy) GetTaskId() string {
@@ -1020,7 +1270,7 @@ type CreateJobRequest struct {
 
 func (x *CreateJobRequest) Reset() {
 	*x = CreateJobRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[6]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1032,7 +1282,7 @@ func (x *CreateJobRequest) String() string {
 func (*CreateJobRequest) ProtoMessage() {}
 
 func (x *CreateJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[6]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1045,7 +1295,7 @@ func (x *CreateJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateJobRequest.ProtoReflect.Descriptor instead.
 func (*CreateJobRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{6}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CreateJobRequest) GetSpec() *JobSpec {
@@ -1069,7 +1319,7 @@ type CreateJobResponse struct {
 
 func (x *CreateJobResponse) Reset() {
 	*x = CreateJobResponse{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[7]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1081,7 +1331,7 @@ func (x *CreateJobResponse) String() string {
 func (*CreateJobResponse) ProtoMessage() {}
 
 func (x *CreateJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[7]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1094,7 +1344,7 @@ func (x *CreateJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateJobResponse.ProtoReflect.Descriptor instead.
 func (*CreateJobResponse) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{7}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreateJobResponse) GetId() string {
@@ -1140,7 +1390,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[8]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1152,7 +1402,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[8]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1165,7 +1415,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{8}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListJobsRequest) GetNamespace() string {
@@ -1198,7 +1448,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[9]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1460,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[9]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1473,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{9}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -1242,7 +1492,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[10]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1254,7 +1504,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[10]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1267,7 +1517,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{10}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -1286,7 +1536,7 @@ type StopJobRequest struct {
 
 func (x *StopJobRequest) Reset() {
 	*x = StopJobRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[11]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1298,7 +1548,7 @@ func (x *StopJobRequest) String() string {
 func (*StopJobRequest) ProtoMessage() {}
 
 func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[11]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1311,7 +1561,7 @@ func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopJobRequest.ProtoReflect.Descriptor instead.
 func (*StopJobRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{11}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StopJobRequest) GetId() string {
@@ -1332,7 +1582,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[12]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1344,7 +1594,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[12]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1357,7 +1607,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{12}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListTasksRequest) GetJobId() string {
@@ -1383,7 +1633,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[13]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1395,7 +1645,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[13]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1408,7 +1658,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{13}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -1427,7 +1677,7 @@ type WatchJobsRequest struct {
 
 func (x *WatchJobsRequest) Reset() {
 	*x = WatchJobsRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[14]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1439,7 +1689,7 @@ func (x *WatchJobsRequest) String() string {
 func (*WatchJobsRequest) ProtoMessage() {}
 
 func (x *WatchJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[14]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1452,7 +1702,7 @@ func (x *WatchJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobsRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobsRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{14}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WatchJobsRequest) GetNamespace() string {
@@ -1474,7 +1724,7 @@ type WatchTasksRequest struct {
 
 func (x *WatchTasksRequest) Reset() {
 	*x = WatchTasksRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[15]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1486,7 +1736,7 @@ func (x *WatchTasksRequest) String() string {
 func (*WatchTasksRequest) ProtoMessage() {}
 
 func (x *WatchTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[15]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1499,7 +1749,7 @@ func (x *WatchTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchTasksRequest.ProtoReflect.Descriptor instead.
 func (*WatchTasksRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{15}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WatchTasksRequest) GetJobId() string {
@@ -1526,7 +1776,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[16]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1538,7 +1788,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[16]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1551,7 +1801,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{16}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *JobEvent) GetType() EventType {
@@ -1578,7 +1828,7 @@ type TaskEvent struct {
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[17]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1590,7 +1840,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[17]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1603,7 +1853,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{17}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TaskEvent) GetType() EventType {
@@ -1633,7 +1883,7 @@ type TaskTransition struct {
 
 func (x *TaskTransition) Reset() {
 	*x = TaskTransition{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[18]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1645,7 +1895,7 @@ func (x *TaskTransition) String() string {
 func (*TaskTransition) ProtoMessage() {}
 
 func (x *TaskTransition) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[18]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1658,7 +1908,7 @@ func (x *TaskTransition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskTransition.ProtoReflect.Descriptor instead.
 func (*TaskTransition) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{18}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TaskTransition) GetTime() *timestamppb.Timestamp {
@@ -1709,7 +1959,7 @@ type JobVersion struct {
 
 func (x *JobVersion) Reset() {
 	*x = JobVersion{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[19]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1721,7 +1971,7 @@ func (x *JobVersion) String() string {
 func (*JobVersion) ProtoMessage() {}
 
 func (x *JobVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[19]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1734,7 +1984,7 @@ func (x *JobVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobVersion.ProtoReflect.Descriptor instead.
 func (*JobVersion) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{19}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *JobVersion) GetJobId() string {
@@ -1796,7 +2046,7 @@ type UpdateJobRequest struct {
 
 func (x *UpdateJobRequest) Reset() {
 	*x = UpdateJobRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[20]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1808,7 +2058,7 @@ func (x *UpdateJobRequest) String() string {
 func (*UpdateJobRequest) ProtoMessage() {}
 
 func (x *UpdateJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[20]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1821,7 +2071,7 @@ func (x *UpdateJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateJobRequest.ProtoReflect.Descriptor instead.
 func (*UpdateJobRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{20}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UpdateJobRequest) GetId() string {
@@ -1852,7 +2102,7 @@ type UpdateJobResponse struct {
 
 func (x *UpdateJobResponse) Reset() {
 	*x = UpdateJobResponse{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[21]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1864,7 +2114,7 @@ func (x *UpdateJobResponse) String() string {
 func (*UpdateJobResponse) ProtoMessage() {}
 
 func (x *UpdateJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[21]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1877,7 +2127,7 @@ func (x *UpdateJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateJobResponse.ProtoReflect.Descriptor instead.
 func (*UpdateJobResponse) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{21}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *UpdateJobResponse) GetId() string {
@@ -1917,7 +2167,7 @@ type ListJobVersionsRequest struct {
 
 func (x *ListJobVersionsRequest) Reset() {
 	*x = ListJobVersionsRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[22]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1929,7 +2179,7 @@ func (x *ListJobVersionsRequest) String() string {
 func (*ListJobVersionsRequest) ProtoMessage() {}
 
 func (x *ListJobVersionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[22]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1942,7 +2192,7 @@ func (x *ListJobVersionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobVersionsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobVersionsRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{22}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListJobVersionsRequest) GetId() string {
@@ -1962,7 +2212,7 @@ type ListJobVersionsResponse struct {
 
 func (x *ListJobVersionsResponse) Reset() {
 	*x = ListJobVersionsResponse{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[23]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1974,7 +2224,7 @@ func (x *ListJobVersionsResponse) String() string {
 func (*ListJobVersionsResponse) ProtoMessage() {}
 
 func (x *ListJobVersionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[23]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1987,7 +2237,7 @@ func (x *ListJobVersionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobVersionsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobVersionsResponse) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{23}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListJobVersionsResponse) GetVersions() []*JobVersion {
@@ -2007,7 +2257,7 @@ type RevertJobRequest struct {
 
 func (x *RevertJobRequest) Reset() {
 	*x = RevertJobRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[24]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2019,7 +2269,7 @@ func (x *RevertJobRequest) String() string {
 func (*RevertJobRequest) ProtoMessage() {}
 
 func (x *RevertJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[24]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2032,7 +2282,7 @@ func (x *RevertJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevertJobRequest.ProtoReflect.Descriptor instead.
 func (*RevertJobRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{24}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RevertJobRequest) GetId() string {
@@ -2059,7 +2309,7 @@ type ScaleJobRequest struct {
 
 func (x *ScaleJobRequest) Reset() {
 	*x = ScaleJobRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[25]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2071,7 +2321,7 @@ func (x *ScaleJobRequest) String() string {
 func (*ScaleJobRequest) ProtoMessage() {}
 
 func (x *ScaleJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[25]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2084,7 +2334,7 @@ func (x *ScaleJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleJobRequest.ProtoReflect.Descriptor instead.
 func (*ScaleJobRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{25}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ScaleJobRequest) GetId() string {
@@ -2110,7 +2360,7 @@ type PromoteJobRequest struct {
 
 func (x *PromoteJobRequest) Reset() {
 	*x = PromoteJobRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[26]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2122,7 +2372,7 @@ func (x *PromoteJobRequest) String() string {
 func (*PromoteJobRequest) ProtoMessage() {}
 
 func (x *PromoteJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[26]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2135,7 +2385,7 @@ func (x *PromoteJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteJobRequest.ProtoReflect.Descriptor instead.
 func (*PromoteJobRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{26}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PromoteJobRequest) GetId() string {
@@ -2154,7 +2404,7 @@ type PlanJobRequest struct {
 
 func (x *PlanJobRequest) Reset() {
 	*x = PlanJobRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[27]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2166,7 +2416,7 @@ func (x *PlanJobRequest) String() string {
 func (*PlanJobRequest) ProtoMessage() {}
 
 func (x *PlanJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[27]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2179,7 +2429,7 @@ func (x *PlanJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanJobRequest.ProtoReflect.Descriptor instead.
 func (*PlanJobRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{27}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PlanJobRequest) GetSpec() *JobSpec {
@@ -2211,7 +2461,7 @@ type PlanJobResponse struct {
 
 func (x *PlanJobResponse) Reset() {
 	*x = PlanJobResponse{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[28]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2223,7 +2473,7 @@ func (x *PlanJobResponse) String() string {
 func (*PlanJobResponse) ProtoMessage() {}
 
 func (x *PlanJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[28]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2236,7 +2486,7 @@ func (x *PlanJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanJobResponse.ProtoReflect.Descriptor instead.
 func (*PlanJobResponse) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{28}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PlanJobResponse) GetAction() string {
@@ -2306,7 +2556,7 @@ var File_fathom_v1_jobs_proto protoreflect.FileDescriptor
 
 const file_fathom_v1_jobs_proto_rawDesc = "" +
 	"\n" +
-	"\x14fathom/v1/jobs.proto\x12\tfathom.v1\x1a\x16fathom/v1/deploy.proto\x1a\x15fathom/v1/types.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x91\x02\n" +
+	"\x14fathom/v1/jobs.proto\x12\tfathom.v1\x1a\x16fathom/v1/deploy.proto\x1a\x15fathom/v1/types.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\x03\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x12\n" +
@@ -2315,8 +2565,25 @@ const file_fathom_v1_jobs_proto_rawDesc = "" +
 	"\breplicas\x18\x05 \x01(\x05H\x00R\breplicas\x88\x01\x01\x12\x1a\n" +
 	"\bschedule\x18\x06 \x01(\tR\bschedule\x12'\n" +
 	"\x04task\x18\a \x01(\v2\x13.fathom.v1.TaskSpecR\x04task\x121\n" +
-	"\x06update\x18( \x01(\v2\x19.fathom.v1.UpdateStrategyR\x06updateB\v\n" +
-	"\t_replicas\"\x8f\x02\n" +
+	"\x06update\x18( \x01(\v2\x19.fathom.v1.UpdateStrategyR\x06update\x122\n" +
+	"\arestart\x18< \x01(\v2\x18.fathom.v1.RestartPolicyR\arestart\x127\n" +
+	"\vconstraints\x18= \x03(\v2\x15.fathom.v1.ConstraintR\vconstraints\x12)\n" +
+	"\x06spread\x18> \x01(\v2\x11.fathom.v1.SpreadR\x06spreadB\v\n" +
+	"\t_replicas\"\x83\x01\n" +
+	"\rRestartPolicy\x12\x1f\n" +
+	"\battempts\x18\x01 \x01(\x05H\x00R\battempts\x88\x01\x01\x12\x1a\n" +
+	"\binterval\x18\x02 \x01(\tR\binterval\x12\x14\n" +
+	"\x05delay\x18\x03 \x01(\tR\x05delay\x12\x12\n" +
+	"\x04mode\x18\x04 \x01(\tR\x04modeB\v\n" +
+	"\t_attempts\"`\n" +
+	"\n" +
+	"Constraint\x12\x14\n" +
+	"\x05label\x18\x01 \x01(\tR\x05label\x12\x0e\n" +
+	"\x02op\x18\x02 \x01(\tR\x02op\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\tR\x05value\x12\x16\n" +
+	"\x06values\x18\x04 \x03(\tR\x06values\"\x1e\n" +
+	"\x06Spread\x12\x14\n" +
+	"\x05label\x18\x01 \x01(\tR\x05label\"\x8f\x02\n" +
 	"\bTaskSpec\x12\x18\n" +
 	"\acommand\x18\x01 \x03(\tR\acommand\x12.\n" +
 	"\x03env\x18\x02 \x03(\v2\x1c.fathom.v1.TaskSpec.EnvEntryR\x03env\x12\x12\n" +
@@ -2359,8 +2626,7 @@ const file_fathom_v1_jobs_proto_rawDesc = "" +
 	"\x0eversion_reason\x18- \x01(\tR\rversionReason\x1a=\n" +
 	"\x0fTaskCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\xd8\n" +
-	"\n" +
+	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\x8c\f\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x1c\n" +
@@ -2406,7 +2672,11 @@ const file_fathom_v1_jobs_proto_rawDesc = "" +
 	"version_at\x18) \x01(\v2\x1a.google.protobuf.TimestampR\tversionAt\x12.\n" +
 	"\x06health\x18* \x01(\x0e2\x16.fathom.v1.HealthStateR\x06health\x12%\n" +
 	"\x0ehealth_message\x18+ \x01(\tR\rhealthMessage\x12?\n" +
-	"\rhealthy_since\x18, \x01(\v2\x1a.google.protobuf.TimestampR\fhealthySince\"\xbd\x02\n" +
+	"\rhealthy_since\x18, \x01(\v2\x1a.google.protobuf.TimestampR\fhealthySince\x12)\n" +
+	"\x10restart_attempts\x18< \x01(\x05R\x0frestartAttempts\x12L\n" +
+	"\x14restart_window_start\x18= \x01(\v2\x1a.google.protobuf.TimestampR\x12restartWindowStart\x129\n" +
+	"\n" +
+	"restart_at\x18> \x01(\v2\x1a.google.protobuf.TimestampR\trestartAt\"\xbd\x02\n" +
 	"\bTaskCopy\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x1e\n" +
@@ -2542,127 +2812,135 @@ func file_fathom_v1_jobs_proto_rawDescGZIP() []byte {
 }
 
 var file_fathom_v1_jobs_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_fathom_v1_jobs_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_fathom_v1_jobs_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_fathom_v1_jobs_proto_goTypes = []any{
 	(JobState)(0),                   // 0: fathom.v1.JobState
 	(EventType)(0),                  // 1: fathom.v1.EventType
 	(*JobSpec)(nil),                 // 2: fathom.v1.JobSpec
-	(*TaskSpec)(nil),                // 3: fathom.v1.TaskSpec
-	(*Resources)(nil),               // 4: fathom.v1.Resources
-	(*Job)(nil),                     // 5: fathom.v1.Job
-	(*Task)(nil),                    // 6: fathom.v1.Task
-	(*TaskCopy)(nil),                // 7: fathom.v1.TaskCopy
-	(*CreateJobRequest)(nil),        // 8: fathom.v1.CreateJobRequest
-	(*CreateJobResponse)(nil),       // 9: fathom.v1.CreateJobResponse
-	(*ListJobsRequest)(nil),         // 10: fathom.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),        // 11: fathom.v1.ListJobsResponse
-	(*GetJobRequest)(nil),           // 12: fathom.v1.GetJobRequest
-	(*StopJobRequest)(nil),          // 13: fathom.v1.StopJobRequest
-	(*ListTasksRequest)(nil),        // 14: fathom.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),       // 15: fathom.v1.ListTasksResponse
-	(*WatchJobsRequest)(nil),        // 16: fathom.v1.WatchJobsRequest
-	(*WatchTasksRequest)(nil),       // 17: fathom.v1.WatchTasksRequest
-	(*JobEvent)(nil),                // 18: fathom.v1.JobEvent
-	(*TaskEvent)(nil),               // 19: fathom.v1.TaskEvent
-	(*TaskTransition)(nil),          // 20: fathom.v1.TaskTransition
-	(*JobVersion)(nil),              // 21: fathom.v1.JobVersion
-	(*UpdateJobRequest)(nil),        // 22: fathom.v1.UpdateJobRequest
-	(*UpdateJobResponse)(nil),       // 23: fathom.v1.UpdateJobResponse
-	(*ListJobVersionsRequest)(nil),  // 24: fathom.v1.ListJobVersionsRequest
-	(*ListJobVersionsResponse)(nil), // 25: fathom.v1.ListJobVersionsResponse
-	(*RevertJobRequest)(nil),        // 26: fathom.v1.RevertJobRequest
-	(*ScaleJobRequest)(nil),         // 27: fathom.v1.ScaleJobRequest
-	(*PromoteJobRequest)(nil),       // 28: fathom.v1.PromoteJobRequest
-	(*PlanJobRequest)(nil),          // 29: fathom.v1.PlanJobRequest
-	(*PlanJobResponse)(nil),         // 30: fathom.v1.PlanJobResponse
-	nil,                             // 31: fathom.v1.TaskSpec.EnvEntry
-	nil,                             // 32: fathom.v1.Job.TaskCountsEntry
-	(*UpdateStrategy)(nil),          // 33: fathom.v1.UpdateStrategy
-	(*HealthCheck)(nil),             // 34: fathom.v1.HealthCheck
-	(*timestamppb.Timestamp)(nil),   // 35: google.protobuf.Timestamp
-	(*Deployment)(nil),              // 36: fathom.v1.Deployment
-	(TaskState)(0),                  // 37: fathom.v1.TaskState
-	(DesiredState)(0),               // 38: fathom.v1.DesiredState
-	(HealthState)(0),                // 39: fathom.v1.HealthState
-	(*FieldChange)(nil),             // 40: fathom.v1.FieldChange
+	(*RestartPolicy)(nil),           // 3: fathom.v1.RestartPolicy
+	(*Constraint)(nil),              // 4: fathom.v1.Constraint
+	(*Spread)(nil),                  // 5: fathom.v1.Spread
+	(*TaskSpec)(nil),                // 6: fathom.v1.TaskSpec
+	(*Resources)(nil),               // 7: fathom.v1.Resources
+	(*Job)(nil),                     // 8: fathom.v1.Job
+	(*Task)(nil),                    // 9: fathom.v1.Task
+	(*TaskCopy)(nil),                // 10: fathom.v1.TaskCopy
+	(*CreateJobRequest)(nil),        // 11: fathom.v1.CreateJobRequest
+	(*CreateJobResponse)(nil),       // 12: fathom.v1.CreateJobResponse
+	(*ListJobsRequest)(nil),         // 13: fathom.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),        // 14: fathom.v1.ListJobsResponse
+	(*GetJobRequest)(nil),           // 15: fathom.v1.GetJobRequest
+	(*StopJobRequest)(nil),          // 16: fathom.v1.StopJobRequest
+	(*ListTasksRequest)(nil),        // 17: fathom.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),       // 18: fathom.v1.ListTasksResponse
+	(*WatchJobsRequest)(nil),        // 19: fathom.v1.WatchJobsRequest
+	(*WatchTasksRequest)(nil),       // 20: fathom.v1.WatchTasksRequest
+	(*JobEvent)(nil),                // 21: fathom.v1.JobEvent
+	(*TaskEvent)(nil),               // 22: fathom.v1.TaskEvent
+	(*TaskTransition)(nil),          // 23: fathom.v1.TaskTransition
+	(*JobVersion)(nil),              // 24: fathom.v1.JobVersion
+	(*UpdateJobRequest)(nil),        // 25: fathom.v1.UpdateJobRequest
+	(*UpdateJobResponse)(nil),       // 26: fathom.v1.UpdateJobResponse
+	(*ListJobVersionsRequest)(nil),  // 27: fathom.v1.ListJobVersionsRequest
+	(*ListJobVersionsResponse)(nil), // 28: fathom.v1.ListJobVersionsResponse
+	(*RevertJobRequest)(nil),        // 29: fathom.v1.RevertJobRequest
+	(*ScaleJobRequest)(nil),         // 30: fathom.v1.ScaleJobRequest
+	(*PromoteJobRequest)(nil),       // 31: fathom.v1.PromoteJobRequest
+	(*PlanJobRequest)(nil),          // 32: fathom.v1.PlanJobRequest
+	(*PlanJobResponse)(nil),         // 33: fathom.v1.PlanJobResponse
+	nil,                             // 34: fathom.v1.TaskSpec.EnvEntry
+	nil,                             // 35: fathom.v1.Job.TaskCountsEntry
+	(*UpdateStrategy)(nil),          // 36: fathom.v1.UpdateStrategy
+	(*HealthCheck)(nil),             // 37: fathom.v1.HealthCheck
+	(*timestamppb.Timestamp)(nil),   // 38: google.protobuf.Timestamp
+	(*Deployment)(nil),              // 39: fathom.v1.Deployment
+	(TaskState)(0),                  // 40: fathom.v1.TaskState
+	(DesiredState)(0),               // 41: fathom.v1.DesiredState
+	(HealthState)(0),                // 42: fathom.v1.HealthState
+	(*FieldChange)(nil),             // 43: fathom.v1.FieldChange
 }
 var file_fathom_v1_jobs_proto_depIdxs = []int32{
-	3,  // 0: fathom.v1.JobSpec.task:type_name -> fathom.v1.TaskSpec
-	33, // 1: fathom.v1.JobSpec.update:type_name -> fathom.v1.UpdateStrategy
-	31, // 2: fathom.v1.TaskSpec.env:type_name -> fathom.v1.TaskSpec.EnvEntry
-	4,  // 3: fathom.v1.TaskSpec.resources:type_name -> fathom.v1.Resources
-	34, // 4: fathom.v1.TaskSpec.health_check:type_name -> fathom.v1.HealthCheck
-	2,  // 5: fathom.v1.Job.spec:type_name -> fathom.v1.JobSpec
-	0,  // 6: fathom.v1.Job.state:type_name -> fathom.v1.JobState
-	35, // 7: fathom.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	35, // 8: fathom.v1.Job.stopped_at:type_name -> google.protobuf.Timestamp
-	32, // 9: fathom.v1.Job.task_counts:type_name -> fathom.v1.Job.TaskCountsEntry
-	35, // 10: fathom.v1.Job.last_run_at:type_name -> google.protobuf.Timestamp
-	35, // 11: fathom.v1.Job.next_run_at:type_name -> google.protobuf.Timestamp
-	36, // 12: fathom.v1.Job.deployment:type_name -> fathom.v1.Deployment
-	21, // 13: fathom.v1.Job.previous:type_name -> fathom.v1.JobVersion
-	35, // 14: fathom.v1.Job.version_at:type_name -> google.protobuf.Timestamp
-	37, // 15: fathom.v1.Task.state:type_name -> fathom.v1.TaskState
-	38, // 16: fathom.v1.Task.desired_state:type_name -> fathom.v1.DesiredState
-	35, // 17: fathom.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	35, // 18: fathom.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	35, // 19: fathom.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	20, // 20: fathom.v1.Task.history:type_name -> fathom.v1.TaskTransition
-	35, // 21: fathom.v1.Task.placed_at:type_name -> google.protobuf.Timestamp
-	35, // 22: fathom.v1.Task.resized_at:type_name -> google.protobuf.Timestamp
-	35, // 23: fathom.v1.Task.avoid_until:type_name -> google.protobuf.Timestamp
-	35, // 24: fathom.v1.Task.version_at:type_name -> google.protobuf.Timestamp
-	39, // 25: fathom.v1.Task.health:type_name -> fathom.v1.HealthState
-	35, // 26: fathom.v1.Task.healthy_since:type_name -> google.protobuf.Timestamp
-	35, // 27: fathom.v1.TaskCopy.since:type_name -> google.protobuf.Timestamp
-	2,  // 28: fathom.v1.CreateJobRequest.spec:type_name -> fathom.v1.JobSpec
-	5,  // 29: fathom.v1.CreateJobResponse.job:type_name -> fathom.v1.Job
-	5,  // 30: fathom.v1.ListJobsResponse.jobs:type_name -> fathom.v1.Job
-	6,  // 31: fathom.v1.ListTasksResponse.tasks:type_name -> fathom.v1.Task
-	1,  // 32: fathom.v1.JobEvent.type:type_name -> fathom.v1.EventType
-	5,  // 33: fathom.v1.JobEvent.job:type_name -> fathom.v1.Job
-	1,  // 34: fathom.v1.TaskEvent.type:type_name -> fathom.v1.EventType
-	6,  // 35: fathom.v1.TaskEvent.task:type_name -> fathom.v1.Task
-	35, // 36: fathom.v1.TaskTransition.time:type_name -> google.protobuf.Timestamp
-	37, // 37: fathom.v1.TaskTransition.state:type_name -> fathom.v1.TaskState
-	2,  // 38: fathom.v1.JobVersion.spec:type_name -> fathom.v1.JobSpec
-	35, // 39: fathom.v1.JobVersion.submitted_at:type_name -> google.protobuf.Timestamp
-	2,  // 40: fathom.v1.UpdateJobRequest.spec:type_name -> fathom.v1.JobSpec
-	5,  // 41: fathom.v1.UpdateJobResponse.job:type_name -> fathom.v1.Job
-	21, // 42: fathom.v1.ListJobVersionsResponse.versions:type_name -> fathom.v1.JobVersion
-	2,  // 43: fathom.v1.PlanJobRequest.spec:type_name -> fathom.v1.JobSpec
-	40, // 44: fathom.v1.PlanJobResponse.changes:type_name -> fathom.v1.FieldChange
-	8,  // 45: fathom.v1.JobService.CreateJob:input_type -> fathom.v1.CreateJobRequest
-	10, // 46: fathom.v1.JobService.ListJobs:input_type -> fathom.v1.ListJobsRequest
-	12, // 47: fathom.v1.JobService.GetJob:input_type -> fathom.v1.GetJobRequest
-	13, // 48: fathom.v1.JobService.StopJob:input_type -> fathom.v1.StopJobRequest
-	14, // 49: fathom.v1.JobService.ListTasks:input_type -> fathom.v1.ListTasksRequest
-	22, // 50: fathom.v1.JobService.UpdateJob:input_type -> fathom.v1.UpdateJobRequest
-	24, // 51: fathom.v1.JobService.ListJobVersions:input_type -> fathom.v1.ListJobVersionsRequest
-	26, // 52: fathom.v1.JobService.RevertJob:input_type -> fathom.v1.RevertJobRequest
-	27, // 53: fathom.v1.JobService.ScaleJob:input_type -> fathom.v1.ScaleJobRequest
-	28, // 54: fathom.v1.JobService.PromoteJob:input_type -> fathom.v1.PromoteJobRequest
-	29, // 55: fathom.v1.JobService.PlanJob:input_type -> fathom.v1.PlanJobRequest
-	16, // 56: fathom.v1.JobService.WatchJobs:input_type -> fathom.v1.WatchJobsRequest
-	17, // 57: fathom.v1.JobService.WatchTasks:input_type -> fathom.v1.WatchTasksRequest
-	9,  // 58: fathom.v1.JobService.CreateJob:output_type -> fathom.v1.CreateJobResponse
-	11, // 59: fathom.v1.JobService.ListJobs:output_type -> fathom.v1.ListJobsResponse
-	5,  // 60: fathom.v1.JobService.GetJob:output_type -> fathom.v1.Job
-	5,  // 61: fathom.v1.JobService.StopJob:output_type -> fathom.v1.Job
-	15, // 62: fathom.v1.JobService.ListTasks:output_type -> fathom.v1.ListTasksResponse
-	23, // 63: fathom.v1.JobService.UpdateJob:output_type -> fathom.v1.UpdateJobResponse
-	25, // 64: fathom.v1.JobService.ListJobVersions:output_type -> fathom.v1.ListJobVersionsResponse
-	23, // 65: fathom.v1.JobService.RevertJob:output_type -> fathom.v1.UpdateJobResponse
-	23, // 66: fathom.v1.JobService.ScaleJob:output_type -> fathom.v1.UpdateJobResponse
-	5,  // 67: fathom.v1.JobService.PromoteJob:output_type -> fathom.v1.Job
-	30, // 68: fathom.v1.JobService.PlanJob:output_type -> fathom.v1.PlanJobResponse
-	18, // 69: fathom.v1.JobService.WatchJobs:output_type -> fathom.v1.JobEvent
-	19, // 70: fathom.v1.JobService.WatchTasks:output_type -> fathom.v1.TaskEvent
-	58, // [58:71] is the sub-list for method output_type
-	45, // [45:58] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	6,  // 0: fathom.v1.JobSpec.task:type_name -> fathom.v1.TaskSpec
+	36, // 1: fathom.v1.JobSpec.update:type_name -> fathom.v1.UpdateStrategy
+	3,  // 2: fathom.v1.JobSpec.restart:type_name -> fathom.v1.RestartPolicy
+	4,  // 3: fathom.v1.JobSpec.constraints:type_name -> fathom.v1.Constraint
+	5,  // 4: fathom.v1.JobSpec.spread:type_name -> fathom.v1.Spread
+	34, // 5: fathom.v1.TaskSpec.env:type_name -> fathom.v1.TaskSpec.EnvEntry
+	7,  // 6: fathom.v1.TaskSpec.resources:type_name -> fathom.v1.Resources
+	37, // 7: fathom.v1.TaskSpec.health_check:type_name -> fathom.v1.HealthCheck
+	2,  // 8: fathom.v1.Job.spec:type_name -> fathom.v1.JobSpec
+	0,  // 9: fathom.v1.Job.state:type_name -> fathom.v1.JobState
+	38, // 10: fathom.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	38, // 11: fathom.v1.Job.stopped_at:type_name -> google.protobuf.Timestamp
+	35, // 12: fathom.v1.Job.task_counts:type_name -> fathom.v1.Job.TaskCountsEntry
+	38, // 13: fathom.v1.Job.last_run_at:type_name -> google.protobuf.Timestamp
+	38, // 14: fathom.v1.Job.next_run_at:type_name -> google.protobuf.Timestamp
+	39, // 15: fathom.v1.Job.deployment:type_name -> fathom.v1.Deployment
+	24, // 16: fathom.v1.Job.previous:type_name -> fathom.v1.JobVersion
+	38, // 17: fathom.v1.Job.version_at:type_name -> google.protobuf.Timestamp
+	40, // 18: fathom.v1.Task.state:type_name -> fathom.v1.TaskState
+	41, // 19: fathom.v1.Task.desired_state:type_name -> fathom.v1.DesiredState
+	38, // 20: fathom.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	38, // 21: fathom.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	38, // 22: fathom.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	23, // 23: fathom.v1.Task.history:type_name -> fathom.v1.TaskTransition
+	38, // 24: fathom.v1.Task.placed_at:type_name -> google.protobuf.Timestamp
+	38, // 25: fathom.v1.Task.resized_at:type_name -> google.protobuf.Timestamp
+	38, // 26: fathom.v1.Task.avoid_until:type_name -> google.protobuf.Timestamp
+	38, // 27: fathom.v1.Task.version_at:type_name -> google.protobuf.Timestamp
+	42, // 28: fathom.v1.Task.health:type_name -> fathom.v1.HealthState
+	38, // 29: fathom.v1.Task.healthy_since:type_name -> google.protobuf.Timestamp
+	38, // 30: fathom.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
+	38, // 31: fathom.v1.Task.restart_at:type_name -> google.protobuf.Timestamp
+	38, // 32: fathom.v1.TaskCopy.since:type_name -> google.protobuf.Timestamp
+	2,  // 33: fathom.v1.CreateJobRequest.spec:type_name -> fathom.v1.JobSpec
+	8,  // 34: fathom.v1.CreateJobResponse.job:type_name -> fathom.v1.Job
+	8,  // 35: fathom.v1.ListJobsResponse.jobs:type_name -> fathom.v1.Job
+	9,  // 36: fathom.v1.ListTasksResponse.tasks:type_name -> fathom.v1.Task
+	1,  // 37: fathom.v1.JobEvent.type:type_name -> fathom.v1.EventType
+	8,  // 38: fathom.v1.JobEvent.job:type_name -> fathom.v1.Job
+	1,  // 39: fathom.v1.TaskEvent.type:type_name -> fathom.v1.EventType
+	9,  // 40: fathom.v1.TaskEvent.task:type_name -> fathom.v1.Task
+	38, // 41: fathom.v1.TaskTransition.time:type_name -> google.protobuf.Timestamp
+	40, // 42: fathom.v1.TaskTransition.state:type_name -> fathom.v1.TaskState
+	2,  // 43: fathom.v1.JobVersion.spec:type_name -> fathom.v1.JobSpec
+	38, // 44: fathom.v1.JobVersion.submitted_at:type_name -> google.protobuf.Timestamp
+	2,  // 45: fathom.v1.UpdateJobRequest.spec:type_name -> fathom.v1.JobSpec
+	8,  // 46: fathom.v1.UpdateJobResponse.job:type_name -> fathom.v1.Job
+	24, // 47: fathom.v1.ListJobVersionsResponse.versions:type_name -> fathom.v1.JobVersion
+	2,  // 48: fathom.v1.PlanJobRequest.spec:type_name -> fathom.v1.JobSpec
+	43, // 49: fathom.v1.PlanJobResponse.changes:type_name -> fathom.v1.FieldChange
+	11, // 50: fathom.v1.JobService.CreateJob:input_type -> fathom.v1.CreateJobRequest
+	13, // 51: fathom.v1.JobService.ListJobs:input_type -> fathom.v1.ListJobsRequest
+	15, // 52: fathom.v1.JobService.GetJob:input_type -> fathom.v1.GetJobRequest
+	16, // 53: fathom.v1.JobService.StopJob:input_type -> fathom.v1.StopJobRequest
+	17, // 54: fathom.v1.JobService.ListTasks:input_type -> fathom.v1.ListTasksRequest
+	25, // 55: fathom.v1.JobService.UpdateJob:input_type -> fathom.v1.UpdateJobRequest
+	27, // 56: fathom.v1.JobService.ListJobVersions:input_type -> fathom.v1.ListJobVersionsRequest
+	29, // 57: fathom.v1.JobService.RevertJob:input_type -> fathom.v1.RevertJobRequest
+	30, // 58: fathom.v1.JobService.ScaleJob:input_type -> fathom.v1.ScaleJobRequest
+	31, // 59: fathom.v1.JobService.PromoteJob:input_type -> fathom.v1.PromoteJobRequest
+	32, // 60: fathom.v1.JobService.PlanJob:input_type -> fathom.v1.PlanJobRequest
+	19, // 61: fathom.v1.JobService.WatchJobs:input_type -> fathom.v1.WatchJobsRequest
+	20, // 62: fathom.v1.JobService.WatchTasks:input_type -> fathom.v1.WatchTasksRequest
+	12, // 63: fathom.v1.JobService.CreateJob:output_type -> fathom.v1.CreateJobResponse
+	14, // 64: fathom.v1.JobService.ListJobs:output_type -> fathom.v1.ListJobsResponse
+	8,  // 65: fathom.v1.JobService.GetJob:output_type -> fathom.v1.Job
+	8,  // 66: fathom.v1.JobService.StopJob:output_type -> fathom.v1.Job
+	18, // 67: fathom.v1.JobService.ListTasks:output_type -> fathom.v1.ListTasksResponse
+	26, // 68: fathom.v1.JobService.UpdateJob:output_type -> fathom.v1.UpdateJobResponse
+	28, // 69: fathom.v1.JobService.ListJobVersions:output_type -> fathom.v1.ListJobVersionsResponse
+	26, // 70: fathom.v1.JobService.RevertJob:output_type -> fathom.v1.UpdateJobResponse
+	26, // 71: fathom.v1.JobService.ScaleJob:output_type -> fathom.v1.UpdateJobResponse
+	8,  // 72: fathom.v1.JobService.PromoteJob:output_type -> fathom.v1.Job
+	33, // 73: fathom.v1.JobService.PlanJob:output_type -> fathom.v1.PlanJobResponse
+	21, // 74: fathom.v1.JobService.WatchJobs:output_type -> fathom.v1.JobEvent
+	22, // 75: fathom.v1.JobService.WatchTasks:output_type -> fathom.v1.TaskEvent
+	63, // [63:76] is the sub-list for method output_type
+	50, // [50:63] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_fathom_v1_jobs_proto_init() }
@@ -2673,13 +2951,14 @@ func file_fathom_v1_jobs_proto_init() {
 	file_fathom_v1_deploy_proto_init()
 	file_fathom_v1_types_proto_init()
 	file_fathom_v1_jobs_proto_msgTypes[0].OneofWrappers = []any{}
+	file_fathom_v1_jobs_proto_msgTypes[1].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fathom_v1_jobs_proto_rawDesc), len(file_fathom_v1_jobs_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   31,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
