@@ -166,6 +166,10 @@ type agentRuntime struct {
 	// for pushes more often than --push-interval; see setPushInterval).
 	pushEvery chan time.Duration
 
+	// sessionsEnded counts control plane sessions that ended other than by
+	// the agent's own shutdown (the server went away, a stream broke).
+	sessionsEnded prometheus.Counter
+
 	mu     sync.Mutex
 	nodeID string
 	push   time.Duration // the push interval in effect
@@ -216,7 +220,9 @@ func Run(ctx context.Context, cfg Config) error {
 		rwURL = "http://" + serverHostPort(cfg.Server) + "/api/v1/write"
 	}
 	a.rw = NewRemoteWriter(rwURL, cfg.RemoteWriteBuffer, cfg.Registry, log)
-	cfg.Registry.MustRegister(a.sampler, collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
+	a.sessionsEnded = prometheus.NewCounter(prometheus.CounterOpts{Name: "fathom_agent_control_plane_sessions_ended_total",
+		Help: "Sessions with the control plane (register, heartbeats, reports, the assignment stream) that ended and were retried."})
+	cfg.Registry.MustRegister(a.sampler, a.sessionsEnded, collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
 
 	ln, err := net.Listen("tcp", cfg.MetricsAddr)
 	if err != nil {
@@ -289,6 +295,7 @@ func advertise(cfg Config, listen string) string {
 // start over. Tasks keep running throughout.
 func (a *agentRuntime) sessions(ctx context.Context, cp ControlPlane, addr string, mode cgroups.Mode) {
 	retrySessions(ctx, func(ctx context.Context) error { return a.session(ctx, cp, addr, mode) }, func(err error, in time.Duration) {
+		a.sessionsEnded.Inc()
 		a.log.Warn("control plane session ended; reconnecting", "err", err, "in", in)
 	})
 }

@@ -31,7 +31,7 @@ const (
 // normalized checks a spec from a gRPC client.
 func normalized(spec *fathomv1.JobSpec) (*fathomv1.JobSpec, error) {
 	if n := proto.Size(spec); n > jobspec.MaxSpecBytes {
-		return nil, invalidArgument(&jobspec.FieldError{Msg: fmt.Sprintf("spec is %d bytes encoded; the limit is %d bytes", n, jobspec.MaxSpecBytes)})
+		return nil, invalidArgument(jobspec.TooLarge(fmt.Sprintf("%d bytes encoded", n)))
 	}
 	out, err := jobspec.Normalize(spec)
 	if err != nil {

@@ -135,7 +135,7 @@ func (s *Server) handleSpec(w http.ResponseWriter, r *http.Request, writeErr fun
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
-			writeErr(w, r, invalidArgument(&jobspec.FieldError{Msg: fmt.Sprintf("request body is larger than the limit of %d bytes", jobspec.MaxSpecBytes)}))
+			writeErr(w, r, invalidArgument(jobspec.TooLarge(fmt.Sprintf("more than %d bytes", jobspec.MaxSpecBytes))))
 			return
 		}
 		writeErr(w, r, status.Errorf(codes.InvalidArgument, "could not read the request body: %v", err))

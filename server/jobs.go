@@ -41,7 +41,7 @@ func invalidArgument(err error) error {
 // committed it.
 func (s *Server) CreateJob(ctx context.Context, req *fathomv1.CreateJobRequest) (*fathomv1.CreateJobResponse, error) {
 	if n := proto.Size(req.GetSpec()); n > jobspec.MaxSpecBytes {
-		return nil, invalidArgument(&jobspec.FieldError{Msg: fmt.Sprintf("spec is %d bytes encoded; the limit is %d bytes", n, jobspec.MaxSpecBytes)})
+		return nil, invalidArgument(jobspec.TooLarge(fmt.Sprintf("%d bytes encoded", n)))
 	}
 	spec, err := jobspec.Normalize(req.GetSpec())
 	if err != nil {

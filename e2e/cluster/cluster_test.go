@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -73,6 +75,8 @@ type proc struct {
 	name string
 	cmd  *exec.Cmd
 	done chan struct{}
+	// metrics is an agent's /metrics address (host:port).
+	metrics string
 }
 
 func start(t *testing.T, name string, args ...string) *proc {
@@ -186,13 +190,36 @@ func (c *cluster) restartServer() {
 	c.runServer()
 }
 
+// grpcConn is a gRPC client connection to the server's --grpc-addr,
+// closed when the test ends.
+func (c *cluster) grpcConn() *grpc.ClientConn {
+	c.t.Helper()
+	conn, err := grpc.NewClient(c.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
 // metric reads one unlabelled sample of the server's /metrics (counters and
 // gauges); ok is false when the series is absent.
 func (c *cluster) metric(name string) (v float64, ok bool) {
 	c.t.Helper()
-	resp, err := http.Get(c.api + "/metrics")
+	return scrape(c.t, c.api+"/metrics", name)
+}
+
+// metric reads one unlabelled sample of an agent's /metrics.
+func (p *proc) metric(t *testing.T, name string) (v float64, ok bool) {
+	t.Helper()
+	return scrape(t, "http://"+p.metrics+"/metrics", name)
+}
+
+func scrape(t *testing.T, url, name string) (v float64, ok bool) {
+	t.Helper()
+	resp, err := http.Get(url)
 	if err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
@@ -210,10 +237,12 @@ func (c *cluster) metric(name string) (v float64, ok bool) {
 // startAgent starts an agent named name offering cpu cores and memory.
 func (c *cluster) startAgent(name, cpu, memory string, extra ...string) *proc {
 	c.t.Helper()
+	metrics := freePort(c.t)
 	args := append([]string{"agent", "--server", c.api, "--name", name, "--cpu", cpu, "--memory", memory,
-		"--metrics-addr", freePort(c.t), "--data-dir", filepath.Join(c.dir, "agent-"+name),
+		"--metrics-addr", metrics, "--data-dir", filepath.Join(c.dir, "agent-"+name),
 		"--grace-period", "1s", "--stop-tasks-on-exit", "--cgroup-parent", "fathom-e2e-" + name}, extra...)
 	p := start(c.t, "agent-"+name, args...)
+	p.metrics = metrics
 	// Whatever happens to the agent, leave no task process behind.
 	c.t.Cleanup(func() { killTasksOf(name) })
 	return p

@@ -29,7 +29,19 @@ const (
 	// MaxCommandArgs and MaxEnv bound list sizes.
 	MaxCommandArgs = 1024
 	MaxEnv         = 1024
+	// MaxArgBytes bounds one command argument and one NAME=value of the
+	// environment: Linux's execve refuses a longer string (MAX_ARG_STRLEN,
+	// 32 pages of 4 KiB, counting its NUL) with E2BIG, so such a task could
+	// never start.
+	MaxArgBytes = 32*4096 - 1
 )
+
+// TooLarge is the error for a spec beyond MaxSpecBytes; size says how large
+// it is ("1100203 bytes", "more than 1048576 bytes"). REST and gRPC answer
+// it as INVALID_ARGUMENT (HTTP 400).
+func TooLarge(size string) *FieldError {
+	return &FieldError{Msg: fmt.Sprintf("spec is %s; the limit is %d bytes (1 MiB)", size, MaxSpecBytes)}
+}
 
 // Allowed values.
 var (
@@ -57,7 +69,7 @@ func fieldErr(field, format string, args ...any) error {
 // Parse decodes a YAML or JSON spec strictly, validates it and fills defaults.
 func Parse(data []byte) (*fathomv1.JobSpec, error) {
 	if len(data) > MaxSpecBytes {
-		return nil, fieldErr("", "spec is %d bytes; the limit is %d bytes", len(data), MaxSpecBytes)
+		return nil, TooLarge(fmt.Sprintf("%d bytes", len(data)))
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, fieldErr("", "spec is empty; give at least name and task.command")
@@ -393,6 +405,9 @@ func Normalize(in *fathomv1.JobSpec) (*fathomv1.JobSpec, error) {
 		if strings.ContainsRune(a, 0) {
 			return nil, fieldErr(fmt.Sprintf("task.command[%d]", i), "must not contain a NUL byte")
 		}
+		if len(a) > MaxArgBytes {
+			return nil, fieldErr(fmt.Sprintf("task.command[%d]", i), "%d bytes; the limit is %d bytes per argument (Linux's MAX_ARG_STRLEN: the process could not start)", len(a), MaxArgBytes)
+		}
 	}
 	if len(t.GetEnv()) > MaxEnv {
 		return nil, fieldErr("task.env", "%d variables; the limit is %d", len(t.GetEnv()), MaxEnv)
@@ -408,6 +423,9 @@ func Normalize(in *fathomv1.JobSpec) (*fathomv1.JobSpec, error) {
 		}
 		if strings.ContainsRune(t.GetEnv()[k], 0) {
 			return nil, fieldErr("task.env."+k, "value must not contain a NUL byte")
+		}
+		if n := len(k) + 1 + len(t.GetEnv()[k]); n > MaxArgBytes {
+			return nil, fieldErr("task.env."+k, "%s=value is %d bytes; the limit is %d bytes per variable (Linux's MAX_ARG_STRLEN: the process could not start); split it or pass it in a file", k, n, MaxArgBytes)
 		}
 	}
 	if u := t.GetUser(); u != "" && (len(u) > 32 || !userName.MatchString(u)) {
