@@ -426,7 +426,7 @@ func (a *agentRuntime) sampleLoop(ctx context.Context) {
 			if a.cfg.EvictionThreshold > 0 && now.After(cooldown) {
 				if ev := a.sampler.Evictions(); len(ev) > 0 {
 					for _, e := range ev {
-						a.exec.Evict(e.TaskID, e.Reason)
+						a.exec.Evict(e.TaskID, e.Reason, e.WorkingSet)
 					}
 					// Let memory counters settle before judging again.
 					cooldown = now.Add(3 * a.cfg.SampleInterval)

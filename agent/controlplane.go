@@ -267,7 +267,7 @@ var stateToProto = map[TaskState]fathomv1.TaskState{
 // TaskStatusToProto translates a status for the wire.
 func TaskStatusToProto(s TaskStatus) *fathomv1.TaskStatus {
 	p := &fathomv1.TaskStatus{TaskId: s.TaskID, State: stateToProto[s.State], Pid: s.PID, ExitCode: s.ExitCode, OomKilled: s.OOMKilled,
-		Evicted: s.Evicted, Reason: s.Reason, Restarts: s.Restarts, Generation: s.Generation, LogTail: s.LogTail,
+		Evicted: s.Evicted, MemoryUsedBytes: s.MemoryUsed, Reason: s.Reason, Restarts: s.Restarts, Generation: s.Generation, LogTail: s.LogTail,
 		Health: healthToProto[s.Health], HealthMessage: s.HealthMessage}
 	if !s.StartedAt.IsZero() {
 		p.StartedAt = timestamppb.New(s.StartedAt)
@@ -281,7 +281,7 @@ func TaskStatusToProto(s TaskStatus) *fathomv1.TaskStatus {
 // TaskStatusFromProto is the inverse of TaskStatusToProto.
 func TaskStatusFromProto(p *fathomv1.TaskStatus) TaskStatus {
 	s := TaskStatus{TaskID: p.GetTaskId(), PID: p.GetPid(), ExitCode: p.GetExitCode(), OOMKilled: p.GetOomKilled(), Evicted: p.GetEvicted(),
-		Reason: p.GetReason(), Restarts: p.GetRestarts(), Generation: p.GetGeneration(), LogTail: p.GetLogTail(), HealthMessage: p.GetHealthMessage()}
+		MemoryUsed: p.GetMemoryUsedBytes(), Reason: p.GetReason(), Restarts: p.GetRestarts(), Generation: p.GetGeneration(), LogTail: p.GetLogTail(), HealthMessage: p.GetHealthMessage()}
 	for k, v := range healthToProto {
 		if v == p.GetHealth() {
 			s.Health = k

@@ -71,6 +71,7 @@ type task struct {
 	desired     Assignment
 	gone        bool   // no longer in the desired set
 	evictReason string // set by the pressure loop
+	evictUsed   int64  // the working set the pressure loop saw
 	applied     Assignment
 	status      TaskStatus
 	cg          cgroups.Group
@@ -348,8 +349,10 @@ func (t *task) poke() {
 }
 
 // Evict kills a running task now (no grace: memory is short) and reports it
-// with evicted=true. It is not restarted until its assignment changes.
-func (e *Executor) Evict(id, reason string) bool {
+// with evicted=true and used, the working set it was evicted for (or, when
+// larger, what its cgroup shows as it is killed). It is not restarted until
+// its assignment changes.
+func (e *Executor) Evict(id, reason string, used int64) bool {
 	e.mu.Lock()
 	t := e.tasks[id]
 	e.mu.Unlock()
@@ -359,7 +362,7 @@ func (e *Executor) Evict(id, reason string) bool {
 	t.mu.Lock()
 	running := t.pid != 0
 	if running {
-		t.evictReason = reason
+		t.evictReason, t.evictUsed = reason, used
 	}
 	t.mu.Unlock()
 	t.poke()
@@ -433,7 +436,7 @@ func (e *Executor) supervise(t *task) {
 		default:
 		}
 		t.mu.Lock()
-		d, gone, evict, state := t.desired, t.gone, t.evictReason, t.status.State
+		d, gone, evict, used, state := t.desired, t.gone, t.evictReason, t.evictUsed, t.status.State
 		running := t.pid != 0
 		t.mu.Unlock()
 
@@ -456,7 +459,7 @@ func (e *Executor) supervise(t *task) {
 				return
 			}
 		case running && evict != "":
-			e.evict(t, evict)
+			e.evict(t, evict, used)
 		case running && d.Generation != t.applied.Generation:
 			if sameSpec(d, t.applied) {
 				e.resize(t, d)
@@ -769,19 +772,24 @@ func (e *Executor) stop(t *task, reason string) bool {
 	return true
 }
 
-func (e *Executor) evict(t *task, reason string) {
+func (e *Executor) evict(t *task, reason string, used int64) {
+	t.statsMu.Lock()
+	if st, err := t.cg.Stats(); err == nil {
+		used = max(used, st.MemoryWorkingSet)
+	}
+	t.statsMu.Unlock()
 	_ = syscall.Kill(-t.pid, syscall.SIGKILL)
 	t.statsMu.Lock()
 	_ = t.cg.Kill()
 	t.statsMu.Unlock()
 	ex := <-t.exited
 	st := e.endedStatus(t, ex)
-	st.State, st.Evicted, st.Reason = StateFailed, true, "evicted: "+reason
-	e.log.Warn("evicted task", "task", t.id, "reason", reason)
+	st.State, st.Evicted, st.Reason, st.MemoryUsed = StateFailed, true, "evicted: "+reason, used
+	e.log.Warn("evicted task", "task", t.id, "reason", reason, "memory_used", used)
 	t.doneGen = t.applied.Generation
 	e.clearRun(t)
 	t.mu.Lock()
-	t.status, t.evictReason = st, ""
+	t.status, t.evictReason, t.evictUsed = st, "", 0
 	t.mu.Unlock()
 	e.cfg.OnStatus(st)
 }

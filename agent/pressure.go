@@ -17,6 +17,9 @@ type EvictionCandidate struct {
 type Eviction struct {
 	TaskID string
 	Reason string
+	// WorkingSet is what the task was using: the control plane raises its
+	// learned request to it so that it is not placed back where it cannot fit.
+	WorkingSet int64
 }
 
 // priorityRank orders classes for eviction: lower goes first. prod (and any
@@ -68,7 +71,7 @@ func SelectEvictions(cands []EvictionCandidate, over int64, why string) []Evicti
 			break
 		}
 		freed += x.WorkingSet
-		out = append(out, Eviction{TaskID: x.TaskID, Reason: fmt.Sprintf(
+		out = append(out, Eviction{TaskID: x.TaskID, WorkingSet: x.WorkingSet, Reason: fmt.Sprintf(
 			"node memory pressure (%s); %s task using %s against a request of %s", why, x.Priority, fmtBytes(x.WorkingSet), fmtBytes(x.Request))})
 	}
 	return out

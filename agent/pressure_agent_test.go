@@ -40,7 +40,12 @@ func TestEvictionUnderMemoryPressure(t *testing.T) {
 	if got.State != StateFailed || !got.Evicted || !strings.Contains(got.Reason, "memory pressure") {
 		t.Fatalf("best-effort task: %+v, want FAILED evicted=true with a memory-pressure reason", got)
 	}
-	t.Logf("eviction reason: %s", got.Reason)
+	t.Logf("eviction reason: %s; memory used %d", got.Reason, got.MemoryUsed)
+	// The report carries what it used (the node crossed 150Mi with 80Mi of
+	// others), so the control plane can raise its request to it.
+	if got.MemoryUsed < 64<<20 {
+		t.Errorf("evicted task reported memory_used_bytes %d; want its working set, at least 64Mi", got.MemoryUsed)
+	}
 	time.Sleep(2 * time.Second)
 	srv.mu.Lock()
 	for _, s := range srv.statuses[next:] {

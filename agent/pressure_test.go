@@ -30,8 +30,16 @@ func TestSelectEvictionsOrder(t *testing.T) {
 		{300, []string{"be-large", "be-small", "batch-over"}},
 		{10000, []string{"be-large", "be-small", "batch-over", "batch-fits"}}, // never prod
 	} {
-		if got := ids(SelectEvictions(cands, tc.over, "test")); !reflect.DeepEqual(got, tc.want) {
+		ev := SelectEvictions(cands, tc.over, "test")
+		if got := ids(ev); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("over=%d: evicted %v, want %v", tc.over, got, tc.want)
+		}
+		for _, e := range ev {
+			for _, c := range cands {
+				if c.TaskID == e.TaskID && e.WorkingSet != c.WorkingSet {
+					t.Errorf("over=%d: eviction of %s carries working set %d, want %d", tc.over, e.TaskID, e.WorkingSet, c.WorkingSet)
+				}
+			}
 		}
 	}
 }

@@ -89,12 +89,14 @@ type AssignmentSet struct {
 
 // TaskStatus is one task's reported state. It mirrors fathom.v1.TaskStatus.
 type TaskStatus struct {
-	TaskID     string    `json:"task_id"`
-	State      TaskState `json:"state"`
-	PID        int32     `json:"pid,omitempty"`
-	ExitCode   int32     `json:"exit_code"`
-	OOMKilled  bool      `json:"oom_killed,omitempty"`
-	Evicted    bool      `json:"evicted,omitempty"`
+	TaskID    string    `json:"task_id"`
+	State     TaskState `json:"state"`
+	PID       int32     `json:"pid,omitempty"`
+	ExitCode  int32     `json:"exit_code"`
+	OOMKilled bool      `json:"oom_killed,omitempty"`
+	Evicted   bool      `json:"evicted,omitempty"`
+	// MemoryUsed is the working set when the task was evicted (0 = unknown).
+	MemoryUsed int64     `json:"memory_used_bytes,omitempty"`
 	Reason     string    `json:"reason,omitempty"`
 	Restarts   int32     `json:"restarts"`
 	StartedAt  time.Time `json:"started_at,omitzero"`
