@@ -33,6 +33,13 @@ type Controller struct {
 	crons map[string]*jobEntry // the cron jobs of jobs
 	names map[string]string    // "<namespace>/<name>" -> id of the job holding it
 	nodes map[string]*nodeEntry
+	// big caches the largest node's capacity (largest); big.ok false
+	// after any change of the nodes.
+	big struct {
+		ok  bool
+		cpu float64
+		mem int64
+	}
 	sched *scheduler.State
 	// ghosts: task id -> node -> the copy that node keeps (see Ghost).
 	ghosts map[string]map[string]*Ghost
@@ -136,6 +143,7 @@ func (c *Controller) reset() {
 	c.blocked, c.blockedDirty, c.blockedRoom = nil, false, nil
 	c.names = map[string]string{}
 	c.nodes = map[string]*nodeEntry{}
+	c.big.ok = false
 	c.sched, _ = scheduler.NewState(scheduler.ClusterView{})
 	c.ghosts = map[string]map[string]*Ghost{}
 	c.queue = nil

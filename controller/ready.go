@@ -60,6 +60,9 @@ type NameChange struct {
 type Stats struct {
 	Placed, Rescheduled, Moved, Preempted, Resized, StaleStopped, Unschedulable int
 	NodesDown, NodesUp                                                          int
+	// Deferred counts waiting tasks a round left for a later one
+	// (MaxPlacePerRound): the caller should run another round soon.
+	Deferred int
 	// PreemptedBy counts victims by their priority; MovedBy moves by why
 	// (resize, drain, consolidation).
 	PreemptedBy map[string]int

@@ -116,6 +116,9 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if o.RightSizer != nil {
 		cc.Predictor = o.RightSizer.Predictor()
 	}
+	if cc.MaxPlacePerRound == 0 {
+		cc.MaxPlacePerRound = placePerRound
+	}
 	cc.Provider.Enabled = o.NodeProvider.Command != ""
 	cc.Provider.Cooldown, cc.Provider.RemovalDelay = o.NodeProvider.Cooldown, o.NodeProvider.RemovalDelay
 	c, err := controller.New(cc)

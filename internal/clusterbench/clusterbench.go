@@ -118,7 +118,9 @@ type Result struct {
 	NodeMemoryBytes int64   `json:"node_memory_bytes"`
 }
 
-const benchNamespace, probeNamespace = "bench", "bench-probe"
+// The jobs of the load and of the API probe: the namespaces are also the
+// jobs' name prefixes, and neither is a prefix of the other.
+const benchNamespace, probeNamespace = "load", "probe"
 
 func (o *Options) defaults() error {
 	if o.JobsOf <= 0 {
