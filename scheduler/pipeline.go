@@ -50,15 +50,15 @@ type placeCtx struct {
 	s    *State
 	risk riskParams
 	// For the task being placed (see forTask):
-	cur  *Task
-	job  int32  // interned job, for spread
+	cur *Task
+	job int32 // interned job, for spread
 	// dense is the job's per-node counts when it keeps them (State.jobDense)
 	// and spread applies: the walk skips nodes already holding the
 	// job's share before running the other filters.
 	dense  []int32
 	maxPer int32
-	cons []int8 // constraint results per node, shared by the class
-	fill bool   // Options.fill
+	cons   []int8 // constraint results per node, shared by the class
+	fill   bool   // Options.fill
 }
 
 // forTask prepares the per-task values for t.
