@@ -98,6 +98,9 @@ type Result struct {
 	ServerRSSPeakBytes int64   `json:"server_rss_peak_bytes,omitempty"`
 	ServerRSSEndBytes  int64   `json:"server_rss_end_bytes,omitempty"`
 	ServerCPUSeconds   float64 `json:"server_cpu_seconds,omitempty"`
+	// TasksPerServerCPUSec is Tasks over ServerCPUSeconds: the figure a
+	// busy machine does not distort.
+	TasksPerServerCPUSec float64 `json:"tasks_per_server_cpu_sec,omitempty"`
 	// BenchCPUSeconds: this process (the hollow nodes and the clients).
 	BenchCPUSeconds float64 `json:"bench_cpu_seconds"`
 	// The machine's load average at the end (1, 5 and 15 minutes) and at
@@ -325,6 +328,9 @@ wait:
 	res.SubmitP99Ms = ms(quantile(submitLat, 0.99))
 	if cpu1, ok := procCPU(o.Server.PID); ok {
 		res.ServerCPUSeconds = cpu1 - cpu0
+		if res.ServerCPUSeconds > 0 {
+			res.TasksPerServerCPUSec = float64(res.TasksRunning) / res.ServerCPUSeconds
+		}
 	}
 	res.BenchCPUSeconds = procSelfCPU() - bench0
 	if o.Server.PID != 0 {
