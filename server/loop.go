@@ -145,6 +145,9 @@ func (s *Server) step(ctx context.Context, batch []*op, round bool) {
 		}
 		s.streams.resyncAll()
 	}
+	for node, b := range s.beats.take() {
+		s.c.Heartbeat(node, b.u, b.at)
+	}
 	for i, o := range batch {
 		errs[i] = o.fn(s.c, now)
 	}
@@ -196,6 +199,7 @@ func (s *Server) step(ctx context.Context, batch []*op, round bool) {
 	if err != nil {
 		return
 	}
+	s.beats.remove(rd.RemovedNodes)
 	s.hub.publish(events...)
 	s.observe(&rd, round, took)
 	if rd.Stats.Deferred > 0 {
