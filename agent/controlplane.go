@@ -237,7 +237,7 @@ var stateToProto = map[TaskState]fathomv1.TaskState{
 // TaskStatusToProto translates a status for the wire.
 func TaskStatusToProto(s TaskStatus) *fathomv1.TaskStatus {
 	p := &fathomv1.TaskStatus{TaskId: s.TaskID, State: stateToProto[s.State], Pid: s.PID, ExitCode: s.ExitCode, OomKilled: s.OOMKilled,
-		Evicted: s.Evicted, Reason: s.Reason, Restarts: s.Restarts, Generation: s.Generation}
+		Evicted: s.Evicted, Reason: s.Reason, Restarts: s.Restarts, Generation: s.Generation, LogTail: s.LogTail}
 	if !s.StartedAt.IsZero() {
 		p.StartedAt = timestamppb.New(s.StartedAt)
 	}
@@ -250,7 +250,7 @@ func TaskStatusToProto(s TaskStatus) *fathomv1.TaskStatus {
 // TaskStatusFromProto is the inverse of TaskStatusToProto.
 func TaskStatusFromProto(p *fathomv1.TaskStatus) TaskStatus {
 	s := TaskStatus{TaskID: p.GetTaskId(), PID: p.GetPid(), ExitCode: p.GetExitCode(), OOMKilled: p.GetOomKilled(), Evicted: p.GetEvicted(),
-		Reason: p.GetReason(), Restarts: p.GetRestarts(), Generation: p.GetGeneration()}
+		Reason: p.GetReason(), Restarts: p.GetRestarts(), Generation: p.GetGeneration(), LogTail: p.GetLogTail()}
 	for k, v := range stateToProto {
 		if v == p.GetState() {
 			s.State = k

@@ -59,6 +59,17 @@ type Config struct {
 	// ConsolidateInterval is the least time between two consolidation
 	// passes (0: every round).
 	ConsolidateInterval time.Duration
+	// JobRetention is how long a finished job (every task ended, its name
+	// released; a cron job once stopped) is kept, with its tasks, before it
+	// is deleted (4 h, Nomad's job_gc_threshold). MaxFinishedJobs (10,000)
+	// bounds how many finished jobs are kept whatever their age: beyond it
+	// the longest finished go first, so a client submitting many short
+	// jobs cannot grow the control plane's memory and etcd without bound.
+	// A job is kept at least a minute after it finished, so its last
+	// changes reach agents and watchers first. A negative JobRetention
+	// keeps finished jobs until MaxFinishedJobs.
+	JobRetention    time.Duration
+	MaxFinishedJobs int
 	// SpareNodes is how many empty nodes the autoscaling report keeps (1).
 	SpareNodes int
 	// Provider is the node provider's policy (off unless Enabled).
@@ -147,6 +158,12 @@ func (c *Config) normalize() error {
 	}
 	if c.DrainBudget == 0 {
 		c.DrainBudget = 10
+	}
+	if c.JobRetention == 0 {
+		c.JobRetention = 4 * time.Hour
+	}
+	if c.MaxFinishedJobs == 0 {
+		c.MaxFinishedJobs = 10000
 	}
 	if c.SpareNodes == 0 {
 		c.SpareNodes = 1

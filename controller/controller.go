@@ -58,11 +58,16 @@ type Controller struct {
 	seq          uint64           // arrival order of the queue
 	// observed are running tasks with new usage, sized at the next Tick.
 	observed map[ref]struct{}
+	// restarting are the tasks whose restart waits for its delay
+	// (Task.RestartAt; see restart.go).
+	restarting map[ref]struct{}
 	// noNodes says why nothing can be placed at all ("" = nodes exist).
 	noNodes string
 	round   uint64
 	// lastConsolidation is when the last consolidation pass ran.
 	lastConsolidation time.Time
+	// gcNext: no job collection pass before it (gc.go).
+	gcNext time.Time
 
 	provider providerMemory
 	report   Autoscale
@@ -88,6 +93,8 @@ type jobEntry struct {
 	meta     []taskMeta
 	nameHeld bool
 	stored   []bool // task i has a persisted record
+	// cons are the spec's constraints in the scheduler's terms.
+	cons []scheduler.Constraint
 }
 
 // taskMeta is what the controller keeps of a task in memory only.
@@ -148,9 +155,11 @@ func (c *Controller) reset() {
 	c.ghosts = map[string]map[string]*Ghost{}
 	c.queue = nil
 	c.observed = map[ref]struct{}{}
+	c.restarting = map[ref]struct{}{}
 	c.provider = newProviderMemory()
 	c.report = Autoscale{}
 	c.out = newReady()
+	c.gcNext = time.Time{}
 }
 
 // Config returns the configuration in effect (defaults filled).
@@ -225,6 +234,9 @@ func (c *Controller) Restore(snap Snapshot, now time.Time) (warnings []string) {
 					c.markTask(r)
 				} else if t.State == Placed || t.State == Running {
 					ne.tasks[r] = struct{}{}
+					if !t.RestartAt.IsZero() {
+						c.restarting[r] = struct{}{}
+					}
 					if err := c.sched.Assign(c.schedTask(r, t.Sizes, r.meta().dist), t.Node); err != nil {
 						warnings = append(warnings, fmt.Sprintf("task %s: %v", r.id(), err))
 					}
@@ -258,7 +270,7 @@ func (c *Controller) Restore(snap Snapshot, now time.Time) (warnings []string) {
 
 func newJobEntry(j Job) *jobEntry {
 	n := int(j.Spec.Replicas)
-	e := &jobEntry{job: j, tasks: make([]*Task, n), meta: make([]taskMeta, n), stored: make([]bool, n)}
+	e := &jobEntry{job: j, tasks: make([]*Task, n), meta: make([]taskMeta, n), stored: make([]bool, n), cons: schedConstraints(j.Spec.Constraints)}
 	for i := range e.tasks {
 		e.tasks[i] = &Task{JobID: j.ID, Index: int32(i), State: Pending, Desired: DesiredRun, UpdatedAt: j.CreatedAt,
 			Reason: "waiting for a node"}
@@ -488,12 +500,36 @@ func (c *Controller) schedTask(r ref, z Sizes, dist [scheduler.NumResources]sche
 		pr = scheduler.Batch
 	}
 	t := scheduler.Task{ID: r.id(), Job: r.job.job.ID, Priority: pr,
-		Request: scheduler.Resources{z.CPURequest, float64(z.MemoryRequest)},
-		Limit:   scheduler.Resources{z.CPULimit, float64(z.MemoryLimit)},
-		Usage:   dist,
+		Request:     scheduler.Resources{z.CPURequest, float64(z.MemoryRequest)},
+		Limit:       scheduler.Resources{z.CPULimit, float64(z.MemoryLimit)},
+		Usage:       dist,
+		Constraints: r.job.cons, Spread: r.job.job.Spec.Spread,
 	}
 	if t.Validate() != nil {
 		t.Usage = [scheduler.NumResources]scheduler.Dist{}
 	}
 	return t
+}
+
+var schedOps = map[string]scheduler.Op{OpEqual: scheduler.OpEqual, OpNotEqual: scheduler.OpNotEqual, OpIn: scheduler.OpIn, OpExists: scheduler.OpExists}
+
+// schedConstraints translates a spec's constraints for the scheduler (an
+// unknown operator cannot come from a validated spec; it matches nothing).
+func schedConstraints(cs []Constraint) []scheduler.Constraint {
+	if len(cs) == 0 {
+		return nil
+	}
+	out := make([]scheduler.Constraint, len(cs))
+	for i, k := range cs {
+		op, ok := schedOps[k.Op]
+		if !ok {
+			op = scheduler.OpIn // with no values: holds nowhere
+			k.Values = nil
+		}
+		out[i] = scheduler.Constraint{Label: k.Label, Op: op, Values: k.Values}
+		if len(k.Values) > 0 {
+			out[i].Value = k.Values[0]
+		}
+	}
+	return out
 }

@@ -12,7 +12,10 @@
 // from the store with Restore.
 //
 // A round: nodes not heard from go down and their tasks are lost (their
-// copies kept serving as ghosts until replaced); cron runs start; waiting
+// copies kept serving as ghosts until replaced); tasks whose restart delay
+// is over start again on their nodes (restart.go: the restart policy, like
+// Nomad's, decides when a task that exits runs again or fails); cron runs
+// start; waiting
 // tasks are placed by the long-lived scheduler.State within the overload
 // risk (prod may preempt; tasks that found no room wait in a blocked list
 // until capacity changes); running tasks are resized by the one sizing

@@ -23,15 +23,18 @@ import (
 //
 //	option key=value ...          heartbeat, grace, mass-fraction, mass-rate, consolidate,
 //	                              drain-budget, min-age, eps, move-cost, shrink-delay, risk,
-//	                              provider, removal-delay, cooldown, correlation (before the first add-node)
-//	add-node name=n1 [cpu=4] [mem=8] [zone=a]   an agent that registers
+//	                              provider, removal-delay, cooldown, correlation, retry-waiting,
+//	                              job-retention, max-finished (before the first add-node)
+//	add-node name=n1 [cpu=4] [mem=8] [zone=a] [rack=r1]   an agent that registers
 //	submit job=web [replicas=1] [type=service] [prio=prod] [cpu=] [mem=] [schedule=]
+//	       [restart=ATTEMPTS/INTERVAL/DELAY/MODE] [constraint=zone=b|zone!=b|zone~a,b|zone?]... [spread=zone]
+//	                              (constraints separated by ';': ~ is in, ? is exists)
 //	recommend task=web-0 [cpu=] [mem=] [limit-cpu=] [limit-mem=] [mean-cpu= sd-cpu= mean-mem= sd-mem=]
 //	                              the predictor's next answer for the task (it is sized at the next tick)
 //	fail-node name=n1             the agent stops talking (partition or dead agent; its processes keep running)
 //	kill-node name=n1             the machine dies (its processes are gone; it stays silent)
 //	restore-node name=n1          the agent is back: registers, gets its full set, reports everything
-//	exit task=web-0 [code=0] [oom] [evict] [used=MiB]   the task's process on its node ends
+//	exit task=web-0 [code=0] [oom] [evict] [used=MiB] [log=line_one|line_two]   the task's process on its node ends
 //	stop job=web | drain name=n1 | cordon name=n1 [undo]
 //	server-down                   the control plane is gone (agents keep running, queue reports)
 //	restart-server                a new controller restored from the store
@@ -164,8 +167,10 @@ func (h *harness) run(d *datadriven.TestData) (string, error) {
 			return "", err
 		}
 		info := NodeInfo{Name: a["name"], CPU: cpu, Memory: int64(mem * (1 << 30)), Labels: map[string]string{}}
-		if z, ok := a["zone"]; ok {
-			info.Labels["zone"] = z
+		for _, l := range []string{"zone", "rack"} {
+			if z, ok := a[l]; ok {
+				info.Labels[l] = z
+			}
 		}
 		ag := &simAgent{info: info, alive: true, procs: map[string]*proc{}, set: map[string]Assignment{}}
 		h.agents[info.Name] = ag
@@ -307,6 +312,10 @@ func (h *harness) option(a map[string]string) error {
 			h.cfg.Provider.Cooldown, err = time.ParseDuration(v)
 		case "retry-waiting":
 			h.cfg.RetryWaiting, err = time.ParseDuration(v)
+		case "job-retention":
+			h.cfg.JobRetention, err = time.ParseDuration(v)
+		case "max-finished":
+			h.cfg.MaxFinishedJobs, err = strconv.Atoi(v)
 		case "pack-on-limit":
 			h.cfg.Sizing.PackOnLimit = v != "false"
 		default:
@@ -353,7 +362,44 @@ func (h *harness) submit(a map[string]string) error {
 		}
 	}
 	spec := Spec{Name: a["job"], Namespace: "default", Type: typ, Priority: prio, Replicas: int32(reps), Schedule: strings.ReplaceAll(a["schedule"], "_", " "),
-		Command: []string{"/bin/true"}, CPUHint: cpu, MemoryHint: int64(mem * (1 << 30))}
+		Command: []string{"/bin/true"}, CPUHint: cpu, MemoryHint: int64(mem * (1 << 30)), Spread: a["spread"]}
+	if v, ok := a["restart"]; ok {
+		f := strings.Split(v, "/")
+		if len(f) != 4 {
+			return fmt.Errorf("restart=%q: want ATTEMPTS/INTERVAL/DELAY/MODE", v)
+		}
+		n, err := strconv.Atoi(f[0])
+		if err != nil {
+			return err
+		}
+		iv, err1 := time.ParseDuration(f[1])
+		dl, err2 := time.ParseDuration(f[2])
+		if err1 != nil || err2 != nil {
+			return fmt.Errorf("restart=%q: %v %v", v, err1, err2)
+		}
+		spec.Restart = &RestartPolicy{Attempts: int32(n), Interval: iv, Delay: dl, Mode: f[3]}
+	}
+	if v, ok := a["constraint"]; ok {
+		for _, c := range strings.Split(v, ";") {
+			var k Constraint
+			switch {
+			case strings.Contains(c, "!="):
+				l, val, _ := strings.Cut(c, "!=")
+				k = Constraint{Label: l, Op: OpNotEqual, Values: []string{val}}
+			case strings.Contains(c, "="):
+				l, val, _ := strings.Cut(c, "=")
+				k = Constraint{Label: l, Op: OpEqual, Values: []string{val}}
+			case strings.Contains(c, "~"):
+				l, val, _ := strings.Cut(c, "~")
+				k = Constraint{Label: l, Op: OpIn, Values: strings.Split(val, ",")}
+			case strings.HasSuffix(c, "?"):
+				k = Constraint{Label: strings.TrimSuffix(c, "?"), Op: OpExists}
+			default:
+				return fmt.Errorf("constraint %q: use label=v, label!=v, label~a,b or label?", c)
+			}
+			spec.Constraints = append(spec.Constraints, k)
+		}
+	}
 	// Limits or predicted usage given: the job's name has history, so its
 	// tasks start at the predictor's recommendation (request = cpu/mem).
 	seeded := false
@@ -427,7 +473,8 @@ func (h *harness) exit(a map[string]string) error {
 		code, _ := num(a, "code", 0)
 		used, _ := num(a, "used", 0)
 		p.running = false
-		st := Status{TaskID: id, State: ReportedSucceeded, ExitCode: int32(code), Generation: p.gen, FinishedAt: h.now, Restarts: p.restarts}
+		st := Status{TaskID: id, State: ReportedSucceeded, ExitCode: int32(code), Generation: p.gen, FinishedAt: h.now, Restarts: p.restarts,
+			LogTail: strings.ReplaceAll(strings.ReplaceAll(a["log"], "_", " "), "|", "\n")}
 		_, oom := a["oom"]
 		_, evict := a["evict"]
 		switch {
@@ -509,6 +556,9 @@ func (h *harness) apply() string {
 	for _, t := range rd.Tasks {
 		fmt.Fprintf(&b, "task %s: %s node=%s gen=%d: %s\n", t.ID(), t.State, t.Node, t.Generation, t.Reason)
 	}
+	for _, j := range rd.DeletedJobs {
+		fmt.Fprintf(&b, "deleted job %s\n", j.ID)
+	}
 	for _, ch := range rd.Assign {
 		ag := h.agents[ch.Node]
 		if ch.Assignment == nil {
@@ -563,8 +613,15 @@ func (h *harness) printTasks() string {
 		ts, _ := h.controller().JobTasks(v.Job.ID)
 		fmt.Fprintf(&b, "job %s: %s %v\n", v.Job.ID, v.State, v.Counts)
 		for _, t := range ts {
-			fmt.Fprintf(&b, "  %s %s node=%s gen=%d req=%.3g/%dMi lim=%.3g/%dMi\n", t.ID(), t.State, t.Node, t.Generation,
+			fmt.Fprintf(&b, "  %s %s node=%s gen=%d req=%.3g/%dMi lim=%.3g/%dMi", t.ID(), t.State, t.Node, t.Generation,
 				t.CPURequest, t.MemoryRequest>>20, t.CPULimit, t.MemoryLimit>>20)
+			if t.RestartAttempts > 0 || !t.RestartAt.IsZero() {
+				fmt.Fprintf(&b, " restarts=%d", t.RestartAttempts)
+				if !t.RestartAt.IsZero() {
+					fmt.Fprintf(&b, " restart-at=%s", t.RestartAt.Sub(h.epoch))
+				}
+			}
+			b.WriteString("\n")
 		}
 	}
 	return b.String()
@@ -646,8 +703,8 @@ func (h *harness) expect(a map[string]string) (string, error) {
 // simAgent runs what its assignment set says, like agent.Executor: a new
 // RUN assignment starts a process; a KEEP one keeps a running process but
 // never starts one; a removed one is stopped; a new generation with the
-// same spec is a resize in place. Service processes that end are
-// restarted.
+// same spec is a resize in place. A process that ended is started again
+// only for a new generation (the controller's restart policy decides).
 type simAgent struct {
 	info      NodeInfo
 	alive     bool
@@ -682,7 +739,7 @@ func (ag *simAgent) reconcile(h *harness) {
 			p.gen = max(p.gen, 0)
 		case p.running:
 			p.gen = a.Generation // resized in place
-		case a.Generation != p.gen || (a.Type == TypeService && !p.evicted):
+		case a.Generation != p.gen:
 			ag.start(h, id, a)
 		}
 	}

@@ -73,7 +73,9 @@ func (c *Controller) Stop(jobID string, now time.Time) error {
 			continue
 		}
 		ne := c.nodes[t.Node]
-		if t.Node != "" && ne != nil && ne.node.Up && (t.State == Placed || t.State == Running) {
+		// A task whose restart waits for its delay has no process: it
+		// stops at once.
+		if t.Node != "" && ne != nil && ne.node.Up && (t.State == Placed || t.State == Running) && t.RestartAt.IsZero() {
 			t.Desired = DesiredStop
 			t.Generation++
 			withHistory(t, now, "stop requested; waiting for node "+t.Node+" to stop the process")
@@ -83,6 +85,7 @@ func (c *Controller) Stop(jobID string, now time.Time) error {
 				c.unplace(r)
 			}
 			t.State, t.Desired = Stopped, DesiredStop
+			t.RestartAt = time.Time{}
 			t.FinishedAt = now
 			withHistory(t, now, "job stopped")
 		}
@@ -147,7 +150,12 @@ func (c *Controller) jobState(e *jobEntry) (JobState, map[string]int32) {
 		return JobStopped, counts
 	case e.isCron() && active == 0:
 		return JobPending, counts // between runs a cron job waits for its schedule
+	case e.job.Spec.Type == TypeBatch && failed > 0:
+		// A batch task that failed for good (its restart policy used up, or
+		// rejected) fails the job; its other tasks run to their end.
+		return JobFailed, counts
 	case len(e.tasks) > 0 && done == len(e.tasks) && failed > 0:
+		// A service whose every replica failed (or ended, at least one failed).
 		return JobFailed, counts
 	case len(e.tasks) > 0 && done == len(e.tasks):
 		return JobSucceeded, counts

@@ -59,7 +59,12 @@ type NameChange struct {
 // Stats count one Ready's decisions.
 type Stats struct {
 	Placed, Rescheduled, Moved, Preempted, Resized, StaleStopped, Unschedulable int
-	NodesDown, NodesUp                                                          int
+	// Restarted counts tasks started again on their node by their restart
+	// policy.
+	Restarted          int
+	NodesDown, NodesUp int
+	// JobsDeleted counts finished jobs collected (gc.go).
+	JobsDeleted int
 	// Deferred counts waiting tasks a round left for a later one
 	// (MaxPlacePerRound): the caller should run another round soon.
 	Deferred int

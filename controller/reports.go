@@ -44,17 +44,28 @@ func (c *Controller) Report(node string, sts []Status, now time.Time) error {
 
 // applyReport applies one report about a task's current placement.
 //
-// A service task that exits (with any code) stays placed on its node: the
-// agent restarts it after its backoff, and it is running again once it
-// reports so. An OOM kill raises the memory limit before that restart (and
-// restarts a batch task too). Only a stop request or a rejection ends a
-// service task.
+// A task whose process ended on its own — a service task with any exit
+// code, a batch or cron task with a non-zero one — goes to its restart
+// policy (restart.go): it stays placed on its node and is started again
+// after the delay, or it fails once the policy's attempts are used up. An
+// OOM kill raises the memory limit and restarts the task without counting
+// against the policy. A rejection fails the task at once.
 func (c *Controller) applyReport(r ref, st Status, node string, now time.Time) {
 	t := r.task()
 	prev := t.clone()
 	e := r.job
 	service := e.job.Spec.Type == TypeService
 	stopping := t.Desired == DesiredStop || e.job.StopRequested
+	ended := st.State == ReportedFailed || st.State == ReportedSucceeded
+	if ended && !t.RestartAt.IsZero() {
+		return // this exit was decided on: the restart waits for its delay
+	}
+	if !stopping && st.State == ReportedFailed && st.Evicted {
+		// The agent evicted it under memory pressure (it says FAILED,
+		// evicted): not the task's failure, and not a restart attempt.
+		c.stoppedUnasked(r, st, node, now)
+		return
+	}
 	msg := st.Reason
 	switch st.State {
 	case ReportedRunning:
@@ -104,8 +115,11 @@ func (c *Controller) applyReport(r ref, st Status, node string, now time.Time) {
 		c.oomKilled(r, prev, node, now)
 		return
 	}
-	if service && st.State != ReportedRejected && !stopping && (t.State == Failed || t.State == Succeeded) {
-		t.State = Placed // the agent restarts it
+	if !stopping && (st.State == ReportedFailed || (service && st.State == ReportedSucceeded)) {
+		// Ended on its own: the restart policy decides (restart.go).
+		*t = prev
+		c.exitedOnItsOwn(r, st, node, now)
+		return
 	}
 	if t.State == prev.State && t.PID == prev.PID && t.Restarts == prev.Restarts && t.ExitCode == prev.ExitCode && t.OOMKilled == prev.OOMKilled {
 		return
@@ -150,6 +164,9 @@ func (c *Controller) oomKilled(r ref, prev Task, node string, now time.Time) {
 // waits in the queue with the new sizes; its floor keeps them).
 func (c *Controller) restart(r ref, z Sizing, node, what string, now time.Time) {
 	t := r.task()
+	if c.cfg.Sizing.PackOnLimit {
+		z = packOnLimit(z) // a raised limit raises the request with it
+	}
 	c.sched.Remove(r.id())
 	st := c.schedTask(r, z.Sizes, z.Dist)
 	if why, err := c.sched.Fits(st, node, c.placeOpts()); err == nil && why == scheduler.ReasonNone && c.nodes[node] != nil && c.nodes[node].node.Up {

@@ -87,12 +87,44 @@ type Spec struct {
 	MemoryHint int64
 	CPUText    string
 	MemoryText string
+	// Restart is the restart policy (nil: the type's default, see
+	// DefaultRestartPolicy).
+	Restart *RestartPolicy
+	// Constraints on node labels, all of which must hold where a task runs;
+	// Spread names a node label whose values the tasks spread over ("" =
+	// none).
+	Constraints []Constraint
+	Spread      string
+}
+
+// Constraint operators on node labels.
+const (
+	OpEqual    = "="
+	OpNotEqual = "!="
+	OpIn       = "in"
+	OpExists   = "exists"
+)
+
+// Constraint is one rule on node labels: Label Op Values (one value for =
+// and !=, the set for in, none for exists).
+type Constraint struct {
+	Label  string
+	Op     string
+	Values []string
 }
 
 // clone returns a deep copy.
 func (s Spec) clone() Spec {
 	s.Command = slices.Clone(s.Command)
 	s.Env = maps.Clone(s.Env)
+	if s.Restart != nil {
+		p := *s.Restart
+		s.Restart = &p
+	}
+	s.Constraints = slices.Clone(s.Constraints)
+	for i := range s.Constraints {
+		s.Constraints[i].Values = slices.Clone(s.Constraints[i].Values)
+	}
 	return s
 }
 
@@ -123,7 +155,7 @@ const (
 	JobPending   JobState = iota + 1 // no task placed yet (or a cron job between runs)
 	JobRunning                       // at least one task placed or running
 	JobSucceeded                     // every task succeeded
-	JobFailed                        // every task finished and at least one failed
+	JobFailed                        // batch: a task failed for good; service: every replica ended, one failed
 	JobStopped                       // stopped on request
 )
 
@@ -182,6 +214,12 @@ type Task struct {
 	Evictions  int32
 	AvoidNode  string
 	AvoidUntil time.Time
+	// Restart policy bookkeeping (restart.go): restarts counted in the
+	// current interval and when it began; RestartAt is when a restart that
+	// waits for its delay is due (zero: none waits).
+	RestartAttempts int32
+	RestartWindow   time.Time
+	RestartAt       time.Time
 }
 
 // ID is the task's stable id, "<job id>-<index>".
@@ -315,6 +353,9 @@ type Status struct {
 	// MemoryUsed is the task's memory use when it was evicted or killed (0
 	// when the agent does not say).
 	MemoryUsed int64
+	// LogTail is the end of the task's output when its process ended on
+	// its own (bounded by the agent; see BoundLogTail).
+	LogTail string
 }
 
 // ReportedState is a task state as an agent observes it.

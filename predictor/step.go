@@ -18,13 +18,16 @@ import (
 // the last window's usage) and standard deviation = StepSpread × the root
 // mean square change. With the recommender's own distribution, correlated
 // surges of many VMs at once passed the bound of the Bitbrains replay (2.7%
-// of machine-windows overloaded; docs/simulator.md).
+// of machine-windows overloaded, measured with the simulator's former loop
+// in November 2026).
 
 // DefaultStepSpread is Config.StepSpread's default: an allowance for the
 // heavy tails of usage changes (a Gaussian with the measured RMS change puts
 // 0.1% beyond 3.09σ; the Bitbrains changes put about 1.5% there even with
-// the correlation; sim's CheckStepTail measures it), chosen on the
-// Bitbrains trace (docs/simulator.md).
+// the correlation; sim's CheckStepTail measures it), chosen by replaying
+// Bitbrains VMs 1-150 through the simulator (the smallest spread measured
+// with ≤ 0.1% of machine-windows overloaded) and checked once on VMs
+// 151-250 (docs/simulator.md).
 const DefaultStepSpread = 1.15
 
 // stepWindows is the time constant, in windows, of the exponentially

@@ -124,7 +124,7 @@ func (s *State) freshMachines(waiting []Task, shape Resources, o Options) freshM
 // sameTask: a and b are the same demand.
 func sameTask(a, b Task) bool {
 	return a.ID == b.ID && a.Job == b.Job && a.Priority == b.Priority && a.Request == b.Request && a.Limit == b.Limit &&
-		a.Usage == b.Usage && a.MaxPerNode == b.MaxPerNode && a.Avoid == b.Avoid && slices.Equal(a.Constraints, b.Constraints)
+		a.Usage == b.Usage && a.MaxPerNode == b.MaxPerNode && a.Avoid == b.Avoid && sameRules(&a, &b)
 }
 
 func lessRes(a, b Resources) bool {

@@ -57,16 +57,46 @@ func BenchmarkPlace(b *testing.B) {
 
 // benchPlaceOne fills n nodes with 6n tasks, then measures placing (and
 // removing again) one task at a time under opts.
-func benchPlaceOne(b *testing.B, n int, opts Options) {
-	s, err := NewState(ClusterView{Nodes: benchNodes(n)})
+func benchPlaceOne(b *testing.B, n int, opts Options) { benchPlaceOneWith(b, n, opts, false) }
+
+// BenchmarkPlaceSpread is BenchmarkPlace on nodes in three zones, with
+// every task spread over the zone label (and a third constrained to
+// zone != c): the cost of the spread levels and the constraint cache.
+func BenchmarkPlaceSpread(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
+			benchPlaceOneWith(b, n, Options{KeepOrder: true}, true)
+		})
+	}
+}
+
+func benchPlaceOneWith(b *testing.B, n int, opts Options, spread bool) {
+	nodes := benchNodes(n)
+	if spread {
+		for i := range nodes {
+			nodes[i].Labels = map[string]string{"zone": string(rune('a' + i%3))}
+		}
+	}
+	rules := func(ts []Task) []Task {
+		if spread {
+			for i := range ts {
+				ts[i].Spread = "zone"
+				if i%3 == 0 {
+					ts[i].Constraints = []Constraint{{Label: "zone", Op: OpNotEqual, Value: "c"}}
+				}
+			}
+		}
+		return ts
+	}
+	s, err := NewState(ClusterView{Nodes: nodes})
 	if err != nil {
 		b.Fatal(err)
 	}
 	opts.Seed = 1
-	if _, err := s.Place(benchTasks(n*6, 1), opts); err != nil {
+	if _, err := s.Place(rules(benchTasks(n*6, 1)), opts); err != nil {
 		b.Fatal(err)
 	}
-	extra := benchTasks(4096, 2)
+	extra := rules(benchTasks(4096, 2))
 	for i := range extra {
 		extra[i].ID = "x" + extra[i].ID
 	}

@@ -8,21 +8,22 @@ type Reason uint8
 
 // Filter reasons, in the order the pipeline checks them.
 const (
-	ReasonNone       Reason = iota
-	ReasonDown              // node failed (no heartbeat)
-	ReasonCordoned          // node takes no new tasks
-	ReasonDraining          // node is being emptied
-	ReasonCPU               // requested CPU would exceed capacity
-	ReasonMemory            // requested memory would exceed capacity
-	ReasonProdLimits        // prod limits would exceed capacity
-	ReasonConstraint        // a label constraint does not hold
-	ReasonSpread            // the job already has MaxPerNode tasks there
-	ReasonRisk              // overload probability would exceed ε
-	ReasonAvoid             // the task avoids this node (it evicted the task)
+	ReasonNone        Reason = iota
+	ReasonDown               // node failed (no heartbeat)
+	ReasonCordoned           // node takes no new tasks
+	ReasonDraining           // node is being emptied
+	ReasonCPU                // requested CPU would exceed capacity
+	ReasonMemory             // requested memory would exceed capacity
+	ReasonProdLimits         // prod limits would exceed capacity
+	ReasonConstraint         // a label constraint does not hold
+	ReasonSpread             // the job already has MaxPerNode tasks there
+	ReasonRisk               // overload probability would exceed ε
+	ReasonAvoid              // the task avoids this node (it evicted the task)
+	ReasonSpreadLabel        // the node's value of the spread label holds more of the job's tasks than another value's
 	NumReasons
 )
 
-var reasonNames = [NumReasons]string{"ok", "down", "cordoned", "draining", "insufficient-cpu", "insufficient-memory", "prod-limits", "constraint", "spread", "overload-risk", "avoided"}
+var reasonNames = [NumReasons]string{"ok", "down", "cordoned", "draining", "insufficient-cpu", "insufficient-memory", "prod-limits", "constraint", "spread", "overload-risk", "avoided", "spread-label"}
 
 func (r Reason) String() string {
 	if r < NumReasons {
@@ -59,6 +60,15 @@ type placeCtx struct {
 	maxPer int32
 	cons   []int8 // constraint results per node, shared by the class
 	fill   bool   // Options.fill
+	// Spread over a label (spread.go): the task's interned job, whether
+	// the spread-label filter is on and the most tasks a value may hold.
+	sjob      int32
+	spreadOn  bool
+	spreadMax int32
+	levels    []int32
+	// quiet: a search that finds nothing returns without explaining
+	// itself over every node (a spread level that is tried before others).
+	quiet bool
 }
 
 // forTask prepares the per-task values for t.
@@ -69,6 +79,9 @@ func (c *placeCtx) forTask(t *Task) {
 	if t.MaxPerNode > 0 && t.Job != "" {
 		c.job = c.s.jobID(t.Job)
 		c.dense, c.maxPer = c.s.jobDense[c.job], int32(t.MaxPerNode)
+	}
+	if t.Spread != "" && t.Job != "" {
+		c.sjob = c.s.jobID(t.Job)
 	}
 	if len(t.Constraints) > 0 {
 		key := constraintKey(t.Constraints)
@@ -142,9 +155,8 @@ func (constraintFilter) Filter(c *placeCtx, t *Task, n int32) Reason {
 	if cache[n] == 0 {
 		cache[n] = 1
 		labels := c.s.nodes[n].Labels
-		for _, k := range t.Constraints {
-			v, ok := labels[k.Label]
-			if (k.Op == OpEqual && (!ok || v != k.Value)) || (k.Op == OpNotEqual && ok && v == k.Value) || (k.Op == OpExists && !ok) {
+		for i := range t.Constraints {
+			if !t.Constraints[i].Holds(labels) {
 				cache[n] = 2
 				break
 			}
@@ -162,19 +174,29 @@ func constraintKey(cs []Constraint) string {
 	}
 	k := ""
 	for _, c := range cs {
-		k += c.String() + ";"
+		if k != "" {
+			k += ", "
+		}
+		k += c.String()
 	}
 	return k
 }
 
 // spreadFilter keeps replicas of one job on distinct machines (up to
-// MaxPerNode per machine).
+// MaxPerNode per machine) and, while a spread level is tried, on the values
+// of the spread label that level allows (spreadLabel, spread.go): one
+// stage, so that tasks without either pay one call.
 type spreadFilter struct{}
 
 var _ Filter = spreadFilter{}
 
 func (spreadFilter) Name() string { return "spread" }
 func (spreadFilter) Filter(c *placeCtx, t *Task, n int32) Reason {
+	if c.spreadOn {
+		if r := (spreadLabel{}).Filter(c, t, n); r != ReasonNone {
+			return r
+		}
+	}
 	if t.MaxPerNode <= 0 || t.Job == "" {
 		return ReasonNone
 	}

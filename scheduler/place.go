@@ -120,6 +120,15 @@ type Explanation struct {
 	// Cached is true when the decision was reused from an identical task
 	// (same equivalence class) earlier in the same call.
 	Cached bool
+	// Constraints are the task's label constraints when they ruled out
+	// nodes ("zone=b", "zone in (a,b)").
+	Constraints string
+	// Spread is the label the task spreads over; SpreadWidened how many
+	// times the search had to go past the least-used values because their
+	// nodes had no room (the number of values tried: the task went to any
+	// node, labelled or not).
+	Spread        string
+	SpreadWidened int8
 }
 
 // String is the compact one-line form, e.g.
@@ -139,6 +148,17 @@ func (e Explanation) String() string {
 		b.WriteString("; top")
 		for _, t := range e.Top[:e.NTop] {
 			fmt.Fprintf(&b, " %s=%.1f", t.Node, t.Score)
+		}
+	}
+	if e.Constraints != "" {
+		b.WriteString("; constraints " + e.Constraints)
+	}
+	if e.Spread != "" {
+		b.WriteString("; spread over " + e.Spread)
+		if e.SpreadWidened > 0 {
+			fmt.Fprintf(&b, ": the least-used values had no room (widened %d×)", e.SpreadWidened)
+		} else {
+			b.WriteString(": a least-used value")
 		}
 	}
 	if e.Preempted > 0 {
@@ -171,7 +191,10 @@ func (e Explanation) MarshalJSON() ([]byte, error) {
 		Top       []NodeScore    `json:"top,omitempty"`
 		Preempted int            `json:"preempted,omitempty"`
 		Cached    bool           `json:"cached,omitempty"`
-	}{e.Nodes, e.Examined, e.Feasible, e.FilteredBy(), e.Top[:e.NTop], e.Preempted, e.Cached})
+		Cons      string         `json:"constraints,omitempty"`
+		Spread    string         `json:"spread,omitempty"`
+		Widened   int8           `json:"spread_widened,omitempty"`
+	}{e.Nodes, e.Examined, e.Feasible, e.FilteredBy(), e.Top[:e.NTop], e.Preempted, e.Cached, e.Constraints, e.Spread, e.SpreadWidened})
 }
 
 // Place packs pending tasks onto the nodes of view. It is Place on a State
@@ -195,6 +218,7 @@ type classKey struct {
 	job    string
 	maxPer int
 	avoid  string
+	spread string
 }
 
 func classOf(t *Task) classKey {
@@ -202,9 +226,10 @@ func classOf(t *Task) classKey {
 	if len(t.Constraints) > 0 {
 		k.cons = constraintKey(t.Constraints)
 	}
-	if t.MaxPerNode > 0 {
+	if t.MaxPerNode > 0 || t.Spread != "" {
 		k.job = t.Job
 	}
+	k.spread = t.Spread
 	return k
 }
 
@@ -263,7 +288,7 @@ func (s *State) Place(pending []Task, opts Options) (Plan, error) {
 		}
 		seq := uint64(q)
 		c.cur = nil
-		n, why := c.selectNode(t, opts, seq, &cands)
+		n, why := c.selectSpread(t, opts, seq, &cands)
 		if n >= 0 {
 			s.commit(*t, n)
 			plan.Placements = append(plan.Placements, Placement{TaskID: t.ID, Node: s.nodes[n].Name, Score: why.Top[0].Score, Why: why})
@@ -464,7 +489,13 @@ func (c *placeCtx) selectNode(t *Task, opts Options, seq uint64, buf *[]int32) (
 	*buf = cands
 	why.Feasible = len(cands)
 	if len(cands) == 0 {
+		if c.quiet {
+			return -1, why
+		}
 		return -1, c.explainAll(t)
+	}
+	if why.Filtered[ReasonConstraint] > 0 {
+		why.Constraints = constraintKey(t.Constraints)
 	}
 	best, bestScore, bestTie := int32(-1), -1.0, uint64(0)
 	for _, n := range cands {
@@ -510,6 +541,9 @@ func (c *placeCtx) explainAll(t *Task) Explanation {
 		} else {
 			why.Feasible++
 		}
+	}
+	if why.Filtered[ReasonConstraint] > 0 {
+		why.Constraints = constraintKey(t.Constraints)
 	}
 	return why
 }

@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"fmt"
-	"slices"
 	"time"
 )
 
@@ -153,7 +152,7 @@ func (s *State) Resize(reqs []ResizeRequest, now time.Time, opts MoveOptions) ([
 // of want exceeds old's (and, when rng, no upward range limit − mean:
 // Bernstein's margin grows with it).
 func shrinksWithin(old, want Task, rng bool) bool {
-	if want.Priority != old.Priority || !slices.Equal(want.Constraints, old.Constraints) || want.MaxPerNode != old.MaxPerNode || want.Avoid != old.Avoid {
+	if want.Priority != old.Priority || !sameRules(&want, &old) || want.MaxPerNode != old.MaxPerNode || want.Avoid != old.Avoid {
 		return false
 	}
 	we, oe := effLimit(&want), effLimit(&old)

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 )
 
@@ -34,6 +35,11 @@ type State struct {
 	epoch int64
 	// consCache caches constraint results per constraint signature per node.
 	consCache map[string][]int8
+	// spreadCount counts tasks per (job, label, value) of tasks with
+	// Spread; labelNodes counts schedulable nodes per label and value
+	// (spread.go).
+	spreadCount map[spreadKey]int32
+	labelNodes  map[string]map[string]int32
 	// fresh is Autoscale's last packing onto fresh machines.
 	fresh *freshMemo
 }
@@ -56,6 +62,10 @@ type taskState struct {
 	Task
 	node int32 // -1: not placed
 	live bool
+	// spreadVal is the value of Task.Spread on its node that it is counted
+	// under (spreadCounted).
+	spreadVal     string
+	spreadCounted bool
 }
 
 type jobNode struct {
@@ -84,6 +94,9 @@ func NewState(view ClusterView) (*State, error) {
 		jobDense:  make(map[int32][]int32),
 		jobIDs:    make(map[string]int32),
 		consCache: make(map[string][]int8),
+
+		spreadCount: make(map[spreadKey]int32),
+		labelNodes:  make(map[string]map[string]int32),
 	}
 	for i := range view.Nodes {
 		n := &view.Nodes[i]
@@ -124,12 +137,23 @@ func (s *State) AddNode(n Node) (bool, error) {
 	if i, ok := s.byName[n.Name]; ok {
 		ns := &s.nodes[i]
 		s.idx.remove(s, i)
+		if ns.schedulable() {
+			s.trackLabels(i, -1)
+		}
+		relabel := !maps.Equal(ns.Labels, n.Labels)
 		ns.Node = n
 		for k := range s.consCache {
 			s.consCache[k][i] = 0
 		}
 		if ns.schedulable() {
 			s.idx.insert(s, i)
+			s.trackLabels(i, 1)
+		}
+		if relabel {
+			for _, t := range ns.tasks {
+				s.countSpread(t, -1)
+				s.countSpread(t, 1)
+			}
 		}
 		return false, nil
 	}
@@ -152,6 +176,7 @@ func (s *State) AddNode(n Node) (bool, error) {
 	s.live++
 	if s.nodes[i].schedulable() {
 		s.idx.insert(s, i)
+		s.trackLabels(i, 1)
 	}
 	return true, nil
 }
@@ -169,6 +194,9 @@ func (s *State) RemoveNode(name string) error {
 		return fmt.Errorf("%w: node %s still has %d tasks; remove them first", ErrInvalid, name, len(ns.tasks))
 	}
 	s.idx.remove(s, i)
+	if ns.schedulable() {
+		s.trackLabels(i, -1)
+	}
 	*ns = nodeState{Node: Node{Down: true}, bucket: -1, pos: -1, removed: true}
 	delete(s.byName, name)
 	s.freeNode = append(s.freeNode, i)
@@ -372,6 +400,7 @@ func (s *State) commit(t Task, n int32) int32 {
 			s.jobDense[j] = d
 		}
 	}
+	s.countSpread(i, 1)
 	s.idx.update(s, n)
 	return i
 }
@@ -435,6 +464,7 @@ func (s *State) uncommit(i int32) {
 			ns.bmax[r] = max(ns.bmax[r], taskCap(&t.Task, ns, r)-t.dist(r).Mean)
 		}
 	}
+	s.countSpread(i, -1)
 	if ts.Job != "" {
 		j := s.jobID(ts.Job)
 		k := jobNode{j, n}

@@ -36,9 +36,22 @@ func tm(t *timestamppb.Timestamp) time.Time {
 func specFromProto(s *fathomv1.JobSpec) controller.Spec {
 	cpu, mem := jobspec.Hints(s)
 	t := s.GetTask()
-	return controller.Spec{Name: s.GetName(), Namespace: s.GetNamespace(), Type: s.GetType(), Priority: s.GetPriority(),
+	spec := controller.Spec{Name: s.GetName(), Namespace: s.GetNamespace(), Type: s.GetType(), Priority: s.GetPriority(),
 		Replicas: s.GetReplicas(), Schedule: s.GetSchedule(), Command: slices.Clone(t.GetCommand()), Env: maps.Clone(t.GetEnv()),
-		User: t.GetUser(), CPUHint: cpu, MemoryHint: mem, CPUText: t.GetResources().GetCpu(), MemoryText: t.GetResources().GetMemory()}
+		User: t.GetUser(), CPUHint: cpu, MemoryHint: mem, CPUText: t.GetResources().GetCpu(), MemoryText: t.GetResources().GetMemory(),
+		Spread: s.GetSpread().GetLabel()}
+	if s.GetRestart() != nil { // none (a record stored before restart policies): the type's default
+		a, iv, dl, mode := jobspec.Restart(s)
+		spec.Restart = &controller.RestartPolicy{Attempts: a, Interval: iv, Delay: dl, Mode: mode}
+	}
+	for _, c := range s.GetConstraints() {
+		k := controller.Constraint{Label: c.GetLabel(), Op: c.GetOp(), Values: slices.Clone(c.GetValues())}
+		if c.GetValue() != "" {
+			k.Values = []string{c.GetValue()}
+		}
+		spec.Constraints = append(spec.Constraints, k)
+	}
+	return spec
 }
 
 func specToProto(s *controller.Spec) *fathomv1.JobSpec {
@@ -47,6 +60,22 @@ func specToProto(s *controller.Spec) *fathomv1.JobSpec {
 		Task: &fathomv1.TaskSpec{Command: slices.Clone(s.Command), Env: maps.Clone(s.Env), User: s.User}}
 	if s.CPUText != "" || s.MemoryText != "" {
 		p.Task.Resources = &fathomv1.Resources{Cpu: s.CPUText, Memory: s.MemoryText}
+	}
+	if r := s.Restart; r != nil {
+		a := r.Attempts
+		p.Restart = &fathomv1.RestartPolicy{Attempts: &a, Interval: r.Interval.String(), Delay: r.Delay.String(), Mode: r.Mode}
+	}
+	for _, c := range s.Constraints {
+		k := &fathomv1.Constraint{Label: c.Label, Op: c.Op}
+		if c.Op == controller.OpIn {
+			k.Values = slices.Clone(c.Values)
+		} else if len(c.Values) > 0 {
+			k.Value = c.Values[0]
+		}
+		p.Constraints = append(p.Constraints, k)
+	}
+	if s.Spread != "" {
+		p.Spread = &fathomv1.Spread{Label: s.Spread}
 	}
 	return p
 }
@@ -114,7 +143,8 @@ func taskProto(t *controller.Task, spec *controller.Spec) *fathomv1.Task {
 		CpuRequestCores: t.CPURequest, CpuLimitCores: t.CPULimit, MemoryRequestBytes: t.MemoryRequest, MemoryLimitBytes: t.MemoryLimit,
 		UpdatedAt: ts(t.UpdatedAt), StartedAt: ts(t.StartedAt), FinishedAt: ts(t.FinishedAt), Evicted: t.Evicted,
 		StartGeneration: t.StartGeneration, PlacedAt: ts(t.PlacedAt), ResizedAt: ts(t.ResizedAt),
-		Evictions: t.Evictions, AvoidNode: t.AvoidNode, AvoidUntil: ts(t.AvoidUntil)}
+		Evictions: t.Evictions, AvoidNode: t.AvoidNode, AvoidUntil: ts(t.AvoidUntil),
+		RestartAttempts: t.RestartAttempts, RestartWindowStart: ts(t.RestartWindow), RestartAt: ts(t.RestartAt)}
 	for _, h := range t.History {
 		p.History = append(p.History, &fathomv1.TaskTransition{Time: ts(h.Time), State: taskStates[h.State], Node: h.Node, Message: h.Message})
 	}
@@ -127,7 +157,8 @@ func taskFromRecord(p *fathomv1.Task) controller.Task {
 		Sizes: controller.Sizes{CPURequest: p.GetCpuRequestCores(), CPULimit: p.GetCpuLimitCores(), MemoryRequest: p.GetMemoryRequestBytes(), MemoryLimit: p.GetMemoryLimitBytes()},
 		PID:   p.GetPid(), ExitCode: p.GetExitCode(), OOMKilled: p.GetOomKilled(), Evicted: p.GetEvicted(), Restarts: p.GetRestarts(),
 		StartedAt: tm(p.GetStartedAt()), FinishedAt: tm(p.GetFinishedAt()), UpdatedAt: tm(p.GetUpdatedAt()), Reason: p.GetReason(),
-		PlacedAt: tm(p.GetPlacedAt()), ResizedAt: tm(p.GetResizedAt()), Evictions: p.GetEvictions(), AvoidNode: p.GetAvoidNode(), AvoidUntil: tm(p.GetAvoidUntil())}
+		PlacedAt: tm(p.GetPlacedAt()), ResizedAt: tm(p.GetResizedAt()), Evictions: p.GetEvictions(), AvoidNode: p.GetAvoidNode(), AvoidUntil: tm(p.GetAvoidUntil()),
+		RestartAttempts: p.GetRestartAttempts(), RestartWindow: tm(p.GetRestartWindowStart()), RestartAt: tm(p.GetRestartAt())}
 	if t.State == 0 {
 		t.State = controller.Pending
 	}
@@ -196,7 +227,8 @@ var reportedStates = map[fathomv1.TaskState]controller.ReportedState{
 func statusFromProto(p *fathomv1.TaskStatus) controller.Status {
 	return controller.Status{TaskID: p.GetTaskId(), State: reportedStates[p.GetState()], PID: p.GetPid(), ExitCode: p.GetExitCode(),
 		OOMKilled: p.GetOomKilled(), Evicted: p.GetEvicted(), Reason: p.GetReason(), Restarts: p.GetRestarts(),
-		StartedAt: tm(p.GetStartedAt()), FinishedAt: tm(p.GetFinishedAt()), Generation: p.GetGeneration(), MemoryUsed: p.GetMemoryUsedBytes()}
+		StartedAt: tm(p.GetStartedAt()), FinishedAt: tm(p.GetFinishedAt()), Generation: p.GetGeneration(), MemoryUsed: p.GetMemoryUsedBytes(),
+		LogTail: p.GetLogTail()}
 }
 
 // StateName is the short lower-case name of a task state ("running").

@@ -294,6 +294,9 @@ func (s *Server) eventsLocked(rd *controller.Ready) []event {
 			evs = append(evs, event{task: &fathomv1.TaskEvent{Type: fathomv1.EventType_EVENT_TYPE_CREATED, Task: taskProto(&ts[i], &v.Job.Spec)}})
 		}
 	}
+	for i := range rd.DeletedJobs {
+		evs = append(evs, event{job: &fathomv1.JobEvent{Type: fathomv1.EventType_EVENT_TYPE_DELETED, Job: jobRecord(&rd.DeletedJobs[i])}})
+	}
 	for i := range rd.Tasks {
 		t := &rd.Tasks[i]
 		if created[t.JobID] {

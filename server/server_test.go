@@ -499,17 +499,21 @@ func TestCronRuns(t *testing.T) {
 	}
 }
 
-// TestServiceExitStaysPlacedBatchExitEnds: a service task that exits stays
-// placed on its node (the agent restarts it after its backoff) and runs
-// again when it says so; a batch task that exits is finished and leaves the
-// node's set.
-func TestServiceExitStaysPlacedBatchExitEnds(t *testing.T) {
+// TestRestartPolicyThroughTheLoop: through the real loop, etcd and the
+// gRPC agent API, a service task that exits stays placed on its node while
+// its restart waits (the node's set keeps it), then a new generation asks
+// the agent to start it; a batch task with restart {attempts: 0} that exits
+// fails with its exit code and the output the agent reported, its job
+// fails, and it leaves the node's set.
+func TestRestartPolicyThroughTheLoop(t *testing.T) {
 	h := startServer(t, Options{})
 	a := h.agent("node-a", 4)
 	svc := h.submit(&fathomv1.JobSpec{Name: "web", Type: "service", Priority: "prod", Replicas: proto.Int32(1),
-		Task: &fathomv1.TaskSpec{Command: []string{"sleep", "600"}}})
+		Restart: &fathomv1.RestartPolicy{Attempts: proto.Int32(2), Interval: "1m", Delay: "1s"},
+		Task:    &fathomv1.TaskSpec{Command: []string{"sleep", "600"}}})
 	bat := h.submit(&fathomv1.JobSpec{Name: "etl", Type: "batch", Priority: "batch", Replicas: proto.Int32(1),
-		Task: &fathomv1.TaskSpec{Command: []string{"sleep", "600"}}})
+		Restart: &fathomv1.RestartPolicy{Attempts: proto.Int32(0)},
+		Task:    &fathomv1.TaskSpec{Command: []string{"sleep", "600"}}})
 	sid, bid := svc+"-0", bat+"-0"
 	set := a.next("both tasks on node-a", func(s *assignmentSet) bool { return hasTask(s, sid) != nil && hasTask(s, bid) != nil })
 	sg, bg := hasTask(set, sid).GetGeneration(), hasTask(set, bid).GetGeneration()
@@ -519,22 +523,25 @@ func TestServiceExitStaysPlacedBatchExitEnds(t *testing.T) {
 	})
 	exited := func(id string, gen int64) *fathomv1.TaskStatus {
 		return &fathomv1.TaskStatus{TaskId: id, State: fathomv1.TaskState_TASK_STATE_FAILED, ExitCode: 137, Generation: gen,
-			Reason: "exited with code 137; restarting in 1s"}
+			Reason: "exited with code 137", LogTail: "loading\npanic: out of cheese"}
 	}
 	a.report(exited(sid, sg), exited(bid, bg))
 	eventually(t, "the batch task failed", func() bool { return h.task(bat, 0).GetState() == fathomv1.TaskState_TASK_STATE_FAILED })
-	if tk := h.task(svc, 0); tk.GetState() != fathomv1.TaskState_TASK_STATE_PLACED || tk.GetNode() != "node-a" || tk.GetExitCode() != 137 {
-		t.Fatalf("service task after an exit = %v; want placed on node-a with exit code 137 (the agent restarts it)", tk)
+	if tk := h.task(bat, 0); tk.GetExitCode() != 137 || !strings.Contains(tk.GetReason(), "exited 137 on node-a") || !strings.Contains(tk.GetReason(), "panic: out of cheese") {
+		t.Errorf("failed batch task: exit %d, reason %q; want the exit code and the last output", tk.GetExitCode(), tk.GetReason())
 	}
-	set = a.next("the batch task leaves node-a's set", func(s *assignmentSet) bool { return hasTask(s, bid) == nil })
-	if hasTask(set, sid) == nil {
-		t.Fatalf("node-a's set dropped the exited service task: the agent would stop it instead of restarting it: %v", set)
+	if j, _ := h.jobs.GetJob(context.Background(), &fathomv1.GetJobRequest{Id: bat}); j.GetState() != fathomv1.JobState_JOB_STATE_FAILED {
+		t.Errorf("batch job state %v; want failed", j.GetState())
 	}
-	st := running(sid, sg)
-	st.Restarts = 1
-	a.report(st)
+	if tk := h.task(svc, 0); tk.GetState() != fathomv1.TaskState_TASK_STATE_PLACED || tk.GetNode() != "node-a" || tk.GetRestartAt() == nil || tk.GetRestartAttempts() != 1 {
+		t.Fatalf("service task after an exit = %v; want placed on node-a with its restart waiting", tk)
+	}
+	set = a.next("the batch task leaves node-a's set and the service restarts", func(s *assignmentSet) bool {
+		return hasTask(s, bid) == nil && hasTask(s, sid) != nil && hasTask(s, sid).GetGeneration() > sg
+	})
+	a.report(running(sid, hasTask(set, sid).GetGeneration()))
 	eventually(t, "the service runs again", func() bool {
 		tk := h.task(svc, 0)
-		return tk.GetState() == fathomv1.TaskState_TASK_STATE_RUNNING && tk.GetRestarts() == 1
+		return tk.GetState() == fathomv1.TaskState_TASK_STATE_RUNNING && tk.GetRestartAt() == nil
 	})
 }

@@ -36,7 +36,8 @@ type StepCorrelation struct {
 // the end). A task's change in slot k is Δ = u(k) − u(k−1) for two windows
 // in consecutive slots; σᵢ is the task's root-mean-square change over the
 // same slots, and changes are taken to have mean 0 (the level already
-// follows the last window, see stepDist). These changes are the residuals
+// follows the last window: the predictor's step distribution,
+// predictor/step.go). These changes are the residuals
 // of the step distribution the fathom policy places tasks with (mean ≥ the
 // last window's usage, spread from the RMS change).
 //
@@ -123,7 +124,8 @@ const stepWindows = 288
 // stood in for by random groups of tasks, and each group's summed change in
 // each window is standardized by the bound's standard deviation,
 // z = ΣΔ / √((1−ρ)Σσᵢ² + ρ(Σσᵢ)²), with every σᵢ the task's exponentially
-// weighted RMS change known before the window (as stepDist computes it).
+// weighted RMS change known before the window (as the predictor's step statistic,
+// predictor/step.go, computes it).
 type TailCheck struct {
 	// Exceed is the share of group-windows with z > z₁₋ε: what the bound
 	// promises to keep at ε.

@@ -477,8 +477,10 @@ func (r *run) spec(tr *taskRun) controller.Spec {
 		p = models.Size{CPU: max(w.CPU, 1e-3), Memory: max(w.Memory, 1<<20)}
 	}
 	c := r.capacity()
+	// Hints in whole bytes, rounded up: a usage of 1,059,423,027.2 bytes
+	// under a hint truncated to 1,059,423,027 would be an OOM kill.
 	return controller.Spec{Name: tr.job, Namespace: "sim", Type: controller.TypeService, Priority: tr.t.Priority.String(),
-		Replicas: 1, Command: []string{tr.t.ID()}, CPUHint: math.Min(p.CPU, c.CPU), MemoryHint: int64(math.Min(p.Memory, c.Memory))}
+		Replicas: 1, Command: []string{tr.t.ID()}, CPUHint: math.Min(p.CPU, c.CPU), MemoryHint: min(int64(math.Ceil(p.Memory)), int64(c.Memory))}
 }
 
 // apply takes the controller's Ready: assignment changes go to the
@@ -640,6 +642,16 @@ func (r *run) use(k int) {
 		usage.CPU += tr.use.CPU
 		usage.Memory += tr.use.Memory
 	}
+	// The sizes in effect as the window starts, taken before the window's
+	// usage can OOM-kill a copy: the window of an OOM kill is scored
+	// against the limit it broke (a memory violation, as `fathom model
+	// eval` counts it), not skipped because no copy runs afterwards.
+	lims := make([]controller.Sizes, len(r.tasks))
+	for i := range r.tasks {
+		if r.tasks[i].active {
+			lims[i] = r.limitOf(&r.tasks[i])
+		}
+	}
 	machines, over := 0, 0
 	running := map[int]bool{}
 	var observed []string
@@ -706,7 +718,7 @@ func (r *run) use(k int) {
 			continue
 		}
 		w := tr.t.Windows[ab[0]]
-		lim := r.limitOf(tr)
+		lim := lims[i]
 		prov := tr.t.provisioned(ab[0])
 		if w.Start.Sub(tr.t.Windows[0].Start) >= r.opts.WarmUp && lim != (controller.Sizes{}) {
 			for res, v := range [2][3]float64{{lim.CPULimit, tr.use.CPU, prov.CPU}, {float64(lim.MemoryLimit), tr.use.Memory, prov.Memory}} {

@@ -91,6 +91,8 @@ type reconcileFlags struct {
 	Consolidate         bool
 	ConsolidateBelow    float64
 	DrainBudget         int
+	JobRetention        time.Duration
+	MaxFinishedJobs     int
 	// RiskModel and Correlation choose the overload-risk bound (parsed by
 	// validate into risk and corr).
 	RiskModel, Correlation string
@@ -104,6 +106,8 @@ func (r *reconcileFlags) bind(f *pflag.FlagSet) {
 	f.IntVar(&r.MassFailureRate, "mass-failure-rate", 50, "lost tasks re-placed per reconcile round (about one a second) during a mass failure")
 	f.Float64Var(&r.MoveCost, "move-cost", 0.25, "move a running task whose grown request does not fit its node when more than this share of the new request has no room there")
 	f.DurationVar(&r.MinTaskAge, "min-task-age", 5*time.Minute, "tasks placed more recently are not moved by resizes or consolidation")
+	f.DurationVar(&r.JobRetention, "job-retention", 4*time.Hour, "a finished job (every task ended; a cron job once stopped) is deleted with its tasks this long after it finished; negative = keep until --max-finished-jobs")
+	f.IntVar(&r.MaxFinishedJobs, "max-finished-jobs", 10000, "keep at most this many finished jobs, deleting the longest finished first, whatever --job-retention says")
 	f.BoolVar(&r.Consolidate, "consolidate", false, "drain under-used nodes whose tasks fit on other nodes in use (pair with --node-provider-cmd so emptied machines are removed)")
 	f.Float64Var(&r.ConsolidateBelow, "consolidate-below", 0.3, "with --consolidate: only nodes whose largest requested share is below this are drained")
 	f.IntVar(&r.DrainBudget, "drain-budget", 10, "with --consolidate: most tasks moved by consolidation per reconcile round")
@@ -125,6 +129,10 @@ func (r *reconcileFlags) validate() error {
 		return cli.UsageErrorf("--consolidate-below %v must be in (0, 1], e.g. 0.3", r.ConsolidateBelow)
 	case r.DrainBudget < 1:
 		return cli.UsageErrorf("--drain-budget %d must be at least 1", r.DrainBudget)
+	case r.JobRetention >= 0 && r.JobRetention < time.Minute:
+		return cli.UsageErrorf("--job-retention %s is too short; use at least 1m (or a negative value to keep jobs until --max-finished-jobs)", r.JobRetention)
+	case r.MaxFinishedJobs < 1:
+		return cli.UsageErrorf("--max-finished-jobs %d must be at least 1", r.MaxFinishedJobs)
 	}
 	var err error
 	if r.risk, err = scheduler.ParseRiskModel(r.RiskModel); err != nil {
@@ -149,6 +157,7 @@ func (r *reconcileFlags) apply(c *controller.Config) {
 	c.MassFailureFraction, c.MassFailureRate = r.MassFailureFraction, r.MassFailureRate
 	c.Sizing.MoveCost, c.Sizing.MinTaskAge = r.MoveCost, r.MinTaskAge
 	c.Consolidate, c.ConsolidateBelow, c.DrainBudget = r.Consolidate, r.ConsolidateBelow, r.DrainBudget
+	c.JobRetention, c.MaxFinishedJobs = r.JobRetention, r.MaxFinishedJobs
 }
 
 func (c *serverConfig) validate() error {

@@ -33,11 +33,13 @@ func newSimCmd(g *cli.Globals) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "sim --trace FILE --format F [--policy p1,p2,...]",
-		Short: "Replay a trace through the real predictor and scheduler, per policy side by side",
-		Long: `Replay a cluster trace on virtual time through Fathom's own recommenders and
-scheduler. Each policy sizes every task with no look-ahead, the scheduler places
-the tasks on machines of one shape (by default the largest provisioned size in
-the trace), and the tasks then use what the trace says they used.
+		Short: "Replay a trace through the real control loop, predictor and scheduler, per policy side by side",
+		Long: `Replay a cluster trace on virtual time through the control loop the server runs
+(package controller, with Fathom's own predictor and scheduler), with simulated
+agents on machines of one shape (by default the largest provisioned size in the
+trace) and a node provider that adds and removes machines at once. Each policy
+sizes every task with no look-ahead, the controller places, resizes, moves and
+restarts the tasks, and the tasks then use what the trace says they used.
 
 Policies: provisioned (the trace's own sizes), vpa, autopilot (baselines that
 pack on their limits, no oversubscription), fathom (packs on its predicted

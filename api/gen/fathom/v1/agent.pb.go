@@ -764,8 +764,11 @@ type TaskStatus struct {
 	// The task's memory use (working set) when it was evicted or killed;
 	// 0 when unknown.
 	MemoryUsedBytes int64 `protobuf:"varint,12,opt,name=memory_used_bytes,json=memoryUsedBytes,proto3" json:"memory_used_bytes,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The last lines of the task's output when its process ended on its own
+	// (at most 10 lines and 1 KiB; field numbers 60-69 belong to restarts).
+	LogTail       string `protobuf:"bytes,60,opt,name=log_tail,json=logTail,proto3" json:"log_tail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskStatus) Reset() {
@@ -882,6 +885,13 @@ func (x *TaskStatus) GetMemoryUsedBytes() int64 {
 	return 0
 }
 
+func (x *TaskStatus) GetLogTail() string {
+	if x != nil {
+		return x.LogTail
+	}
+	return ""
+}
+
 var File_fathom_v1_agent_proto protoreflect.FileDescriptor
 
 const file_fathom_v1_agent_proto_rawDesc = "" +
@@ -950,7 +960,7 @@ const file_fathom_v1_agent_proto_rawDesc = "" +
 	"\x17ReportTaskStatusRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x121\n" +
 	"\bstatuses\x18\x02 \x03(\v2\x15.fathom.v1.TaskStatusR\bstatuses\"\x1a\n" +
-	"\x18ReportTaskStatusResponse\"\xb1\x03\n" +
+	"\x18ReportTaskStatusResponse\"\xcc\x03\n" +
 	"\n" +
 	"TaskStatus\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12*\n" +
@@ -970,7 +980,8 @@ const file_fathom_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"generation\x18\v \x01(\x03R\n" +
 	"generation\x12*\n" +
-	"\x11memory_used_bytes\x18\f \x01(\x03R\x0fmemoryUsedBytes2\xd8\x02\n" +
+	"\x11memory_used_bytes\x18\f \x01(\x03R\x0fmemoryUsedBytes\x12\x19\n" +
+	"\blog_tail\x18< \x01(\tR\alogTail2\xd8\x02\n" +
 	"\fAgentService\x12K\n" +
 	"\bRegister\x12\x1e.fathom.v1.RegisterNodeRequest\x1a\x1f.fathom.v1.RegisterNodeResponse\x12F\n" +
 	"\tHeartbeat\x12\x1b.fathom.v1.HeartbeatRequest\x1a\x1c.fathom.v1.HeartbeatResponse\x12V\n" +
