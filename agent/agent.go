@@ -433,7 +433,10 @@ func heartbeats(ctx context.Context, cp ControlPlane, nodeID string, every time.
 		t.Reset(every)
 		h := host.usage()
 		h.NodeID = nodeID
-		hctx, cancel := context.WithTimeout(ctx, every)
+		// A beat may take up to three intervals (about the server's
+		// heartbeat timeout) before the session is given up: a server
+		// busy for a moment must not make every agent register again.
+		hctx, cancel := context.WithTimeout(ctx, 3*every)
 		rereg, err := cp.Heartbeat(hctx, h)
 		cancel()
 		if err != nil {
