@@ -49,8 +49,9 @@ func bigSpec(name string, replicas int, env map[string]string) string {
 func TestLargeSpec(t *testing.T) {
 	c := startServer(t, "--no-rightsizing")
 	agents := map[string]*proc{}
-	for _, n := range []string{"e2e-big-a", "e2e-big-b", "e2e-big-c"} {
-		agents[n] = c.startAgent(n, "2", "2Gi")
+	for _, n := range []string{"a", "b", "c"} {
+		name := fmt.Sprintf("e2e-big-%s-%d", n, os.Getpid()) // this run's own (see TestServerOutage)
+		agents[name] = c.startAgent(name, "2", "2Gi")
 	}
 	c.waitNodesUp(3)
 	web := c.submit(`name: web

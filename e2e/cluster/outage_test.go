@@ -131,9 +131,10 @@ func TestServerOutage(t *testing.T) {
 		outage    = 25 * time.Second
 	)
 	c := startServer(t, "--heartbeat-timeout", heartbeat.String(), "--failover-grace", grace.String(), "--no-rightsizing")
-	nodes := []string{"e2e-out-a", "e2e-out-b", "e2e-out-c"}
-	for _, n := range nodes {
-		c.startAgent(n, "2", "2Gi")
+	// Node names of this process's own: two runs of the package at once must
+	// not share cgroup parents or kill each other's tasks on cleanup.
+	for _, n := range []string{"a", "b", "c"} {
+		c.startAgent(fmt.Sprintf("e2e-out-%s-%d", n, os.Getpid()), "2", "2Gi")
 	}
 	c.waitNodesUp(3)
 
