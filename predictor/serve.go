@@ -56,8 +56,14 @@ func (r Recommendation) Quantiles() map[string][]models.Quantile {
 type Config struct {
 	// Kind is the recommender each task gets ("fathom" when empty).
 	Kind string
-	// New builds a recommender (models.New(Kind) when nil).
+	// New builds a recommender. When nil, the predictor's own
+	// models.Factory for Budget builds them: every task's fathom
+	// recommender then steers the fleet's violation budget with the others.
 	New func(kind string) (models.Recommender, error)
+	// Budget is the share of task-windows whose usage may exceed the limit,
+	// per resource, when New is nil (zero fields:
+	// models.DefaultViolationBudget).
+	Budget ViolationBudget
 	// Lookback bounds how far back Update reads history for a task it has
 	// not seen yet (8 days when zero: enough for weekly periodicity).
 	Lookback time.Duration
@@ -89,9 +95,10 @@ type Config struct {
 // recommendations. It is safe for concurrent use. It reads no clock: every
 // call takes now.
 type Predictor struct {
-	cfg   Config
-	mu    sync.Mutex
-	tasks map[TaskKey]*taskState
+	cfg     Config
+	factory *models.Factory // nil when Config.New was given
+	mu      sync.Mutex
+	tasks   map[TaskKey]*taskState
 }
 
 type taskState struct {
@@ -133,8 +140,13 @@ func New(cfg Config) (*Predictor, error) {
 	if cfg.Kind == "" {
 		cfg.Kind = "fathom"
 	}
+	if err := cfg.Budget.OrDefault().Validate(); err != nil {
+		return nil, err
+	}
+	var factory *models.Factory
 	if cfg.New == nil {
-		cfg.New = models.New
+		factory = models.NewFactory(cfg.Budget)
+		cfg.New = factory.New
 	}
 	if cfg.Lookback == 0 {
 		cfg.Lookback = 8 * 24 * time.Hour
@@ -154,7 +166,7 @@ func New(cfg Config) (*Predictor, error) {
 	if _, err := cfg.New(cfg.Kind); err != nil {
 		return nil, err
 	}
-	return &Predictor{cfg: cfg, tasks: map[TaskKey]*taskState{}}, nil
+	return &Predictor{cfg: cfg, factory: factory, tasks: map[TaskKey]*taskState{}}, nil
 }
 
 func (p *Predictor) state(task TaskKey) *taskState {
@@ -301,31 +313,22 @@ func (p *Predictor) Train(series []Series, workers int) (int, error) {
 		workers = runtime.GOMAXPROCS(0)
 	}
 	states := make([]*taskState, len(series))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				rec, _ := p.cfg.New(p.cfg.Kind)
-				st := &taskState{rec: rec}
-				for _, w := range series[i].Windows {
-					rec.Observe(w)
-					st.last = w.Start
-					st.n++
-				}
-				st.seen, st.fed = st.last, st.n > 0
-				st.early.covered = float64(st.n) * p.cfg.Window.Seconds()
-				states[i] = st
-			}
-		}()
-	}
 	for i := range series {
-		next <- i
+		rec, _ := p.cfg.New(p.cfg.Kind) // checked in New
+		states[i] = &taskState{rec: rec}
 	}
-	close(next)
-	wg.Wait()
+	// In time order across tasks, as they would have been fed live: the
+	// tasks' recommenders share the fleet's violation budget.
+	lockstep(series, workers, func(i, j int) {
+		st, w := states[i], series[i].Windows[j]
+		st.rec.Observe(w)
+		st.last = w.Start
+		st.n++
+	})
+	for _, st := range states {
+		st.seen, st.fed = st.last, st.n > 0
+		st.early.covered = float64(st.n) * p.cfg.Window.Seconds()
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := 0
@@ -553,6 +556,9 @@ func (p *Predictor) Restore(task TaskKey, state []byte, last time.Time, windows 
 	rec, err := models.Unmarshal(state)
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", task, err)
+	}
+	if p.factory != nil {
+		p.factory.Attach(rec) // rejoin the fleet's budget pool
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
