@@ -302,6 +302,9 @@ func (f *Factory) New(kind string) (Recommender, error) {
 	return New(kind)
 }
 
+// Pooled reports whether the recommender steers its budget with a fleet.
+func (f *Fathom) Pooled() bool { return f.pool != nil }
+
 // Attach joins a recommender decoded by Unmarshal to the factory's pool
 // (a no-op for kinds that do not steer).
 func (f *Factory) Attach(r Recommender) {

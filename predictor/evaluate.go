@@ -195,49 +195,112 @@ func EvaluateTasks(series []Series, opts EvalOptions) ([]TaskTallies, error) {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	// Every task's replay through every policy, stepped in time order
-	// across tasks (lockstep), so that recommenders sharing a budget pool
-	// learn from the fleet's misses as they would live.
-	reps := make([][]*Replay, len(series))
-	for i := range series {
-		reps[i] = make([]*Replay, len(opts.Policies))
-		if len(series[i].Windows) == 0 {
-			continue
-		}
-		for j, p := range opts.Policies {
-			var rec models.Recommender
-			if p != PolicyProvisioned {
-				rec, _ = opts.New(p) // checked above
+	// Policies whose recommenders share state across tasks (fathom's
+	// budget pool) are one fleet: their replays are stepped in time order
+	// across tasks (lockstep), so that they learn from the fleet's misses
+	// as they would live. The others are replayed task by task.
+	var fleet, alone []int
+	for j, p := range opts.Policies {
+		if p != PolicyProvisioned {
+			if r, _ := opts.New(p); shared(r) {
+				fleet = append(fleet, j)
+				continue
 			}
-			reps[i][j] = NewReplay(rec, series[i].Windows[0].Start, opts)
 		}
+		alone = append(alone, j)
 	}
-	var mu sync.Mutex
-	done := 0
-	lockstep(series, workers, func(i, k int) {
-		w, prov := series[i].Windows[k], series[i].provisioned(k)
-		for _, rp := range reps[i] {
-			rp.Step(w, prov)
+	newReplay := func(i, j int) *Replay {
+		var rec models.Recommender
+		if p := opts.Policies[j]; p != PolicyProvisioned {
+			rec, _ = opts.New(p) // checked above
 		}
-		if opts.Progress != nil && k == len(series[i].Windows)-1 {
-			mu.Lock()
-			done++
-			d := done
-			mu.Unlock()
-			opts.Progress(d, len(series))
-		}
-	})
+		return NewReplay(rec, series[i].Windows[0].Start, opts)
+	}
 	out := make([]TaskTallies, len(series))
 	for i := range series {
-		tt := TaskTallies{Task: series[i].Task, Policies: opts.Policies, Tallies: make([][2]Tally, len(opts.Policies))}
-		for j, rp := range reps[i] {
-			if rp != nil {
-				tt.Tallies[j] = rp.Tallies()
+		out[i] = TaskTallies{Task: series[i].Task, Policies: opts.Policies, Tallies: make([][2]Tally, len(opts.Policies))}
+	}
+	var mu sync.Mutex
+	done := make([]int, len(series)) // parts of each task replayed (0..2)
+	finished := 0
+	progress := func(i int) {
+		if opts.Progress == nil {
+			return
+		}
+		mu.Lock()
+		done[i]++
+		d := done[i] == 2
+		if d {
+			finished++
+		}
+		f := finished
+		mu.Unlock()
+		if d {
+			opts.Progress(f, len(series))
+		}
+	}
+	if len(fleet) > 0 {
+		reps := make([][]*Replay, len(series))
+		for i := range series {
+			if len(series[i].Windows) == 0 {
+				continue
+			}
+			for _, j := range fleet {
+				reps[i] = append(reps[i], newReplay(i, j))
 			}
 		}
-		out[i] = tt
+		lockstep(series, workers, func(i, k int) {
+			w, prov := series[i].Windows[k], series[i].provisioned(k)
+			for _, rp := range reps[i] {
+				rp.Step(w, prov)
+			}
+			if k == len(series[i].Windows)-1 {
+				progress(i)
+			}
+		})
+		for i := range series {
+			for x, rp := range reps[i] {
+				out[i].Tallies[fleet[x]] = rp.Tallies()
+			}
+		}
+	} else {
+		for i := range series {
+			progress(i)
+		}
 	}
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if len(series[i].Windows) > 0 {
+					for _, j := range alone {
+						rp := newReplay(i, j)
+						for k, w := range series[i].Windows {
+							rp.Step(w, series[i].provisioned(k))
+						}
+						out[i].Tallies[j] = rp.Tallies()
+					}
+				}
+				progress(i)
+			}
+		}()
+	}
+	for i := range series {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 	return out, nil
+}
+
+// shared reports whether a recommender shares state with the other tasks'
+// (a fathom recommender in a budget pool).
+func shared(r models.Recommender) bool {
+	s, ok := r.(interface{ Pooled() bool })
+	return ok && s.Pooled()
 }
 
 // Summarize sums per-task tallies (of the tasks keep accepts; all when keep
