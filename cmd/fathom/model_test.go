@@ -45,7 +45,7 @@ func TestModelEvalSweepJSON(t *testing.T) {
 		Budget struct{ CPU, Memory float64 }
 		Sweep  struct {
 			Points []struct {
-				Policy, Resource string
+				Policy, Resource                                  string
 				Budget, Percentile, Margin, Footprint, Violations float64
 				Pareto                                            bool
 			}
