@@ -117,12 +117,19 @@ func (b ViolationBudget) of(res int) float64 {
 
 // SteerParams tune how a fleet tracks its violation budget.
 type SteerParams struct {
-	// Gain is the step of the fleet's log λ per window over the limit, per
-	// resource (CPU, memory); every window within the limit steps it down
-	// by Gain × budget, so λ stands still when the share of windows over
-	// the limit is the budget (the adaptive update of Gibbs & Candès'
-	// adaptive conformal inference, applied to the overrun weight).
+	// Gain is how far the fleet's log λ moves, per resource (CPU,
+	// memory), for a day's worth of budgeted misses: each window over the
+	// limit steps log λ up by η = Gain / (budget × the fleet's windows per
+	// day) and each window within it steps it down by η × budget, so λ
+	// stands still when the share of windows over the limit is the budget
+	// (the adaptive update of Gibbs & Candès' adaptive conformal
+	// inference, applied to the overrun weight). Scaling η by the fleet's
+	// expected misses makes a fleet of any size and budget correct its
+	// rate in about the same number of days.
 	Gain [2]float64 `json:"gain"`
+	// MaxStep bounds η (a small fleet with a small budget expects few
+	// misses a day; one miss must not move λ too far).
+	MaxStep float64 `json:"max_step"`
 	// WarmUp: windows in a task's first WarmUp seconds are not counted
 	// (its first day is sized by the young-task rules, and `fathom model
 	// eval` does not score it either).
@@ -195,6 +202,9 @@ type PoolState struct {
 	// Pending counts this slot's windows and misses per resource.
 	Windows [2]int `json:"windows"`
 	Misses  [2]int `json:"misses"`
+	// PerSlot is the fleet's windows per 5-minute slot, averaged over
+	// about a day.
+	PerSlot [2]float64 `json:"per_slot"`
 	// Totals since the pool started, for explanations.
 	TotalWindows [2]int64 `json:"total_windows"`
 	TotalMisses  [2]int64 `json:"total_misses"`
@@ -234,12 +244,29 @@ func (p *BudgetPool) advance(t int64) {
 	if s <= p.st.Slot {
 		return
 	}
+	elapsed := float64(s - p.st.Slot)
+	if p.st.Slot == 0 {
+		elapsed = 1
+	}
 	p.st.Slot = s
+	const slotsPerDay = 86400 / WindowSeconds
 	for r := range 2 {
-		if p.st.Windows[r] == 0 {
+		n := float64(p.st.Windows[r])
+		if n == 0 {
 			continue
 		}
-		d := p.steer.Gain[r] * (float64(p.st.Misses[r]) - p.b.of(r)*float64(p.st.Windows[r]))
+		if p.st.PerSlot[r] == 0 {
+			p.st.PerSlot[r] = n / elapsed
+		} else {
+			keep := math.Pow(1-1.0/slotsPerDay, elapsed)
+			p.st.PerSlot[r] = keep*p.st.PerSlot[r] + (1-keep)*n/elapsed
+		}
+		a := p.b.of(r)
+		eta := p.steer.Gain[r] / max(a*slotsPerDay*p.st.PerSlot[r], 1e-9)
+		if p.steer.MaxStep > 0 {
+			eta = min(eta, p.steer.MaxStep)
+		}
+		d := eta * (float64(p.st.Misses[r]) - a*n)
 		p.st.LogLambda[r] = min(max(p.st.LogLambda[r]+d, -p.steer.MaxLog), p.steer.MaxLog)
 		p.st.Windows[r], p.st.Misses[r] = 0, 0
 	}

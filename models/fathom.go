@@ -116,7 +116,7 @@ func DefaultFathomParams() FathomParams {
 		OOMMinBump:    100 << 20,
 		NearMiss:      0.85,
 		Budget:        DefaultViolationBudget(),
-		Steer:         SteerParams{Gain: [2]float64{0.005, 0.03}, WarmUp: 24 * 3600, MaxLog: 8},
+		Steer:         SteerParams{Gain: [2]float64{2, 2}, MaxStep: 0.3, WarmUp: 24 * 3600, MaxLog: 12},
 	}
 }
 
@@ -149,8 +149,8 @@ func (p FathomParams) Validate() error {
 			return fmt.Errorf("fathom params: steer gain %v must be a finite number >= 0", g)
 		}
 	}
-	if p.Steer.MaxLog < 0 {
-		return fmt.Errorf("fathom params: steer max_log %v must be >= 0", p.Steer.MaxLog)
+	if p.Steer.MaxLog < 0 || p.Steer.MaxStep < 0 {
+		return fmt.Errorf("fathom params: steer max_log %v and max_step %v must be >= 0", p.Steer.MaxLog, p.Steer.MaxStep)
 	}
 	return nil
 }

@@ -143,9 +143,13 @@ func TestTrainMatchesObserve(t *testing.T) {
 	if n, err := a.Train(series, 2); err != nil || n != 5000 {
 		t.Fatalf("train: %d, %v", n, err)
 	}
+	// The tasks' fathom recommenders share the fleet's violation budget,
+	// so Train matches feeding them live: in time order across tasks.
 	b, _ := New(Config{})
-	for _, s := range series {
-		b.Observe(s.Task, s.Windows)
+	for i := range series[0].Windows {
+		for _, s := range series {
+			b.Observe(s.Task, s.Windows[i:i+1])
+		}
 	}
 	now := epoch.Add(1000 * 5 * time.Minute)
 	for _, s := range series {
