@@ -469,10 +469,17 @@ func (p *Predictor) provisional(st *taskState, task TaskKey, ev evidence, now ti
 
 func secs(s float64) string { return (time.Duration(s) * time.Second).String() }
 
-// RecommendNew sizes a task that has no history from its job's features:
-// the cold-start model's prediction as the request and (1+margin)× as the
-// limit, with confidence 0. With no model it falls back to the hints, and
-// without hints it answers ErrNoHistory. A task with history gets Recommend.
+// RecommendNew sizes a task that has no history from its job's features.
+// With a cold-start model, each resource is sized by models.ColdStart.Advise:
+// the model's prediction where its held-out error beats the baseline it
+// replaces (the spec's hint for a hinted resource, the global median of
+// past jobs otherwise), else that baseline; the request is that size, the
+// limit (1+margin)× it (1× for a hint served as is). A limit is never below
+// the spec's hint: a hint is the owner's statement of need, so no guess
+// without history shrinks it (the request may be lower: packing on less
+// is what the scheduler's risk bound is for). With no model it serves the
+// hints, and without hints it answers ErrNoHistory. Confidence is 0. A task
+// with history gets Recommend.
 func (p *Predictor) RecommendNew(task TaskKey, f models.JobFeatures, now time.Time) (Recommendation, error) {
 	if r, err := p.Recommend(task, now); err == nil {
 		return r, nil
@@ -481,30 +488,52 @@ func (p *Predictor) RecommendNew(task TaskKey, f models.JobFeatures, now time.Ti
 	if m == 0 {
 		m = 1
 	}
-	var need models.Size
-	model, why := "coldstart", ""
-	p.mu.Lock() // Predict refits a restored model: one caller at a time
+	p.mu.Lock() // Advise refits a restored model: one caller at a time
 	cs := p.cfg.ColdStart
-	var pred []models.Size
+	var adv models.ColdStartAdvice
 	var err error
 	if cs != nil {
-		pred, err = cs.Predict([]models.JobFeatures{f})
+		adv, err = cs.Advise(f)
 	}
 	p.mu.Unlock()
-	if cs != nil {
-		if err == nil {
-			need = pred[0]
-			why = fmt.Sprintf("predicted from the learned sizes of %d past jobs with similar features (namespace, name, type, priority, hints)", len(cs.Examples))
-		}
-	}
-	if need.CPU <= 0 || need.Memory <= 0 {
-		if f.HintCPU <= 0 || f.HintMemory <= 0 {
+	hint := models.Size{CPU: max(f.HintCPU, 0), Memory: max(f.HintMemory, 0)}
+	if cs == nil || err != nil {
+		if hint.CPU <= 0 || hint.Memory <= 0 {
 			return Recommendation{}, fmt.Errorf("%w %s and no cold-start model or spec hints", ErrNoHistory, task)
 		}
-		need = models.Size{CPU: f.HintCPU, Memory: f.HintMemory}
-		model, why, m = "hints", "no history and no cold-start model: the spec's hints", 0
+		return Recommendation{
+			Task: task, At: now, Request: hint, Limit: hint,
+			CPU:    models.Estimate{Request: hint.CPU, Limit: hint.CPU, Mean: hint.CPU},
+			Memory: models.Estimate{Request: hint.Memory, Limit: hint.Memory, Mean: hint.Memory},
+			Model:  "hints", Why: "no history and no cold-start model: the spec's hints",
+		}, nil
 	}
-	lim := models.Size{CPU: need.CPU * (1 + m), Memory: need.Memory * (1 + m)}
+	need := adv.Size
+	lim := need
+	var raised []string
+	for r, x := range [2]struct {
+		name       string
+		need, hint float64
+		lim        *float64
+		src        string
+	}{{"cpu", need.CPU, hint.CPU, &lim.CPU, adv.Source[0]}, {"memory", need.Memory, hint.Memory, &lim.Memory, adv.Source[1]}} {
+		_ = r
+		if x.src != "hint" {
+			*x.lim = x.need * (1 + m)
+		}
+		if *x.lim < x.hint {
+			*x.lim = x.hint
+			raised = append(raised, x.name)
+		}
+	}
+	why := "cold start: " + adv.Why
+	if len(raised) > 0 {
+		why += fmt.Sprintf("; %s limit kept at the spec's hint (a hint is never shrunk without history)", strings.Join(raised, " and "))
+	}
+	model := "coldstart"
+	if adv.Source == [2]string{"hint", "hint"} {
+		model = "hints"
+	}
 	return Recommendation{
 		Task: task, At: now, Request: need, Limit: lim,
 		CPU:    models.Estimate{Request: need.CPU, Limit: lim.CPU, Mean: need.CPU},
