@@ -41,10 +41,11 @@ func TestParseViolationBudget(t *testing.T) {
 
 // The pool counts misses per 5-minute slot and applies them at the first
 // touch of a later slot: the order of reads and writes within a slot does
-// not change anything, and log λ moves by Gain × (misses − budget × windows).
+// not change anything, and log λ moves by η × (misses − budget × windows)
+// (here η is MaxStep: the gain is huge).
 func TestBudgetPoolSlots(t *testing.T) {
 	b := ViolationBudget{CPU: 0.1, Memory: 0.01}
-	s := SteerParams{Gain: [2]float64{0.5, 0.5}, MaxLog: 3}
+	s := SteerParams{Gain: [2]float64{1e9, 1e9}, MaxStep: 0.5, MaxLog: 3}
 	p := NewBudgetPool(b, s)
 	start := p.State().LogLambda
 	t0 := int64(1_000_000 * WindowSeconds)
@@ -74,6 +75,16 @@ func TestBudgetPoolSlots(t *testing.T) {
 	}
 	if l := p.logLambda(0, t0+200*WindowSeconds); l != 3 {
 		t.Errorf("log λ %v after 100 misses, want clamped at MaxLog 3", l)
+	}
+	// The step is Gain over a day's budgeted misses of the fleet: 10
+	// windows a slot at budget 0.1 expect 288 misses a day.
+	g := NewBudgetPool(b, SteerParams{Gain: [2]float64{2, 2}, MaxStep: 1, MaxLog: 12})
+	l0 := g.State().LogLambda[0]
+	for i := range 10 {
+		g.record(0, t0+int64(i), i < 3)
+	}
+	if got, want := g.logLambda(0, t0+WindowSeconds), l0+2.0/288*(3-0.1*10); math.Abs(got-want) > 1e-12 {
+		t.Errorf("normalised step: log λ %v, want %v", got, want)
 	}
 	// State round-trips.
 	q := NewBudgetPool(b, s)
