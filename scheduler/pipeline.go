@@ -18,10 +18,11 @@ const (
 	ReasonConstraint        // a label constraint does not hold
 	ReasonSpread            // the job already has MaxPerNode tasks there
 	ReasonRisk              // overload probability would exceed ε
+	ReasonAvoid             // the task avoids this node (it evicted the task)
 	NumReasons
 )
 
-var reasonNames = [NumReasons]string{"ok", "down", "cordoned", "draining", "insufficient-cpu", "insufficient-memory", "prod-limits", "constraint", "spread", "overload-risk"}
+var reasonNames = [NumReasons]string{"ok", "down", "cordoned", "draining", "insufficient-cpu", "insufficient-memory", "prod-limits", "constraint", "spread", "overload-risk", "avoided"}
 
 func (r Reason) String() string {
 	if r < NumReasons {
@@ -52,6 +53,7 @@ type placeCtx struct {
 	cur  *Task
 	job  int32  // interned job, for spread
 	cons []int8 // constraint results per node, shared by the class
+	fill bool   // Options.fill
 }
 
 // forTask prepares the per-task values for t.
@@ -74,7 +76,7 @@ func (c *placeCtx) forTask(t *Task) {
 // The default pipeline. Cheap rules that rule out most nodes come first, so
 // that the costlier ones (a map lookup for spread, the risk bound) see few.
 var (
-	filters = []Filter{nodeHealth{}, resourceFit{}, prodLimitFit{}, constraintFilter{}, spreadFilter{}, overloadRisk{}}
+	filters = []Filter{nodeHealth{}, avoidFilter{}, resourceFit{}, prodLimitFit{}, constraintFilter{}, spreadFilter{}, overloadRisk{}}
 	scorers = []weighted{{bestFit{}, 0.75}, {stranding{}, 0.25}}
 )
 
@@ -98,6 +100,19 @@ func (nodeHealth) Filter(c *placeCtx, _ *Task, n int32) Reason {
 		return ReasonCordoned
 	case ns.Draining:
 		return ReasonDraining
+	}
+	return ReasonNone
+}
+
+// avoidFilter keeps a task off the one node it avoids (Task.Avoid).
+type avoidFilter struct{}
+
+var _ Filter = avoidFilter{}
+
+func (avoidFilter) Name() string { return "avoid" }
+func (avoidFilter) Filter(c *placeCtx, t *Task, n int32) Reason {
+	if t.Avoid != "" && c.s.nodes[n].Name == t.Avoid {
+		return ReasonAvoid
 	}
 	return ReasonNone
 }
@@ -211,6 +226,12 @@ var _ Filter = overloadRisk{}
 func (overloadRisk) Name() string { return "overload-risk" }
 func (overloadRisk) Filter(c *placeCtx, t *Task, n int32) Reason {
 	ns := &c.s.nodes[n]
+	if len(ns.tasks) == 0 {
+		// Alone, a task cannot overload its node: what it uses is capped at
+		// its limit (a task without one at the node). Without this, a task
+		// with a wide predicted spread would fit no node at all.
+		return ReasonNone
+	}
 	for r := Resource(0); r < NumResources; r++ {
 		d := t.dist(r)
 		v := ns.v[r] + d.StdDev*d.StdDev
@@ -271,6 +292,9 @@ func (c *placeCtx) filter(t *Task, n int32) Reason {
 
 // score returns the weighted 0-100 score of a feasible node.
 func (c *placeCtx) score(t *Task, n int32) float64 {
+	if c.fill {
+		return bestFit{}.Score(c, t, n)
+	}
 	var s, w float64
 	for _, sc := range scorers {
 		s += sc.w * sc.Score(c, t, n)

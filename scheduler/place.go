@@ -36,6 +36,10 @@ type Options struct {
 	KeepOrder bool
 	// NoPreemption stops prod tasks from preempting lower-priority ones.
 	NoPreemption bool
+	// fill scores by best fit alone: a node is filled before the next is
+	// opened. The autoscaling report counts fresh machines so; the stranding
+	// term would spread same-shaped tasks over more machines than they need.
+	fill bool
 }
 
 // DefaultOverloadRisk is ε when Options.OverloadRisk is 0.
@@ -190,10 +194,11 @@ type classKey struct {
 	cons   string
 	job    string
 	maxPer int
+	avoid  string
 }
 
 func classOf(t *Task) classKey {
-	k := classKey{prio: t.Priority, req: t.Request, lim: t.Limit, usage: t.Usage, maxPer: t.MaxPerNode}
+	k := classKey{prio: t.Priority, req: t.Request, lim: t.Limit, usage: t.Usage, maxPer: t.MaxPerNode, avoid: t.Avoid}
 	if len(t.Constraints) > 0 {
 		k.cons = constraintKey(t.Constraints)
 	}
@@ -223,7 +228,7 @@ func (s *State) Place(pending []Task, opts Options) (Plan, error) {
 	if err := opts.normalize(); err != nil {
 		return Plan{}, err
 	}
-	c := &placeCtx{s: s, risk: opts.riskParams()}
+	c := &placeCtx{s: s, risk: opts.riskParams(), fill: opts.fill}
 	var queue []Task
 	if opts.KeepOrder {
 		queue = slices.Clone(pending)
@@ -396,7 +401,7 @@ func mix(x uint64) uint64 {
 func (c *placeCtx) selectNode(t *Task, opts Options, seq uint64, buf *[]int32) (int32, Explanation) {
 	s := c.s
 	var why Explanation
-	why.Nodes = len(s.nodes)
+	why.Nodes = s.live
 	k := opts.Candidates
 	cands := (*buf)[:0]
 	w := Resources{t.Request[CPU] / s.idx.scale[CPU], t.Request[Memory] / s.idx.scale[Memory]}
@@ -486,8 +491,11 @@ func (e *Explanation) addTop(node string, score float64) {
 // many nodes were ruled out for which reason.
 func (c *placeCtx) explainAll(t *Task) Explanation {
 	var why Explanation
-	why.Nodes = len(c.s.nodes)
+	why.Nodes = c.s.live
 	for n := range c.s.nodes {
+		if c.s.nodes[n].removed {
+			continue
+		}
 		why.Examined++
 		if r := c.filter(t, int32(n)); r != ReasonNone {
 			why.Filtered[r]++

@@ -107,7 +107,8 @@ func (nv *naive) loadOK(tasks []Task, n Node) bool {
 		if req > n.Capacity[r]+tol || prod > n.Capacity[r]+tol {
 			return false
 		}
-		if mu+nv.risk.margin(v, b) > n.Capacity[r]+tol {
+		// Alone, a task cannot overload its node (usage is capped).
+		if len(tasks) > 1 && mu+nv.risk.margin(v, b) > n.Capacity[r]+tol {
 			return false
 		}
 	}

@@ -145,6 +145,9 @@ type Task struct {
 	// MaxPerNode caps how many tasks of Job may share one node (0: no cap).
 	// A six-replica service with MaxPerNode 1 spreads over six machines.
 	MaxPerNode int
+	// Avoid names a node the task must not go to (for example the node
+	// that just evicted it); "" = none.
+	Avoid string
 }
 
 // dist returns the usage distribution to use for resource r.

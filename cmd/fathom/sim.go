@@ -154,7 +154,7 @@ reschedules. See docs/simulator.md for how machines are counted.`,
 	f.Float64Var(&eps, "overload-risk", scheduler.DefaultOverloadRisk, "ε: largest accepted probability that a machine's usage exceeds its capacity")
 	f.StringVar(&risk, "risk-model", "gaussian", "overload risk bound: gaussian|bernstein|cantelli")
 	f.StringVar(&corr, "risk-correlation", "online", "ρ, the mean pairwise correlation of co-located tasks' usage for the risk bound: online (estimated from the window-to-window changes replayed so far: no look-ahead), trace (the same estimate from the whole trace at once), one value, or cpu,memory (0: independent)")
-	f.Float64Var(&spread, "step-spread", sim.DefaultStepSpread, "fathom policy: predicted spread = this × the RMS window-to-window change of a task's usage (< 0: the recommender's own distribution)")
+	f.Float64Var(&spread, "step-spread", predictor.DefaultStepSpread, "fathom policy: predicted spread = this × the RMS window-to-window change of a task's usage (< 0: the recommender's own distribution)")
 	f.StringVar(&fails, "fail", "", "machine failures N@T, comma-separated (e.g. 2@3d: two machines in use fail 3 days in)")
 	f.StringVar(&tsOut, "timeseries", "", "write a per-window CSV time series of every policy's cluster to this file")
 	f.StringVar(&taskOut, "task-series", "", "write per-window usage, request and limit of a few sample tasks to this CSV file")

@@ -543,8 +543,19 @@ type Task struct {
 	StartedAt          *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
 	FinishedAt         *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
 	// Most recent transitions, oldest first (bounded).
-	History       []*TaskTransition `protobuf:"bytes,22,rep,name=history,proto3" json:"history,omitempty"`
-	Evicted       bool              `protobuf:"varint,23,opt,name=evicted,proto3" json:"evicted,omitempty"`
+	History []*TaskTransition `protobuf:"bytes,22,rep,name=history,proto3" json:"history,omitempty"`
+	Evicted bool              `protobuf:"varint,23,opt,name=evicted,proto3" json:"evicted,omitempty"`
+	// The generation at which the current run was asked for (a placement or
+	// a restart): status reports of an earlier run are stale.
+	StartGeneration int64 `protobuf:"varint,24,opt,name=start_generation,json=startGeneration,proto3" json:"start_generation,omitempty"`
+	// When the current placement was made, and when its sizes last changed.
+	PlacedAt  *timestamppb.Timestamp `protobuf:"bytes,25,opt,name=placed_at,json=placedAt,proto3" json:"placed_at,omitempty"`
+	ResizedAt *timestamppb.Timestamp `protobuf:"bytes,26,opt,name=resized_at,json=resizedAt,proto3" json:"resized_at,omitempty"`
+	// Eviction back-off: evictions so far; the task is kept off avoid_node
+	// until avoid_until (and while that node has no room for it).
+	Evictions     int32                  `protobuf:"varint,27,opt,name=evictions,proto3" json:"evictions,omitempty"`
+	AvoidNode     string                 `protobuf:"bytes,28,opt,name=avoid_node,json=avoidNode,proto3" json:"avoid_node,omitempty"`
+	AvoidUntil    *timestamppb.Timestamp `protobuf:"bytes,29,opt,name=avoid_until,json=avoidUntil,proto3" json:"avoid_until,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -740,6 +751,153 @@ func (x *Task) GetEvicted() bool {
 	return false
 }
 
+func (x *Task) GetStartGeneration() int64 {
+	if x != nil {
+		return x.StartGeneration
+	}
+	return 0
+}
+
+func (x *Task) GetPlacedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PlacedAt
+	}
+	return nil
+}
+
+func (x *Task) GetResizedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ResizedAt
+	}
+	return nil
+}
+
+func (x *Task) GetEvictions() int32 {
+	if x != nil {
+		return x.Evictions
+	}
+	return 0
+}
+
+func (x *Task) GetAvoidNode() string {
+	if x != nil {
+		return x.AvoidNode
+	}
+	return ""
+}
+
+func (x *Task) GetAvoidUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AvoidUntil
+	}
+	return nil
+}
+
+// TaskCopy is a copy of a task a node keeps running although the task was
+// placed elsewhere (its node was lost, or it moves): the node keeps it
+// until the replacement runs, then stops it. Stored so that a restarted
+// control plane keeps that promise.
+type TaskCopy struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Node   string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	// The generation of the copy on that node, and its sizes.
+	Generation         int64                  `protobuf:"varint,3,opt,name=generation,proto3" json:"generation,omitempty"`
+	CpuRequestCores    float64                `protobuf:"fixed64,4,opt,name=cpu_request_cores,json=cpuRequestCores,proto3" json:"cpu_request_cores,omitempty"`
+	CpuLimitCores      float64                `protobuf:"fixed64,5,opt,name=cpu_limit_cores,json=cpuLimitCores,proto3" json:"cpu_limit_cores,omitempty"`
+	MemoryRequestBytes int64                  `protobuf:"varint,6,opt,name=memory_request_bytes,json=memoryRequestBytes,proto3" json:"memory_request_bytes,omitempty"`
+	MemoryLimitBytes   int64                  `protobuf:"varint,7,opt,name=memory_limit_bytes,json=memoryLimitBytes,proto3" json:"memory_limit_bytes,omitempty"`
+	Since              *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *TaskCopy) Reset() {
+	*x = TaskCopy{}
+	mi := &file_fathom_v1_jobs_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskCopy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskCopy) ProtoMessage() {}
+
+func (x *TaskCopy) ProtoReflect() protoreflect.Message {
+	mi := &file_fathom_v1_jobs_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskCopy.ProtoReflect.Descriptor instead.
+func (*TaskCopy) Descriptor() ([]byte, []int) {
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *TaskCopy) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskCopy) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *TaskCopy) GetGeneration() int64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *TaskCopy) GetCpuRequestCores() float64 {
+	if x != nil {
+		return x.CpuRequestCores
+	}
+	return 0
+}
+
+func (x *TaskCopy) GetCpuLimitCores() float64 {
+	if x != nil {
+		return x.CpuLimitCores
+	}
+	return 0
+}
+
+func (x *TaskCopy) GetMemoryRequestBytes() int64 {
+	if x != nil {
+		return x.MemoryRequestBytes
+	}
+	return 0
+}
+
+func (x *TaskCopy) GetMemoryLimitBytes() int64 {
+	if x != nil {
+		return x.MemoryLimitBytes
+	}
+	return 0
+}
+
+func (x *TaskCopy) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
 type CreateJobRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Spec          *JobSpec               `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
@@ -749,7 +907,7 @@ type CreateJobRequest struct {
 
 func (x *CreateJobRequest) Reset() {
 	*x = CreateJobRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[5]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -761,7 +919,7 @@ func (x *CreateJobRequest) String() string {
 func (*CreateJobRequest) ProtoMessage() {}
 
 func (x *CreateJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[5]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -774,7 +932,7 @@ func (x *CreateJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateJobRequest.ProtoReflect.Descriptor instead.
 func (*CreateJobRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{5}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CreateJobRequest) GetSpec() *JobSpec {
@@ -794,7 +952,7 @@ type CreateJobResponse struct {
 
 func (x *CreateJobResponse) Reset() {
 	*x = CreateJobResponse{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[6]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -806,7 +964,7 @@ func (x *CreateJobResponse) String() string {
 func (*CreateJobResponse) ProtoMessage() {}
 
 func (x *CreateJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[6]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -819,7 +977,7 @@ func (x *CreateJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateJobResponse.ProtoReflect.Descriptor instead.
 func (*CreateJobResponse) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{6}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CreateJobResponse) GetId() string {
@@ -851,7 +1009,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[7]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +1021,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[7]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +1034,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{7}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListJobsRequest) GetNamespace() string {
@@ -909,7 +1067,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[8]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -921,7 +1079,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[8]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -934,7 +1092,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{8}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -953,7 +1111,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[9]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -965,7 +1123,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[9]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -978,7 +1136,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{9}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -997,7 +1155,7 @@ type StopJobRequest struct {
 
 func (x *StopJobRequest) Reset() {
 	*x = StopJobRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[10]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1009,7 +1167,7 @@ func (x *StopJobRequest) String() string {
 func (*StopJobRequest) ProtoMessage() {}
 
 func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[10]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1022,7 +1180,7 @@ func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopJobRequest.ProtoReflect.Descriptor instead.
 func (*StopJobRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{10}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StopJobRequest) GetId() string {
@@ -1043,7 +1201,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[11]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1055,7 +1213,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[11]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1068,7 +1226,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{11}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListTasksRequest) GetJobId() string {
@@ -1094,7 +1252,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[12]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1106,7 +1264,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[12]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1119,7 +1277,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{12}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -1138,7 +1296,7 @@ type WatchJobsRequest struct {
 
 func (x *WatchJobsRequest) Reset() {
 	*x = WatchJobsRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[13]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1150,7 +1308,7 @@ func (x *WatchJobsRequest) String() string {
 func (*WatchJobsRequest) ProtoMessage() {}
 
 func (x *WatchJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[13]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1163,7 +1321,7 @@ func (x *WatchJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobsRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobsRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{13}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WatchJobsRequest) GetNamespace() string {
@@ -1185,7 +1343,7 @@ type WatchTasksRequest struct {
 
 func (x *WatchTasksRequest) Reset() {
 	*x = WatchTasksRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[14]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1197,7 +1355,7 @@ func (x *WatchTasksRequest) String() string {
 func (*WatchTasksRequest) ProtoMessage() {}
 
 func (x *WatchTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[14]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1210,7 +1368,7 @@ func (x *WatchTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchTasksRequest.ProtoReflect.Descriptor instead.
 func (*WatchTasksRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{14}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WatchTasksRequest) GetJobId() string {
@@ -1237,7 +1395,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[15]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1249,7 +1407,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[15]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1262,7 +1420,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{15}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *JobEvent) GetType() EventType {
@@ -1289,7 +1447,7 @@ type TaskEvent struct {
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[16]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1301,7 +1459,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[16]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1314,7 +1472,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{16}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TaskEvent) GetType() EventType {
@@ -1344,7 +1502,7 @@ type TaskTransition struct {
 
 func (x *TaskTransition) Reset() {
 	*x = TaskTransition{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[17]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1356,7 +1514,7 @@ func (x *TaskTransition) String() string {
 func (*TaskTransition) ProtoMessage() {}
 
 func (x *TaskTransition) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[17]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1369,7 +1527,7 @@ func (x *TaskTransition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskTransition.ProtoReflect.Descriptor instead.
 func (*TaskTransition) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{17}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TaskTransition) GetTime() *timestamppb.Timestamp {
@@ -1446,7 +1604,7 @@ const file_fathom_v1_jobs_proto_rawDesc = "" +
 	"\vnext_run_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tnextRunAt\x1a=\n" +
 	"\x0fTaskCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\xd2\x06\n" +
+	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\xeb\b\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x1c\n" +
@@ -1477,7 +1635,27 @@ const file_fathom_v1_jobs_proto_rawDesc = "" +
 	"\vfinished_at\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishedAt\x123\n" +
 	"\ahistory\x18\x16 \x03(\v2\x19.fathom.v1.TaskTransitionR\ahistory\x12\x18\n" +
-	"\aevicted\x18\x17 \x01(\bR\aevicted\":\n" +
+	"\aevicted\x18\x17 \x01(\bR\aevicted\x12)\n" +
+	"\x10start_generation\x18\x18 \x01(\x03R\x0fstartGeneration\x127\n" +
+	"\tplaced_at\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\bplacedAt\x129\n" +
+	"\n" +
+	"resized_at\x18\x1a \x01(\v2\x1a.google.protobuf.TimestampR\tresizedAt\x12\x1c\n" +
+	"\tevictions\x18\x1b \x01(\x05R\tevictions\x12\x1d\n" +
+	"\n" +
+	"avoid_node\x18\x1c \x01(\tR\tavoidNode\x12;\n" +
+	"\vavoid_until\x18\x1d \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"avoidUntil\"\xbd\x02\n" +
+	"\bTaskCopy\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x03 \x01(\x03R\n" +
+	"generation\x12*\n" +
+	"\x11cpu_request_cores\x18\x04 \x01(\x01R\x0fcpuRequestCores\x12&\n" +
+	"\x0fcpu_limit_cores\x18\x05 \x01(\x01R\rcpuLimitCores\x120\n" +
+	"\x14memory_request_bytes\x18\x06 \x01(\x03R\x12memoryRequestBytes\x12,\n" +
+	"\x12memory_limit_bytes\x18\a \x01(\x03R\x10memoryLimitBytes\x120\n" +
+	"\x05since\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x05since\":\n" +
 	"\x10CreateJobRequest\x12&\n" +
 	"\x04spec\x18\x01 \x01(\v2\x12.fathom.v1.JobSpecR\x04spec\"E\n" +
 	"\x11CreateJobResponse\x12\x0e\n" +
@@ -1552,7 +1730,7 @@ func file_fathom_v1_jobs_proto_rawDescGZIP() []byte {
 }
 
 var file_fathom_v1_jobs_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_fathom_v1_jobs_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_fathom_v1_jobs_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_fathom_v1_jobs_proto_goTypes = []any{
 	(JobState)(0),                 // 0: fathom.v1.JobState
 	(EventType)(0),                // 1: fathom.v1.EventType
@@ -1561,71 +1739,76 @@ var file_fathom_v1_jobs_proto_goTypes = []any{
 	(*Resources)(nil),             // 4: fathom.v1.Resources
 	(*Job)(nil),                   // 5: fathom.v1.Job
 	(*Task)(nil),                  // 6: fathom.v1.Task
-	(*CreateJobRequest)(nil),      // 7: fathom.v1.CreateJobRequest
-	(*CreateJobResponse)(nil),     // 8: fathom.v1.CreateJobResponse
-	(*ListJobsRequest)(nil),       // 9: fathom.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),      // 10: fathom.v1.ListJobsResponse
-	(*GetJobRequest)(nil),         // 11: fathom.v1.GetJobRequest
-	(*StopJobRequest)(nil),        // 12: fathom.v1.StopJobRequest
-	(*ListTasksRequest)(nil),      // 13: fathom.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),     // 14: fathom.v1.ListTasksResponse
-	(*WatchJobsRequest)(nil),      // 15: fathom.v1.WatchJobsRequest
-	(*WatchTasksRequest)(nil),     // 16: fathom.v1.WatchTasksRequest
-	(*JobEvent)(nil),              // 17: fathom.v1.JobEvent
-	(*TaskEvent)(nil),             // 18: fathom.v1.TaskEvent
-	(*TaskTransition)(nil),        // 19: fathom.v1.TaskTransition
-	nil,                           // 20: fathom.v1.TaskSpec.EnvEntry
-	nil,                           // 21: fathom.v1.Job.TaskCountsEntry
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
-	(TaskState)(0),                // 23: fathom.v1.TaskState
-	(DesiredState)(0),             // 24: fathom.v1.DesiredState
+	(*TaskCopy)(nil),              // 7: fathom.v1.TaskCopy
+	(*CreateJobRequest)(nil),      // 8: fathom.v1.CreateJobRequest
+	(*CreateJobResponse)(nil),     // 9: fathom.v1.CreateJobResponse
+	(*ListJobsRequest)(nil),       // 10: fathom.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),      // 11: fathom.v1.ListJobsResponse
+	(*GetJobRequest)(nil),         // 12: fathom.v1.GetJobRequest
+	(*StopJobRequest)(nil),        // 13: fathom.v1.StopJobRequest
+	(*ListTasksRequest)(nil),      // 14: fathom.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),     // 15: fathom.v1.ListTasksResponse
+	(*WatchJobsRequest)(nil),      // 16: fathom.v1.WatchJobsRequest
+	(*WatchTasksRequest)(nil),     // 17: fathom.v1.WatchTasksRequest
+	(*JobEvent)(nil),              // 18: fathom.v1.JobEvent
+	(*TaskEvent)(nil),             // 19: fathom.v1.TaskEvent
+	(*TaskTransition)(nil),        // 20: fathom.v1.TaskTransition
+	nil,                           // 21: fathom.v1.TaskSpec.EnvEntry
+	nil,                           // 22: fathom.v1.Job.TaskCountsEntry
+	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
+	(TaskState)(0),                // 24: fathom.v1.TaskState
+	(DesiredState)(0),             // 25: fathom.v1.DesiredState
 }
 var file_fathom_v1_jobs_proto_depIdxs = []int32{
 	3,  // 0: fathom.v1.JobSpec.task:type_name -> fathom.v1.TaskSpec
-	20, // 1: fathom.v1.TaskSpec.env:type_name -> fathom.v1.TaskSpec.EnvEntry
+	21, // 1: fathom.v1.TaskSpec.env:type_name -> fathom.v1.TaskSpec.EnvEntry
 	4,  // 2: fathom.v1.TaskSpec.resources:type_name -> fathom.v1.Resources
 	2,  // 3: fathom.v1.Job.spec:type_name -> fathom.v1.JobSpec
 	0,  // 4: fathom.v1.Job.state:type_name -> fathom.v1.JobState
-	22, // 5: fathom.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	22, // 6: fathom.v1.Job.stopped_at:type_name -> google.protobuf.Timestamp
-	21, // 7: fathom.v1.Job.task_counts:type_name -> fathom.v1.Job.TaskCountsEntry
-	22, // 8: fathom.v1.Job.last_run_at:type_name -> google.protobuf.Timestamp
-	22, // 9: fathom.v1.Job.next_run_at:type_name -> google.protobuf.Timestamp
-	23, // 10: fathom.v1.Task.state:type_name -> fathom.v1.TaskState
-	24, // 11: fathom.v1.Task.desired_state:type_name -> fathom.v1.DesiredState
-	22, // 12: fathom.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	22, // 13: fathom.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	22, // 14: fathom.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	19, // 15: fathom.v1.Task.history:type_name -> fathom.v1.TaskTransition
-	2,  // 16: fathom.v1.CreateJobRequest.spec:type_name -> fathom.v1.JobSpec
-	5,  // 17: fathom.v1.CreateJobResponse.job:type_name -> fathom.v1.Job
-	5,  // 18: fathom.v1.ListJobsResponse.jobs:type_name -> fathom.v1.Job
-	6,  // 19: fathom.v1.ListTasksResponse.tasks:type_name -> fathom.v1.Task
-	1,  // 20: fathom.v1.JobEvent.type:type_name -> fathom.v1.EventType
-	5,  // 21: fathom.v1.JobEvent.job:type_name -> fathom.v1.Job
-	1,  // 22: fathom.v1.TaskEvent.type:type_name -> fathom.v1.EventType
-	6,  // 23: fathom.v1.TaskEvent.task:type_name -> fathom.v1.Task
-	22, // 24: fathom.v1.TaskTransition.time:type_name -> google.protobuf.Timestamp
-	23, // 25: fathom.v1.TaskTransition.state:type_name -> fathom.v1.TaskState
-	7,  // 26: fathom.v1.JobService.CreateJob:input_type -> fathom.v1.CreateJobRequest
-	9,  // 27: fathom.v1.JobService.ListJobs:input_type -> fathom.v1.ListJobsRequest
-	11, // 28: fathom.v1.JobService.GetJob:input_type -> fathom.v1.GetJobRequest
-	12, // 29: fathom.v1.JobService.StopJob:input_type -> fathom.v1.StopJobRequest
-	13, // 30: fathom.v1.JobService.ListTasks:input_type -> fathom.v1.ListTasksRequest
-	15, // 31: fathom.v1.JobService.WatchJobs:input_type -> fathom.v1.WatchJobsRequest
-	16, // 32: fathom.v1.JobService.WatchTasks:input_type -> fathom.v1.WatchTasksRequest
-	8,  // 33: fathom.v1.JobService.CreateJob:output_type -> fathom.v1.CreateJobResponse
-	10, // 34: fathom.v1.JobService.ListJobs:output_type -> fathom.v1.ListJobsResponse
-	5,  // 35: fathom.v1.JobService.GetJob:output_type -> fathom.v1.Job
-	5,  // 36: fathom.v1.JobService.StopJob:output_type -> fathom.v1.Job
-	14, // 37: fathom.v1.JobService.ListTasks:output_type -> fathom.v1.ListTasksResponse
-	17, // 38: fathom.v1.JobService.WatchJobs:output_type -> fathom.v1.JobEvent
-	18, // 39: fathom.v1.JobService.WatchTasks:output_type -> fathom.v1.TaskEvent
-	33, // [33:40] is the sub-list for method output_type
-	26, // [26:33] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	23, // 5: fathom.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	23, // 6: fathom.v1.Job.stopped_at:type_name -> google.protobuf.Timestamp
+	22, // 7: fathom.v1.Job.task_counts:type_name -> fathom.v1.Job.TaskCountsEntry
+	23, // 8: fathom.v1.Job.last_run_at:type_name -> google.protobuf.Timestamp
+	23, // 9: fathom.v1.Job.next_run_at:type_name -> google.protobuf.Timestamp
+	24, // 10: fathom.v1.Task.state:type_name -> fathom.v1.TaskState
+	25, // 11: fathom.v1.Task.desired_state:type_name -> fathom.v1.DesiredState
+	23, // 12: fathom.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	23, // 13: fathom.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	23, // 14: fathom.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	20, // 15: fathom.v1.Task.history:type_name -> fathom.v1.TaskTransition
+	23, // 16: fathom.v1.Task.placed_at:type_name -> google.protobuf.Timestamp
+	23, // 17: fathom.v1.Task.resized_at:type_name -> google.protobuf.Timestamp
+	23, // 18: fathom.v1.Task.avoid_until:type_name -> google.protobuf.Timestamp
+	23, // 19: fathom.v1.TaskCopy.since:type_name -> google.protobuf.Timestamp
+	2,  // 20: fathom.v1.CreateJobRequest.spec:type_name -> fathom.v1.JobSpec
+	5,  // 21: fathom.v1.CreateJobResponse.job:type_name -> fathom.v1.Job
+	5,  // 22: fathom.v1.ListJobsResponse.jobs:type_name -> fathom.v1.Job
+	6,  // 23: fathom.v1.ListTasksResponse.tasks:type_name -> fathom.v1.Task
+	1,  // 24: fathom.v1.JobEvent.type:type_name -> fathom.v1.EventType
+	5,  // 25: fathom.v1.JobEvent.job:type_name -> fathom.v1.Job
+	1,  // 26: fathom.v1.TaskEvent.type:type_name -> fathom.v1.EventType
+	6,  // 27: fathom.v1.TaskEvent.task:type_name -> fathom.v1.Task
+	23, // 28: fathom.v1.TaskTransition.time:type_name -> google.protobuf.Timestamp
+	24, // 29: fathom.v1.TaskTransition.state:type_name -> fathom.v1.TaskState
+	8,  // 30: fathom.v1.JobService.CreateJob:input_type -> fathom.v1.CreateJobRequest
+	10, // 31: fathom.v1.JobService.ListJobs:input_type -> fathom.v1.ListJobsRequest
+	12, // 32: fathom.v1.JobService.GetJob:input_type -> fathom.v1.GetJobRequest
+	13, // 33: fathom.v1.JobService.StopJob:input_type -> fathom.v1.StopJobRequest
+	14, // 34: fathom.v1.JobService.ListTasks:input_type -> fathom.v1.ListTasksRequest
+	16, // 35: fathom.v1.JobService.WatchJobs:input_type -> fathom.v1.WatchJobsRequest
+	17, // 36: fathom.v1.JobService.WatchTasks:input_type -> fathom.v1.WatchTasksRequest
+	9,  // 37: fathom.v1.JobService.CreateJob:output_type -> fathom.v1.CreateJobResponse
+	11, // 38: fathom.v1.JobService.ListJobs:output_type -> fathom.v1.ListJobsResponse
+	5,  // 39: fathom.v1.JobService.GetJob:output_type -> fathom.v1.Job
+	5,  // 40: fathom.v1.JobService.StopJob:output_type -> fathom.v1.Job
+	15, // 41: fathom.v1.JobService.ListTasks:output_type -> fathom.v1.ListTasksResponse
+	18, // 42: fathom.v1.JobService.WatchJobs:output_type -> fathom.v1.JobEvent
+	19, // 43: fathom.v1.JobService.WatchTasks:output_type -> fathom.v1.TaskEvent
+	37, // [37:44] is the sub-list for method output_type
+	30, // [30:37] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_fathom_v1_jobs_proto_init() }
@@ -1641,7 +1824,7 @@ func file_fathom_v1_jobs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fathom_v1_jobs_proto_rawDesc), len(file_fathom_v1_jobs_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
