@@ -277,8 +277,9 @@ type ColdStartReport struct {
 	MemModel, MemMedian    ErrorStats
 	CPURequest, MemRequest ErrorStats
 	CPUServed, MemServed   ErrorStats
-	// Under is the share of test jobs whose served limit (the served size
-	// × 2, and never below the hint) is below their actual size.
+	// Under is the share of test jobs whose served limit
+	// (ColdStartAdvice.Limit with margin 1: twice the served size, the
+	// hint as is, never below the hint) is below their actual size.
 	CPUUnder, MemUnder float64
 	Gate               ColdStartGate
 }
@@ -342,10 +343,11 @@ func EvaluateColdStart(train, test []ColdStartExample, maxDepth int) (ColdStartR
 		a := c.advise(e.Features, pred[i])
 		sc = append(sc, l2(a.Size.CPU, e.Size.CPU))
 		sm = append(sm, l2(a.Size.Memory, e.Size.Memory))
-		if max(2*a.Size.CPU, e.Features.HintCPU) < e.Size.CPU {
+		lim, _ := a.Limit(e.Features, 1)
+		if lim.CPU < e.Size.CPU {
 			uc++
 		}
-		if max(2*a.Size.Memory, e.Features.HintMemory) < e.Size.Memory {
+		if lim.Memory < e.Size.Memory {
 			um++
 		}
 	}
@@ -430,6 +432,32 @@ type ColdStartAdvice struct {
 	Source [2]string `json:"source"`
 	// Why says, per resource, which was served and on what evidence.
 	Why string `json:"why"`
+}
+
+// Limit is the limit a task with no history gets from this advice: per
+// resource, (1+margin)× the served size (1× for a hint served as is), and
+// never below the spec's hint — a hint is the owner's statement of need,
+// so no guess without history shrinks it (the request, the served size,
+// may be lower: packing on less is what the scheduler's risk bound is
+// for). Raised names the resources whose limit the hint set. This is the
+// one place that rule lives: the predictor serves it and
+// EvaluateColdStart scores it.
+func (a ColdStartAdvice) Limit(f JobFeatures, margin float64) (lim Size, raised []string) {
+	for r, x := range [2]struct {
+		name       string
+		need, hint float64
+		lim        *float64
+	}{{"cpu", a.Size.CPU, f.HintCPU, &lim.CPU}, {"memory", a.Size.Memory, f.HintMemory, &lim.Memory}} {
+		*x.lim = x.need
+		if a.Source[r] != "hint" {
+			*x.lim = x.need * (1 + margin)
+		}
+		if *x.lim < x.hint {
+			*x.lim = x.hint
+			raised = append(raised, x.name)
+		}
+	}
+	return lim, raised
 }
 
 // Advise sizes a job with no history (see ColdStartAdvice).

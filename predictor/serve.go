@@ -509,10 +509,10 @@ func secs(s float64) string { return (time.Duration(s) * time.Second).String() }
 // the model's prediction where its held-out error beats the baseline it
 // replaces (the spec's hint for a hinted resource, the global median of
 // past jobs otherwise), else that baseline; the request is that size, the
-// limit (1+margin)× it (1× for a hint served as is). A limit is never below
-// the spec's hint: a hint is the owner's statement of need, so no guess
-// without history shrinks it (the request may be lower: packing on less
-// is what the scheduler's risk bound is for). With no model it serves the
+// limit models.ColdStartAdvice.Limit: (1+margin)× it (1× for a hint served
+// as is) and never below the spec's hint (the request may be lower). This
+// is the only place a cold start is sized; the controller serves it as
+// is. With no model it serves the
 // hints, and without hints it answers ErrNoHistory. Confidence is 0. A task
 // with history gets Recommend.
 func (p *Predictor) RecommendNew(task TaskKey, f models.JobFeatures, now time.Time) (Recommendation, error) {
@@ -544,23 +544,7 @@ func (p *Predictor) RecommendNew(task TaskKey, f models.JobFeatures, now time.Ti
 		}, nil
 	}
 	need := adv.Size
-	lim := need
-	var raised []string
-	for r, x := range [2]struct {
-		name       string
-		need, hint float64
-		lim        *float64
-		src        string
-	}{{"cpu", need.CPU, hint.CPU, &lim.CPU, adv.Source[0]}, {"memory", need.Memory, hint.Memory, &lim.Memory, adv.Source[1]}} {
-		_ = r
-		if x.src != "hint" {
-			*x.lim = x.need * (1 + m)
-		}
-		if *x.lim < x.hint {
-			*x.lim = x.hint
-			raised = append(raised, x.name)
-		}
-	}
+	lim, raised := adv.Limit(f, m)
 	why := "cold start: " + adv.Why
 	if len(raised) > 0 {
 		why += fmt.Sprintf("; %s limit kept at the spec's hint (a hint is never shrunk without history)", strings.Join(raised, " and "))
