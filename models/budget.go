@@ -108,6 +108,20 @@ func ParseViolationBudget(s string) (ViolationBudget, error) {
 	return b, nil
 }
 
+// Set parses s with ParseViolationBudget into b (so a *ViolationBudget is
+// a command-line flag value, as `--violation-budget`).
+func (b *ViolationBudget) Set(s string) error {
+	v, err := ParseViolationBudget(s)
+	if err != nil {
+		return err
+	}
+	*b = v
+	return nil
+}
+
+// Type names the flag value's form.
+func (*ViolationBudget) Type() string { return "cpu=F,memory=F" }
+
 func (b ViolationBudget) of(res int) float64 {
 	if res == 0 {
 		return b.CPU

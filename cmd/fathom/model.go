@@ -73,11 +73,12 @@ type EvalReport struct {
 
 func newModelEvalCmd(g *cli.Globals) *cobra.Command {
 	var (
-		tracePath, format, vms, budgetFlag string
-		policies                           []string
-		workers                            int
-		noOOM, sweep                       bool
-		scales, percentiles, margins       []float64
+		tracePath, format, vms       string
+		budget                       models.ViolationBudget
+		policies                     []string
+		workers                      int
+		noOOM, sweep                 bool
+		scales, percentiles, margins []float64
 	)
 	cmd := &cobra.Command{
 		Use:   "eval --trace FILE --format bitbrains",
@@ -113,10 +114,6 @@ fathom's footprint over the better baseline's at equal violations.`,
 			rng, err := trace.ParseVMRange(vms)
 			if err != nil {
 				return cli.UsageErrorf("--vms: %v", err)
-			}
-			budget, err := predictor.ParseViolationBudget(budgetFlag)
-			if err != nil {
-				return cli.UsageErrorf("--violation-budget: %v", err)
 			}
 			for _, p := range policies {
 				if p == predictor.PolicyProvisioned {
@@ -166,8 +163,7 @@ fathom's footprint over the better baseline's at equal violations.`,
 	cmd.Flags().StringSliceVar(&policies, "policies", append([]string{predictor.PolicyProvisioned}, models.Kinds[1:]...), "policies to evaluate")
 	cmd.Flags().IntVar(&workers, "workers", runtime.GOMAXPROCS(0), "tasks replayed in parallel")
 	cmd.Flags().BoolVar(&noOOM, "no-oom-feedback", false, "do not tell recommenders about the OOM kill a memory violation would cause")
-	cmd.Flags().StringVar(&budgetFlag, "violation-budget", predictor.DefaultViolationBudget().String(),
-		"share of task-windows whose usage may exceed the limit, per resource: cpu=F,memory=F (fractions, or percentages like 0.5%); a resource left out keeps its default")
+	bindViolationBudget(cmd.Flags(), &budget)
 	cmd.Flags().BoolVar(&sweep, "sweep", false, "also trace fathom's and the baselines' footprint-vs-violations curves and print the ratio at equal violations")
 	cmd.Flags().Float64SliceVar(&scales, "budget-scales", predictor.DefaultSweepScales, "with --sweep: multiples of --violation-budget that trace fathom's curve")
 	cmd.Flags().Float64SliceVar(&percentiles, "percentiles", predictor.DefaultSweepPercentiles, "with --sweep: the baselines' target percentiles")
