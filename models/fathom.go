@@ -193,17 +193,22 @@ type Fathom struct {
 
 // FathomTrack is the per-resource state of the ensemble.
 type FathomTrack struct {
-	Hist    *DecayingHistogram `json:"hist"`
-	Stats   Moments            `json:"stats"`
-	Jump    Moments            `json:"jump"` // decayed mean of squared upward steps
-	Prev    float64            `json:"prev"`
-	Max     [6]RollingMax      `json:"max"` // 1h, 6h, 24h, 72h, 7d, all (10 y)
-	RingT   []int64            `json:"ring_t"`
-	RingV   []float64          `json:"ring_v"`
-	Arms    []float64          `json:"arms"`      // candidate limits for the next window
-	Size    []float64          `json:"size_cost"` // decayed size cost per candidate
-	Over    []float64          `json:"over_cost"` // decayed overrun cost per candidate, at λ = 1
-	CostRef int64              `json:"cost_ref"`
+	Hist  *DecayingHistogram `json:"hist"`
+	Stats Moments            `json:"stats"`
+	Jump  Moments            `json:"jump"` // decayed mean of squared upward steps
+	Prev  float64            `json:"prev"`
+	Max   [6]RollingMax      `json:"max"` // 1h, 6h, 24h, 72h, 7d, all (10 y)
+	RingT []int64            `json:"ring_t"`
+	RingV []float64          `json:"ring_v"`
+	// ringBase counts the ring entries dropped so far (positions in win
+	// are ringBase + index); win are the sliding maxima of the periodic
+	// windows bases reads (derived from the ring, rebuilt after Restore).
+	ringBase int64
+	win      []slidingMax
+	Arms     []float64 `json:"arms"`      // candidate limits for the next window
+	Size     []float64 `json:"size_cost"` // decayed size cost per candidate
+	Over     []float64 `json:"over_cost"` // decayed overrun cost per candidate, at λ = 1
+	CostRef  int64     `json:"cost_ref"`
 	// Served is the limit served for the next window before any OOM
 	// raise: what the window is a miss against.
 	Served float64 `json:"served"`
@@ -350,15 +355,7 @@ func (tr *FathomTrack) observe(t int64, u float64, p *FathomParams, rp FathomRes
 	for i := range tr.Max {
 		tr.Max[i].Push(t, u)
 	}
-	tr.RingT = append(tr.RingT, t)
-	tr.RingV = append(tr.RingV, u)
-	if cut := t - 7*24*3600 - 3*3600; len(tr.RingT) > 0 && tr.RingT[0] <= cut {
-		i := sort.Search(len(tr.RingT), func(i int) bool { return tr.RingT[i] > cut })
-		if i > len(tr.RingT)/2 { // compact in bulk
-			tr.RingT = append(tr.RingT[:0:0], tr.RingT[i:]...)
-			tr.RingV = append(tr.RingV[:0:0], tr.RingV[i:]...)
-		}
-	}
+	tr.ringPush(t, u)
 	// Candidates for the next window.
 	next := t + WindowSeconds
 	bases := tr.bases(next)
@@ -418,17 +415,19 @@ func (tr *FathomTrack) bases(now int64) [14]float64 {
 	b[6] = tr.Hist.Percentile(0.99)
 	// Periodic: the last hour, plus the same time of day yesterday and of
 	// week a week ago, from an hour before to two hours after.
-	per := b[0]
-	for _, lag := range []int64{24 * 3600, 7 * 24 * 3600} {
-		per = max(per, tr.rangeMax(now-lag-3600, now-lag+2*3600))
+	if len(tr.win) != len(periodicWindows) {
+		tr.win = make([]slidingMax, len(periodicWindows))
+	}
+	per, day := b[0], b[1]
+	for k, w := range periodicWindows {
+		m := tr.win[k].max(tr, now-w.lag-w.before, now-w.lag+w.after)
+		if k < 2 {
+			per = max(per, m)
+		} else {
+			day = max(day, m)
+		}
 	}
 	b[7] = per
-	// Daily: the last 6 hours, plus the same time of day on each of the
-	// last 7 days, from an hour before to an hour after.
-	day := b[1]
-	for d := int64(1); d <= 7; d++ {
-		day = max(day, tr.rangeMax(now-d*86400-3600, now-d*86400+3600))
-	}
 	b[11] = day
 	// Volatility: the typical size of an upward jump between windows.
 	j := math.Sqrt(max(tr.Jump.Mean, 0))
@@ -440,7 +439,85 @@ func (tr *FathomTrack) bases(now int64) [14]float64 {
 	return b
 }
 
-// rangeMax is the largest value kept with time in [from, to].
+// ringPush keeps u at t in the ring of the last 7 days and 3 hours
+// (dropping older values in bulk).
+func (tr *FathomTrack) ringPush(t int64, u float64) {
+	tr.RingT = append(tr.RingT, t)
+	tr.RingV = append(tr.RingV, u)
+	if cut := t - 7*24*3600 - 3*3600; len(tr.RingT) > 0 && tr.RingT[0] <= cut {
+		i := sort.Search(len(tr.RingT), func(i int) bool { return tr.RingT[i] > cut })
+		if i > len(tr.RingT)/2 { // compact in bulk
+			tr.RingT = append(tr.RingT[:0:0], tr.RingT[i:]...)
+			tr.RingV = append(tr.RingV[:0:0], tr.RingV[i:]...)
+			tr.ringBase += int64(i)
+		}
+	}
+}
+
+// periodicWindows are the ring's windows bases reads, relative to now:
+// [now−lag−before, now−lag+after]. The first two are the periodic signal
+// (the same time of day yesterday and of week a week ago, from an hour
+// before to two hours after); the other seven the daily one (the same time
+// of day on each of the last 7 days, ± an hour).
+var periodicWindows = func() []struct{ lag, before, after int64 } {
+	w := []struct{ lag, before, after int64 }{{24 * 3600, 3600, 2 * 3600}, {7 * 24 * 3600, 3600, 2 * 3600}}
+	for d := int64(1); d <= 7; d++ {
+		w = append(w, struct{ lag, before, after int64 }{d * 86400, 3600, 3600})
+	}
+	return w
+}()
+
+// slidingMax is the largest ring value in a window that only moves
+// forward: a monotonic deque of ring positions (values decreasing), so
+// each value enters and leaves once (amortised O(1) per window where
+// rangeMax scans the window). A window that moves back starts over.
+type slidingMax struct {
+	next     int64   // ring position of the next value to enter
+	from, to int64   // the last window read
+	dq       []int64 // ring positions, values decreasing
+	used     bool
+}
+
+// max is rangeMax(from, to) for windows that only move forward.
+func (s *slidingMax) max(tr *FathomTrack, from, to int64) float64 {
+	base, n := tr.ringBase, tr.ringBase+int64(len(tr.RingT))
+	if !s.used || from < s.from || to < s.to {
+		i := sort.Search(len(tr.RingT), func(i int) bool { return tr.RingT[i] >= from })
+		*s = slidingMax{next: base + int64(i), dq: s.dq[:0], used: true}
+	}
+	s.from, s.to = from, to
+	if s.next < base {
+		s.next = base // dropped values are older than any window
+	}
+	k := 0
+	for k < len(s.dq) && s.dq[k] < base {
+		k++
+	}
+	if k > 0 {
+		s.dq = append(s.dq[:0], s.dq[k:]...)
+	}
+	for ; s.next < n && tr.RingT[s.next-base] <= to; s.next++ {
+		v := tr.RingV[s.next-base]
+		for len(s.dq) > 0 && tr.RingV[s.dq[len(s.dq)-1]-base] <= v {
+			s.dq = s.dq[:len(s.dq)-1]
+		}
+		s.dq = append(s.dq, s.next)
+	}
+	k = 0
+	for k < len(s.dq) && tr.RingT[s.dq[k]-base] < from {
+		k++
+	}
+	if k > 0 {
+		s.dq = append(s.dq[:0], s.dq[k:]...)
+	}
+	if len(s.dq) == 0 {
+		return 0
+	}
+	return max(tr.RingV[s.dq[0]-base], 0)
+}
+
+// rangeMax is the largest value kept with time in [from, to] (0 when none):
+// what slidingMax computes, kept as its dumb twin for tests.
 func (tr *FathomTrack) rangeMax(from, to int64) float64 {
 	i := sort.Search(len(tr.RingT), func(i int) bool { return tr.RingT[i] >= from })
 	m := 0.0
