@@ -19,11 +19,12 @@ import (
 // with the two simple answers a new job could get — its own request and
 // the median of all training tasks — and with what Advise serves (the
 // model only where its cross-validated error on the training users beat
-// the baseline). Skipped when ../shared/traces (or $FATHOM_TRACES) is
-// absent.
+// the baseline). A long evaluation (15-30 s on 2 shared cores): run with
+// FATHOM_LONG=1; skipped with -short or when ../shared/traces (or
+// $FATHOM_TRACES) is absent.
 func TestColdStartGoogle2011(t *testing.T) {
-	if testing.Short() {
-		t.Skip("trace evaluation skipped with -short")
+	if testing.Short() || os.Getenv("FATHOM_LONG") != "1" {
+		t.Skip("Google 2011 cold-start evaluation: set FATHOM_LONG=1 to run it (not with -short)")
 	}
 	dir := os.Getenv("FATHOM_TRACES")
 	if dir == "" {
