@@ -93,7 +93,16 @@ func (s *Server) Handler(ctx context.Context, g *grpc.Server, gconn *grpc.Client
 	mux.HandleFunc("PUT /v1/jobs/{id}", func(w http.ResponseWriter, r *http.Request) { s.handleUpdateJob(w, r, writeErr) })
 	mux.HandleFunc("POST /v1/jobs:plan", func(w http.ResponseWriter, r *http.Request) { s.handlePlanJob(w, r, writeErr) })
 	mux.HandleFunc("GET /v1/tasks/{task_id}/logs", func(w http.ResponseWriter, r *http.Request) { s.handleTaskLogs(w, r, writeErr) })
-	mux.Handle("/v1/", gw)
+	// Every other REST body is a small request message: bounded like a spec,
+	// so a client cannot make the gateway buffer more.
+	mux.Handle("/v1/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > jobspec.MaxSpecBytes {
+			writeErr(w, r, status.Errorf(codes.InvalidArgument, "request body is %d bytes; the limit is %d bytes (1 MiB)", r.ContentLength, jobspec.MaxSpecBytes))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, jobspec.MaxSpecBytes)
+		gw.ServeHTTP(w, r)
+	}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", s.handleReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.o.Gatherer, promhttp.HandlerOpts{}))

@@ -173,6 +173,14 @@ task:
 	} else {
 		t.Logf("REST POST with one 200 KB variable: %.200s", err)
 	}
+	// Other REST bodies are bounded the same way (a valid request whose id,
+	// which the path then overrides, is 2 MiB).
+	err = c.do("POST", "/v1/jobs/"+web+":scale", []byte(`{"replicas": 6, "id": "`+strings.Repeat("x", 2<<20)+`"}`), nil)
+	if err == nil || !strings.Contains(err.Error(), "HTTP 400") || !strings.Contains(err.Error(), limit) {
+		t.Errorf("REST POST of a 2 MiB scale request: %v; want a 400 naming the limit", err)
+	} else {
+		t.Logf("REST POST of a 2 MiB scale request: %.200s", err)
+	}
 	jobs := &fathomv1.ListJobsResponse{}
 	if err := c.do("GET", "/v1/jobs?name=too-big", nil, jobs); err != nil {
 		t.Fatal(err)
