@@ -25,9 +25,10 @@ import (
 //	                              drain-budget, min-age, eps, move-cost, shrink-delay, risk,
 //	                              provider, removal-delay, cooldown, correlation, retry-waiting,
 //	                              job-retention, max-finished (before the first add-node)
-//	add-node name=n1 [cpu=4] [mem=8] [zone=a] [rack=r1]   an agent that registers
+//	add-node name=n1 [cpu=4] [mem=8] [zone=a] [rack=r1] [ports=LO-HI]   an agent that registers
 //	submit job=web [replicas=1] [type=service] [prio=prod] [cpu=] [mem=] [schedule=]
 //	       [restart=ATTEMPTS/INTERVAL/DELAY/MODE] [constraint=zone=b|zone!=b|zone~a,b|zone?]... [spread=zone]
+//	       [ports=http;admin:8080]  (named ports; :N is static)
 //	                              (constraints separated by ';': ~ is in, ? is exists)
 //	recommend task=web-0 [cpu=] [mem=] [limit-cpu=] [limit-mem=] [mean-cpu= sd-cpu= mean-mem= sd-mem=]
 //	                              the predictor's next answer for the task (it is sized at the next tick)
@@ -171,6 +172,9 @@ func (h *harness) run(d *datadriven.TestData) (string, error) {
 			if z, ok := a[l]; ok {
 				info.Labels[l] = z
 			}
+		}
+		if info.PortRange, err = scheduler.ParsePortRange(a["ports"]); err != nil {
+			return "", err
 		}
 		ag := &simAgent{info: info, alive: true, procs: map[string]*proc{}, set: map[string]Assignment{}}
 		h.agents[info.Name] = ag
@@ -363,6 +367,18 @@ func (h *harness) submit(a map[string]string) error {
 	}
 	spec := Spec{Name: a["job"], Namespace: "default", Type: typ, Priority: prio, Replicas: int32(reps), Schedule: strings.ReplaceAll(a["schedule"], "_", " "),
 		Command: []string{"/bin/true"}, CPUHint: cpu, MemoryHint: int64(mem * (1 << 30)), Spread: a["spread"]}
+	if v, ok := a["ports"]; ok {
+		for _, p := range strings.Split(v, ";") {
+			name, st, _ := strings.Cut(p, ":")
+			ps := PortSpec{Name: name}
+			if st != "" {
+				if ps.Static, err = strconv.Atoi(st); err != nil {
+					return fmt.Errorf("ports=%q: %v", v, err)
+				}
+			}
+			spec.Ports = append(spec.Ports, ps)
+		}
+	}
 	if v, ok := a["restart"]; ok {
 		f := strings.Split(v, "/")
 		if len(f) != 4 {
@@ -565,7 +581,7 @@ func (h *harness) apply() string {
 			fmt.Fprintf(&b, "assign %s: -%s\n", ch.Node, ch.TaskID)
 		} else {
 			a := ch.Assignment
-			fmt.Fprintf(&b, "assign %s: %s gen=%d %s cpu=%.3g mem=%dMi\n", ch.Node, ch.TaskID, a.Generation, a.Desired, a.CPURequest, a.MemoryRequest>>20)
+			fmt.Fprintf(&b, "assign %s: %s gen=%d %s cpu=%.3g mem=%dMi%s\n", ch.Node, ch.TaskID, a.Generation, a.Desired, a.CPURequest, a.MemoryRequest>>20, fmtPorts(a.Ports))
 		}
 		if ag == nil || !ag.alive || !ag.connected {
 			continue
@@ -864,4 +880,16 @@ func parseCmd(t *testing.T, line string) *datadriven.TestData {
 		d.CmdArgs = append(d.CmdArgs, a)
 	}
 	return d
+}
+
+// fmtPorts prints a task's ports as " ports=admin:20001,http:20002".
+func fmtPorts(m map[string]int) string {
+	if len(m) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, k+":"+strconv.Itoa(m[k]))
+	}
+	return " ports=" + strings.Join(parts, ",")
 }

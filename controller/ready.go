@@ -3,6 +3,7 @@ package controller
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 )
 
@@ -192,7 +193,7 @@ func (c *Controller) assignment(r ref, gen int64, z Sizes, d Desired) Assignment
 	s := &r.job.job.Spec
 	return Assignment{TaskID: r.id(), JobID: r.job.job.ID, Namespace: s.Namespace, JobName: s.Name, Index: r.idx,
 		Command: s.Command, Env: s.Env, User: s.User, Type: s.Type, Priority: s.Priority,
-		Sizes: z, Desired: d, Generation: gen}
+		Sizes: z, Desired: d, Generation: gen, Ports: maps.Clone(r.task().Ports)}
 }
 
 // NodeAssignments is the full assignment set of a node, sorted by task id:
