@@ -31,6 +31,10 @@ type Config struct {
 	Memory int64
 	// Labels are registered with the node.
 	Labels map[string]string
+	// PortRange is "LO-HI", the dynamic ports the scheduler may give this
+	// node's tasks ("" = none). The agent checks each port is free before
+	// it starts a task and passes it as FATHOM_PORT_<NAME>.
+	PortRange string
 	// MetricsAddr is where the agent's HTTP server listens (/metrics,
 	// /healthz, /v1/tasks/{id}/logs). Default ":7072".
 	MetricsAddr string
@@ -334,7 +338,7 @@ var errSessionHealthy = errors.New("session ended after working")
 func (a *agentRuntime) session(ctx context.Context, cp ControlPlane, addr string, mode cgroups.Mode) error {
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	reg, err := cp.Register(rctx, NodeInfo{Name: a.cfg.Name, CPUCores: a.cfg.CPU, MemoryBytes: a.cfg.Memory, Labels: a.cfg.Labels,
-		Enforcement: string(mode), AgentAddress: addr, Version: a.cfg.Version})
+		Enforcement: string(mode), AgentAddress: addr, Version: a.cfg.Version, PortRange: a.cfg.PortRange})
 	cancel()
 	if err != nil {
 		return fmt.Errorf("register: %w", err)

@@ -86,7 +86,7 @@ func Parse(data []byte) (*fathomv1.JobSpec, error) {
 // known fields per level, in spec order for messages.
 var (
 	topFields  = []string{"name", "namespace", "type", "priority", "replicas", "schedule", "task", "restart", "constraints", "spread"}
-	taskFields = []string{"command", "env", "user", "resources"}
+	taskFields = []string{"command", "env", "user", "resources", "ports"}
 	resFields  = []string{"cpu", "memory"}
 )
 
@@ -236,6 +236,13 @@ func taskFromMap(m map[string]any) (*fathomv1.TaskSpec, error) {
 			}
 		}
 		t.Resources = r
+	}
+	if v, ok := m["ports"]; ok && v != nil {
+		ps, err := portsFromMap(v)
+		if err != nil {
+			return nil, err
+		}
+		t.Ports = ps
 	}
 	return t, nil
 }
@@ -419,6 +426,11 @@ func Normalize(in *fathomv1.JobSpec) (*fathomv1.JobSpec, error) {
 		}
 		ts.Resources = &fathomv1.Resources{Cpu: res.GetCpu(), Memory: res.GetMemory()}
 	}
+	ps, err := normalizePorts(t.GetPorts(), t.GetEnv())
+	if err != nil {
+		return nil, err
+	}
+	ts.Ports = ps
 	s.Task = ts
 	if err := normalizeRules(in, s); err != nil {
 		return nil, err

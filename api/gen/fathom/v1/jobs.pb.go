@@ -465,11 +465,14 @@ func (x *Spread) GetLabel() string {
 }
 
 type TaskSpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Command       []string               `protobuf:"bytes,1,rep,name=command,proto3" json:"command,omitempty"`
-	Env           map[string]string      `protobuf:"bytes,2,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	User          string                 `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
-	Resources     *Resources             `protobuf:"bytes,4,opt,name=resources,proto3" json:"resources,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Command   []string               `protobuf:"bytes,1,rep,name=command,proto3" json:"command,omitempty"`
+	Env       map[string]string      `protobuf:"bytes,2,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	User      string                 `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
+	Resources *Resources             `protobuf:"bytes,4,opt,name=resources,proto3" json:"resources,omitempty"`
+	// Named ports every task holds on its node, passed to the process as
+	// FATHOM_PORT_<NAME> (upper case) and recorded in Task.ports.
+	Ports         []*Port `protobuf:"bytes,80,rep,name=ports,proto3" json:"ports,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -532,6 +535,70 @@ func (x *TaskSpec) GetResources() *Resources {
 	return nil
 }
 
+func (x *TaskSpec) GetPorts() []*Port {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+// Port is one named port. Without `static` the scheduler picks a free one
+// from the node's `fathom agent --port-range`; with it, that number, and no
+// two tasks on one node hold it.
+type Port struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// DNS label (RFC 1123), at most 15 characters (SRV `_<name>._tcp`).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// 1..65535; 0 or omitted: dynamic.
+	Static        int32 `protobuf:"varint,2,opt,name=static,proto3" json:"static,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Port) Reset() {
+	*x = Port{}
+	mi := &file_fathom_v1_jobs_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Port) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Port) ProtoMessage() {}
+
+func (x *Port) ProtoReflect() protoreflect.Message {
+	mi := &file_fathom_v1_jobs_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Port.ProtoReflect.Descriptor instead.
+func (*Port) Descriptor() ([]byte, []int) {
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Port) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Port) GetStatic() int32 {
+	if x != nil {
+		return x.Static
+	}
+	return 0
+}
+
 // Resources are optional hints in Kubernetes quantity notation ("500m", "2",
 // "256Mi", "1G"). Omitted means Fathom sizes the task.
 type Resources struct {
@@ -544,7 +611,7 @@ type Resources struct {
 
 func (x *Resources) Reset() {
 	*x = Resources{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[5]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -556,7 +623,7 @@ func (x *Resources) String() string {
 func (*Resources) ProtoMessage() {}
 
 func (x *Resources) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[5]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -569,7 +636,7 @@ func (x *Resources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resources.ProtoReflect.Descriptor instead.
 func (*Resources) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{5}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Resources) GetCpu() string {
@@ -613,7 +680,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[6]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -625,7 +692,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[6]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -638,7 +705,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{6}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Job) GetId() string {
@@ -785,13 +852,16 @@ type Task struct {
 	RestartAttempts    int32                  `protobuf:"varint,60,opt,name=restart_attempts,json=restartAttempts,proto3" json:"restart_attempts,omitempty"`
 	RestartWindowStart *timestamppb.Timestamp `protobuf:"bytes,61,opt,name=restart_window_start,json=restartWindowStart,proto3" json:"restart_window_start,omitempty"`
 	RestartAt          *timestamppb.Timestamp `protobuf:"bytes,62,opt,name=restart_at,json=restartAt,proto3" json:"restart_at,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The task's port numbers by name on its node (TaskSpec.ports), chosen
+	// when it was placed.
+	Ports         map[string]int32 `protobuf:"bytes,80,rep,name=ports,proto3" json:"ports,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[7]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -803,7 +873,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[7]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -816,7 +886,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{7}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Task) GetId() string {
@@ -1043,6 +1113,13 @@ func (x *Task) GetRestartAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Task) GetPorts() map[string]int32 {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
 // TaskCopy is a copy of a task a node keeps running although the task was
 // placed elsewhere (its node was lost, or it moves): the node keeps it
 // until the replacement runs, then stops it. Stored so that a restarted
@@ -1064,7 +1141,7 @@ type TaskCopy struct {
 
 func (x *TaskCopy) Reset() {
 	*x = TaskCopy{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[8]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1076,7 +1153,7 @@ func (x *TaskCopy) String() string {
 func (*TaskCopy) ProtoMessage() {}
 
 func (x *TaskCopy) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[8]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1089,7 +1166,7 @@ func (x *TaskCopy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCopy.ProtoReflect.Descriptor instead.
 func (*TaskCopy) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{8}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TaskCopy) GetTaskId() string {
@@ -1157,7 +1234,7 @@ type CreateJobRequest struct {
 
 func (x *CreateJobRequest) Reset() {
 	*x = CreateJobRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[9]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1169,7 +1246,7 @@ func (x *CreateJobRequest) String() string {
 func (*CreateJobRequest) ProtoMessage() {}
 
 func (x *CreateJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[9]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1182,7 +1259,7 @@ func (x *CreateJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateJobRequest.ProtoReflect.Descriptor instead.
 func (*CreateJobRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{9}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreateJobRequest) GetSpec() *JobSpec {
@@ -1202,7 +1279,7 @@ type CreateJobResponse struct {
 
 func (x *CreateJobResponse) Reset() {
 	*x = CreateJobResponse{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[10]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1214,7 +1291,7 @@ func (x *CreateJobResponse) String() string {
 func (*CreateJobResponse) ProtoMessage() {}
 
 func (x *CreateJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[10]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1227,7 +1304,7 @@ func (x *CreateJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateJobResponse.ProtoReflect.Descriptor instead.
 func (*CreateJobResponse) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{10}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CreateJobResponse) GetId() string {
@@ -1259,7 +1336,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[11]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1348,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[11]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1361,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{11}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListJobsRequest) GetNamespace() string {
@@ -1317,7 +1394,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[12]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1329,7 +1406,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[12]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1342,7 +1419,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{12}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -1361,7 +1438,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[13]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1373,7 +1450,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[13]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1386,7 +1463,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{13}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -1405,7 +1482,7 @@ type StopJobRequest struct {
 
 func (x *StopJobRequest) Reset() {
 	*x = StopJobRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[14]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1417,7 +1494,7 @@ func (x *StopJobRequest) String() string {
 func (*StopJobRequest) ProtoMessage() {}
 
 func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[14]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1430,7 +1507,7 @@ func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopJobRequest.ProtoReflect.Descriptor instead.
 func (*StopJobRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{14}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StopJobRequest) GetId() string {
@@ -1451,7 +1528,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[15]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1463,7 +1540,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[15]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1476,7 +1553,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{15}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListTasksRequest) GetJobId() string {
@@ -1502,7 +1579,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[16]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1514,7 +1591,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[16]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1527,7 +1604,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{16}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -1546,7 +1623,7 @@ type WatchJobsRequest struct {
 
 func (x *WatchJobsRequest) Reset() {
 	*x = WatchJobsRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[17]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1558,7 +1635,7 @@ func (x *WatchJobsRequest) String() string {
 func (*WatchJobsRequest) ProtoMessage() {}
 
 func (x *WatchJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[17]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1571,7 +1648,7 @@ func (x *WatchJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobsRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobsRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{17}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WatchJobsRequest) GetNamespace() string {
@@ -1593,7 +1670,7 @@ type WatchTasksRequest struct {
 
 func (x *WatchTasksRequest) Reset() {
 	*x = WatchTasksRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[18]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1605,7 +1682,7 @@ func (x *WatchTasksRequest) String() string {
 func (*WatchTasksRequest) ProtoMessage() {}
 
 func (x *WatchTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[18]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1618,7 +1695,7 @@ func (x *WatchTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchTasksRequest.ProtoReflect.Descriptor instead.
 func (*WatchTasksRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{18}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WatchTasksRequest) GetJobId() string {
@@ -1645,7 +1722,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[19]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1657,7 +1734,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[19]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1670,7 +1747,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{19}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *JobEvent) GetType() EventType {
@@ -1697,7 +1774,7 @@ type TaskEvent struct {
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[20]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1709,7 +1786,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[20]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1722,7 +1799,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{20}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TaskEvent) GetType() EventType {
@@ -1752,7 +1829,7 @@ type TaskTransition struct {
 
 func (x *TaskTransition) Reset() {
 	*x = TaskTransition{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[21]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1764,7 +1841,7 @@ func (x *TaskTransition) String() string {
 func (*TaskTransition) ProtoMessage() {}
 
 func (x *TaskTransition) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[21]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1777,7 +1854,7 @@ func (x *TaskTransition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskTransition.ProtoReflect.Descriptor instead.
 func (*TaskTransition) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{21}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TaskTransition) GetTime() *timestamppb.Timestamp {
@@ -1838,15 +1915,19 @@ const file_fathom_v1_jobs_proto_rawDesc = "" +
 	"\x05value\x18\x03 \x01(\tR\x05value\x12\x16\n" +
 	"\x06values\x18\x04 \x03(\tR\x06values\"\x1e\n" +
 	"\x06Spread\x12\x14\n" +
-	"\x05label\x18\x01 \x01(\tR\x05label\"\xd4\x01\n" +
+	"\x05label\x18\x01 \x01(\tR\x05label\"\xfb\x01\n" +
 	"\bTaskSpec\x12\x18\n" +
 	"\acommand\x18\x01 \x03(\tR\acommand\x12.\n" +
 	"\x03env\x18\x02 \x03(\v2\x1c.fathom.v1.TaskSpec.EnvEntryR\x03env\x12\x12\n" +
 	"\x04user\x18\x03 \x01(\tR\x04user\x122\n" +
-	"\tresources\x18\x04 \x01(\v2\x14.fathom.v1.ResourcesR\tresources\x1a6\n" +
+	"\tresources\x18\x04 \x01(\v2\x14.fathom.v1.ResourcesR\tresources\x12%\n" +
+	"\x05ports\x18P \x03(\v2\x0f.fathom.v1.PortR\x05ports\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"5\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"2\n" +
+	"\x04Port\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06static\x18\x02 \x01(\x05R\x06static\"5\n" +
 	"\tResources\x12\x10\n" +
 	"\x03cpu\x18\x01 \x01(\tR\x03cpu\x12\x16\n" +
 	"\x06memory\x18\x02 \x01(\tR\x06memory\"\x95\x05\n" +
@@ -1871,8 +1952,7 @@ const file_fathom_v1_jobs_proto_rawDesc = "" +
 	"\vnext_run_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tnextRunAt\x1a=\n" +
 	"\x0fTaskCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\x9f\n" +
-	"\n" +
+	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\x8b\v\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x1c\n" +
@@ -1916,7 +1996,12 @@ const file_fathom_v1_jobs_proto_rawDesc = "" +
 	"\x10restart_attempts\x18< \x01(\x05R\x0frestartAttempts\x12L\n" +
 	"\x14restart_window_start\x18= \x01(\v2\x1a.google.protobuf.TimestampR\x12restartWindowStart\x129\n" +
 	"\n" +
-	"restart_at\x18> \x01(\v2\x1a.google.protobuf.TimestampR\trestartAt\"\xbd\x02\n" +
+	"restart_at\x18> \x01(\v2\x1a.google.protobuf.TimestampR\trestartAt\x120\n" +
+	"\x05ports\x18P \x03(\v2\x1a.fathom.v1.Task.PortsEntryR\x05ports\x1a8\n" +
+	"\n" +
+	"PortsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\xbd\x02\n" +
 	"\bTaskCopy\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x1e\n" +
@@ -2002,7 +2087,7 @@ func file_fathom_v1_jobs_proto_rawDescGZIP() []byte {
 }
 
 var file_fathom_v1_jobs_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_fathom_v1_jobs_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_fathom_v1_jobs_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_fathom_v1_jobs_proto_goTypes = []any{
 	(JobState)(0),                 // 0: fathom.v1.JobState
 	(EventType)(0),                // 1: fathom.v1.EventType
@@ -2011,84 +2096,88 @@ var file_fathom_v1_jobs_proto_goTypes = []any{
 	(*Constraint)(nil),            // 4: fathom.v1.Constraint
 	(*Spread)(nil),                // 5: fathom.v1.Spread
 	(*TaskSpec)(nil),              // 6: fathom.v1.TaskSpec
-	(*Resources)(nil),             // 7: fathom.v1.Resources
-	(*Job)(nil),                   // 8: fathom.v1.Job
-	(*Task)(nil),                  // 9: fathom.v1.Task
-	(*TaskCopy)(nil),              // 10: fathom.v1.TaskCopy
-	(*CreateJobRequest)(nil),      // 11: fathom.v1.CreateJobRequest
-	(*CreateJobResponse)(nil),     // 12: fathom.v1.CreateJobResponse
-	(*ListJobsRequest)(nil),       // 13: fathom.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),      // 14: fathom.v1.ListJobsResponse
-	(*GetJobRequest)(nil),         // 15: fathom.v1.GetJobRequest
-	(*StopJobRequest)(nil),        // 16: fathom.v1.StopJobRequest
-	(*ListTasksRequest)(nil),      // 17: fathom.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),     // 18: fathom.v1.ListTasksResponse
-	(*WatchJobsRequest)(nil),      // 19: fathom.v1.WatchJobsRequest
-	(*WatchTasksRequest)(nil),     // 20: fathom.v1.WatchTasksRequest
-	(*JobEvent)(nil),              // 21: fathom.v1.JobEvent
-	(*TaskEvent)(nil),             // 22: fathom.v1.TaskEvent
-	(*TaskTransition)(nil),        // 23: fathom.v1.TaskTransition
-	nil,                           // 24: fathom.v1.TaskSpec.EnvEntry
-	nil,                           // 25: fathom.v1.Job.TaskCountsEntry
-	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
-	(TaskState)(0),                // 27: fathom.v1.TaskState
-	(DesiredState)(0),             // 28: fathom.v1.DesiredState
+	(*Port)(nil),                  // 7: fathom.v1.Port
+	(*Resources)(nil),             // 8: fathom.v1.Resources
+	(*Job)(nil),                   // 9: fathom.v1.Job
+	(*Task)(nil),                  // 10: fathom.v1.Task
+	(*TaskCopy)(nil),              // 11: fathom.v1.TaskCopy
+	(*CreateJobRequest)(nil),      // 12: fathom.v1.CreateJobRequest
+	(*CreateJobResponse)(nil),     // 13: fathom.v1.CreateJobResponse
+	(*ListJobsRequest)(nil),       // 14: fathom.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),      // 15: fathom.v1.ListJobsResponse
+	(*GetJobRequest)(nil),         // 16: fathom.v1.GetJobRequest
+	(*StopJobRequest)(nil),        // 17: fathom.v1.StopJobRequest
+	(*ListTasksRequest)(nil),      // 18: fathom.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),     // 19: fathom.v1.ListTasksResponse
+	(*WatchJobsRequest)(nil),      // 20: fathom.v1.WatchJobsRequest
+	(*WatchTasksRequest)(nil),     // 21: fathom.v1.WatchTasksRequest
+	(*JobEvent)(nil),              // 22: fathom.v1.JobEvent
+	(*TaskEvent)(nil),             // 23: fathom.v1.TaskEvent
+	(*TaskTransition)(nil),        // 24: fathom.v1.TaskTransition
+	nil,                           // 25: fathom.v1.TaskSpec.EnvEntry
+	nil,                           // 26: fathom.v1.Job.TaskCountsEntry
+	nil,                           // 27: fathom.v1.Task.PortsEntry
+	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
+	(TaskState)(0),                // 29: fathom.v1.TaskState
+	(DesiredState)(0),             // 30: fathom.v1.DesiredState
 }
 var file_fathom_v1_jobs_proto_depIdxs = []int32{
 	6,  // 0: fathom.v1.JobSpec.task:type_name -> fathom.v1.TaskSpec
 	3,  // 1: fathom.v1.JobSpec.restart:type_name -> fathom.v1.RestartPolicy
 	4,  // 2: fathom.v1.JobSpec.constraints:type_name -> fathom.v1.Constraint
 	5,  // 3: fathom.v1.JobSpec.spread:type_name -> fathom.v1.Spread
-	24, // 4: fathom.v1.TaskSpec.env:type_name -> fathom.v1.TaskSpec.EnvEntry
-	7,  // 5: fathom.v1.TaskSpec.resources:type_name -> fathom.v1.Resources
-	2,  // 6: fathom.v1.Job.spec:type_name -> fathom.v1.JobSpec
-	0,  // 7: fathom.v1.Job.state:type_name -> fathom.v1.JobState
-	26, // 8: fathom.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	26, // 9: fathom.v1.Job.stopped_at:type_name -> google.protobuf.Timestamp
-	25, // 10: fathom.v1.Job.task_counts:type_name -> fathom.v1.Job.TaskCountsEntry
-	26, // 11: fathom.v1.Job.last_run_at:type_name -> google.protobuf.Timestamp
-	26, // 12: fathom.v1.Job.next_run_at:type_name -> google.protobuf.Timestamp
-	27, // 13: fathom.v1.Task.state:type_name -> fathom.v1.TaskState
-	28, // 14: fathom.v1.Task.desired_state:type_name -> fathom.v1.DesiredState
-	26, // 15: fathom.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	26, // 16: fathom.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	26, // 17: fathom.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	23, // 18: fathom.v1.Task.history:type_name -> fathom.v1.TaskTransition
-	26, // 19: fathom.v1.Task.placed_at:type_name -> google.protobuf.Timestamp
-	26, // 20: fathom.v1.Task.resized_at:type_name -> google.protobuf.Timestamp
-	26, // 21: fathom.v1.Task.avoid_until:type_name -> google.protobuf.Timestamp
-	26, // 22: fathom.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
-	26, // 23: fathom.v1.Task.restart_at:type_name -> google.protobuf.Timestamp
-	26, // 24: fathom.v1.TaskCopy.since:type_name -> google.protobuf.Timestamp
-	2,  // 25: fathom.v1.CreateJobRequest.spec:type_name -> fathom.v1.JobSpec
-	8,  // 26: fathom.v1.CreateJobResponse.job:type_name -> fathom.v1.Job
-	8,  // 27: fathom.v1.ListJobsResponse.jobs:type_name -> fathom.v1.Job
-	9,  // 28: fathom.v1.ListTasksResponse.tasks:type_name -> fathom.v1.Task
-	1,  // 29: fathom.v1.JobEvent.type:type_name -> fathom.v1.EventType
-	8,  // 30: fathom.v1.JobEvent.job:type_name -> fathom.v1.Job
-	1,  // 31: fathom.v1.TaskEvent.type:type_name -> fathom.v1.EventType
-	9,  // 32: fathom.v1.TaskEvent.task:type_name -> fathom.v1.Task
-	26, // 33: fathom.v1.TaskTransition.time:type_name -> google.protobuf.Timestamp
-	27, // 34: fathom.v1.TaskTransition.state:type_name -> fathom.v1.TaskState
-	11, // 35: fathom.v1.JobService.CreateJob:input_type -> fathom.v1.CreateJobRequest
-	13, // 36: fathom.v1.JobService.ListJobs:input_type -> fathom.v1.ListJobsRequest
-	15, // 37: fathom.v1.JobService.GetJob:input_type -> fathom.v1.GetJobRequest
-	16, // 38: fathom.v1.JobService.StopJob:input_type -> fathom.v1.StopJobRequest
-	17, // 39: fathom.v1.JobService.ListTasks:input_type -> fathom.v1.ListTasksRequest
-	19, // 40: fathom.v1.JobService.WatchJobs:input_type -> fathom.v1.WatchJobsRequest
-	20, // 41: fathom.v1.JobService.WatchTasks:input_type -> fathom.v1.WatchTasksRequest
-	12, // 42: fathom.v1.JobService.CreateJob:output_type -> fathom.v1.CreateJobResponse
-	14, // 43: fathom.v1.JobService.ListJobs:output_type -> fathom.v1.ListJobsResponse
-	8,  // 44: fathom.v1.JobService.GetJob:output_type -> fathom.v1.Job
-	8,  // 45: fathom.v1.JobService.StopJob:output_type -> fathom.v1.Job
-	18, // 46: fathom.v1.JobService.ListTasks:output_type -> fathom.v1.ListTasksResponse
-	21, // 47: fathom.v1.JobService.WatchJobs:output_type -> fathom.v1.JobEvent
-	22, // 48: fathom.v1.JobService.WatchTasks:output_type -> fathom.v1.TaskEvent
-	42, // [42:49] is the sub-list for method output_type
-	35, // [35:42] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	25, // 4: fathom.v1.TaskSpec.env:type_name -> fathom.v1.TaskSpec.EnvEntry
+	8,  // 5: fathom.v1.TaskSpec.resources:type_name -> fathom.v1.Resources
+	7,  // 6: fathom.v1.TaskSpec.ports:type_name -> fathom.v1.Port
+	2,  // 7: fathom.v1.Job.spec:type_name -> fathom.v1.JobSpec
+	0,  // 8: fathom.v1.Job.state:type_name -> fathom.v1.JobState
+	28, // 9: fathom.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	28, // 10: fathom.v1.Job.stopped_at:type_name -> google.protobuf.Timestamp
+	26, // 11: fathom.v1.Job.task_counts:type_name -> fathom.v1.Job.TaskCountsEntry
+	28, // 12: fathom.v1.Job.last_run_at:type_name -> google.protobuf.Timestamp
+	28, // 13: fathom.v1.Job.next_run_at:type_name -> google.protobuf.Timestamp
+	29, // 14: fathom.v1.Task.state:type_name -> fathom.v1.TaskState
+	30, // 15: fathom.v1.Task.desired_state:type_name -> fathom.v1.DesiredState
+	28, // 16: fathom.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	28, // 17: fathom.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	28, // 18: fathom.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	24, // 19: fathom.v1.Task.history:type_name -> fathom.v1.TaskTransition
+	28, // 20: fathom.v1.Task.placed_at:type_name -> google.protobuf.Timestamp
+	28, // 21: fathom.v1.Task.resized_at:type_name -> google.protobuf.Timestamp
+	28, // 22: fathom.v1.Task.avoid_until:type_name -> google.protobuf.Timestamp
+	28, // 23: fathom.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
+	28, // 24: fathom.v1.Task.restart_at:type_name -> google.protobuf.Timestamp
+	27, // 25: fathom.v1.Task.ports:type_name -> fathom.v1.Task.PortsEntry
+	28, // 26: fathom.v1.TaskCopy.since:type_name -> google.protobuf.Timestamp
+	2,  // 27: fathom.v1.CreateJobRequest.spec:type_name -> fathom.v1.JobSpec
+	9,  // 28: fathom.v1.CreateJobResponse.job:type_name -> fathom.v1.Job
+	9,  // 29: fathom.v1.ListJobsResponse.jobs:type_name -> fathom.v1.Job
+	10, // 30: fathom.v1.ListTasksResponse.tasks:type_name -> fathom.v1.Task
+	1,  // 31: fathom.v1.JobEvent.type:type_name -> fathom.v1.EventType
+	9,  // 32: fathom.v1.JobEvent.job:type_name -> fathom.v1.Job
+	1,  // 33: fathom.v1.TaskEvent.type:type_name -> fathom.v1.EventType
+	10, // 34: fathom.v1.TaskEvent.task:type_name -> fathom.v1.Task
+	28, // 35: fathom.v1.TaskTransition.time:type_name -> google.protobuf.Timestamp
+	29, // 36: fathom.v1.TaskTransition.state:type_name -> fathom.v1.TaskState
+	12, // 37: fathom.v1.JobService.CreateJob:input_type -> fathom.v1.CreateJobRequest
+	14, // 38: fathom.v1.JobService.ListJobs:input_type -> fathom.v1.ListJobsRequest
+	16, // 39: fathom.v1.JobService.GetJob:input_type -> fathom.v1.GetJobRequest
+	17, // 40: fathom.v1.JobService.StopJob:input_type -> fathom.v1.StopJobRequest
+	18, // 41: fathom.v1.JobService.ListTasks:input_type -> fathom.v1.ListTasksRequest
+	20, // 42: fathom.v1.JobService.WatchJobs:input_type -> fathom.v1.WatchJobsRequest
+	21, // 43: fathom.v1.JobService.WatchTasks:input_type -> fathom.v1.WatchTasksRequest
+	13, // 44: fathom.v1.JobService.CreateJob:output_type -> fathom.v1.CreateJobResponse
+	15, // 45: fathom.v1.JobService.ListJobs:output_type -> fathom.v1.ListJobsResponse
+	9,  // 46: fathom.v1.JobService.GetJob:output_type -> fathom.v1.Job
+	9,  // 47: fathom.v1.JobService.StopJob:output_type -> fathom.v1.Job
+	19, // 48: fathom.v1.JobService.ListTasks:output_type -> fathom.v1.ListTasksResponse
+	22, // 49: fathom.v1.JobService.WatchJobs:output_type -> fathom.v1.JobEvent
+	23, // 50: fathom.v1.JobService.WatchTasks:output_type -> fathom.v1.TaskEvent
+	44, // [44:51] is the sub-list for method output_type
+	37, // [37:44] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_fathom_v1_jobs_proto_init() }
@@ -2105,7 +2194,7 @@ func file_fathom_v1_jobs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fathom_v1_jobs_proto_rawDesc), len(file_fathom_v1_jobs_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   24,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
