@@ -65,6 +65,10 @@ type Assignment struct {
 	// Ports are the task's named ports on this node, passed as
 	// FATHOM_PORT_<NAME> (upper case, '-' as '_').
 	Ports map[string]int32 `json:"ports,omitempty"`
+	// HealthCheck is run while the task runs (health.go); Version is the
+	// job version (informational).
+	HealthCheck *HealthCheck `json:"health_check,omitempty"`
+	Version     int64        `json:"version,omitempty"`
 }
 
 // sameSpec reports whether a and b run the same process, so that a change
@@ -103,4 +107,8 @@ type TaskStatus struct {
 	// LogTail is the end of the task's output when its process ended on
 	// its own (bounded: 10 lines, 1 KiB).
 	LogTail string `json:"log_tail,omitempty"`
+	// Health is the health check's last result in this run ("": no check
+	// or not checked yet), HealthMessage its output (bounded).
+	Health        Health `json:"health,omitempty"`
+	HealthMessage string `json:"health_message,omitempty"`
 }

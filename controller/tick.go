@@ -25,6 +25,7 @@ func (c *Controller) Tick(now time.Time) {
 	c.liveness(now)
 	c.dueRestarts(now)
 	c.startDueRuns(now)
+	c.rollouts(now)
 	placedOn, room := c.place(now)
 	room = append(room, c.resize(now)...)
 	if c.cfg.Consolidate && !now.Before(c.lastConsolidation.Add(c.cfg.ConsolidateInterval)) {
@@ -32,6 +33,7 @@ func (c *Controller) Tick(now time.Time) {
 		c.consolidate(now, placedOn)
 	}
 	c.autoscale(now, room)
+	c.trimAll()
 	c.collect(now)
 }
 
@@ -465,6 +467,7 @@ func (c *Controller) placeOn(r ref, node string, ports map[string]int, z Sizing,
 	t.StartGeneration = t.Generation
 	t.PID, t.ExitCode, t.OOMKilled, t.Evicted, t.StartedAt, t.FinishedAt = 0, 0, false, false, time.Time{}, time.Time{}
 	t.PlacedAt = now
+	c.resetHealth(r)
 	t.RestartAt = time.Time{} // a restart that waited is this placement
 	if t.AvoidNode != "" && node != t.AvoidNode && !now.Before(t.AvoidUntil) {
 		t.AvoidNode, t.AvoidUntil = "", time.Time{}
