@@ -41,6 +41,7 @@ import (
 //	restart-server                a new controller restored from the store
 //	tick [dt=1s] [n=1]            advance time: agents talk, the controller ticks, Ready is applied
 //	tasks | agents | nodes        print state
+//	endpoints                     the service jobs' endpoints (Controller.Services)
 //	explain task=web-0            why the task is where it is, or waits
 //	expect [running=N] [pending=N] [lost=N] [succeeded=N] [processes=N] [max-processes=N] [starts=task:N,...]
 //	                              [min-running=job:N] (fewest processes of the job running at the end of a tick)
@@ -262,6 +263,15 @@ func (h *harness) run(d *datadriven.TestData) (string, error) {
 		var b strings.Builder
 		for range int(n) {
 			b.WriteString(h.tick(dt))
+		}
+		return b.String(), nil
+	case "endpoints":
+		var b strings.Builder
+		for _, sv := range h.controller().Services("") {
+			fmt.Fprintf(&b, "%s/%s ports=%v healthy=%d/%d\n", sv.Namespace, sv.Name, sv.PortNames, sv.Healthy(), len(sv.Endpoints))
+			for _, e := range sv.Endpoints {
+				fmt.Fprintf(&b, "  %s node=%s healthy=%v%s\n", e.TaskID, e.Node, e.Healthy, fmtPorts(e.Ports))
+			}
 		}
 		return b.String(), nil
 	case "tasks":
