@@ -132,7 +132,7 @@ func startServer(t *testing.T, extra ...string) *cluster {
 	t.Helper()
 	httpAddr, grpcAddr := freePort(t), freePort(t)
 	c := &cluster{t: t, api: "http://" + httpAddr, grpc: grpcAddr, dir: t.TempDir()}
-	args := append([]string{"server", "--data-dir", filepath.Join(c.dir, "server"), "--http-addr", httpAddr, "--grpc-addr", grpcAddr}, extra...)
+	args := append([]string{"server", "--data-dir", filepath.Join(c.dir, "server"), "--http-addr", httpAddr, "--dns-addr", "", "--grpc-addr", grpcAddr}, extra...)
 	start(t, "server", args...)
 	deadline := time.Now().Add(60 * time.Second)
 	for {

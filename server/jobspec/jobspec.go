@@ -521,3 +521,7 @@ func ParseMemory(q string) (int64, error) {
 	}
 	return int64(b), nil
 }
+
+// CheckDNSLabel reports whether v is a DNS label (RFC 1123, at most 63),
+// naming field in the error: the rule names and namespaces follow.
+func CheckDNSLabel(field, v string) error { return checkDNSLabel(field, v) }
