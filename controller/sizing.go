@@ -147,11 +147,15 @@ func capAt(z Sizes, cpu float64, mem int64) Sizes {
 
 // largest is the largest node's capacity (per resource; zero without nodes).
 func (c *Controller) largest() (float64, int64) {
+	if c.big.ok {
+		return c.big.cpu, c.big.mem
+	}
 	var cpu float64
 	var mem int64
 	for _, ne := range c.nodes {
 		cpu, mem = math.Max(cpu, ne.node.CPU), max(mem, ne.node.Memory)
 	}
+	c.big.ok, c.big.cpu, c.big.mem = true, cpu, mem
 	return cpu, mem
 }
 
