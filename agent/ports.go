@@ -8,6 +8,9 @@ import (
 	"strings"
 )
 
+// DefaultPortRange is `--port-range`'s default (Nomad's dynamic range).
+const DefaultPortRange = "20000-32000"
+
 // PortEnv is the environment variable a task's named port is passed in:
 // FATHOM_PORT_<NAME>, upper case, '-' as '_' (server/jobspec refuses a
 // task.env variable of that name).

@@ -59,7 +59,7 @@ func (fl *Flags) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&fl.cpu, "cpu", "", "CPU cores offered to tasks, e.g. 8 or 7500m (default: the machine's)")
 	fs.StringVar(&fl.memory, "memory", "", "memory offered to tasks, e.g. 256Gi or 68719476736 (default: the machine's)")
 	fs.StringArrayVar(&fl.labels, "label", nil, "node label key=value (repeatable)")
-	fs.StringVar(&c.PortRange, "port-range", "20000-32000", "dynamic ports given to tasks' named ports (task.ports without static), LO-HI; empty: none")
+	fs.StringVar(&c.PortRange, "port-range", agent.DefaultPortRange, "dynamic ports given to tasks' named ports (task.ports without static), LO-HI; empty: none")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", ":7072", "listen address of the agent's HTTP server (/metrics, /healthz, task logs)")
 	fs.StringVar(&c.AdvertiseAddr, "advertise-addr", "", "host:port the server uses to reach the agent's HTTP server (default: host name and --metrics-addr port)")
 	fs.StringVar(&c.DataDir, "data-dir", "/var/lib/fathom/agent", "task state and logs; keep it across restarts to re-attach to running tasks")
