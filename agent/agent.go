@@ -31,6 +31,10 @@ type Config struct {
 	Memory int64
 	// Labels are registered with the node.
 	Labels map[string]string
+	// PortRange is "LO-HI", the dynamic ports the scheduler may give this
+	// node's tasks ("" = none). The agent checks each port is free before
+	// it starts a task and passes it as FATHOM_PORT_<NAME>.
+	PortRange string
 	// MetricsAddr is where the agent's HTTP server listens (/metrics,
 	// /healthz, /v1/tasks/{id}/logs). Default ":7072".
 	MetricsAddr string
@@ -330,7 +334,7 @@ func (a *agentRuntime) usage() NodeHeartbeat {
 // start over. Tasks keep running throughout.
 func (a *agentRuntime) sessions(ctx context.Context, cp ControlPlane, addr string, mode cgroups.Mode) {
 	info := NodeInfo{Name: a.cfg.Name, CPUCores: a.cfg.CPU, MemoryBytes: a.cfg.Memory, Labels: a.cfg.Labels,
-		Enforcement: string(mode), AgentAddress: addr, Version: a.cfg.Version}
+		Enforcement: string(mode), AgentAddress: addr, Version: a.cfg.Version, PortRange: a.cfg.PortRange}
 	runSessions(ctx, cp, info, a.rep, a, a.log, a.sessionsEnded)
 }
 

@@ -24,6 +24,7 @@ type NodeInfo struct {
 	Enforcement  string // cgroup2 | cgroup1 | none
 	AgentAddress string // host:port of the agent's HTTP server
 	Version      string
+	PortRange    string // "LO-HI" or ""
 }
 
 // Registration is the control plane's answer to Register.
@@ -95,7 +96,7 @@ func (c *GRPCControlPlane) Close() error { return c.conn.Close() }
 
 func (c *GRPCControlPlane) Register(ctx context.Context, n NodeInfo) (Registration, error) {
 	r, err := c.client.Register(ctx, &fathomv1.RegisterNodeRequest{Name: n.Name, CpuCores: n.CPUCores, MemoryBytes: n.MemoryBytes,
-		Labels: n.Labels, Enforcement: n.Enforcement, AgentAddress: n.AgentAddress, Version: n.Version})
+		Labels: n.Labels, Enforcement: n.Enforcement, AgentAddress: n.AgentAddress, Version: n.Version, PortRange: n.PortRange})
 	if err != nil {
 		return Registration{}, err
 	}
@@ -211,7 +212,7 @@ func AssignmentFromProto(a *fathomv1.Assignment) Assignment {
 		TaskIndex: a.GetTaskIndex(), Command: a.GetCommand(), Env: a.GetEnv(), User: a.GetUser(), JobType: a.GetJobType(),
 		Priority: a.GetPriority(), CPURequestCores: a.GetCpuRequestCores(), CPULimitCores: a.GetCpuLimitCores(),
 		MemoryRequestBytes: a.GetMemoryRequestBytes(), MemoryLimitBytes: a.GetMemoryLimitBytes(), Desired: d, Generation: a.GetGeneration(),
-		HealthCheck: checkFromProto(a.GetHealthCheck()), Version: a.GetVersion()}
+		HealthCheck: checkFromProto(a.GetHealthCheck()), Version: a.GetVersion(), Ports: a.GetPorts()}
 }
 
 func checkFromProto(h *fathomv1.HealthCheck) *HealthCheck {
@@ -255,7 +256,7 @@ func AssignmentToProto(a Assignment) *fathomv1.Assignment {
 	return &fathomv1.Assignment{TaskId: a.TaskID, JobId: a.JobID, Namespace: a.Namespace, JobName: a.JobName, TaskIndex: a.TaskIndex,
 		Command: a.Command, Env: a.Env, User: a.User, JobType: a.JobType, Priority: a.Priority, CpuRequestCores: a.CPURequestCores,
 		CpuLimitCores: a.CPULimitCores, MemoryRequestBytes: a.MemoryRequestBytes, MemoryLimitBytes: a.MemoryLimitBytes,
-		DesiredState: d, Generation: a.Generation, HealthCheck: checkToProto(a.HealthCheck), Version: a.Version}
+		DesiredState: d, Generation: a.Generation, HealthCheck: checkToProto(a.HealthCheck), Version: a.Version, Ports: a.Ports}
 }
 
 var stateToProto = map[TaskState]fathomv1.TaskState{

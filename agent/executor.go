@@ -581,6 +581,10 @@ func (e *Executor) start(t *task, a Assignment) {
 		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 		home = u.HomeDir
 	}
+	if why := portsInUse(a.Ports); why != "" {
+		e.failStart(t, a, why+" on node "+e.cfg.Node)
+		return
+	}
 	env := e.taskEnv(a, home)
 	exe, err := resolveExecutable(a.Command[0], env)
 	if err != nil {
@@ -704,6 +708,9 @@ func (e *Executor) taskEnv(a Assignment, home string) []string {
 	}
 	for k, v := range a.Env {
 		m[k] = v
+	}
+	for name, p := range a.Ports {
+		m[PortEnv(name)] = strconv.Itoa(int(p))
 	}
 	out := make([]string, 0, len(m))
 	for k, v := range m {

@@ -47,7 +47,7 @@ URLs. Ctrl-C stops everything, including the tasks it started.`,
 			c.Log = log
 			acfg := agent.Config{
 				MetricsAddr: agentAddr, DataDir: filepath.Join(c.DataDir, "agent"), CgroupMode: cgroupMode,
-				StopTasksOnExit: true, Version: version, Log: log,
+				StopTasksOnExit: true, Version: version, Log: log, PortRange: agent.DefaultPortRange,
 			}
 			var err error
 			if cpu != "" {

@@ -58,7 +58,7 @@ func TestNodeListAutoscaling(t *testing.T) {
 	var c serverConfig
 	cmd := &cobra.Command{}
 	c.bind(cmd)
-	if err := cmd.Flags().Parse([]string{"--data-dir", dir, "--http-addr", "127.0.0.1:0", "--grpc-addr", "",
+	if err := cmd.Flags().Parse([]string{"--data-dir", dir, "--http-addr", "127.0.0.1:0", "--grpc-addr", "", "--dns-addr", "",
 		"--no-rightsizing", "--heartbeat-timeout", "5s",
 		"--node-provider-cmd", hook, "--node-removal-delay", "1ms", "--node-provider-cooldown", "1h"}); err != nil {
 		t.Fatal(err)

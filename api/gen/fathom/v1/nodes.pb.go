@@ -104,6 +104,8 @@ type Node struct {
 	// Set when the server cordoned the node to hand it to the node provider
 	// hook (--node-provider-cmd) for removal; stored, cleared by uncordon.
 	RemovalRequestedAt *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=removal_requested_at,json=removalRequestedAt,proto3" json:"removal_requested_at,omitempty"`
+	// Dynamic ports the node gives out, "LO-HI" (`fathom agent --port-range`).
+	PortRange string `protobuf:"bytes,80,opt,name=port_range,json=portRange,proto3" json:"port_range,omitempty"`
 	// Where that removal stands, e.g. "waiting for 2 tasks to move",
 	// "handed to the node provider 3m ago" (not stored; empty when none).
 	Removal       string `protobuf:"bytes,23,opt,name=removal,proto3" json:"removal,omitempty"`
@@ -293,6 +295,13 @@ func (x *Node) GetRemovalRequestedAt() *timestamppb.Timestamp {
 		return x.RemovalRequestedAt
 	}
 	return nil
+}
+
+func (x *Node) GetPortRange() string {
+	if x != nil {
+		return x.PortRange
+	}
+	return ""
 }
 
 func (x *Node) GetRemoval() string {
@@ -889,7 +898,7 @@ var File_fathom_v1_nodes_proto protoreflect.FileDescriptor
 
 const file_fathom_v1_nodes_proto_rawDesc = "" +
 	"\n" +
-	"\x15fathom/v1/nodes.proto\x12\tfathom.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe5\a\n" +
+	"\x15fathom/v1/nodes.proto\x12\tfathom.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x84\b\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
@@ -914,7 +923,9 @@ const file_fathom_v1_nodes_proto_rawDesc = "" +
 	"\n" +
 	"task_count\x18\x14 \x01(\x05R\ttaskCount\x12\x1c\n" +
 	"\tremovable\x18\x15 \x01(\bR\tremovable\x12L\n" +
-	"\x14removal_requested_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\x12removalRequestedAt\x12\x18\n" +
+	"\x14removal_requested_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\x12removalRequestedAt\x12\x1d\n" +
+	"\n" +
+	"port_range\x18P \x01(\tR\tportRange\x12\x18\n" +
 	"\aremoval\x18\x17 \x01(\tR\aremoval\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
