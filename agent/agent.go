@@ -376,7 +376,8 @@ func (a *agentRuntime) heartbeats(ctx context.Context, cp ControlPlane, nodeID s
 		n := a.sampler.Node()
 		hctx, cancel := context.WithTimeout(ctx, every)
 		rereg, err := cp.Heartbeat(hctx, NodeHeartbeat{NodeID: nodeID, CPUUsedCores: n.CPUUsedCores, MemoryUsedBytes: n.MemoryUsed,
-			MemoryAvailableBytes: n.MemoryAvailable, MemoryPressure: n.MemoryPressure})
+			MemoryAvailableBytes: n.MemoryAvailable, MemoryPressure: n.MemoryPressure,
+			TaskCPUUsedCores: n.TasksCPUCores, TaskMemoryUsedBytes: n.TasksWorkingSet})
 		cancel()
 		if err != nil {
 			return fmt.Errorf("heartbeat: %w", err)

@@ -109,6 +109,7 @@ func persistedNode(n *fathomv1.Node) *fathomv1.Node {
 	c := proto.Clone(n).(*fathomv1.Node)
 	c.LastHeartbeat, c.CpuUsedCores, c.MemoryUsedBytes, c.MemoryAvailableBytes, c.MemoryPressure = nil, 0, 0, 0, false
 	c.CpuRequestedCores, c.MemoryRequestedBytes, c.TaskCount = 0, 0, 0
+	c.TaskCpuUsedCores, c.TaskMemoryUsedBytes = 0, 0
 	return c
 }
 
@@ -134,6 +135,7 @@ func (s *Server) Heartbeat(ctx context.Context, req *fathomv1.HeartbeatRequest) 
 	n.LastHeartbeat = timestamppb.New(now)
 	n.CpuUsedCores, n.MemoryUsedBytes = req.GetCpuUsedCores(), req.GetMemoryUsedBytes()
 	n.MemoryAvailableBytes, n.MemoryPressure = req.GetMemoryAvailableBytes(), req.GetMemoryPressure()
+	n.TaskCpuUsedCores, n.TaskMemoryUsedBytes = req.GetTaskCpuUsedCores(), req.GetTaskMemoryUsedBytes()
 	ne.node = n
 	s.mu.Unlock()
 	if down {
