@@ -584,21 +584,37 @@ func (rp ResizePolicy) Decide(current models.Size, lastResize time.Time, rec Rec
 	}
 	out := current
 	var why []string
-	one := func(name string, cur, want float64) float64 {
+	one := func(name string, cur, want float64, unit func(float64) string) float64 {
 		switch {
 		case cur <= 0 || want > cur*(1+band/2):
-			why = append(why, fmt.Sprintf("%s up %.4g→%.4g", name, cur, want))
+			why = append(why, fmt.Sprintf("%s limit up %s → %s", name, unit(cur), unit(want)))
 			return want
 		case want < cur*(1-band) && now.Sub(lastResize) >= iv:
-			why = append(why, fmt.Sprintf("%s down %.4g→%.4g", name, cur, want))
+			why = append(why, fmt.Sprintf("%s limit down %s → %s", name, unit(cur), unit(want)))
 			return want
 		}
 		return cur
 	}
-	out.CPU = one("cpu", current.CPU, rec.Limit.CPU)
-	out.Memory = one("memory", current.Memory, rec.Limit.Memory)
+	out.CPU = one("cpu", current.CPU, rec.Limit.CPU, coresStr)
+	out.Memory = one("memory", current.Memory, rec.Limit.Memory, mibStr)
 	if len(why) == 0 {
 		return current, false, "within deadband or too soon since the last resize"
 	}
-	return out, true, fmt.Sprint(why)
+	return out, true, strings.Join(why, ", ")
+}
+
+// coresStr and mibStr write a size for a person: "0.05 cores", "43Mi"
+// ("none" for 0, an unset limit).
+func coresStr(v float64) string {
+	if v <= 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%.3g cores", v)
+}
+
+func mibStr(v float64) string {
+	if v <= 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%.4gMi", v/(1<<20))
 }

@@ -323,3 +323,16 @@ func TestFeedPartialWindowsAreNotLearnedAsFull(t *testing.T) {
 		t.Errorf("after the early horizon the margin still applies: %q", r.Why)
 	}
 }
+
+// TestResizePolicyWhyIsReadable: the reason a person reads in `fathom job
+// status` names units, never raw bytes.
+func TestResizePolicyWhyIsReadable(t *testing.T) {
+	_, changed, why := ResizePolicy{}.Decide(models.Size{}, epoch, Recommendation{Limit: models.Size{CPU: 0.05, Memory: 45090000}}, epoch)
+	if want := "cpu limit up none → 0.05 cores, memory limit up none → 43Mi"; !changed || why != want {
+		t.Errorf("why %q (changed %v), want %q", why, changed, want)
+	}
+	_, _, why = ResizePolicy{}.Decide(models.Size{CPU: 2, Memory: 2 * gib}, epoch, Recommendation{Limit: models.Size{CPU: 1, Memory: gib}}, epoch.Add(2*time.Hour))
+	if want := "cpu limit down 2 cores → 1 cores, memory limit down 2048Mi → 1024Mi"; why != want {
+		t.Errorf("why %q, want %q", why, want)
+	}
+}
