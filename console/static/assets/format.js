@@ -95,14 +95,17 @@ export function promRegex(s) {
   return String(s).replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/"/g, '\\"');
 }
 
-// niceTicks returns about n round values covering [0, max].
+// niceTicks returns about n round values from 0 to at least max.
 export function niceTicks(max, n = 4) {
   if (!(max > 0)) return [0];
   const raw = max / n;
   const mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw);
   const out = [];
-  for (let v = 0; v <= max * 1.0001 + step / 2 && out.length < 20; v += step) out.push(Number(v.toPrecision(12)));
+  for (let v = 0; out.length < 20; v += step) {
+    out.push(Number(v.toPrecision(12)));
+    if (v >= max * 0.9999) break; // the top tick covers max
+  }
   return out;
 }
 
@@ -114,7 +117,10 @@ export function niceByteTicks(max, n = 4) {
   while (step * 2 <= raw) step *= 2;
   if (step < raw) step *= 2;
   const out = [];
-  for (let v = 0; v <= max * 1.0001 + step / 2 && out.length < 20; v += step) out.push(v);
+  for (let v = 0; out.length < 20; v += step) {
+    out.push(v);
+    if (v >= max * 0.9999) break;
+  }
   return out;
 }
 
