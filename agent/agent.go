@@ -262,6 +262,11 @@ func Run(ctx context.Context, cfg Config) error {
 	_ = srv.Shutdown(shut)
 	if cfg.StopTasksOnExit {
 		a.exec.StopAll()
+		// Nothing of the agent's is left in the parent cgroup: remove it
+		// rather than leave an empty group on the machine per run.
+		if err := cg.RemoveParent(); err != nil {
+			log.Warn("could not remove the task parent cgroup", "err", err)
+		}
 	} else {
 		a.exec.Close()
 	}
