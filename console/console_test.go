@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -322,4 +323,71 @@ func TestFormatModules(t *testing.T) {
 	if fmt.Sprint(lines) != `[{"a":1} rest={"b"]` {
 		t.Errorf("splitLines: %v", lines)
 	}
+}
+
+// TestContrast checks the colour pairs the stylesheet uses for text (and
+// for chart lines on the page background) against WCAG AA, 4.5:1, in the
+// light and the dark scheme.
+func TestContrast(t *testing.T) {
+	css, err := fs.ReadFile(static, "static/assets/style.css")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(css)
+	dark := strings.Index(s, "@media (prefers-color-scheme: dark)")
+	if dark < 0 {
+		t.Fatal("no dark scheme")
+	}
+	decl := regexp.MustCompile(`--([a-z-]+):\s*(#[0-9a-f]{6})`)
+	scheme := func(part string) map[string]string {
+		m := map[string]string{}
+		for _, d := range decl.FindAllStringSubmatch(part, -1) {
+			m[d[1]] = d[2]
+		}
+		return m
+	}
+	light := scheme(s[:dark])
+	darkVars := scheme(s[dark:])
+	for k, v := range light { // the dark block overrides what it names
+		if _, ok := darkVars[k]; !ok {
+			darkVars[k] = v
+		}
+	}
+	pairs := [][2]string{{"fg", "bg"}, {"fg", "card"}, {"muted", "bg"}, {"muted", "card"}, {"link", "bg"}, {"link", "card"},
+		{"ok-fg", "ok-bg"}, {"wait-fg", "wait-bg"}, {"bad-fg", "bad-bg"}, {"off-fg", "off-bg"},
+		{"usage", "bg"}, {"request", "bg"}, {"limit", "bg"}, {"peak", "bg"}, {"focus", "bg"}}
+	for name, vars := range map[string]map[string]string{"light": light, "dark": darkVars} {
+		for _, p := range pairs {
+			a, b := vars[p[0]], vars[p[1]]
+			if a == "" || b == "" {
+				t.Errorf("%s: --%s or --%s missing", name, p[0], p[1])
+				continue
+			}
+			if r := contrast(a, b); r < 4.5 {
+				t.Errorf("%s: --%s %s on --%s %s: contrast %.2f, want ≥ 4.5", name, p[0], a, p[1], b, r)
+			}
+		}
+	}
+}
+
+func contrast(a, b string) float64 {
+	lum := func(hex string) float64 {
+		var c [3]float64
+		for i := range c {
+			var v int
+			fmt.Sscanf(hex[1+2*i:3+2*i], "%02x", &v)
+			x := float64(v) / 255
+			if x <= 0.03928 {
+				c[i] = x / 12.92
+			} else {
+				c[i] = math.Pow((x+0.055)/1.055, 2.4)
+			}
+		}
+		return 0.2126*c[0] + 0.7152*c[1] + 0.0722*c[2]
+	}
+	la, lb := lum(a), lum(b)
+	if la < lb {
+		la, lb = lb, la
+	}
+	return (la + 0.05) / (lb + 0.05)
 }
