@@ -35,7 +35,8 @@ export function lineChart({ id, title, series, start, end, fmt, bytes = false, e
     h('text', { x: L - 6, y: y(v) + 4, 'text-anchor': 'end' }, fmt(v) === '-' ? '0' : fmt(v)))),
   timeTicks(start, end).map((t) => h('g', { class: 'tick' },
     h('line', { x1: x(t), x2: x(t), y1: T, y2: H - B }),
-    h('text', { x: x(t), y: H - 8, 'text-anchor': 'middle' }, hhmm(t, end - start)))),
+    // A label at either edge is anchored inside the chart, not cut off.
+    h('text', { x: x(t), y: H - 8, 'text-anchor': x(t) > W - R - 30 ? 'end' : x(t) < L + 30 ? 'start' : 'middle' }, hhmm(t, end - start)))),
   h('line', { class: 'axis', x1: L, x2: W - R, y1: H - B, y2: H - B }),
   series.map((s) => h('path', { class: `line k-${s.kind}`, d: pathOf(s.points, x, y), 'data-name': s.name })));
 
