@@ -293,6 +293,19 @@ func advertise(cfg Config, listen string) string {
 // heartbeat, report and watch until any of them fails, then back off and
 // start over. Tasks keep running throughout.
 func (a *agentRuntime) sessions(ctx context.Context, cp ControlPlane, addr string, mode cgroups.Mode) {
+	retrySessions(ctx, func(ctx context.Context) error { return a.session(ctx, cp, addr, mode) }, func(err error, in time.Duration) {
+		a.log.Warn("control plane session ended; reconnecting", "err", err, "in", in)
+	})
+}
+
+// retrySessions runs session until ctx ends, waiting between two runs a
+// jittered backoff that starts at 500 ms and doubles up to
+// maxSessionBackoff (back to 500 ms after a session that worked for a
+// while): tasks keep running meanwhile, and a restarted server gives nodes
+// only a short grace to come back before it places their tasks again, so an
+// agent is back within a second or two of its server. ended is told each
+// failure and the wait before the next try.
+func retrySessions(ctx context.Context, session func(context.Context) error, ended func(err error, in time.Duration)) {
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {
 		if backoff > 0 {
@@ -304,18 +317,21 @@ func (a *agentRuntime) sessions(ctx context.Context, cp ControlPlane, addr strin
 			case <-time.After(d):
 			}
 		}
-		err := a.session(ctx, cp, addr, mode)
+		err := session(ctx)
 		if ctx.Err() != nil {
 			return
 		}
 		if errors.Is(err, errSessionHealthy) {
-			backoff = time.Second
+			backoff = 500 * time.Millisecond
 		} else {
-			backoff = min(max(2*backoff, time.Second), 30*time.Second)
+			backoff = min(max(2*backoff, 500*time.Millisecond), maxSessionBackoff)
 		}
-		a.log.Warn("control plane session ended; reconnecting", "err", err, "in", backoff)
+		ended(err, backoff)
 	}
 }
+
+// maxSessionBackoff caps the wait between two sessions with the server.
+const maxSessionBackoff = 2 * time.Second
 
 // errSessionHealthy marks a session that worked for a while before ending.
 var errSessionHealthy = errors.New("session ended after working")

@@ -3,10 +3,12 @@ package agent
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -57,6 +59,16 @@ type ControlPlane interface {
 	ReportTaskStatus(ctx context.Context, nodeID string, statuses []TaskStatus) error
 }
 
+// reconnectParams keep the connection's own reconnect backoff short: gRPC's
+// default grows to 120 s, so an agent whose server was away for 25 s could
+// wait tens of seconds more before even trying again, and the restarted
+// server would see a healthy node go silent. Capped at 2 s (with jitter), an
+// agent is back within a second or two of its server.
+var reconnectParams = grpc.ConnectParams{
+	Backoff:           backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+	MinConnectTimeout: 5 * time.Second,
+}
+
 // GRPCControlPlane talks to fathom.v1.AgentService.
 type GRPCControlPlane struct {
 	conn   *grpc.ClientConn
@@ -74,7 +86,7 @@ func DialControlPlane(addr string) (*GRPCControlPlane, error) {
 	if target == "" {
 		return nil, fmt.Errorf("--server is empty; give the control plane's gRPC address, e.g. 127.0.0.1:7071")
 	}
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithConnectParams(reconnectParams))
 	if err != nil {
 		return nil, fmt.Errorf("control plane address %q: %w", addr, err)
 	}
@@ -104,18 +116,80 @@ func (c *GRPCControlPlane) Heartbeat(ctx context.Context, h NodeHeartbeat) (bool
 	return r.GetReregister(), nil
 }
 
+// WatchAssignments reads the node's per-task assignment stream and calls
+// each with the whole desired set: once the stream says the set is
+// complete (synced), and again after every change. The set is kept here;
+// the wire never carries it whole.
 func (c *GRPCControlPlane) WatchAssignments(ctx context.Context, nodeID string, each func(AssignmentSet)) error {
-	stream, err := c.client.WatchAssignments(ctx, &fathomv1.WatchAssignmentsRequest{NodeId: nodeID})
+	stream, err := c.client.StreamAssignments(ctx, &fathomv1.WatchAssignmentsRequest{NodeId: nodeID})
 	if err != nil {
 		return err
 	}
+	var set AssignmentStream
 	for {
 		m, err := stream.Recv()
 		if err != nil {
 			return err
 		}
-		each(AssignmentSetFromProto(m))
+		if full, ok := set.Apply(m); ok {
+			each(full)
+		}
 	}
+}
+
+// AssignmentStream assembles a node's desired set from per-task updates.
+// The zero value is ready to use.
+type AssignmentStream struct {
+	cur     map[string]Assignment
+	pending map[string]Assignment // the whole set being (re)sent
+	syncing bool
+	synced  bool
+	rev     int64
+}
+
+// Apply takes one update and returns the whole set when it is known: at
+// every synced (the end of a (re)send), and after every change from then
+// on. During a resend the agent keeps the set it had.
+func (s *AssignmentStream) Apply(m *fathomv1.AssignmentUpdate) (AssignmentSet, bool) {
+	s.rev = m.GetRevision()
+	switch ch := m.GetChange().(type) {
+	case *fathomv1.AssignmentUpdate_Reset_:
+		s.syncing, s.pending = true, map[string]Assignment{}
+		return AssignmentSet{}, false
+	case *fathomv1.AssignmentUpdate_Upsert:
+		a := AssignmentFromProto(ch.Upsert)
+		switch {
+		case s.syncing:
+			s.pending[a.TaskID] = a
+			return AssignmentSet{}, false
+		case !s.synced:
+			return AssignmentSet{}, false // before any reset: not expected
+		}
+		s.cur[a.TaskID] = a
+	case *fathomv1.AssignmentUpdate_Remove:
+		switch {
+		case s.syncing:
+			delete(s.pending, ch.Remove)
+			return AssignmentSet{}, false
+		case !s.synced:
+			return AssignmentSet{}, false
+		}
+		delete(s.cur, ch.Remove)
+	case *fathomv1.AssignmentUpdate_Synced:
+		if !s.syncing {
+			return AssignmentSet{}, false
+		}
+		s.cur, s.pending = s.pending, nil
+		s.synced, s.syncing = true, false
+	default:
+		return AssignmentSet{}, false
+	}
+	set := AssignmentSet{Revision: s.rev, Assignments: make([]Assignment, 0, len(s.cur))}
+	for _, a := range s.cur {
+		set.Assignments = append(set.Assignments, a)
+	}
+	sort.Slice(set.Assignments, func(i, j int) bool { return set.Assignments[i].TaskID < set.Assignments[j].TaskID })
+	return set, true
 }
 
 func (c *GRPCControlPlane) ReportTaskStatus(ctx context.Context, nodeID string, statuses []TaskStatus) error {
@@ -125,15 +199,6 @@ func (c *GRPCControlPlane) ReportTaskStatus(ctx context.Context, nodeID string, 
 	}
 	_, err := c.client.ReportTaskStatus(ctx, req)
 	return err
-}
-
-// AssignmentSetFromProto translates the wire message at the edge.
-func AssignmentSetFromProto(m *fathomv1.AssignmentSet) AssignmentSet {
-	set := AssignmentSet{Revision: m.GetRevision(), Assignments: make([]Assignment, 0, len(m.GetAssignments()))}
-	for _, a := range m.GetAssignments() {
-		set.Assignments = append(set.Assignments, AssignmentFromProto(a))
-	}
-	return set
 }
 
 // AssignmentFromProto translates one assignment. DESIRED_STATE_UNSPECIFIED
@@ -176,7 +241,7 @@ var stateToProto = map[TaskState]fathomv1.TaskState{
 // TaskStatusToProto translates a status for the wire.
 func TaskStatusToProto(s TaskStatus) *fathomv1.TaskStatus {
 	p := &fathomv1.TaskStatus{TaskId: s.TaskID, State: stateToProto[s.State], Pid: s.PID, ExitCode: s.ExitCode, OomKilled: s.OOMKilled,
-		Evicted: s.Evicted, Reason: s.Reason, Restarts: s.Restarts, Generation: s.Generation}
+		Evicted: s.Evicted, Reason: s.Reason, Restarts: s.Restarts, Generation: s.Generation, LogTail: s.LogTail}
 	if !s.StartedAt.IsZero() {
 		p.StartedAt = timestamppb.New(s.StartedAt)
 	}
@@ -189,7 +254,7 @@ func TaskStatusToProto(s TaskStatus) *fathomv1.TaskStatus {
 // TaskStatusFromProto is the inverse of TaskStatusToProto.
 func TaskStatusFromProto(p *fathomv1.TaskStatus) TaskStatus {
 	s := TaskStatus{TaskID: p.GetTaskId(), PID: p.GetPid(), ExitCode: p.GetExitCode(), OOMKilled: p.GetOomKilled(), Evicted: p.GetEvicted(),
-		Reason: p.GetReason(), Restarts: p.GetRestarts(), Generation: p.GetGeneration()}
+		Reason: p.GetReason(), Restarts: p.GetRestarts(), Generation: p.GetGeneration(), LogTail: p.GetLogTail()}
 	for k, v := range stateToProto {
 		if v == p.GetState() {
 			s.State = k

@@ -16,8 +16,10 @@
 // memory limit and CPU quota. Limit changes are applied in place (same pid);
 // a limit below current use is rejected and the task keeps its old limits.
 // Stop is SIGTERM to the group, a grace period, then SIGKILL to the group and
-// everything left in the cgroup. Service tasks restart with exponential
-// backoff, batch tasks do not. Exit codes come from wait(2), collected by one
+// everything left in the cgroup. A process that exits is never started again
+// on the agent's own: the control plane's restart policy decides and asks
+// with a new generation; the exit's status carries the exit code and the
+// last lines of the output (10 lines, 1 KiB). Exit codes come from wait(2), collected by one
 // reaper goroutine for all tasks; OOM kills from the cgroup's own oom_kill
 // counter. Each task's stdout and stderr are its own O_APPEND descriptor on
 // output.log, rotated by size by copying and truncating while the task is

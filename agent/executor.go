@@ -38,9 +38,6 @@ type ExecutorConfig struct {
 	// logs) is removed once nothing in it changed for this long; 0 keeps
 	// it forever. Swept every min(TaskRetention/2, 10m).
 	TaskRetention time.Duration
-	// RestartBackoff is the first delay before restarting a service task;
-	// it doubles per consecutive failure up to RestartBackoffMax.
-	RestartBackoff, RestartBackoffMax time.Duration
 	// OnStatus is called after every state change, from the task's own
 	// goroutine. It must not block for long.
 	OnStatus func(TaskStatus)
@@ -82,10 +79,11 @@ type task struct {
 	oomBase     uint64
 	statsMu     sync.Mutex // serialises cgroup reads (groups reuse a buffer)
 	exited      chan exitInfo
-	doneGen     int64 // generation whose run ended for good (batch done, evicted, rejected)
-	failStreak  int
-	retryAt     time.Time
-	runStarted  time.Time
+	// doneGen is the generation whose run ended (exited, evicted, rejected,
+	// failed to start): a process is started again only for a new
+	// generation, which is the control plane's restart decision.
+	doneGen    int64
+	runStarted time.Time
 
 	// logMu is held for writing while output.log is rotated and for
 	// reading while it is read; logRot counts rotations (see logrotate.go).
@@ -125,12 +123,6 @@ func NewExecutor(cfg ExecutorConfig) (*Executor, error) {
 	}
 	if cfg.LogMaxFiles <= 0 {
 		cfg.LogMaxFiles = 3
-	}
-	if cfg.RestartBackoff <= 0 {
-		cfg.RestartBackoff = time.Second
-	}
-	if cfg.RestartBackoffMax <= 0 {
-		cfg.RestartBackoffMax = time.Minute
 	}
 	if cfg.OnStatus == nil {
 		cfg.OnStatus = func(TaskStatus) {}
@@ -428,7 +420,6 @@ func (e *Executor) StopAll() {
 // supervise owns one task's process for its whole life on this node.
 func (e *Executor) supervise(t *task) {
 	defer e.wg.Done()
-	var timer *time.Timer
 	for {
 		select {
 		case <-e.quit: // the agent is going away; the processes stay
@@ -483,10 +474,6 @@ func (e *Executor) supervise(t *task) {
 				})
 			}
 		case !running && t.doneGen != d.Generation:
-			if wait := time.Until(t.retryAt); wait > 0 {
-				timer = resetTimer(timer, wait)
-				break
-			}
 			e.start(t, d)
 			continue
 		}
@@ -495,33 +482,14 @@ func (e *Executor) supervise(t *task) {
 		if t.pid != 0 {
 			exited = t.exited
 		}
-		var tc <-chan time.Time
-		if timer != nil {
-			tc = timer.C
-		}
 		select {
 		case <-e.quit:
 			return
 		case <-t.wake:
-		case <-tc:
-			timer = nil
 		case ex := <-exited:
 			e.ended(t, ex)
 		}
 	}
-}
-
-func resetTimer(t *time.Timer, d time.Duration) *time.Timer {
-	if t == nil {
-		return time.NewTimer(d)
-	}
-	t.Stop()
-	select {
-	case <-t.C:
-	default:
-	}
-	t.Reset(d)
-	return t
 }
 
 func (e *Executor) setStatus(t *task, f func(*TaskStatus)) {
@@ -715,22 +683,14 @@ func (e *Executor) start(t *task, a Assignment) {
 	e.cfg.OnStatus(status)
 }
 
-// failStart reports a local failure to start; it is retried with backoff.
+// failStart reports a local failure to start (exit code -1); like an exit,
+// the control plane's restart policy decides whether it runs again.
 func (e *Executor) failStart(t *task, a Assignment, reason string) {
 	e.log.Error("task failed to start", "task", t.id, "reason", reason)
-	t.failStreak++
-	t.retryAt = time.Now().Add(e.backoff(t.failStreak))
+	t.doneGen = a.Generation
 	e.setStatus(t, func(s *TaskStatus) {
 		*s = TaskStatus{TaskID: t.id, State: StateFailed, ExitCode: -1, Reason: reason, Generation: a.Generation, Restarts: s.Restarts, FinishedAt: time.Now()}
 	})
-}
-
-func (e *Executor) backoff(streak int) time.Duration {
-	d := e.cfg.RestartBackoff
-	for i := 1; i < streak && d < e.cfg.RestartBackoffMax; i++ {
-		d *= 2
-	}
-	return min(d, e.cfg.RestartBackoffMax)
 }
 
 func limitsOf(a Assignment) cgroups.Limits {
@@ -851,18 +811,10 @@ func (e *Executor) ended(t *task, ex exitInfo) {
 	default:
 		st.State, st.Reason = StateFailed, fmt.Sprintf("exited with code %d", ex.code)
 	}
-	ran := time.Since(t.runStarted)
-	if t.applied.JobType == "service" {
-		if ran > 10*time.Minute {
-			t.failStreak = 0
-		}
-		t.failStreak++
-		wait := e.backoff(t.failStreak)
-		t.retryAt = time.Now().Add(wait)
-		st.Reason += fmt.Sprintf("; restarting in %s", wait)
-	} else {
-		t.doneGen = t.applied.Generation
-	}
+	// Whatever the job type, the process is not started again here: the
+	// control plane's restart policy decides, with a new generation.
+	t.doneGen = t.applied.Generation
+	st.LogTail = e.logTail(t.id)
 	e.log.Info("task ended", "task", t.id, "state", st.State, "exit_code", st.ExitCode, "oom", st.OOMKilled)
 	e.clearRun(t)
 	t.mu.Lock()
@@ -1020,4 +972,52 @@ func (e *Executor) Usage() []TaskUsage {
 		out = append(out, TaskUsage{Assignment: a, PID: pid, Stats: st})
 	}
 	return out
+}
+
+// Bounds of TaskStatus.LogTail (the control plane bounds again what it
+// keeps).
+const (
+	logTailLines = 10
+	logTailBytes = 1024
+)
+
+// logTail returns the last lines of a task's output (at most logTailLines
+// and logTailBytes, cut at a line start), "" when there is none.
+func (e *Executor) logTail(id string) string {
+	c, err := e.OpenLog(id, logTailLines)
+	defer c.Close()
+	if err != nil {
+		return ""
+	}
+	// The tail is at most 10 lines but a line can be long: read what the
+	// cursor gives, keeping the last logTailBytes.
+	buf := make([]byte, 4096)
+	var out []byte
+	for {
+		n, err := c.Read(buf)
+		out = append(out, buf[:n]...)
+		if len(out) > 2*logTailBytes {
+			out = append(out[:0], out[len(out)-logTailBytes:]...)
+		}
+		if err != nil || n == 0 {
+			break
+		}
+	}
+	return boundTail(string(out))
+}
+
+// boundTail keeps the last logTailLines lines and logTailBytes bytes of s.
+func boundTail(s string) string {
+	s = strings.TrimRight(s, "\n")
+	if len(s) > logTailBytes {
+		s = s[len(s)-logTailBytes:]
+		if i := strings.IndexByte(s, '\n'); i >= 0 && i < len(s)-1 {
+			s = s[i+1:]
+		}
+		s = strings.ToValidUTF8(s, "")
+	}
+	if lines := strings.Split(s, "\n"); len(lines) > logTailLines {
+		s = strings.Join(lines[len(lines)-logTailLines:], "\n")
+	}
+	return s
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -105,7 +106,7 @@ func newTestExecutor(t *testing.T, m cgroups.Manager) (*Executor, *statusLog) {
 	t.Helper()
 	log := newStatusLog()
 	e, err := NewExecutor(ExecutorConfig{DataDir: t.TempDir(), Cgroups: m, Node: "test", GracePeriod: 2 * time.Second,
-		RestartBackoff: 200 * time.Millisecond, OnStatus: log.add})
+		OnStatus: log.add})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,28 +312,52 @@ func TestStopEscalatesToSIGKILLForTheWholeGroup(t *testing.T) {
 	}
 }
 
-func TestServiceRestartsBatchDoesNot(t *testing.T) {
+// TestExitsAreNotRestartedLocally: neither a service nor a batch task is
+// started again by the agent when its process exits (the control plane's
+// restart policy decides, with a new generation); the exit's status carries
+// the exit code and the last lines of the output, bounded.
+func TestExitsAreNotRestartedLocally(t *testing.T) {
 	m := testCgroups(t)
 	e, log := newTestExecutor(t, m)
-	svc := Assignment{TaskID: "svc-1", Command: []string{"/bin/sh", "-c", "exit 3"}, JobType: "service", Generation: 1}
-	bat := Assignment{TaskID: "bat-1", Command: []string{"/bin/sh", "-c", "exit 3"}, JobType: "batch", Generation: 1}
+	script := `i=0; while [ $i -lt 30 ]; do echo "line $i"; i=$((i+1)); done; echo "fatal: no input" >&2; exit 3`
+	svc := Assignment{TaskID: "svc-1", Command: []string{"/bin/sh", "-c", script}, JobType: "service", Generation: 1}
+	bat := Assignment{TaskID: "bat-1", Command: []string{"/bin/sh", "-c", script}, JobType: "batch", Generation: 1}
 	e.Reconcile([]Assignment{svc, bat})
-	got := log.wait(t, "svc-1", 10*time.Second, func(s TaskStatus) bool { return s.Restarts >= 2 && s.State == StateFailed })
-	if got.ExitCode != 3 {
-		t.Errorf("service exit code %d, want 3", got.ExitCode)
-	}
-	log.wait(t, "bat-1", 5*time.Second, func(s TaskStatus) bool { return s.State == StateFailed && s.ExitCode == 3 })
-	time.Sleep(time.Second)
-	log.mu.Lock()
-	defer log.mu.Unlock()
-	runs := 0
-	for _, s := range log.all {
-		if s.TaskID == "bat-1" && s.State == StateRunning {
-			runs++
+	for _, id := range []string{"svc-1", "bat-1"} {
+		got := log.wait(t, id, 10*time.Second, func(s TaskStatus) bool { return s.State == StateFailed && s.Generation == 1 })
+		if got.ExitCode != 3 {
+			t.Errorf("%s exit code %d, want 3", id, got.ExitCode)
+		}
+		lines := strings.Split(got.LogTail, "\n")
+		if len(lines) != 10 || lines[9] != "fatal: no input" || lines[0] != "line 21" {
+			t.Errorf("%s log tail %q; want the last 10 lines, line 21 .. fatal: no input", id, got.LogTail)
 		}
 	}
-	if runs != 1 {
-		t.Errorf("batch task ran %d times, want 1", runs)
+	// A new generation is the control plane's restart: it runs again.
+	svc.Generation = 2
+	e.Reconcile([]Assignment{svc, bat})
+	log.wait(t, "svc-1", 10*time.Second, func(s TaskStatus) bool { return s.State == StateFailed && s.Generation == 2 })
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	runs := map[string]int{}
+	for _, s := range log.all {
+		if s.State == StateRunning {
+			runs[fmt.Sprintf("%s gen %d", s.TaskID, s.Generation)]++
+		}
+	}
+	want := map[string]int{"svc-1 gen 1": 1, "svc-1 gen 2": 1, "bat-1 gen 1": 1}
+	if !maps.Equal(runs, want) {
+		t.Errorf("runs %v; want %v (each generation once, nothing restarted locally)", runs, want)
+	}
+}
+
+func TestBoundTail(t *testing.T) {
+	long := strings.Repeat("z", 3000) + "\nend\n"
+	if got := boundTail(long); got != "end" {
+		t.Errorf("boundTail of a 3000-byte line then end = %q; want the cut line dropped", got[:min(len(got), 20)])
+	}
+	if got := boundTail("a\nb\n"); got != "a\nb" {
+		t.Errorf("boundTail = %q", got)
 	}
 }
 

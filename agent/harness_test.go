@@ -28,7 +28,7 @@ type cpServer struct {
 	heartbeats    int
 	lastHeartbeat *fathomv1.HeartbeatRequest
 	statuses      []TaskStatus
-	set           *fathomv1.AssignmentSet
+	set           []*fathomv1.Assignment
 	changed       chan struct{}
 	remoteWrite   string
 	maxPush       time.Duration // RegisterNodeResponse.max_push_interval_seconds
@@ -39,7 +39,7 @@ type cpServer struct {
 
 func newCPServer(t *testing.T, addr string) *cpServer {
 	t.Helper()
-	s := &cpServer{set: &fathomv1.AssignmentSet{}, changed: make(chan struct{})}
+	s := &cpServer{changed: make(chan struct{})}
 	s.cond = sync.NewCond(&s.mu)
 	s.start(t, addr)
 	t.Cleanup(func() { s.grpc.Stop() })
@@ -94,12 +94,28 @@ func (s *cpServer) ReportTaskStatus(_ context.Context, r *fathomv1.ReportTaskSta
 	return &fathomv1.ReportTaskStatusResponse{}, nil
 }
 
-func (s *cpServer) WatchAssignments(_ *fathomv1.WatchAssignmentsRequest, stream fathomv1.AgentService_WatchAssignmentsServer) error {
+// StreamAssignments sends the whole set (reset, an upsert per task, synced)
+// on connect and again after every change: the agent's resend path.
+func (s *cpServer) StreamAssignments(_ *fathomv1.WatchAssignmentsRequest, stream fathomv1.AgentService_StreamAssignmentsServer) error {
+	var rev int64
+	send := func(u *fathomv1.AssignmentUpdate) error {
+		rev++
+		u.Revision = rev
+		return stream.Send(u)
+	}
 	for {
 		s.mu.Lock()
 		set, changed := s.set, s.changed
 		s.mu.Unlock()
-		if err := stream.Send(set); err != nil {
+		if err := send(&fathomv1.AssignmentUpdate{Change: &fathomv1.AssignmentUpdate_Reset_{Reset_: true}}); err != nil {
+			return err
+		}
+		for _, a := range set {
+			if err := send(&fathomv1.AssignmentUpdate{Change: &fathomv1.AssignmentUpdate_Upsert{Upsert: a}}); err != nil {
+				return err
+			}
+		}
+		if err := send(&fathomv1.AssignmentUpdate{Change: &fathomv1.AssignmentUpdate_Synced{Synced: true}}); err != nil {
 			return err
 		}
 		select {
@@ -114,9 +130,9 @@ func (s *cpServer) WatchAssignments(_ *fathomv1.WatchAssignmentsRequest, stream 
 func (s *cpServer) assign(as ...Assignment) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	set := &fathomv1.AssignmentSet{Revision: s.set.GetRevision() + 1}
+	set := make([]*fathomv1.Assignment, 0, len(as))
 	for _, a := range as {
-		set.Assignments = append(set.Assignments, AssignmentToProto(a))
+		set = append(set, AssignmentToProto(a))
 	}
 	s.set = set
 	close(s.changed)

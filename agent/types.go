@@ -96,4 +96,7 @@ type TaskStatus struct {
 	StartedAt  time.Time `json:"started_at,omitzero"`
 	FinishedAt time.Time `json:"finished_at,omitzero"`
 	Generation int64     `json:"generation"`
+	// LogTail is the end of the task's output when its process ended on
+	// its own (bounded: 10 lines, 1 KiB).
+	LogTail string `json:"log_tail,omitempty"`
 }

@@ -41,6 +41,10 @@ type Recommendation struct {
 	// Confidence in [0,1] grows with the history behind the answer: 0.5
 	// after one day of windows, 0.9 after a week.
 	Confidence float64 `json:"confidence"`
+	// Next is the predicted distribution of the task's usage over the
+	// coming window ([0] CPU, [1] memory), what the scheduler's
+	// overload-risk bound packs with: the step distribution (step.go).
+	Next [2]Dist `json:"next"`
 	// Model is the recommender kind that answered.
 	Model string `json:"model"`
 	// Why explains the answer in a sentence.
@@ -58,6 +62,14 @@ type Config struct {
 	Kind string
 	// New builds a recommender (models.New(Kind) when nil).
 	New func(kind string) (models.Recommender, error)
+	// NewFor, when set, builds the recommender of one task instead of New
+	// (the simulator's provisioned and oracle policies know each task's
+	// trace).
+	NewFor func(task TaskKey) (models.Recommender, error)
+	// StepSpread scales the spread of the step distribution served in
+	// Recommendation.Next (step.go; DefaultStepSpread when zero; negative:
+	// the recommender's own mean and standard deviation).
+	StepSpread float64
 	// Lookback bounds how far back Update reads history for a task it has
 	// not seen yet (8 days when zero: enough for weekly periodicity).
 	Lookback time.Duration
@@ -92,6 +104,7 @@ type Predictor struct {
 	cfg   Config
 	mu    sync.Mutex
 	tasks map[TaskKey]*taskState
+	corr  correlation
 }
 
 type taskState struct {
@@ -109,6 +122,8 @@ type taskState struct {
 	early   evidence
 	filling AggregatedWindow
 	hasFill bool
+	// step is the window-to-window change statistic (step.go).
+	step stepStats
 }
 
 // evidence is the usage seen while a task's history is young (every
@@ -151,20 +166,33 @@ func New(cfg Config) (*Predictor, error) {
 	if cfg.EarlyHorizon <= 0 {
 		cfg.EarlyHorizon = time.Hour
 	}
+	if cfg.StepSpread == 0 {
+		cfg.StepSpread = DefaultStepSpread
+	}
 	if _, err := cfg.New(cfg.Kind); err != nil {
 		return nil, err
 	}
-	return &Predictor{cfg: cfg, tasks: map[TaskKey]*taskState{}}, nil
+	return &Predictor{cfg: cfg, tasks: map[TaskKey]*taskState{}, corr: correlation{width: cfg.Window}}, nil
 }
 
 func (p *Predictor) state(task TaskKey) *taskState {
 	st, ok := p.tasks[task]
 	if !ok {
-		rec, _ := p.cfg.New(p.cfg.Kind) // checked in New
-		st = &taskState{rec: rec}
+		st = &taskState{rec: p.newRecommender(task)}
 		p.tasks[task] = st
 	}
 	return st
+}
+
+// newRecommender builds a task's recommender.
+func (p *Predictor) newRecommender(task TaskKey) models.Recommender {
+	if p.cfg.NewFor != nil {
+		if rec, err := p.cfg.NewFor(task); err == nil {
+			return rec
+		}
+	}
+	rec, _ := p.cfg.New(p.cfg.Kind) // checked in New
+	return rec
 }
 
 // Observe feeds windows of a task (in time order). Windows not after the
@@ -188,6 +216,11 @@ func (p *Predictor) Observe(task TaskKey, windows []models.Window) int {
 // observeFull feeds one full window to the task's recommender.
 func (p *Predictor) observeFull(st *taskState, w models.Window) {
 	st.rec.Observe(w)
+	prev, had := st.step.last, st.step.has
+	st.step.observe(w)
+	if had {
+		p.corr.add(&st.step, prev, w)
+	}
 	st.last = w.Start
 	st.n++
 	if !st.fed || w.Start.After(st.seen) {
@@ -308,10 +341,11 @@ func (p *Predictor) Train(series []Series, workers int) (int, error) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				rec, _ := p.cfg.New(p.cfg.Kind)
+				rec := p.newRecommender(series[i].Task)
 				st := &taskState{rec: rec}
 				for _, w := range series[i].Windows {
 					rec.Observe(w)
+					st.step.observe(w)
 					st.last = w.Start
 					st.n++
 				}
@@ -406,6 +440,7 @@ func (p *Predictor) Recommend(task TaskKey, now time.Time) (Recommendation, erro
 		Limit:      models.Size{CPU: r.CPU.Limit, Memory: r.Memory.Limit},
 		CPU:        r.CPU,
 		Memory:     r.Memory,
+		Next:       st.step.next(r.CPU, r.Memory, p.cfg.StepSpread),
 		Confidence: Confidence(st.n),
 		Model:      st.rec.Kind(),
 		Why:        r.Why,
@@ -458,6 +493,7 @@ func (p *Predictor) provisional(st *taskState, task TaskKey, ev evidence, now ti
 		// A first guess: the spread is the margin's.
 		CPU:        models.Estimate{Request: req.CPU, Limit: lim.CPU, Mean: mean, StdDev: m * max(ev.peakCPU, mean) / 2},
 		Memory:     models.Estimate{Request: req.Memory, Limit: lim.Memory, Mean: ev.peakMem, StdDev: m * ev.peakMem / 2},
+		Next:       [2]Dist{{mean, m * max(ev.peakCPU, mean) / 2}, {ev.peakMem, m * ev.peakMem / 2}},
 		Confidence: 1 - math.Exp2(-ev.covered/86400),
 		Model:      st.rec.Kind(),
 		Why:        why,
@@ -560,61 +596,4 @@ func (p *Predictor) Restore(task TaskKey, state []byte, last time.Time, windows 
 	st.early.covered = float64(windows) * p.cfg.Window.Seconds()
 	p.tasks[task] = st
 	return nil
-}
-
-// ResizePolicy guards in-place resizes against flapping: raises go through
-// at once (a task that needs more must get it), decreases only when the
-// recommendation is Deadband below the current limit and MinInterval has
-// passed since the last resize.
-type ResizePolicy struct {
-	Deadband    float64       // 0.10 when zero
-	MinInterval time.Duration // 1 h when zero
-}
-
-// Decide returns the limits to apply, whether they differ from current, and
-// why. Resources are decided independently.
-func (rp ResizePolicy) Decide(current models.Size, lastResize time.Time, rec Recommendation, now time.Time) (models.Size, bool, string) {
-	band := rp.Deadband
-	if band == 0 {
-		band = 0.10
-	}
-	iv := rp.MinInterval
-	if iv == 0 {
-		iv = time.Hour
-	}
-	out := current
-	var why []string
-	one := func(name string, cur, want float64, unit func(float64) string) float64 {
-		switch {
-		case cur <= 0 || want > cur*(1+band/2):
-			why = append(why, fmt.Sprintf("%s limit up %s → %s", name, unit(cur), unit(want)))
-			return want
-		case want < cur*(1-band) && now.Sub(lastResize) >= iv:
-			why = append(why, fmt.Sprintf("%s limit down %s → %s", name, unit(cur), unit(want)))
-			return want
-		}
-		return cur
-	}
-	out.CPU = one("cpu", current.CPU, rec.Limit.CPU, coresStr)
-	out.Memory = one("memory", current.Memory, rec.Limit.Memory, mibStr)
-	if len(why) == 0 {
-		return current, false, "within deadband or too soon since the last resize"
-	}
-	return out, true, strings.Join(why, ", ")
-}
-
-// coresStr and mibStr write a size for a person: "0.05 cores", "43Mi"
-// ("none" for 0, an unset limit).
-func coresStr(v float64) string {
-	if v <= 0 {
-		return "none"
-	}
-	return fmt.Sprintf("%.3g cores", v)
-}
-
-func mibStr(v float64) string {
-	if v <= 0 {
-		return "none"
-	}
-	return fmt.Sprintf("%.4gMi", v/(1<<20))
 }

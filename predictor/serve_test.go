@@ -93,41 +93,6 @@ func TestPredictorUpdateRecommendOOM(t *testing.T) {
 	}
 }
 
-// TestResizePolicyCountsResizes drives a noisy recommendation stream through
-// the policy for a day and counts resizes: the deadband and interval keep
-// them few, and every raise goes through at once.
-func TestResizePolicyCountsResizes(t *testing.T) {
-	rng := rand.New(rand.NewPCG(7, 7))
-	rp := ResizePolicy{}
-	cur := models.Size{CPU: 1, Memory: gib}
-	last := epoch
-	resizes := 0
-	for i := range 288 {
-		now := epoch.Add(time.Duration(i) * 5 * time.Minute)
-		want := models.Size{CPU: 1 + 0.08*(rng.Float64()-0.5), Memory: gib * (1 + 0.08*(rng.Float64()-0.5))}
-		next, changed, why := rp.Decide(cur, last, Recommendation{Limit: want}, now)
-		if changed {
-			resizes++
-			last = now
-			if why == "" {
-				t.Fatal("a resize without a reason")
-			}
-		}
-		cur = next
-	}
-	if resizes > 0 {
-		t.Errorf("%d resizes for ±4%% noise, want none (10%% deadband)", resizes)
-	}
-	up, changed, _ := rp.Decide(cur, epoch, Recommendation{Limit: models.Size{CPU: cur.CPU, Memory: 2 * gib}}, epoch)
-	if !changed || up.Memory != 2*gib {
-		t.Errorf("a raise to 2 GiB right after a resize was held back: %+v", up)
-	}
-	down, changed, _ := rp.Decide(models.Size{CPU: 2, Memory: gib}, epoch, Recommendation{Limit: models.Size{CPU: 1, Memory: gib}}, epoch.Add(30*time.Minute))
-	if changed || down.CPU != 2 {
-		t.Errorf("a decrease 30 min after a resize went through: %+v", down)
-	}
-}
-
 func TestTrainMatchesObserve(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 1))
 	var series []Series
@@ -321,18 +286,5 @@ func TestFeedPartialWindowsAreNotLearnedAsFull(t *testing.T) {
 	}
 	if strings.Contains(r.Why, "kept at the peak") {
 		t.Errorf("after the early horizon the margin still applies: %q", r.Why)
-	}
-}
-
-// TestResizePolicyWhyIsReadable: the reason a person reads in `fathom job
-// status` names units, never raw bytes.
-func TestResizePolicyWhyIsReadable(t *testing.T) {
-	_, changed, why := ResizePolicy{}.Decide(models.Size{}, epoch, Recommendation{Limit: models.Size{CPU: 0.05, Memory: 45090000}}, epoch)
-	if want := "cpu limit up none → 0.05 cores, memory limit up none → 43Mi"; !changed || why != want {
-		t.Errorf("why %q (changed %v), want %q", why, changed, want)
-	}
-	_, _, why = ResizePolicy{}.Decide(models.Size{CPU: 2, Memory: 2 * gib}, epoch, Recommendation{Limit: models.Size{CPU: 1, Memory: gib}}, epoch.Add(2*time.Hour))
-	if want := "cpu limit down 2 cores → 1 cores, memory limit down 2048Mi → 1024Mi"; why != want {
-		t.Errorf("why %q, want %q", why, want)
 	}
 }

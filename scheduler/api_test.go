@@ -27,8 +27,12 @@ func TestBadInputNamesWhatToFix(t *testing.T) {
 	if err != nil || len(p.Placements) != 1 || len(p.Unplaced) != 1 || !strings.Contains(p.Unplaced[0].Reason, "cpu limit 1 is below its request 2") {
 		t.Errorf("plan %+v, err %v", p, err)
 	}
-	if _, err := Reconcile(ClusterState{}, time.Unix(0, 0), ReconcileOptions{MassFailureFraction: 2}); !errors.Is(err, ErrInvalid) {
-		t.Errorf("bad reconcile options: %v", err)
+	s, _ := NewState(ClusterView{})
+	if _, err := s.Resize(nil, time.Unix(0, 0), MoveOptions{MoveCost: -1}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("bad move options: %v", err)
+	}
+	if _, _, err := s.Consolidate(nil, nil, time.Unix(0, 0), ConsolidateOptions{Below: 2}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("bad consolidate options: %v", err)
 	}
 }
 

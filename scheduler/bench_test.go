@@ -57,16 +57,46 @@ func BenchmarkPlace(b *testing.B) {
 
 // benchPlaceOne fills n nodes with 6n tasks, then measures placing (and
 // removing again) one task at a time under opts.
-func benchPlaceOne(b *testing.B, n int, opts Options) {
-	s, err := NewState(ClusterView{Nodes: benchNodes(n)})
+func benchPlaceOne(b *testing.B, n int, opts Options) { benchPlaceOneWith(b, n, opts, false) }
+
+// BenchmarkPlaceSpread is BenchmarkPlace on nodes in three zones, with
+// every task spread over the zone label (and a third constrained to
+// zone != c): the cost of the spread levels and the constraint cache.
+func BenchmarkPlaceSpread(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
+			benchPlaceOneWith(b, n, Options{KeepOrder: true}, true)
+		})
+	}
+}
+
+func benchPlaceOneWith(b *testing.B, n int, opts Options, spread bool) {
+	nodes := benchNodes(n)
+	if spread {
+		for i := range nodes {
+			nodes[i].Labels = map[string]string{"zone": string(rune('a' + i%3))}
+		}
+	}
+	rules := func(ts []Task) []Task {
+		if spread {
+			for i := range ts {
+				ts[i].Spread = "zone"
+				if i%3 == 0 {
+					ts[i].Constraints = []Constraint{{Label: "zone", Op: OpNotEqual, Value: "c"}}
+				}
+			}
+		}
+		return ts
+	}
+	s, err := NewState(ClusterView{Nodes: nodes})
 	if err != nil {
 		b.Fatal(err)
 	}
 	opts.Seed = 1
-	if _, err := s.Place(benchTasks(n*6, 1), opts); err != nil {
+	if _, err := s.Place(rules(benchTasks(n*6, 1)), opts); err != nil {
 		b.Fatal(err)
 	}
-	extra := benchTasks(4096, 2)
+	extra := rules(benchTasks(4096, 2))
 	for i := range extra {
 		extra[i].ID = "x" + extra[i].ID
 	}
@@ -100,75 +130,4 @@ func BenchmarkPlaceBatch(b *testing.B) {
 		placed += len(p.Placements)
 	}
 	b.ReportMetric(float64(placed)/b.Elapsed().Seconds(), "placements/s")
-}
-
-// reconcileBench is a cluster of 1,000 nodes running 10,000 tasks (placed by
-// Place first), as a ClusterState the server would build every round.
-func reconcileBench(b *testing.B) (ClusterState, time.Time) {
-	nodes := benchNodes(1000)
-	tasks := benchTasks(10000, 4)
-	p, err := Place(ClusterView{Nodes: nodes}, tasks, Options{Seed: 1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if len(p.Placements) != len(tasks) {
-		b.Fatalf("placed %d of %d", len(p.Placements), len(tasks))
-	}
-	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	byID := make(map[string]Task, len(tasks))
-	for _, t := range tasks {
-		byID[t.ID] = t
-	}
-	var st ClusterState
-	for _, n := range nodes {
-		st.Nodes = append(st.Nodes, NodeStatus{Node: n, LastHeartbeat: now.Add(-time.Second)})
-	}
-	for _, pl := range p.Placements {
-		st.Tasks = append(st.Tasks, TaskStatus{Task: byID[pl.TaskID], Phase: Running, Node: pl.Node, Attempt: 1, Since: now.Add(-time.Hour)})
-		st.Copies = append(st.Copies, Copy{TaskID: pl.TaskID, Attempt: 1, Node: pl.Node})
-	}
-	return st, now
-}
-
-// BenchmarkReconcile measures one reconcile round on 1,000 nodes and 10,000
-// running tasks: a steady round (nothing to do: the cost every tick), a
-// round where one node's heartbeat lapsed (its ~10 tasks lost and re-placed)
-// and one where 5% of the tasks' recommendations grew by 30% (resizes).
-func BenchmarkReconcile(b *testing.B) {
-	st, now := reconcileBench(b)
-	down := st
-	down.Nodes = append([]NodeStatus(nil), st.Nodes...)
-	down.Nodes[7].LastHeartbeat = now.Add(-time.Minute)
-	grown := st
-	grown.Tasks = append([]TaskStatus(nil), st.Tasks...)
-	for i := 0; i < len(grown.Tasks); i += 20 {
-		ts := &grown.Tasks[i]
-		ts.Applied = ts.Request
-		ts.AppliedLimit = ts.Limit
-		for r := range ts.Request {
-			ts.Request[r] *= 1.3
-			if ts.Limit[r] > 0 {
-				ts.Limit[r] *= 1.3
-			}
-		}
-	}
-	for _, c := range []struct {
-		name string
-		st   ClusterState
-	}{{"steady", st}, {"node-down", down}, {"resize-5pct", grown}} {
-		b.Run(c.name, func(b *testing.B) {
-			b.ReportAllocs()
-			cpu0 := cpuTime()
-			var res Result
-			for i := 0; i < b.N; i++ {
-				var err error
-				if res, err = Reconcile(c.st, now, ReconcileOptions{Options: Options{Seed: uint64(i)}}); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
-			b.ReportMetric(float64(len(res.Place)), "placed")
-			b.ReportMetric(float64(len(res.Resize)), "resizes")
-		})
-	}
 }

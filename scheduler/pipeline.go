@@ -8,20 +8,22 @@ type Reason uint8
 
 // Filter reasons, in the order the pipeline checks them.
 const (
-	ReasonNone       Reason = iota
-	ReasonDown              // node failed (no heartbeat)
-	ReasonCordoned          // node takes no new tasks
-	ReasonDraining          // node is being emptied
-	ReasonCPU               // requested CPU would exceed capacity
-	ReasonMemory            // requested memory would exceed capacity
-	ReasonProdLimits        // prod limits would exceed capacity
-	ReasonConstraint        // a label constraint does not hold
-	ReasonSpread            // the job already has MaxPerNode tasks there
-	ReasonRisk              // overload probability would exceed ε
+	ReasonNone        Reason = iota
+	ReasonDown               // node failed (no heartbeat)
+	ReasonCordoned           // node takes no new tasks
+	ReasonDraining           // node is being emptied
+	ReasonCPU                // requested CPU would exceed capacity
+	ReasonMemory             // requested memory would exceed capacity
+	ReasonProdLimits         // prod limits would exceed capacity
+	ReasonConstraint         // a label constraint does not hold
+	ReasonSpread             // the job already has MaxPerNode tasks there
+	ReasonRisk               // overload probability would exceed ε
+	ReasonAvoid              // the task avoids this node (it evicted the task)
+	ReasonSpreadLabel        // the node's value of the spread label holds more of the job's tasks than another value's
 	NumReasons
 )
 
-var reasonNames = [NumReasons]string{"ok", "down", "cordoned", "draining", "insufficient-cpu", "insufficient-memory", "prod-limits", "constraint", "spread", "overload-risk"}
+var reasonNames = [NumReasons]string{"ok", "down", "cordoned", "draining", "insufficient-cpu", "insufficient-memory", "prod-limits", "constraint", "spread", "overload-risk", "avoided", "spread-label"}
 
 func (r Reason) String() string {
 	if r < NumReasons {
@@ -52,6 +54,16 @@ type placeCtx struct {
 	cur  *Task
 	job  int32  // interned job, for spread
 	cons []int8 // constraint results per node, shared by the class
+	fill bool   // Options.fill
+	// Spread over a label (spread.go): the task's interned job, whether
+	// the spread-label filter is on and the most tasks a value may hold.
+	sjob      int32
+	spreadOn  bool
+	spreadMax int32
+	levels    []int32
+	// quiet: a search that finds nothing returns without explaining
+	// itself over every node (a spread level that is tried before others).
+	quiet bool
 }
 
 // forTask prepares the per-task values for t.
@@ -60,6 +72,9 @@ func (c *placeCtx) forTask(t *Task) {
 	c.cons = nil
 	if t.MaxPerNode > 0 && t.Job != "" {
 		c.job = c.s.jobID(t.Job)
+	}
+	if t.Spread != "" && t.Job != "" {
+		c.sjob = c.s.jobID(t.Job)
 	}
 	if len(t.Constraints) > 0 {
 		key := constraintKey(t.Constraints)
@@ -74,7 +89,7 @@ func (c *placeCtx) forTask(t *Task) {
 // The default pipeline. Cheap rules that rule out most nodes come first, so
 // that the costlier ones (a map lookup for spread, the risk bound) see few.
 var (
-	filters = []Filter{nodeHealth{}, resourceFit{}, prodLimitFit{}, constraintFilter{}, spreadFilter{}, overloadRisk{}}
+	filters = []Filter{nodeHealth{}, avoidFilter{}, resourceFit{}, prodLimitFit{}, constraintFilter{}, spreadFilter{}, overloadRisk{}}
 	scorers = []weighted{{bestFit{}, 0.75}, {stranding{}, 0.25}}
 )
 
@@ -102,6 +117,19 @@ func (nodeHealth) Filter(c *placeCtx, _ *Task, n int32) Reason {
 	return ReasonNone
 }
 
+// avoidFilter keeps a task off the one node it avoids (Task.Avoid).
+type avoidFilter struct{}
+
+var _ Filter = avoidFilter{}
+
+func (avoidFilter) Name() string { return "avoid" }
+func (avoidFilter) Filter(c *placeCtx, t *Task, n int32) Reason {
+	if t.Avoid != "" && c.s.nodes[n].Name == t.Avoid {
+		return ReasonAvoid
+	}
+	return ReasonNone
+}
+
 // constraintFilter checks label constraints, caching the answer per
 // constraint set and node (an equivalence class of tasks shares it).
 type constraintFilter struct{}
@@ -120,9 +148,8 @@ func (constraintFilter) Filter(c *placeCtx, t *Task, n int32) Reason {
 	if cache[n] == 0 {
 		cache[n] = 1
 		labels := c.s.nodes[n].Labels
-		for _, k := range t.Constraints {
-			v, ok := labels[k.Label]
-			if (k.Op == OpEqual && (!ok || v != k.Value)) || (k.Op == OpNotEqual && ok && v == k.Value) || (k.Op == OpExists && !ok) {
+		for i := range t.Constraints {
+			if !t.Constraints[i].Holds(labels) {
 				cache[n] = 2
 				break
 			}
@@ -140,19 +167,29 @@ func constraintKey(cs []Constraint) string {
 	}
 	k := ""
 	for _, c := range cs {
-		k += c.String() + ";"
+		if k != "" {
+			k += ", "
+		}
+		k += c.String()
 	}
 	return k
 }
 
 // spreadFilter keeps replicas of one job on distinct machines (up to
-// MaxPerNode per machine).
+// MaxPerNode per machine) and, while a spread level is tried, on the values
+// of the spread label that level allows (spreadLabel, spread.go): one
+// stage, so that tasks without either pay one call.
 type spreadFilter struct{}
 
 var _ Filter = spreadFilter{}
 
 func (spreadFilter) Name() string { return "spread" }
 func (spreadFilter) Filter(c *placeCtx, t *Task, n int32) Reason {
+	if c.spreadOn {
+		if r := (spreadLabel{}).Filter(c, t, n); r != ReasonNone {
+			return r
+		}
+	}
 	if t.MaxPerNode <= 0 || t.Job == "" {
 		return ReasonNone
 	}
@@ -211,6 +248,12 @@ var _ Filter = overloadRisk{}
 func (overloadRisk) Name() string { return "overload-risk" }
 func (overloadRisk) Filter(c *placeCtx, t *Task, n int32) Reason {
 	ns := &c.s.nodes[n]
+	if len(ns.tasks) == 0 {
+		// Alone, a task cannot overload its node: what it uses is capped at
+		// its limit (a task without one at the node). Without this, a task
+		// with a wide predicted spread would fit no node at all.
+		return ReasonNone
+	}
 	for r := Resource(0); r < NumResources; r++ {
 		d := t.dist(r)
 		v := ns.v[r] + d.StdDev*d.StdDev
@@ -271,6 +314,9 @@ func (c *placeCtx) filter(t *Task, n int32) Reason {
 
 // score returns the weighted 0-100 score of a feasible node.
 func (c *placeCtx) score(t *Task, n int32) float64 {
+	if c.fill {
+		return bestFit{}.Score(c, t, n)
+	}
 	var s, w float64
 	for _, sc := range scorers {
 		s += sc.w * sc.Score(c, t, n)

@@ -36,6 +36,10 @@ type Options struct {
 	KeepOrder bool
 	// NoPreemption stops prod tasks from preempting lower-priority ones.
 	NoPreemption bool
+	// fill scores by best fit alone: a node is filled before the next is
+	// opened. The autoscaling report counts fresh machines so; the stranding
+	// term would spread same-shaped tasks over more machines than they need.
+	fill bool
 }
 
 // DefaultOverloadRisk is ε when Options.OverloadRisk is 0.
@@ -116,6 +120,15 @@ type Explanation struct {
 	// Cached is true when the decision was reused from an identical task
 	// (same equivalence class) earlier in the same call.
 	Cached bool
+	// Constraints are the task's label constraints when they ruled out
+	// nodes ("zone=b", "zone in (a,b)").
+	Constraints string
+	// Spread is the label the task spreads over; SpreadWidened how many
+	// times the search had to go past the least-used values because their
+	// nodes had no room (the number of values tried: the task went to any
+	// node, labelled or not).
+	Spread        string
+	SpreadWidened int8
 }
 
 // String is the compact one-line form, e.g.
@@ -135,6 +148,17 @@ func (e Explanation) String() string {
 		b.WriteString("; top")
 		for _, t := range e.Top[:e.NTop] {
 			fmt.Fprintf(&b, " %s=%.1f", t.Node, t.Score)
+		}
+	}
+	if e.Constraints != "" {
+		b.WriteString("; constraints " + e.Constraints)
+	}
+	if e.Spread != "" {
+		b.WriteString("; spread over " + e.Spread)
+		if e.SpreadWidened > 0 {
+			fmt.Fprintf(&b, ": the least-used values had no room (widened %d×)", e.SpreadWidened)
+		} else {
+			b.WriteString(": a least-used value")
 		}
 	}
 	if e.Preempted > 0 {
@@ -167,7 +191,10 @@ func (e Explanation) MarshalJSON() ([]byte, error) {
 		Top       []NodeScore    `json:"top,omitempty"`
 		Preempted int            `json:"preempted,omitempty"`
 		Cached    bool           `json:"cached,omitempty"`
-	}{e.Nodes, e.Examined, e.Feasible, e.FilteredBy(), e.Top[:e.NTop], e.Preempted, e.Cached})
+		Cons      string         `json:"constraints,omitempty"`
+		Spread    string         `json:"spread,omitempty"`
+		Widened   int8           `json:"spread_widened,omitempty"`
+	}{e.Nodes, e.Examined, e.Feasible, e.FilteredBy(), e.Top[:e.NTop], e.Preempted, e.Cached, e.Constraints, e.Spread, e.SpreadWidened})
 }
 
 // Place packs pending tasks onto the nodes of view. It is Place on a State
@@ -190,16 +217,19 @@ type classKey struct {
 	cons   string
 	job    string
 	maxPer int
+	avoid  string
+	spread string
 }
 
 func classOf(t *Task) classKey {
-	k := classKey{prio: t.Priority, req: t.Request, lim: t.Limit, usage: t.Usage, maxPer: t.MaxPerNode}
+	k := classKey{prio: t.Priority, req: t.Request, lim: t.Limit, usage: t.Usage, maxPer: t.MaxPerNode, avoid: t.Avoid}
 	if len(t.Constraints) > 0 {
 		k.cons = constraintKey(t.Constraints)
 	}
-	if t.MaxPerNode > 0 {
+	if t.MaxPerNode > 0 || t.Spread != "" {
 		k.job = t.Job
 	}
+	k.spread = t.Spread
 	return k
 }
 
@@ -223,7 +253,7 @@ func (s *State) Place(pending []Task, opts Options) (Plan, error) {
 	if err := opts.normalize(); err != nil {
 		return Plan{}, err
 	}
-	c := &placeCtx{s: s, risk: opts.riskParams()}
+	c := &placeCtx{s: s, risk: opts.riskParams(), fill: opts.fill}
 	var queue []Task
 	if opts.KeepOrder {
 		queue = slices.Clone(pending)
@@ -258,7 +288,7 @@ func (s *State) Place(pending []Task, opts Options) (Plan, error) {
 		}
 		seq := uint64(q)
 		c.cur = nil
-		n, why := c.selectNode(t, opts, seq, &cands)
+		n, why := c.selectSpread(t, opts, seq, &cands)
 		if n >= 0 {
 			s.commit(*t, n)
 			plan.Placements = append(plan.Placements, Placement{TaskID: t.ID, Node: s.nodes[n].Name, Score: why.Top[0].Score, Why: why})
@@ -396,7 +426,7 @@ func mix(x uint64) uint64 {
 func (c *placeCtx) selectNode(t *Task, opts Options, seq uint64, buf *[]int32) (int32, Explanation) {
 	s := c.s
 	var why Explanation
-	why.Nodes = len(s.nodes)
+	why.Nodes = s.live
 	k := opts.Candidates
 	cands := (*buf)[:0]
 	w := Resources{t.Request[CPU] / s.idx.scale[CPU], t.Request[Memory] / s.idx.scale[Memory]}
@@ -451,7 +481,13 @@ func (c *placeCtx) selectNode(t *Task, opts Options, seq uint64, buf *[]int32) (
 	*buf = cands
 	why.Feasible = len(cands)
 	if len(cands) == 0 {
+		if c.quiet {
+			return -1, why
+		}
 		return -1, c.explainAll(t)
+	}
+	if why.Filtered[ReasonConstraint] > 0 {
+		why.Constraints = constraintKey(t.Constraints)
 	}
 	best, bestScore, bestTie := int32(-1), -1.0, uint64(0)
 	for _, n := range cands {
@@ -486,14 +522,20 @@ func (e *Explanation) addTop(node string, score float64) {
 // many nodes were ruled out for which reason.
 func (c *placeCtx) explainAll(t *Task) Explanation {
 	var why Explanation
-	why.Nodes = len(c.s.nodes)
+	why.Nodes = c.s.live
 	for n := range c.s.nodes {
+		if c.s.nodes[n].removed {
+			continue
+		}
 		why.Examined++
 		if r := c.filter(t, int32(n)); r != ReasonNone {
 			why.Filtered[r]++
 		} else {
 			why.Feasible++
 		}
+	}
+	if why.Filtered[ReasonConstraint] > 0 {
+		why.Constraints = constraintKey(t.Constraints)
 	}
 	return why
 }

@@ -25,7 +25,10 @@ func (c *placeCtx) preempt(t *Task) (int32, []int32) {
 	for n := range s.nodes {
 		n := int32(n)
 		ns := &s.nodes[n]
-		if nodeHealth.Filter(nodeHealth{}, c, t, n) != ReasonNone ||
+		if ns.removed {
+			continue
+		}
+		if nodeHealth.Filter(nodeHealth{}, c, t, n) != ReasonNone || avoidFilter.Filter(avoidFilter{}, c, t, n) != ReasonNone ||
 			constraintFilter.Filter(constraintFilter{}, c, t, n) != ReasonNone ||
 			spreadFilter.Filter(spreadFilter{}, c, t, n) != ReasonNone {
 			continue

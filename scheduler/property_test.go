@@ -17,8 +17,11 @@ func genCluster(t *rapid.T) ([]Node, []Task) {
 		nodes[i] = Node{
 			Name:     fmt.Sprintf("n%d", i),
 			Capacity: Resources{float64(rapid.IntRange(1, 16).Draw(t, "cpu")), float64(rapid.IntRange(1, 64).Draw(t, "mem"))},
-			Labels:   map[string]string{"zone": rapid.SampledFrom([]string{"a", "b"}).Draw(t, "zone")},
+			Labels:   map[string]string{"zone": rapid.SampledFrom([]string{"a", "b", "c"}).Draw(t, "zone")},
 			Cordoned: rapid.Float64Range(0, 1).Draw(t, "cordon") < 0.1,
+		}
+		if rapid.Float64Range(0, 1).Draw(t, "unlabelled") < 0.15 {
+			nodes[i].Labels = nil
 		}
 	}
 	nt := rapid.IntRange(0, 60).Draw(t, "tasks")
@@ -39,12 +42,50 @@ func genCluster(t *rapid.T) ([]Node, []Task) {
 		if rapid.Float64Range(0, 1).Draw(t, "spread") < 0.2 {
 			tk.MaxPerNode = 1
 		}
-		if rapid.Float64Range(0, 1).Draw(t, "cons") < 0.15 {
-			tk.Constraints = []Constraint{{Label: "zone", Op: OpEqual, Value: "a"}}
+		if rapid.Float64Range(0, 1).Draw(t, "cons") < 0.3 {
+			tk.Constraints = []Constraint{genConstraint(t)}
+			if rapid.Bool().Draw(t, "two") {
+				tk.Constraints = append(tk.Constraints, genConstraint(t))
+			}
+		}
+		if rapid.Float64Range(0, 1).Draw(t, "spreadlabel") < 0.2 {
+			tk.Spread = "zone"
 		}
 		tasks[i] = tk
 	}
 	return nodes, tasks
+}
+
+// genConstraint draws one constraint on the zone label with any operator.
+func genConstraint(t *rapid.T) Constraint {
+	c := Constraint{Label: "zone", Op: rapid.SampledFrom([]Op{OpEqual, OpNotEqual, OpIn, OpExists}).Draw(t, "op")}
+	switch c.Op {
+	case OpEqual, OpNotEqual:
+		c.Value = rapid.SampledFrom([]string{"a", "b", "c"}).Draw(t, "value")
+	case OpIn:
+		c.Values = rapid.SliceOfNDistinct(rapid.SampledFrom([]string{"a", "b", "c"}), 1, 3, rapid.ID[string]).Draw(t, "values")
+	}
+	return c
+}
+
+// naiveHolds is the constraint check written out case by case.
+func naiveHolds(c Constraint, labels map[string]string) bool {
+	v, ok := labels[c.Label]
+	switch c.Op {
+	case OpEqual:
+		return ok && v == c.Value
+	case OpNotEqual:
+		return !(ok && v == c.Value)
+	case OpExists:
+		return ok
+	case OpIn:
+		for _, w := range c.Values {
+			if ok && w == v {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // naive is the dumb twin: it recomputes a node's load from scratch from the
@@ -61,7 +102,7 @@ func (nv *naive) feasible(t Task, node string) bool {
 		return false
 	}
 	for _, c := range t.Constraints {
-		if n.Labels[c.Label] != c.Value {
+		if !naiveHolds(c, n.Labels) {
 			return false
 		}
 	}
@@ -107,7 +148,8 @@ func (nv *naive) loadOK(tasks []Task, n Node) bool {
 		if req > n.Capacity[r]+tol || prod > n.Capacity[r]+tol {
 			return false
 		}
-		if mu+nv.risk.margin(v, b) > n.Capacity[r]+tol {
+		// Alone, a task cannot overload its node (usage is capped).
+		if len(tasks) > 1 && mu+nv.risk.margin(v, b) > n.Capacity[r]+tol {
 			return false
 		}
 	}

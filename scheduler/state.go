@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 )
 
@@ -15,6 +16,8 @@ import (
 type State struct {
 	nodes    []nodeState
 	byName   map[string]int32
+	freeNode []int32 // slots of removed nodes, reused by AddNode
+	live     int     // nodes not removed
 	tasks    []taskState
 	byID     map[string]int32
 	freeTask []int32
@@ -26,6 +29,13 @@ type State struct {
 	epoch int64
 	// consCache caches constraint results per constraint signature per node.
 	consCache map[string][]int8
+	// spreadCount counts tasks per (job, label, value) of tasks with
+	// Spread; labelNodes counts schedulable nodes per label and value
+	// (spread.go).
+	spreadCount map[spreadKey]int32
+	labelNodes  map[string]map[string]int32
+	// fresh is Autoscale's last packing onto fresh machines.
+	fresh *freshMemo
 }
 
 type nodeState struct {
@@ -39,12 +49,17 @@ type nodeState struct {
 	tasks     []int32
 	bucket    int32 // -1: not schedulable, not in the index
 	pos       int32
+	removed   bool // RemoveNode: a free slot
 }
 
 type taskState struct {
 	Task
 	node int32 // -1: not placed
 	live bool
+	// spreadVal is the value of Task.Spread on its node that it is counted
+	// under (spreadCounted).
+	spreadVal     string
+	spreadCounted bool
 }
 
 type jobNode struct {
@@ -71,6 +86,9 @@ func NewState(view ClusterView) (*State, error) {
 		jobCount:  make(map[jobNode]int32),
 		jobIDs:    make(map[string]int32),
 		consCache: make(map[string][]int8),
+
+		spreadCount: make(map[spreadKey]int32),
+		labelNodes:  make(map[string]map[string]int32),
 	}
 	for i := range view.Nodes {
 		n := &view.Nodes[i]
@@ -94,7 +112,7 @@ func NewState(view ClusterView) (*State, error) {
 	return s, nil
 }
 
-func (n *nodeState) schedulable() bool { return !n.Down && !n.Cordoned && !n.Draining }
+func (n *nodeState) schedulable() bool { return !n.Down && !n.Cordoned && !n.Draining && !n.removed }
 
 // AddNode adds a node, or updates its capacity, labels and flags if a node of
 // that name exists. It reports whether the node is new.
@@ -111,26 +129,82 @@ func (s *State) AddNode(n Node) (bool, error) {
 	if i, ok := s.byName[n.Name]; ok {
 		ns := &s.nodes[i]
 		s.idx.remove(s, i)
+		if ns.schedulable() {
+			s.trackLabels(i, -1)
+		}
+		relabel := !maps.Equal(ns.Labels, n.Labels)
 		ns.Node = n
 		for k := range s.consCache {
 			s.consCache[k][i] = 0
 		}
 		if ns.schedulable() {
 			s.idx.insert(s, i)
+			s.trackLabels(i, 1)
+		}
+		if relabel {
+			for _, t := range ns.tasks {
+				s.countSpread(t, -1)
+				s.countSpread(t, 1)
+			}
 		}
 		return false, nil
 	}
-	i := int32(len(s.nodes))
-	s.nodes = append(s.nodes, nodeState{Node: n, bucket: -1, pos: -1})
-	s.byName[n.Name] = i
-	for k, c := range s.consCache {
-		s.consCache[k] = append(c, 0)
+	var i int32
+	if k := len(s.freeNode); k > 0 {
+		i = s.freeNode[k-1]
+		s.freeNode = s.freeNode[:k-1]
+		s.nodes[i] = nodeState{Node: n, bucket: -1, pos: -1}
+		for k := range s.consCache {
+			s.consCache[k][i] = 0
+		}
+	} else {
+		i = int32(len(s.nodes))
+		s.nodes = append(s.nodes, nodeState{Node: n, bucket: -1, pos: -1})
+		for k, c := range s.consCache {
+			s.consCache[k] = append(c, 0)
+		}
 	}
+	s.byName[n.Name] = i
+	s.live++
 	if s.nodes[i].schedulable() {
 		s.idx.insert(s, i)
+		s.trackLabels(i, 1)
 	}
 	return true, nil
 }
+
+// RemoveNode forgets a node that has no tasks left (a machine given back),
+// so that a cluster whose machines come and go does not keep them all. It
+// returns an error wrapping ErrInvalid when tasks are still assigned there.
+func (s *State) RemoveNode(name string) error {
+	i, ok := s.byName[name]
+	if !ok {
+		return nil
+	}
+	ns := &s.nodes[i]
+	if len(ns.tasks) > 0 {
+		return fmt.Errorf("%w: node %s still has %d tasks; remove them first", ErrInvalid, name, len(ns.tasks))
+	}
+	s.idx.remove(s, i)
+	if ns.schedulable() {
+		s.trackLabels(i, -1)
+	}
+	*ns = nodeState{Node: Node{Down: true}, bucket: -1, pos: -1, removed: true}
+	delete(s.byName, name)
+	s.freeNode = append(s.freeNode, i)
+	s.live--
+	s.epoch++
+	return nil
+}
+
+// Epoch grows whenever capacity is added or freed (a node added, changed or
+// removed, a task removed or moved). A task that did not fit at one epoch
+// cannot fit at the same epoch with the same sizes and options: callers
+// need not ask again until it changes (Nomad's blocked evaluations).
+func (s *State) Epoch() int64 { return s.epoch }
+
+// Nodes is how many nodes the State holds.
+func (s *State) Nodes() int { return s.live }
 
 // rescale rebuilds the index when a node larger than any before arrives.
 func (s *State) rescale(r int, v float64) {
@@ -235,10 +309,13 @@ type NodeUsage struct {
 
 // Usage returns the load of every node, in the order nodes were added.
 func (s *State) Usage() []NodeUsage {
-	out := make([]NodeUsage, len(s.nodes))
+	out := make([]NodeUsage, 0, s.live)
 	for i := range s.nodes {
 		n := &s.nodes[i]
-		out[i] = NodeUsage{Name: n.Name, Node: n.Node, Tasks: len(n.tasks), Requested: n.alloc, ProdLimits: n.prodLimit, Mean: n.mu, Variance: n.v}
+		if n.removed {
+			continue
+		}
+		out = append(out, NodeUsage{Name: n.Name, Node: n.Node, Tasks: len(n.tasks), Requested: n.alloc, ProdLimits: n.prodLimit, Mean: n.mu, Variance: n.v})
 	}
 	return out
 }
@@ -268,6 +345,11 @@ func taskCap(t *Task, n *nodeState, r Resource) float64 {
 }
 
 func (s *State) commit(t Task, n int32) int32 {
+	// Spreading is decided at placement; the task's replicas are counted
+	// on every node (jobCount) whatever the stored copy says, and a later
+	// move (resize, consolidation, a preempted victim) is not held to the
+	// cap of the placement that is over.
+	t.MaxPerNode = 0
 	var i int32
 	if k := len(s.freeTask); k > 0 {
 		i = s.freeTask[k-1]
@@ -295,6 +377,7 @@ func (s *State) commit(t Task, n int32) int32 {
 	if t.Job != "" {
 		s.jobCount[jobNode{s.jobID(t.Job), n}]++
 	}
+	s.countSpread(i, 1)
 	s.idx.update(s, n)
 	return i
 }
@@ -343,6 +426,7 @@ func (s *State) uncommit(i int32) {
 			ns.bmax[r] = max(ns.bmax[r], taskCap(&t.Task, ns, r)-t.dist(r).Mean)
 		}
 	}
+	s.countSpread(i, -1)
 	if ts.Job != "" {
 		k := jobNode{s.jobID(ts.Job), n}
 		if s.jobCount[k]--; s.jobCount[k] <= 0 {
@@ -355,4 +439,22 @@ func (s *State) uncommit(i int32) {
 	s.freeTask = append(s.freeTask, i)
 	s.idx.update(s, n)
 	s.epoch++
+}
+
+// Fits reports whether task t passes every filter on the named node as the
+// State is now, without placing it (ReasonNone: it fits). A task already
+// assigned counts where it is: remove it first to ask about new sizes.
+func (s *State) Fits(t Task, node string, opts Options) (Reason, error) {
+	if err := opts.normalize(); err != nil {
+		return ReasonNone, err
+	}
+	if err := t.Validate(); err != nil {
+		return ReasonNone, err
+	}
+	n, ok := s.byName[node]
+	if !ok {
+		return ReasonNone, fmt.Errorf("%w: no node %q", ErrInvalid, node)
+	}
+	c := &placeCtx{s: s, risk: opts.riskParams()}
+	return c.filter(&t, n), nil
 }

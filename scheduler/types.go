@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 )
 
 // Resource indexes a dimension of Resources.
@@ -111,6 +113,7 @@ const (
 	OpEqual    Op = iota // label == value
 	OpNotEqual           // label != value (a missing label counts as not equal)
 	OpExists             // label is set
+	OpIn                 // label is one of Values
 )
 
 // Constraint restricts the nodes a task may run on by their labels.
@@ -118,6 +121,35 @@ type Constraint struct {
 	Label string
 	Op    Op
 	Value string
+	// Values are OpIn's set.
+	Values []string
+}
+
+// Holds reports whether a node with these labels satisfies c.
+func (c *Constraint) Holds(labels map[string]string) bool {
+	v, ok := labels[c.Label]
+	return c.holdsFor(v, ok)
+}
+
+// holdsFor reports whether c holds for a node whose label c.Label is v (ok:
+// the node has the label).
+func (c *Constraint) holdsFor(v string, ok bool) bool {
+	switch c.Op {
+	case OpEqual:
+		return ok && v == c.Value
+	case OpNotEqual:
+		return !ok || v != c.Value
+	case OpExists:
+		return ok
+	case OpIn:
+		return ok && slices.Contains(c.Values, v)
+	}
+	return false
+}
+
+// Equal reports whether c and o are the same rule.
+func (c Constraint) Equal(o Constraint) bool {
+	return c.Label == o.Label && c.Op == o.Op && c.Value == o.Value && slices.Equal(c.Values, o.Values)
 }
 
 func (c Constraint) String() string {
@@ -125,7 +157,9 @@ func (c Constraint) String() string {
 	case OpNotEqual:
 		return c.Label + "!=" + c.Value
 	case OpExists:
-		return c.Label
+		return c.Label + " exists"
+	case OpIn:
+		return c.Label + " in (" + strings.Join(c.Values, ",") + ")"
 	}
 	return c.Label + "=" + c.Value
 }
@@ -145,6 +179,19 @@ type Task struct {
 	// MaxPerNode caps how many tasks of Job may share one node (0: no cap).
 	// A six-replica service with MaxPerNode 1 spreads over six machines.
 	MaxPerNode int
+	// Avoid names a node the task must not go to (for example the node
+	// that just evicted it); "" = none.
+	Avoid string
+	// Spread names a node label whose values the replicas of Job spread
+	// over: a task goes to a node whose value has the fewest of them, and
+	// to the next fewest only when those nodes have no room (nodes without
+	// the label last). "" = none.
+	Spread string
+}
+
+// sameRules reports whether a and b have the same constraints and spread.
+func sameRules(a, b *Task) bool {
+	return a.Spread == b.Spread && slices.EqualFunc(a.Constraints, b.Constraints, Constraint.Equal)
 }
 
 // dist returns the usage distribution to use for resource r.
@@ -172,6 +219,17 @@ func (t *Task) Validate() error {
 		}
 		if t.Limit[r] > 0 && t.Limit[r] < t.Request[r] {
 			return fmt.Errorf("%w: task %s: %s limit %v is below its request %v; raise the limit or lower the request", ErrInvalid, t.ID, r, t.Limit[r], t.Request[r])
+		}
+	}
+	for i := range t.Constraints {
+		k := &t.Constraints[i]
+		switch {
+		case k.Label == "":
+			return fmt.Errorf("%w: task %s: constraint %d has no label", ErrInvalid, t.ID, i)
+		case k.Op < OpEqual || k.Op > OpIn:
+			return fmt.Errorf("%w: task %s: constraint %d has an unknown operator %d", ErrInvalid, t.ID, i, k.Op)
+		case k.Op == OpIn && len(k.Values) == 0:
+			return fmt.Errorf("%w: task %s: constraint %d (%s in ...) has no values", ErrInvalid, t.ID, i, k.Label)
 		}
 	}
 	if t.MaxPerNode < 0 {

@@ -15,10 +15,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"google.golang.org/protobuf/proto"
 
 	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
-	"github.com/fathom-scheduler/fathom/scheduler"
+	"github.com/fathom-scheduler/fathom/controller"
 	"github.com/fathom-scheduler/fathom/store"
 )
 
@@ -33,6 +32,12 @@ func (c *fakeClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.t
+}
+
+func (c *fakeClock) Set(t time.Time) {
+	c.mu.Lock()
+	c.t = t
+	c.mu.Unlock()
 }
 
 func (c *fakeClock) Add(d time.Duration) {
@@ -50,10 +55,9 @@ func (w testLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// providerHarness is a real server (embedded etcd) with a real shell-script
-// hook, driven through observeAutoscale as the reconcile loop drives it.
-// The reconcile loop itself does not run (Serve is not called), so every
-// report is the test's; the node-provider loop runs on its own goroutine.
+// providerHarness is a real server (embedded etcd, the control loop
+// running) with a real shell-script hook, on a fake clock: the test moves
+// time and asks for rounds; the controller decides, the server runs the hook.
 type providerHarness struct {
 	t     *testing.T
 	srv   *Server
@@ -100,12 +104,12 @@ func newProviderHarnessAt(t *testing.T, dir, calls string, po NodeProviderOption
 	clock := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
 	reg := prometheus.NewRegistry()
 	srv, err := New(ctx, Options{Store: st, Registerer: reg, Gatherer: reg, Now: clock.Now, NodeProvider: po,
-		HeartbeatTimeout: 1000 * time.Hour, Logger: slog.New(slog.NewTextHandler(testLog{t}, nil))})
+		Controller: controller.Config{HeartbeatTimeout: 1000 * time.Hour}, Logger: slog.New(slog.NewTextHandler(testLog{t}, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { defer close(done); srv.autoscaleLoop(ctx) }()
+	go func() { defer close(done); srv.Run(ctx) }()
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
@@ -118,23 +122,22 @@ func newProviderHarnessAt(t *testing.T, dir, calls string, po NodeProviderOption
 	return &providerHarness{t: t, srv: srv, reg: reg, clock: clock, calls: calls, ctx: ctx, stop: stop}
 }
 
-// report publishes rep as a reconcile round would and waits until the
-// node-provider loop has acted on it (including any hook call).
-func (h *providerHarness) report(rep scheduler.AutoscaleReport) {
+// round runs a control-loop round at the fake clock's time and waits until
+// any hook call it asked for is done (and recorded).
+func (h *providerHarness) round() {
 	h.t.Helper()
-	h.srv.observeAutoscale(rep, h.clock.Now())
-	a := &h.srv.autoscale
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		a.mu.Lock()
-		done := a.done >= a.gen
-		a.mu.Unlock()
-		if done {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
+	if err := h.srv.do(h.ctx, func(c *controller.Controller, now time.Time) error {
+		c.Tick(now)
+		return nil
+	}); err != nil {
+		h.t.Fatal(err)
 	}
-	h.t.Fatal("the node-provider loop did not act on the report within 30s")
+	h.srv.prov.wg.Wait()
+	// The outcome is recorded by an op of its own: one more pass of the
+	// loop makes sure it was applied.
+	if err := h.srv.do(h.ctx, func(*controller.Controller, time.Time) error { return nil }); err != nil {
+		h.t.Fatal(err)
+	}
 }
 
 // hookCalls returns the hook's calls so far, one "action args..." each.
@@ -179,36 +182,28 @@ func (h *providerHarness) nodes() (map[string]*fathomv1.Node, *fathomv1.Autoscal
 }
 
 func (h *providerHarness) counter(action, outcome string) int {
-	return int(testutil.ToFloat64(h.srv.autoscale.metrics.calls.WithLabelValues(action, outcome)))
+	return int(testutil.ToFloat64(h.srv.prov.metrics.calls.WithLabelValues(action, outcome)))
 }
 
-// placeTask stores a job with one task placed on node, as a reconcile round
-// would have.
-func (h *providerHarness) placeTask(node string) string {
+// submit stores a job of n tasks of cpu cores each.
+func (h *providerHarness) submit(name string, n int32, cpu string) string {
 	h.t.Helper()
-	r := int32(1)
-	resp, err := h.srv.CreateJob(h.ctx, &fathomv1.CreateJobRequest{Spec: &fathomv1.JobSpec{Name: "late-" + node, Replicas: &r,
-		Task: &fathomv1.TaskSpec{Command: []string{"sleep", "600"}}}})
+	resp, err := h.srv.CreateJob(h.ctx, &fathomv1.CreateJobRequest{Spec: &fathomv1.JobSpec{Name: name, Type: "batch", Replicas: &n,
+		Task: &fathomv1.TaskSpec{Command: []string{"sleep", "600"}, Resources: &fathomv1.Resources{Cpu: cpu, Memory: "64Mi"}}}})
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	id := TaskID(resp.GetId(), 0)
-	t := &fathomv1.Task{Id: id, JobId: resp.GetId(), Namespace: "default", JobName: "late-" + node, Index: 0,
-		State: fathomv1.TaskState_TASK_STATE_PLACED, Node: node, DesiredState: fathomv1.DesiredState_DESIRED_STATE_RUN,
-		CpuRequestCores: 0.5, MemoryRequestBytes: 64 << 20, Generation: 1}
-	h.srv.wmu.Lock()
-	err = h.srv.commit(h.ctx, &batch{tasks: []*fathomv1.Task{withHistory(t, h.clock.Now(), "placed on "+node)}})
-	h.srv.wmu.Unlock()
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return id
+	return resp.GetId()
 }
 
+// TestNodeProviderAddWithCooldown: tasks wait for room, so the controller
+// asks for machines of the common shape; the hook is called with the
+// report in its environment, at most once per cooldown.
 func TestNodeProviderAddWithCooldown(t *testing.T) {
 	h := newProviderHarness(t, "", NodeProviderOptions{Cooldown: 5 * time.Minute})
 	h.register("n1")
-	h.report(scheduler.AutoscaleReport{NodesUp: 1, MachinesUsed: 1, MachinesNeeded: 3, LowerBound: 3, Add: 2})
+	h.submit("big", 3, "1500m") // one fits n1; two wait, one per fresh 2-core node
+	h.round()
 	h.wantCalls("add 2")
 	env, _ := os.ReadFile(h.calls + ".env")
 	if got := strings.TrimSpace(string(env)); got != "add|2||3|2|4294967296" {
@@ -216,27 +211,28 @@ func TestNodeProviderAddWithCooldown(t *testing.T) {
 	}
 	// The same decision a minute later: the machines are on their way.
 	h.clock.Add(time.Minute)
-	h.report(scheduler.AutoscaleReport{NodesUp: 1, MachinesUsed: 1, MachinesNeeded: 3, LowerBound: 3, Add: 2})
+	h.round()
 	h.wantCalls("add 2")
 	_, rep := h.nodes()
 	if rep.GetMachinesNeeded() != 3 || rep.GetAdd() != 2 || !rep.GetNodeProvider().GetConfigured() ||
 		rep.GetNodeProvider().GetLastCall().GetOutcome() != "ok" || rep.GetNodeProvider().GetNextAddAt() == nil {
 		t.Errorf("report in node list: %v", rep)
 	}
-	// After the cooldown the hook is asked again.
+	// One machine arrived; after the cooldown the hook is asked for the other.
+	h.register("n2")
 	h.clock.Add(4 * time.Minute)
-	h.report(scheduler.AutoscaleReport{NodesUp: 1, MachinesUsed: 1, MachinesNeeded: 2, LowerBound: 2, Add: 1})
+	h.round()
 	h.wantCalls("add 2", "add 1")
 	if n := h.counter("add", "ok"); n != 2 {
 		t.Errorf("fathom_scheduler_node_provider_calls_total{action=add,outcome=ok} = %d, want 2", n)
 	}
-	if n := testutil.CollectAndCount(h.srv.autoscale.metrics.duration); n != 1 {
+	if n := testutil.CollectAndCount(h.srv.prov.metrics.duration); n != 1 {
 		t.Errorf("duration histogram has %d series, want 1 (add/ok)", n)
 	}
 	if err := testutil.GatherAndCompare(h.reg, strings.NewReader(`
 # HELP fathom_scheduler_machines_needed Machines the current work needs: those in use plus fresh machines of the common node shape for the tasks waiting for room (latest autoscaling report).
 # TYPE fathom_scheduler_machines_needed gauge
-fathom_scheduler_machines_needed 2
+fathom_scheduler_machines_needed 3
 # HELP fathom_scheduler_machines_to_add Machines of the common shape to add for the tasks waiting for room (latest autoscaling report).
 # TYPE fathom_scheduler_machines_to_add gauge
 fathom_scheduler_machines_to_add 1
@@ -245,136 +241,71 @@ fathom_scheduler_machines_to_add 1
 	}
 }
 
-func TestNodeProviderRemoveAfterDelayCordonsDrainsThenHands(t *testing.T) {
+// TestNodeProviderRemoveAfterDelayCordonsThenHands: idle nodes that stay
+// removable for the removal delay are cordoned for removal and, a round
+// later, handed to the hook; once gone (down), their records are cleared.
+func TestNodeProviderRemoveAfterDelayCordonsThenHands(t *testing.T) {
 	h := newProviderHarness(t, "", NodeProviderOptions{RemovalDelay: 10 * time.Minute, Cooldown: 5 * time.Minute})
 	h.register("n1", "n2", "n3", "n4")
-	// A stale report lists n3, where a task has just landed.
-	task := h.placeTask("n3")
-	rep := scheduler.AutoscaleReport{NodesUp: 4, MachinesUsed: 1, MachinesNeeded: 1, LowerBound: 1, CouldRemove: []string{"n2", "n3", "n4"}}
-	h.report(rep)
-	h.clock.Add(5 * time.Minute)
-	// n4 drops out of the report once: its wait starts again.
-	h.report(scheduler.AutoscaleReport{NodesUp: 4, MachinesUsed: 1, CouldRemove: []string{"n2", "n3"}})
-	h.report(rep)
+	h.submit("small", 1, "500m")
+	h.round()
 	nodes, ar := h.nodes()
-	if !nodes["n2"].GetRemovable() || nodes["n1"].GetRemovable() || !strings.Contains(nodes["n2"].GetRemoval(), "removable for 5m") {
-		t.Fatalf("n1 %v, n2 %v %q: want n2 removable for 5m", nodes["n1"].GetRemovable(), nodes["n2"].GetRemovable(), nodes["n2"].GetRemoval())
+	var busy string
+	for name, n := range nodes {
+		if n.GetTaskCount() == 1 {
+			busy = name
+		}
 	}
-	if !slices.Equal(ar.GetCouldRemove(), []string{"n2", "n3", "n4"}) {
-		t.Errorf("could_remove %v", ar.GetCouldRemove())
+	if busy == "" || len(ar.GetCouldRemove()) != 2 {
+		t.Fatalf("nodes %v, could remove %v: want one busy node and two of three idle ones removable (one spare)", nodes, ar.GetCouldRemove())
+	}
+	removable := ar.GetCouldRemove()
+	h.clock.Add(5 * time.Minute)
+	h.round()
+	nodes, _ = h.nodes()
+	if n := nodes[removable[0]]; !n.GetRemovable() || !strings.Contains(n.GetRemoval(), "removable for 5m") {
+		t.Fatalf("%s: removable %v %q: want removable for 5m", removable[0], n.GetRemovable(), n.GetRemoval())
 	}
 	h.wantCalls()
-
-	h.clock.Add(5 * time.Minute) // n2, n3 removable for 10 min; n4 for 5
-	h.report(rep)
-	h.wantCalls() // cordoned now, handed at the next report at the earliest
+	h.clock.Add(5 * time.Minute)
+	h.round()
+	h.wantCalls() // cordoned now, handed at the next round at the earliest
 	nodes, _ = h.nodes()
-	for _, n := range []string{"n2", "n3"} {
+	for _, n := range removable {
 		if nodes[n].GetSchedulable() || nodes[n].GetRemovalRequestedAt() == nil {
 			t.Fatalf("%s: schedulable %v, removal_requested_at %v; want cordoned for removal", n, nodes[n].GetSchedulable(), nodes[n].GetRemovalRequestedAt())
 		}
 	}
-	if !nodes["n4"].GetSchedulable() || !nodes["n1"].GetSchedulable() {
-		t.Fatal("n1 and n4 must stay schedulable")
-	}
-	// n3's task was moved away (back to pending, to be placed elsewhere).
-	jobID, _, _ := splitTaskID(task)
-	h.srv.mu.RLock()
-	tk := h.srv.jobs[jobID].tasks[0]
-	h.srv.mu.RUnlock()
-	if tk.GetNode() != "" || tk.GetState() != fathomv1.TaskState_TASK_STATE_PENDING || !strings.Contains(tk.GetReason(), "emptied for removal from node n3") {
-		t.Fatalf("task on n3 after cordon: node %q state %v reason %q", tk.GetNode(), tk.GetState(), tk.GetReason())
-	}
 	if got := testutil.ToFloat64(prometheusGauge(t, h.reg, "fathom_scheduler_node_provider_removing_nodes", "cordoned")); got != 2 {
 		t.Errorf("removing_nodes{stage=cordoned} = %v, want 2", got)
 	}
-
 	h.clock.Add(time.Second)
-	h.report(scheduler.AutoscaleReport{NodesUp: 4, MachinesUsed: 0, CouldRemove: nil, Add: 0})
-	h.wantCalls("remove n2 n3")
+	h.round()
+	h.wantCalls("remove " + strings.Join(removable, " "))
 	env, _ := os.ReadFile(h.calls + ".env")
-	if !strings.Contains(string(env), "remove|0|n2 n3|") {
-		t.Errorf("hook environment %q lacks FATHOM_NODES=n2 n3", env)
+	if !strings.Contains(string(env), "remove|0|"+strings.Join(removable, " ")+"|") {
+		t.Errorf("hook environment %q lacks FATHOM_NODES", env)
 	}
 	nodes, ar = h.nodes()
-	if !strings.Contains(nodes["n2"].GetRemoval(), "handed to the node provider") || !slices.Equal(ar.GetNodeProvider().GetHanded(), []string{"n2", "n3"}) {
-		t.Fatalf("after the hook: n2 %q, handed %v", nodes["n2"].GetRemoval(), ar.GetNodeProvider().GetHanded())
+	if !strings.Contains(nodes[removable[0]].GetRemoval(), "handed to the node provider") || !slices.Equal(ar.GetNodeProvider().GetHanded(), removable) {
+		t.Fatalf("after the hook: %q, handed %v", nodes[removable[0]].GetRemoval(), ar.GetNodeProvider().GetHanded())
 	}
-	// n4 is cordoned next, and a task shows up there before the hand-off
-	// (a placement decided before the cordon): it is moved first, and n4 is
-	// handed over only at the following report.
-	h.report(scheduler.AutoscaleReport{NodesUp: 4, CouldRemove: []string{"n4"}})
-	h.clock.Add(10 * time.Minute)
-	h.report(scheduler.AutoscaleReport{NodesUp: 4, CouldRemove: []string{"n4"}})
-	task4 := h.placeTask("n4")
-	nodes, _ = h.nodes()
-	if !strings.Contains(nodes["n4"].GetRemoval(), "waiting for 1 task(s) to move") {
-		t.Errorf("n4 with a task: removal %q", nodes["n4"].GetRemoval())
-	}
-	h.report(scheduler.AutoscaleReport{NodesUp: 4})
-	h.wantCalls("remove n2 n3")
-	jobID, _, _ = splitTaskID(task4)
-	h.srv.mu.RLock()
-	tk = h.srv.jobs[jobID].tasks[0]
-	h.srv.mu.RUnlock()
-	if tk.GetNode() != "" || !strings.Contains(tk.GetReason(), "emptied for removal from node n4") {
-		t.Fatalf("task on n4: node %q reason %q", tk.GetNode(), tk.GetReason())
-	}
-	h.report(scheduler.AutoscaleReport{NodesUp: 4})
-	h.wantCalls("remove n2 n3", "remove n4")
 	// Not asked twice.
 	h.clock.Add(time.Minute)
-	h.report(scheduler.AutoscaleReport{NodesUp: 4})
-	h.wantCalls("remove n2 n3", "remove n4")
-
-	// The machine is gone: n2 goes down. Its record is uncordoned so that a
-	// new machine under that name is schedulable.
-	h.srv.mu.RLock()
-	n2 := cloneNode(h.srv.nodes["n2"].node)
-	h.srv.mu.RUnlock()
-	n2.State = fathomv1.NodeState_NODE_STATE_DOWN
-	h.srv.wmu.Lock()
-	if err := h.srv.commit(h.ctx, &batch{nodes: []*fathomv1.Node{n2}}); err != nil {
-		t.Fatal(err)
-	}
-	h.srv.wmu.Unlock()
-	h.report(scheduler.AutoscaleReport{NodesUp: 3})
-	nodes, ar = h.nodes()
-	if nodes["n2"].GetRemovalRequestedAt() != nil || !nodes["n2"].GetSchedulable() || slices.Contains(ar.GetNodeProvider().GetHanded(), "n2") {
-		t.Fatalf("n2 down after removal: removal_requested_at %v schedulable %v handed %v", nodes["n2"].GetRemovalRequestedAt(), nodes["n2"].GetSchedulable(), ar.GetNodeProvider().GetHanded())
-	}
-	if n := h.counter("remove", "ok"); n != 2 {
-		t.Errorf("calls_total{remove,ok} = %d, want 2", n)
+	h.round()
+	h.wantCalls("remove " + strings.Join(removable, " "))
+	if n := h.counter("remove", "ok"); n != 1 {
+		t.Errorf("calls_total{remove,ok} = %d, want 1", n)
 	}
 }
 
-func TestNodeProviderWaitingWorkUncordonsBeforeAdding(t *testing.T) {
-	h := newProviderHarness(t, "", NodeProviderOptions{RemovalDelay: time.Minute})
-	h.register("n1", "n2")
-	h.report(scheduler.AutoscaleReport{NodesUp: 2, CouldRemove: []string{"n2"}})
-	h.clock.Add(time.Minute)
-	h.report(scheduler.AutoscaleReport{NodesUp: 2, CouldRemove: []string{"n2"}})
-	nodes, _ := h.nodes()
-	if nodes["n2"].GetSchedulable() {
-		t.Fatal("n2 not cordoned for removal")
-	}
-	// Work arrives that needs a machine: n2 comes back instead of a new one.
-	h.clock.Add(time.Second)
-	h.report(scheduler.AutoscaleReport{NodesUp: 2, MachinesUsed: 1, MachinesNeeded: 2, Add: 1})
-	h.wantCalls()
-	nodes, _ = h.nodes()
-	if !nodes["n2"].GetSchedulable() || nodes["n2"].GetRemovalRequestedAt() != nil || nodes["n2"].GetDraining() {
-		t.Fatalf("n2 after work arrived: %v", nodes["n2"])
-	}
-	// If the work still does not fit, machines are added.
-	h.report(scheduler.AutoscaleReport{NodesUp: 2, MachinesUsed: 2, MachinesNeeded: 3, Add: 1})
-	h.wantCalls("add 1")
-}
-
+// TestNodeProviderFailureIsCountedAndRetriedAfterCooldown: a hook that
+// fails is counted with its stderr kept, and asked again after the cooldown.
 func TestNodeProviderFailureIsCountedAndRetriedAfterCooldown(t *testing.T) {
 	h := newProviderHarness(t, `echo "quota exceeded for n1-standard-2" >&2; exit 3`, NodeProviderOptions{Cooldown: 2 * time.Minute, RemovalDelay: time.Minute})
-	h.register("n1", "n2")
-	h.report(scheduler.AutoscaleReport{NodesUp: 2, MachinesUsed: 2, MachinesNeeded: 3, Add: 1})
+	h.register("n1")
+	h.submit("big", 2, "1500m")
+	h.round()
 	h.wantCalls("add 1")
 	_, rep := h.nodes()
 	lc := rep.GetNodeProvider().GetLastCall()
@@ -385,64 +316,38 @@ func TestNodeProviderFailureIsCountedAndRetriedAfterCooldown(t *testing.T) {
 		t.Errorf("calls_total{add,failed} = %d, want 1", n)
 	}
 	h.clock.Add(time.Minute)
-	h.report(scheduler.AutoscaleReport{NodesUp: 2, MachinesUsed: 2, MachinesNeeded: 3, Add: 1})
+	h.round()
 	h.wantCalls("add 1")
 	h.clock.Add(time.Minute)
-	h.report(scheduler.AutoscaleReport{NodesUp: 2, MachinesUsed: 2, MachinesNeeded: 3, Add: 1})
+	h.round()
 	h.wantCalls("add 1", "add 1")
-
-	// A removal that fails keeps the node cordoned and is asked again after
-	// the cooldown.
-	h.report(scheduler.AutoscaleReport{NodesUp: 2, CouldRemove: []string{"n2"}})
-	h.clock.Add(time.Minute)
-	h.report(scheduler.AutoscaleReport{NodesUp: 2, CouldRemove: []string{"n2"}})
-	h.clock.Add(time.Second)
-	h.report(scheduler.AutoscaleReport{NodesUp: 2})
-	h.wantCalls("add 1", "add 1", "remove n2")
-	nodes, _ := h.nodes()
-	if nodes["n2"].GetSchedulable() || !strings.Contains(nodes["n2"].GetRemoval(), "failed to remove it") {
-		t.Fatalf("n2 after a failed removal: schedulable %v, removal %q", nodes["n2"].GetSchedulable(), nodes["n2"].GetRemoval())
-	}
-	h.clock.Add(time.Minute)
-	h.report(scheduler.AutoscaleReport{NodesUp: 2})
-	h.wantCalls("add 1", "add 1", "remove n2")
-	h.clock.Add(time.Minute)
-	h.report(scheduler.AutoscaleReport{NodesUp: 2})
-	h.wantCalls("add 1", "add 1", "remove n2", "remove n2")
-	if n := h.counter("remove", "failed"); n != 2 {
-		t.Errorf("calls_total{remove,failed} = %d, want 2", n)
-	}
 }
 
 // TestNodeProviderTimeoutNeverBlocks: a hook that hangs is killed at the
-// timeout with everything it started, counted, and meanwhile reports are
-// taken, the API answers and jobs are accepted.
+// timeout with everything it started, counted, and meanwhile the loop runs
+// rounds, the API answers and jobs are accepted.
 func TestNodeProviderTimeoutNeverBlocks(t *testing.T) {
 	h := newProviderHarness(t, `sleep 60 & echo $! > "$log.pid"; wait`, NodeProviderOptions{Timeout: 500 * time.Millisecond})
 	h.register("n1")
+	h.submit("big", 2, "1500m")
 	start := time.Now()
-	h.srv.observeAutoscale(scheduler.AutoscaleReport{NodesUp: 1, MachinesUsed: 1, MachinesNeeded: 2, Add: 1}, h.clock.Now())
-	if d := time.Since(start); d > 100*time.Millisecond {
-		t.Errorf("observeAutoscale took %v with a hanging hook", d)
+	if err := h.srv.do(h.ctx, func(c *controller.Controller, now time.Time) error { c.Tick(now); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("a round took %v with a hanging hook", d)
 	}
 	eventually(t, "the hook to start", func() bool {
 		_, err := os.Stat(h.calls + ".pid")
 		return err == nil
 	})
-	// While the hook hangs: more reports, the node list and a submission.
-	for i := range 3 {
-		start = time.Now()
-		h.srv.observeAutoscale(scheduler.AutoscaleReport{NodesUp: 1, MachinesNeeded: 2, Add: 1 + i}, h.clock.Now())
-		if d := time.Since(start); d > 100*time.Millisecond {
-			t.Errorf("observeAutoscale took %v while the hook hangs", d)
-		}
-	}
+	// While the hook hangs: the node list and a submission.
 	_, rep := h.nodes()
-	if !rep.GetNodeProvider().GetCalling() || rep.GetAdd() != 3 {
-		t.Errorf("while the hook runs: calling %v, add %d; want true, the latest report (3)", rep.GetNodeProvider().GetCalling(), rep.GetAdd())
+	if !rep.GetNodeProvider().GetCalling() {
+		t.Errorf("while the hook runs: calling %v; want true", rep.GetNodeProvider().GetCalling())
 	}
-	h.placeTask("n1")
-	h.report(scheduler.AutoscaleReport{NodesUp: 1, MachinesNeeded: 2, Add: 1})
+	h.submit("more", 1, "100m")
+	h.round()
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("the hook was not killed at its 500ms timeout: %v", d)
 	}
@@ -470,20 +375,23 @@ func TestNodeProviderOptionsAndReportOnly(t *testing.T) {
 	}
 	// Without a command the report is shown and exported; nothing is cordoned.
 	h := newProviderHarness(t, "-", NodeProviderOptions{RemovalDelay: time.Minute})
-	h.register("n1", "n2")
-	if _, rep := h.nodes(); rep != nil {
-		t.Errorf("report before any reconcile round: %v", rep)
-	}
-	h.srv.providerStep(h.ctx) // no loop runs without a command
-	h.srv.observeAutoscale(scheduler.AutoscaleReport{NodesUp: 2, MachinesUsed: 1, MachinesNeeded: 1, LowerBound: 1, CouldRemove: []string{"n2"}}, h.clock.Now())
+	h.register("n1", "n2", "n3")
+	h.submit("small", 1, "500m")
+	h.round()
 	h.clock.Add(time.Hour)
-	h.srv.providerStep(h.ctx)
+	h.round()
 	nodes, rep := h.nodes()
-	if !nodes["n2"].GetSchedulable() || !nodes["n2"].GetRemovable() || nodes["n1"].GetRemovable() {
-		t.Errorf("report only: n2 schedulable %v removable %v", nodes["n2"].GetSchedulable(), nodes["n2"].GetRemovable())
+	removable := 0
+	for _, n := range nodes {
+		if !n.GetSchedulable() {
+			t.Errorf("report only: %s cordoned", n.GetName())
+		}
+		if n.GetRemovable() {
+			removable++
+		}
 	}
-	if rep.GetNodeProvider().GetConfigured() || rep.GetNodeCpuCores() != 2 || rep.GetNodeMemoryBytes() != 4<<30 {
-		t.Errorf("report: %v", rep)
+	if removable != 1 || rep.GetNodeProvider().GetConfigured() || rep.GetNodeCpuCores() != 2 || rep.GetNodeMemoryBytes() != 4<<30 {
+		t.Errorf("report: %d removable, %v", removable, rep)
 	}
 	if got := testutil.ToFloat64(prometheusGauge(t, h.reg, "fathom_scheduler_machines_removable", "")); got != 1 {
 		t.Errorf("fathom_scheduler_machines_removable = %v, want 1", got)
@@ -512,8 +420,6 @@ func prometheusGauge(t *testing.T, g prometheus.Gatherer, name, label string) pr
 	return nil
 }
 
-func cloneNode(n *fathomv1.Node) *fathomv1.Node { return proto.Clone(n).(*fathomv1.Node) }
-
 // TestExampleNodeProviderScript runs deploy/node-provider/fathom-nodes.sh
 // (its log backend) as the hook.
 func TestExampleNodeProviderScript(t *testing.T) {
@@ -522,24 +428,17 @@ func TestExampleNodeProviderScript(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("FATHOM_NODES_BACKEND", "log")
-	h := newProviderHarness(t, "-", NodeProviderOptions{Command: script, RemovalDelay: time.Minute})
-	h.register("n1", "n2")
-	h.report(scheduler.AutoscaleReport{NodesUp: 2, MachinesUsed: 2, MachinesNeeded: 3, Add: 1})
+	h := newProviderHarness(t, "-", NodeProviderOptions{Command: script, RemovalDelay: time.Minute, Cooldown: time.Minute})
+	h.register("n1")
+	h.submit("big", 2, "1500m")
+	h.round()
 	_, rep := h.nodes()
 	if lc := rep.GetNodeProvider().GetLastCall(); lc.GetOutcome() != "ok" || lc.GetAction() != "add" {
 		t.Fatalf("add through the example script: %v", lc)
 	}
-	h.report(scheduler.AutoscaleReport{NodesUp: 2, CouldRemove: []string{"n2"}})
-	h.clock.Add(time.Minute)
-	h.report(scheduler.AutoscaleReport{NodesUp: 2, CouldRemove: []string{"n2"}})
-	h.report(scheduler.AutoscaleReport{NodesUp: 2})
-	_, rep = h.nodes()
-	if lc := rep.GetNodeProvider().GetLastCall(); lc.GetOutcome() != "ok" || lc.GetAction() != "remove" || !slices.Equal(lc.GetArgs(), []string{"n2"}) {
-		t.Fatalf("remove through the example script: %v", lc)
-	}
 	t.Setenv("FATHOM_NODES_BACKEND", "no-such-cloud")
 	h.clock.Add(time.Hour)
-	h.report(scheduler.AutoscaleReport{NodesUp: 2, MachinesUsed: 2, MachinesNeeded: 3, Add: 1})
+	h.round()
 	_, rep = h.nodes()
 	if lc := rep.GetNodeProvider().GetLastCall(); lc.GetOutcome() != "failed" || lc.GetExitCode() != 2 || !strings.Contains(lc.GetStderr(), "unknown backend") {
 		t.Fatalf("unknown backend: %v", lc)
@@ -547,32 +446,40 @@ func TestExampleNodeProviderScript(t *testing.T) {
 }
 
 // TestNodeProviderResumesAfterRestart: the cordon for removal is stored, so
-// a restarted server hands the node over without waiting the delay again.
+// a restarted server hands the node over without waiting the delay again;
+// an operator's uncordon cancels it.
 func TestNodeProviderResumesAfterRestart(t *testing.T) {
 	dir := t.TempDir()
 	cmd, calls := hookScript(t, "")
 	po := NodeProviderOptions{Command: cmd, RemovalDelay: 10 * time.Minute}
 	h := newProviderHarnessAt(t, dir, calls, po)
-	h.register("n1", "n2")
-	h.report(scheduler.AutoscaleReport{NodesUp: 2, CouldRemove: []string{"n2"}})
+	h.register("n1", "n2", "n3")
+	h.submit("small", 1, "500m")
+	h.round()
+	_, ar := h.nodes()
+	if len(ar.GetCouldRemove()) != 1 {
+		t.Fatalf("could remove %v; want one node", ar.GetCouldRemove())
+	}
+	victim := ar.GetCouldRemove()[0]
 	h.clock.Add(10 * time.Minute)
-	h.report(scheduler.AutoscaleReport{NodesUp: 2, CouldRemove: []string{"n2"}})
+	h.round()
 	h.wantCalls()
 	h.stop()
 
 	h = newProviderHarnessAt(t, dir, calls, po)
+	h.clock.Add(11 * time.Minute)
 	nodes, _ := h.nodes()
-	if nodes["n2"].GetSchedulable() || nodes["n2"].GetRemovalRequestedAt() == nil || !nodes["n2"].GetRemovable() {
-		t.Fatalf("n2 after a restart: %v", nodes["n2"])
+	if nodes[victim].GetSchedulable() || nodes[victim].GetRemovalRequestedAt() == nil {
+		t.Fatalf("%s after a restart: %v", victim, nodes[victim])
 	}
-	h.report(scheduler.AutoscaleReport{NodesUp: 2})
-	h.wantCalls("remove n2")
-	// An operator's uncordon cancels a removal.
-	if _, err := h.srv.CordonNode(h.ctx, &fathomv1.CordonNodeRequest{Name: "n2", Uncordon: true}); err != nil {
+	h.register("n1", "n2", "n3") // the agents reconnect
+	h.round()
+	h.wantCalls("remove " + victim)
+	if _, err := h.srv.CordonNode(h.ctx, &fathomv1.CordonNodeRequest{Name: victim, Uncordon: true}); err != nil {
 		t.Fatal(err)
 	}
 	nodes, _ = h.nodes()
-	if nodes["n2"].GetRemovalRequestedAt() != nil || nodes["n2"].GetRemoval() != "" {
-		t.Errorf("n2 after uncordon: %v", nodes["n2"])
+	if nodes[victim].GetRemovalRequestedAt() != nil || nodes[victim].GetRemoval() != "" {
+		t.Errorf("%s after uncordon: %v", victim, nodes[victim])
 	}
 }

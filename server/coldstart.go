@@ -8,10 +8,10 @@ import (
 	"strings"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
+	"github.com/fathom-scheduler/fathom/controller"
 	"github.com/fathom-scheduler/fathom/models"
 	"github.com/fathom-scheduler/fathom/predictor"
 	"github.com/fathom-scheduler/fathom/store"
@@ -57,18 +57,17 @@ func (s *Server) retrainColdStart(ctx context.Context, rs *RightSizer, trained m
 	feats := map[jobName]models.JobFeatures{}
 	newest := map[jobName]time.Time{}
 	s.mu.RLock()
-	for _, e := range s.jobs {
-		j := e.job
-		jn := jobName{j.GetNamespace(), j.GetName()}
+	for _, v := range s.c.Jobs(nil) {
+		j := &v.Job
+		jn := jobName{j.Spec.Namespace, j.Spec.Name}
 		if _, ok := sizes[jn]; !ok {
 			continue
 		}
-		at := j.GetCreatedAt().AsTime()
-		if _, seen := newest[jn]; seen && !at.After(newest[jn]) {
+		if at, seen := newest[jn]; seen && !j.CreatedAt.After(at) {
 			continue
 		}
-		newest[jn] = at
-		feats[jn] = jobFeatures(jobPendingTask(j))
+		newest[jn] = j.CreatedAt
+		feats[jn] = controller.Features(&j.Spec)
 	}
 	s.mu.RUnlock()
 	var ops []store.Op
@@ -102,17 +101,16 @@ func (s *Server) retrainColdStart(ctx context.Context, rs *RightSizer, trained m
 	if err := cs.Fit(exs); err != nil {
 		return nil, err
 	}
-	mo := &fathomv1.Model{Name: coldStartKind, Kind: coldStartKind, TrainedAt: timestamppb.New(now), Tasks: int64(len(exs)), Samples: int64(len(exs)),
+	mo := &fathomv1.Model{Name: "coldstart", Kind: "coldstart", TrainedAt: timestamppb.New(now), Tasks: int64(len(exs)), Samples: int64(len(exs)),
 		Metrics: coldStartFigures(exs)}
-	latest, err := s.st.Client().Get(ctx, coldStartModelsPrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
-		clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(1))
+	last, found, err := s.st.Last(ctx, coldStartModelsPrefix)
 	if err != nil {
 		return nil, err
 	}
 	mo.Version = 1
-	if len(latest.Kvs) == 1 {
+	if found {
 		var v int64
-		if _, err := fmt.Sscanf(strings.TrimPrefix(string(latest.Kvs[0].Key), coldStartModelsPrefix), "%d", &v); err == nil {
+		if _, err := fmt.Sscanf(strings.TrimPrefix(last, coldStartModelsPrefix), "%d", &v); err == nil {
 			mo.Version = v + 1
 		}
 	}
@@ -131,12 +129,12 @@ func (s *Server) retrainColdStart(ctx context.Context, rs *RightSizer, trained m
 
 // coldStartExamples reads every stored example, sorted by job name.
 func (s *Server) coldStartExamples(ctx context.Context) ([]models.ColdStartExample, error) {
-	resp, err := s.st.Client().Get(ctx, coldStartExamplesPrefix, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	kvs, err := s.st.List(ctx, coldStartExamplesPrefix)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]models.ColdStartExample, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
+	out := make([]models.ColdStartExample, 0, len(kvs))
+	for _, kv := range kvs {
 		var e models.ColdStartExample
 		if err := json.Unmarshal(kv.Value, &e); err != nil {
 			return nil, fmt.Errorf("cold-start example %s: %w", kv.Key, err)
@@ -185,12 +183,12 @@ func coldStartFigures(exs []models.ColdStartExample) map[string]float64 {
 
 // restoreColdStart serves the stored cold-start model, if any.
 func (s *Server) restoreColdStart(ctx context.Context, rs *RightSizer) error {
-	resp, err := s.st.Client().Get(ctx, coldStartModelKey)
-	if err != nil || len(resp.Kvs) == 0 {
+	v, found, err := s.st.Get(ctx, coldStartModelKey)
+	if err != nil || !found {
 		return err
 	}
 	cs := models.NewColdStart(0)
-	if err := json.Unmarshal(resp.Kvs[0].Value, cs); err != nil {
+	if err := json.Unmarshal(v, cs); err != nil {
 		return fmt.Errorf("%s: %w", coldStartModelKey, err)
 	}
 	if err := cs.Fit(cs.Examples); err != nil {

@@ -1,25 +1,22 @@
-// Package server is Fathom's control plane: the gRPC services of
-// api/proto/fathom/v1 (jobs, nodes, agents; recommendations and models as a
-// contract until the predictor is wired in), the grpc-gateway REST API on the
-// same HTTP port, the job and task state machine, and the reconcile loop
-// (agent liveness and placement).
+// Package server is Fathom's control plane wiring: the gRPC services of
+// api/proto/fathom/v1 (jobs, nodes, agents, recommendations, models), the
+// grpc-gateway REST API on the same HTTP port, and the loop that drives the
+// pure control loop (package controller).
 //
-// State lives in etcd (package store) and is mirrored in memory. Every change
-// is committed to etcd first and installed in memory after, so an
+// loop.go: every state change is an op applied to the controller by one
+// goroutine; rounds run every tenth of the heartbeat timeout (and soon after
+// an op that kicks them); each batch's Ready is committed to etcd (package
+// store) before the ops are answered and the assignment changes are sent to
+// the agents' streams (streams.go: per-task updates with a bounded buffer per
+// node and a full resend when one falls behind). If a commit fails the
+// controller is restored from etcd and the ops answered UNAVAILABLE, so an
 // acknowledged request is durable and a restarted server loads exactly what
 // was acknowledged.
 //
-// Task states: PENDING -> PLACED -> RUNNING -> SUCCEEDED | FAILED | STOPPED.
-// A task whose node stops heartbeating becomes LOST and is placed again
-// (same task id, next generation). A drained or evicted task goes back to
-// PENDING. A task that is still pending when its job is stopped is STOPPED
-// without ever running. See docs/operator-guide.md.
-//
-// One loop decides where tasks run: the reconcile loop (reconcile.go) drives
-// scheduler.Reconcile every round (nodes down, lost tasks, placements within
-// an overload risk, preemption, stale copies, resizes and moves,
-// consolidation, the autoscaling report) and commits the result; see
-// docs/scheduler.md. With Options.RightSizer the server also runs the
-// right-sizing loop (rightsizing.go) and the model registry (registry.go);
-// see docs/rightsizing.md.
+// The rest is wiring: jobs.go, nodes.go, agent.go (handlers: an op or a
+// read), convert.go (domain <-> API and stored records), rightsizing.go (reads
+// usage over PromQL and feeds the predictor the controller shares),
+// autoscale.go (runs the node-provider hook the controller asks for),
+// registry.go and coldstart.go (model versions). Task states, sizing and
+// failure handling are the controller's: see docs/controller.md.
 package server

@@ -146,27 +146,8 @@ func (s *Server) handleCreateJob(w http.ResponseWriter, r *http.Request, writeEr
 // GET http://<agent_address>/v1/tasks/{task_id}/logs?follow=&tail=.
 func (s *Server) handleTaskLogs(w http.ResponseWriter, r *http.Request, writeErr func(http.ResponseWriter, *http.Request, error)) {
 	id := r.PathValue("task_id")
-	jobID, idx, ok := splitTaskID(id)
 	s.mu.RLock()
-	var node, addr string
-	if e := s.jobs[jobID]; ok && e != nil && int(idx) < len(e.tasks) {
-		if t := e.tasks[idx]; t != nil {
-			node = t.GetNode()
-			if node == "" {
-				// Lost or drained: the last node that ran it may still have logs.
-				for _, h := range t.GetHistory() {
-					if h.GetNode() != "" {
-						node = h.GetNode()
-					}
-				}
-			}
-		}
-		if ne := s.nodes[node]; ne != nil {
-			addr = ne.node.GetAgentAddress()
-		}
-	} else {
-		ok = false
-	}
+	node, addr, ok := s.c.Placement(id)
 	s.mu.RUnlock()
 	switch {
 	case !ok:
@@ -205,7 +186,7 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if _, err := s.st.Client().Get(ctx, "/fathom/v1/leader"); err != nil {
+	if err := s.st.Ping(ctx); err != nil {
 		http.Error(w, "not ready: etcd: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}

@@ -46,6 +46,13 @@ func (h *hub) unsubscribe(s *subscriber) {
 	h.mu.Unlock()
 }
 
+// active reports whether anyone watches (events need not be built).
+func (h *hub) active() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs) > 0
+}
+
 func (h *hub) publish(evs ...event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -3,18 +3,20 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
+	"github.com/fathom-scheduler/fathom/controller"
 	"github.com/fathom-scheduler/fathom/server/jobspec"
-	"github.com/fathom-scheduler/fathom/store"
 )
 
 // invalidArgument turns a spec error into INVALID_ARGUMENT with a
@@ -38,6 +40,9 @@ func invalidArgument(err error) error {
 // CreateJob validates and stores a job. The reply is sent only after etcd
 // committed it.
 func (s *Server) CreateJob(ctx context.Context, req *fathomv1.CreateJobRequest) (*fathomv1.CreateJobResponse, error) {
+	if n := proto.Size(req.GetSpec()); n > jobspec.MaxSpecBytes {
+		return nil, invalidArgument(&jobspec.FieldError{Msg: fmt.Sprintf("spec is %d bytes encoded; the limit is %d bytes", n, jobspec.MaxSpecBytes)})
+	}
 	spec, err := jobspec.Normalize(req.GetSpec())
 	if err != nil {
 		return nil, invalidArgument(err)
@@ -47,113 +52,90 @@ func (s *Server) CreateJob(ctx context.Context, req *fathomv1.CreateJobRequest) 
 
 // createJob stores a normalized spec.
 func (s *Server) createJob(ctx context.Context, spec *fathomv1.JobSpec) (*fathomv1.CreateJobResponse, error) {
-	cpu, mem := jobspec.Hints(spec)
-	j := &fathomv1.Job{
-		Namespace: spec.GetNamespace(), Name: spec.GetName(), Spec: spec,
-		CreatedAt: timestamppb.New(s.now()), CpuHintCores: cpu, MemoryHintBytes: mem,
-	}
+	cs := specFromProto(spec)
+	var id string
+	var view *fathomv1.Job
 	for attempt := 0; ; attempt++ {
-		j.Id = newID(spec.GetName())
-		err := s.st.CreateJob(ctx, j)
-		if errors.Is(err, store.ErrIDTaken) && attempt < 3 {
+		id = newID(spec.GetName())
+		err := s.do(ctx, func(c *controller.Controller, now time.Time) error {
+			if err := c.Submit(controller.Job{ID: id, Spec: cs, CreatedAt: now}, now); err != nil {
+				return err
+			}
+			return nil
+		})
+		if errors.Is(err, controller.ErrIDTaken) && attempt < 3 {
 			continue
 		}
-		if errors.Is(err, store.ErrNameTaken) {
-			return nil, status.Errorf(codes.AlreadyExists,
-				"job %q already exists in namespace %q and is not finished; stop it first (fathom job stop) or choose another name",
-				spec.GetName(), spec.GetNamespace())
-		}
 		if err != nil {
-			return nil, status.Errorf(codes.Unavailable, "job not stored: %v", err)
+			return nil, controllerErr(err)
 		}
 		break
 	}
-	e := &jobEntry{job: j, tasks: make([]*fathomv1.Task, spec.GetReplicas()), nameHeld: true}
-	s.mu.Lock()
-	s.jobs[j.GetId()] = e
-	view := s.jobView(e)
-	var evs []event
-	evs = append(evs, event{job: &fathomv1.JobEvent{Type: fathomv1.EventType_EVENT_TYPE_CREATED, Job: view}})
-	for i := range e.tasks {
-		evs = append(evs, event{task: &fathomv1.TaskEvent{Type: fathomv1.EventType_EVENT_TYPE_CREATED, Task: s.taskView(e, i)}})
-	}
-	s.mu.Unlock()
 	s.metrics.jobsCreated.Inc()
-	s.hub.publish(evs...)
 	s.Kick()
-	return &fathomv1.CreateJobResponse{Id: j.GetId(), Job: view}, nil
+	s.mu.RLock()
+	if v, ok := s.c.Job(id); ok {
+		view = jobView(&v)
+	}
+	s.mu.RUnlock()
+	return &fathomv1.CreateJobResponse{Id: id, Job: view}, nil
 }
 
-var jobStates = []string{"pending", "running", "succeeded", "failed", "stopped", "active"}
+var jobStateNames = []string{"pending", "running", "succeeded", "failed", "stopped", "active"}
 
 // ListJobs lists jobs, oldest first, filtered by namespace, state and name.
 func (s *Server) ListJobs(_ context.Context, req *fathomv1.ListJobsRequest) (*fathomv1.ListJobsResponse, error) {
 	want := strings.ToLower(strings.TrimPrefix(strings.ToUpper(req.GetState()), "JOB_STATE_"))
-	if want != "" && !contains(jobStates, want) {
-		return nil, status.Errorf(codes.InvalidArgument, "state %q is not a job state; allowed: %s", req.GetState(), strings.Join(jobStates, ", "))
+	if want != "" && !slices.Contains(jobStateNames, want) {
+		return nil, status.Errorf(codes.InvalidArgument, "state %q is not a job state; allowed: %s", req.GetState(), strings.Join(jobStateNames, ", "))
 	}
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	entries := s.sortedJobs(func(e *jobEntry) bool {
-		return (req.GetNamespace() == "" || e.job.GetNamespace() == req.GetNamespace()) &&
-			(req.GetName() == "" || e.job.GetName() == req.GetName())
+	views := s.c.Jobs(func(j *controller.Job) bool {
+		return (req.GetNamespace() == "" || j.Spec.Namespace == req.GetNamespace()) && (req.GetName() == "" || j.Spec.Name == req.GetName())
 	})
+	s.mu.RUnlock()
 	resp := &fathomv1.ListJobsResponse{}
-	for _, e := range entries {
-		v := s.jobView(e)
-		st := JobStateName(v.GetState())
+	for i := range views {
+		st := views[i].State.String()
 		if want == "" || want == st || (want == "active" && (st == "pending" || st == "running")) {
-			resp.Jobs = append(resp.Jobs, v)
+			resp.Jobs = append(resp.Jobs, jobView(&views[i]))
 		}
 	}
 	return resp, nil
 }
 
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-func (s *Server) lookupJob(id string) (*jobEntry, error) {
+func notFound(id string) error {
 	if id == "" {
-		return nil, status.Error(codes.InvalidArgument, "job id is required")
+		return status.Error(codes.InvalidArgument, "job id is required")
 	}
-	e := s.jobs[id]
-	if e == nil {
-		return nil, status.Errorf(codes.NotFound, "job %q not found; list jobs with 'fathom job list'", id)
-	}
-	return e, nil
+	return status.Errorf(codes.NotFound, "job %q not found; list jobs with 'fathom job list'", id)
 }
 
 // GetJob returns one job.
 func (s *Server) GetJob(_ context.Context, req *fathomv1.GetJobRequest) (*fathomv1.Job, error) {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	e, err := s.lookupJob(req.GetId())
-	if err != nil {
-		return nil, err
+	v, ok := s.c.Job(req.GetId())
+	s.mu.RUnlock()
+	if !ok {
+		return nil, notFound(req.GetId())
 	}
-	return s.jobView(e), nil
+	return jobView(&v), nil
 }
 
 // ListTasks lists the tasks of a job by index.
 func (s *Server) ListTasks(_ context.Context, req *fathomv1.ListTasksRequest) (*fathomv1.ListTasksResponse, error) {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	e, err := s.lookupJob(req.GetJobId())
-	if err != nil {
-		return nil, err
+	v, ok := s.c.Job(req.GetJobId())
+	ts, _ := s.c.JobTasks(req.GetJobId())
+	s.mu.RUnlock()
+	if !ok {
+		return nil, notFound(req.GetJobId())
 	}
 	want := strings.ToLower(strings.TrimPrefix(strings.ToUpper(req.GetState()), "TASK_STATE_"))
 	resp := &fathomv1.ListTasksResponse{}
-	for i := range e.tasks {
-		t := s.taskView(e, i)
-		if want == "" || StateName(t.GetState()) == want {
-			resp.Tasks = append(resp.Tasks, t)
+	for i := range ts {
+		if want == "" || ts[i].State.String() == want {
+			resp.Tasks = append(resp.Tasks, taskProto(&ts[i], &v.Job.Spec))
 		}
 	}
 	return resp, nil
@@ -163,52 +145,14 @@ func (s *Server) ListTasks(_ context.Context, req *fathomv1.ListTasksRequest) (*
 // become STOPPED when their agent confirms), the others stop at once.
 // Idempotent.
 func (s *Server) StopJob(ctx context.Context, req *fathomv1.StopJobRequest) (*fathomv1.Job, error) {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	s.mu.RLock()
-	e, err := s.lookupJob(req.GetId())
+	if req.GetId() == "" {
+		return nil, notFound("")
+	}
+	err := s.do(ctx, func(c *controller.Controller, now time.Time) error { return c.Stop(req.GetId(), now) })
 	if err != nil {
-		s.mu.RUnlock()
-		return nil, err
+		return nil, controllerErr(err)
 	}
-	if e.job.GetStopRequested() {
-		v := s.jobView(e)
-		s.mu.RUnlock()
-		return v, nil
-	}
-	now := s.now()
-	b := &batch{}
-	j := cloneJob(e.job)
-	j.StopRequested = true
-	j.StoppedAt = timestamppb.New(now)
-	b.jobs = append(b.jobs, j)
-	for i := range e.tasks {
-		t := e.tasks[i]
-		if t == nil || terminal(t.GetState()) {
-			continue
-		}
-		c := s.newTaskRecord(e, i)
-		c.DesiredState = fathomv1.DesiredState_DESIRED_STATE_STOP
-		if ne := s.nodes[c.GetNode()]; c.GetNode() != "" && ne != nil && ne.node.GetState() == fathomv1.NodeState_NODE_STATE_UP {
-			c.Generation++
-			withHistory(c, now, "stop requested; waiting for node "+c.GetNode()+" to stop the process")
-		} else {
-			c.State = fathomv1.TaskState_TASK_STATE_STOPPED
-			c.FinishedAt = timestamppb.New(now)
-			withHistory(c, now, "job stopped")
-		}
-		b.tasks = append(b.tasks, c)
-	}
-	if e.nameHeld {
-		b.release = append(b.release, e)
-	}
-	s.mu.RUnlock()
-	if err := s.commit(ctx, b); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "stop not stored: %v", err)
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.jobView(e), nil
+	return s.GetJob(ctx, &fathomv1.GetJobRequest{Id: req.GetId()})
 }
 
 // WatchJobs streams the current jobs (EXISTING) and then every change.
@@ -219,11 +163,12 @@ func (s *Server) WatchJobs(req *fathomv1.WatchJobsRequest, stream grpc.ServerStr
 	})
 	defer s.hub.unsubscribe(sub)
 	s.mu.RLock()
-	var initial []*fathomv1.JobEvent
-	for _, e := range s.sortedJobs(func(e *jobEntry) bool { return ns == "" || e.job.GetNamespace() == ns }) {
-		initial = append(initial, &fathomv1.JobEvent{Type: fathomv1.EventType_EVENT_TYPE_EXISTING, Job: s.jobView(e)})
-	}
+	views := s.c.Jobs(func(j *controller.Job) bool { return ns == "" || j.Spec.Namespace == ns })
 	s.mu.RUnlock()
+	initial := make([]*fathomv1.JobEvent, 0, len(views))
+	for i := range views {
+		initial = append(initial, &fathomv1.JobEvent{Type: fathomv1.EventType_EVENT_TYPE_EXISTING, Job: jobView(&views[i])})
+	}
 	return relay(stream.Context(), initial, sub.ch, func(ev event) *fathomv1.JobEvent { return ev.job }, stream.Send)
 }
 
@@ -236,15 +181,16 @@ func (s *Server) WatchTasks(req *fathomv1.WatchTasksRequest, stream grpc.ServerS
 	}
 	sub := s.hub.subscribe(func(ev event) bool { return ev.task != nil && match(ev.task.GetTask()) })
 	defer s.hub.unsubscribe(sub)
+	var initial []*fathomv1.TaskEvent
 	s.mu.RLock()
-	if jobID != "" && s.jobs[jobID] == nil {
+	if _, ok := s.c.Job(jobID); jobID != "" && !ok {
 		s.mu.RUnlock()
 		return status.Errorf(codes.NotFound, "job %q not found", jobID)
 	}
-	var initial []*fathomv1.TaskEvent
-	for _, e := range s.sortedJobs(func(e *jobEntry) bool { return jobID == "" || e.job.GetId() == jobID }) {
-		for i := range e.tasks {
-			if t := s.taskView(e, i); match(t) {
+	for _, v := range s.c.Jobs(func(j *controller.Job) bool { return jobID == "" || j.ID == jobID }) {
+		ts, _ := s.c.JobTasks(v.Job.ID)
+		for i := range ts {
+			if t := taskProto(&ts[i], &v.Job.Spec); match(t) {
 				initial = append(initial, &fathomv1.TaskEvent{Type: fathomv1.EventType_EVENT_TYPE_EXISTING, Task: t})
 			}
 		}
@@ -276,5 +222,3 @@ func relay[E any](ctx context.Context, initial []E, ch <-chan event, pick func(e
 		}
 	}
 }
-
-func cloneJob(j *fathomv1.Job) *fathomv1.Job { return proto.Clone(j).(*fathomv1.Job) }

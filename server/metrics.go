@@ -1,11 +1,13 @@
 package server
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
-	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
+	"github.com/fathom-scheduler/fathom/controller"
 	"github.com/fathom-scheduler/fathom/metrics"
-	"github.com/fathom-scheduler/fathom/models"
+	"github.com/fathom-scheduler/fathom/predictor"
 )
 
 // apiMetrics are the control plane's fathom_api_* metrics. Request counts and
@@ -77,20 +79,19 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	jobs, tasks := map[string]int{}, map[string]int{}
 	nodes := map[string]int{"up": 0, "down": 0, "cordoned": 0}
 	s.mu.RLock()
-	for _, e := range s.jobs {
-		st, counts := s.jobState(e)
-		jobs[JobStateName(st)]++
-		for k, v := range counts {
-			tasks[k] += int(v)
+	for _, v := range s.c.Jobs(nil) {
+		jobs[v.State.String()]++
+		for k, n := range v.Counts {
+			tasks[k] += int(n)
 		}
 	}
-	for _, ne := range s.nodes {
-		if ne.node.GetState() == fathomv1.NodeState_NODE_STATE_UP {
+	for _, v := range s.c.Nodes() {
+		if v.Node.Up {
 			nodes["up"]++
 		} else {
 			nodes["down"]++
 		}
-		if !ne.node.GetSchedulable() {
+		if !v.Node.Schedulable {
 			nodes["cordoned"]++
 		}
 	}
@@ -107,39 +108,37 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // clusterState is the snapshot metrics.ClusterCollector exports as
-// fathom_node_* and fathom_scheduler_tasks / pending_tasks.
+// fathom_node_* and fathom_scheduler_tasks / pending_tasks, with each
+// task's recommended limit from the predictor.
 func (s *Server) clusterState() metrics.ClusterState {
 	var cs metrics.ClusterState
-	// The predictor's current recommendation (limit) per task, copied before
-	// taking s.mu so the two locks are never held together here.
-	recs := map[string]models.Size{}
-	if rs := s.o.RightSizer; rs != nil {
-		rs.mu.Lock()
-		for id, st := range rs.state {
-			if st.hasRec {
-				recs[id] = st.rec.Limit
-			}
-		}
-		rs.mu.Unlock()
+	now := s.now()
+	var pred interface {
+		Recommend(predictor.TaskKey, time.Time) (predictor.Recommendation, error)
+	}
+	if s.o.RightSizer != nil {
+		pred = s.o.RightSizer.Predictor()
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	for _, ne := range s.nodes {
-		n := ne.node
-		cs.Nodes = append(cs.Nodes, metrics.NodeState{
-			Name: n.GetName(), Ready: n.GetState() == fathomv1.NodeState_NODE_STATE_UP, Schedulable: n.GetSchedulable(),
-			CPUCapacityCores: n.GetCpuCores(), MemoryCapacityBytes: float64(n.GetMemoryBytes()), LastHeartbeat: ne.lastSeen,
-		})
+	for _, v := range s.c.Nodes() {
+		n := &v.Node
+		cs.Nodes = append(cs.Nodes, metrics.NodeState{Name: n.Name, Ready: n.Up, Schedulable: n.Schedulable,
+			CPUCapacityCores: n.CPU, MemoryCapacityBytes: float64(n.Memory), LastHeartbeat: v.LastSeen})
 	}
-	for _, e := range s.jobs {
-		for i := range e.tasks {
-			t := s.taskView(e, i)
-			cs.Tasks = append(cs.Tasks, metrics.TaskState{
-				Namespace: t.GetNamespace(), JobName: t.GetJobName(), Task: t.GetId(), Node: t.GetNode(),
-				State: StateName(t.GetState()), Priority: e.job.GetSpec().GetPriority(),
-				CPURequestCores: t.GetCpuRequestCores(), MemoryRequestBytes: float64(t.GetMemoryRequestBytes()),
-				RecommendedCPUCores: recs[t.GetId()].CPU, RecommendedMemoryBytes: recs[t.GetId()].Memory,
-			})
+	for _, v := range s.c.Jobs(nil) {
+		ts, _ := s.c.JobTasks(v.Job.ID)
+		for i := range ts {
+			t := &ts[i]
+			st := metrics.TaskState{Namespace: v.Job.Spec.Namespace, JobName: v.Job.Spec.Name, Task: t.ID(), Node: t.Node,
+				State: t.State.String(), Priority: v.Job.Spec.Priority,
+				CPURequestCores: t.CPURequest, MemoryRequestBytes: float64(t.MemoryRequest)}
+			if pred != nil && (t.State == controller.Running || t.State == controller.Placed) {
+				if rec, err := pred.Recommend(keyOf(v.Job.Spec.Namespace, v.Job.Spec.Name, t.Index), now); err == nil {
+					st.RecommendedCPUCores, st.RecommendedMemoryBytes = rec.Limit.CPU, rec.Limit.Memory
+				}
+			}
+			cs.Tasks = append(cs.Tasks, st)
 		}
 	}
 	return cs

@@ -2,22 +2,18 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
-	"github.com/fathom-scheduler/fathom/scheduler"
-	"github.com/fathom-scheduler/fathom/store"
+	"github.com/fathom-scheduler/fathom/controller"
 )
 
 // beats heartbeats the named nodes every 100 ms until the test ends;
@@ -109,7 +105,7 @@ next:
 	return sum
 }
 
-func hasTask(set *fathomv1.AssignmentSet, id string) *fathomv1.Assignment {
+func hasTask(set *assignmentSet, id string) *fathomv1.Assignment {
 	for _, a := range set.GetAssignments() {
 		if a.GetTaskId() == id {
 			return a
@@ -126,18 +122,18 @@ func running(id string, gen int64) *fathomv1.TaskStatus {
 // fits nowhere preempts one of them, which goes back to pending with the
 // reason, and the node's assignment set swaps them.
 func TestReconcilePreemptsForProd(t *testing.T) {
-	h := startServer(t, Options{HeartbeatTimeout: time.Minute})
+	h := startServer(t, Options{Controller: controller.Config{HeartbeatTimeout: time.Minute}})
 	a := h.agent("node-a", 2)
 	fill := h.submit(&fathomv1.JobSpec{Name: "fill", Type: "batch", Priority: "batch", Replicas: proto.Int32(2),
 		Task: &fathomv1.TaskSpec{Command: []string{"sleep", "600"}, Resources: &fathomv1.Resources{Cpu: "1"}}})
-	set := a.next("both batch tasks", func(s *fathomv1.AssignmentSet) bool { return len(s.GetAssignments()) == 2 })
+	set := a.next("both batch tasks", func(s *assignmentSet) bool { return len(s.GetAssignments()) == 2 })
 	for _, as := range set.GetAssignments() {
 		a.report(running(as.GetTaskId(), as.GetGeneration()))
 	}
 	prod := h.submit(&fathomv1.JobSpec{Name: "api", Type: "service", Priority: "prod", Replicas: proto.Int32(1),
 		Task: &fathomv1.TaskSpec{Command: []string{"sleep", "600"}, Resources: &fathomv1.Resources{Cpu: "1"}}})
 	prodTask := prod + "-0"
-	set = a.next("the prod task in place of a batch task", func(s *fathomv1.AssignmentSet) bool {
+	set = a.next("the prod task in place of a batch task", func(s *assignmentSet) bool {
 		return len(s.GetAssignments()) == 2 && hasTask(s, prodTask) != nil
 	})
 	victim := ""
@@ -170,8 +166,8 @@ func TestReconcilePreemptsForProd(t *testing.T) {
 // MassFailureRate per round, the rest wait with the reason; all of them run
 // again in the end.
 func TestReconcileRateLimitsPartition(t *testing.T) {
-	h := startServer(t, Options{HeartbeatTimeout: time.Second,
-		Reconcile: scheduler.ReconcileOptions{MassFailureFraction: 0.5, MassFailureRate: 1}})
+	h := startServer(t, Options{Controller: controller.Config{HeartbeatTimeout: time.Second, FailoverGrace: time.Nanosecond,
+		MassFailureFraction: 0.5, MassFailureRate: 1}})
 	for _, n := range []string{"node-a", "node-b", "node-c"} {
 		h.agent(n, 4)
 	}
@@ -220,8 +216,8 @@ func TestReconcileRateLimitsPartition(t *testing.T) {
 }
 
 // lastSet drains a's stream and returns the newest set (or nil).
-func (a *agent) lastSet(wait time.Duration) *fathomv1.AssignmentSet {
-	var last *fathomv1.AssignmentSet
+func (a *agent) lastSet(wait time.Duration) *assignmentSet {
+	var last *assignmentSet
 	deadline := time.After(wait)
 	for {
 		select {
@@ -241,17 +237,17 @@ func (a *agent) lastSet(wait time.Duration) *fathomv1.AssignmentSet {
 // keeps running (it stays in the node's assignment set) until the
 // replacement reports running; then the node's set drops it.
 func TestReconcileStaleCopyStoppedAfterReplacementRuns(t *testing.T) {
-	h := startServer(t, Options{HeartbeatTimeout: time.Second})
+	h := startServer(t, Options{Controller: controller.Config{HeartbeatTimeout: time.Second, FailoverGrace: time.Nanosecond}})
 	a := h.agent("node-a", 4)
 	hb := h.heartbeats("node-a")
 	job := h.submit(&fathomv1.JobSpec{Name: "web", Type: "service", Priority: "prod", Replicas: proto.Int32(1),
 		Task: &fathomv1.TaskSpec{Command: []string{"sleep", "600"}}})
 	id := job + "-0"
-	set := a.next("the task on node-a", func(s *fathomv1.AssignmentSet) bool { return hasTask(s, id) != nil })
+	set := a.next("the task on node-a", func(s *assignmentSet) bool { return hasTask(s, id) != nil })
 	a.report(running(id, hasTask(set, id).GetGeneration()))
 	b := h.agent("node-b", 4)
 	hb.set("node-b") // node-a goes quiet
-	moved := b.next("the replacement on node-b", func(s *fathomv1.AssignmentSet) bool { return hasTask(s, id) != nil })
+	moved := b.next("the replacement on node-b", func(s *assignmentSet) bool { return hasTask(s, id) != nil })
 	// node-a returns before the replacement runs: its copy stays.
 	hb.set("node-a", "node-b")
 	eventually(t, "node-a up again", func() bool {
@@ -268,7 +264,7 @@ func TestReconcileStaleCopyStoppedAfterReplacementRuns(t *testing.T) {
 	}
 	// The replacement runs: node-a's copy is stopped.
 	b.report(running(id, hasTask(moved, id).GetGeneration()))
-	a.next("node-a's copy dropped", func(s *fathomv1.AssignmentSet) bool { return hasTask(s, id) == nil })
+	a.next("node-a's copy dropped", func(s *assignmentSet) bool { return hasTask(s, id) == nil })
 	eventually(t, "the stop recorded in the history", func() bool {
 		for _, hs := range h.task(job, 0).GetHistory() {
 			if strings.Contains(hs.GetMessage(), "copy on node-a stopped") {
@@ -279,38 +275,29 @@ func TestReconcileStaleCopyStoppedAfterReplacementRuns(t *testing.T) {
 	})
 }
 
-// TestReconcileResizesInPlaceOrMoves: a grown request that fits the node is
-// applied in place (same node, next generation); one that does not fit by
-// more than the move cost moves the task to a node with room, and the old
-// copy is kept until the new one runs.
+// TestReconcileResizesInPlaceOrMoves: a grown recommendation that fits the
+// node is applied in place (same node, next generation); one that does not
+// fit by more than the move cost moves the task to a node with room, and the
+// old copy is kept until the new one runs.
 func TestReconcileResizesInPlaceOrMoves(t *testing.T) {
-	h := startServer(t, Options{HeartbeatTimeout: time.Minute, Reconcile: scheduler.ReconcileOptions{MinTaskAge: time.Millisecond}})
-	var mu sync.Mutex
-	wanted := map[string]Sizing{}
-	h.srv.mu.Lock()
-	h.srv.rc.wanted = func() map[string]Sizing {
-		mu.Lock()
-		defer mu.Unlock()
-		return copySizings(wanted)
-	}
-	h.srv.mu.Unlock()
+	h := startServer(t, fixedRightSizer(t, Options{Controller: controller.Config{HeartbeatTimeout: time.Minute,
+		Sizing: controller.SizingPolicy{MinTaskAge: time.Millisecond}}}))
 	a := h.agent("node-a", 2)
 	h.submit(&fathomv1.JobSpec{Name: "filler", Type: "service", Priority: "batch", Replicas: proto.Int32(1),
 		Task: &fathomv1.TaskSpec{Command: []string{"sleep", "600"}, Resources: &fathomv1.Resources{Cpu: "1500m"}}})
 	job := h.submit(&fathomv1.JobSpec{Name: "grow", Type: "service", Priority: "batch", Replicas: proto.Int32(1),
 		Task: &fathomv1.TaskSpec{Command: []string{"sleep", "600"}}})
 	id := job + "-0"
-	set := a.next("both tasks on node-a", func(s *fathomv1.AssignmentSet) bool { return len(s.GetAssignments()) == 2 })
+	set := a.next("both tasks on node-a", func(s *assignmentSet) bool { return len(s.GetAssignments()) == 2 })
 	for _, as := range set.GetAssignments() {
 		a.report(running(as.GetTaskId(), as.GetGeneration()))
 	}
+	eventually(t, "both running", func() bool { return h.task(job, 0).GetState() == fathomv1.TaskState_TASK_STATE_RUNNING })
 	b := h.agent("node-b", 4)
 
 	// 0.1 → 0.3 cores: node-a has room (1.5 + 0.3 ≤ 2): in place.
-	mu.Lock()
-	wanted[id] = Sizing{CPURequest: 0.3, MemoryRequest: DefaultMemoryRequest}
-	mu.Unlock()
-	set = a.next("the request resized in place", func(s *fathomv1.AssignmentSet) bool {
+	h.recommend(id, 0.3, controller.DefaultMemoryRequest)
+	set = a.next("the request resized in place", func(s *assignmentSet) bool {
 		as := hasTask(s, id)
 		return as != nil && as.GetCpuRequestCores() == 0.3
 	})
@@ -323,9 +310,7 @@ func TestReconcileResizesInPlaceOrMoves(t *testing.T) {
 
 	// 0.3 → 0.6 cores: 0.5 free on node-a, 17% of the new request unmet
 	// (under the 0.25 move cost): left as is, and the task says why.
-	mu.Lock()
-	wanted[id] = Sizing{CPURequest: 0.6, MemoryRequest: DefaultMemoryRequest}
-	mu.Unlock()
+	h.recommend(id, 0.6, controller.DefaultMemoryRequest)
 	eventually(t, "the task saying its resize was left", func() bool {
 		return strings.Contains(h.task(job, 0).GetReason(), "left as is")
 	})
@@ -337,10 +322,8 @@ func TestReconcileResizesInPlaceOrMoves(t *testing.T) {
 
 	// 0.3 → 1 core: 0.5 free on node-a, half the new request unmet (> the
 	// 0.25 move cost): moved to node-b.
-	mu.Lock()
-	wanted[id] = Sizing{CPURequest: 1, MemoryRequest: DefaultMemoryRequest}
-	mu.Unlock()
-	nb := b.next("the task moved to node-b", func(s *fathomv1.AssignmentSet) bool { return hasTask(s, id) != nil })
+	h.recommend(id, 1, controller.DefaultMemoryRequest)
+	nb := b.next("the task moved to node-b", func(s *assignmentSet) bool { return hasTask(s, id) != nil })
 	if as := hasTask(nb, id); as.GetCpuRequestCores() != 1 {
 		t.Errorf("moved with cpu request %v; want 1", as.GetCpuRequestCores())
 	}
@@ -353,97 +336,22 @@ func TestReconcileResizesInPlaceOrMoves(t *testing.T) {
 		t.Errorf("node-a dropped the old copy before the new one runs")
 	}
 	b.report(running(id, hasTask(nb, id).GetGeneration()))
-	a.next("the old copy stopped", func(s *fathomv1.AssignmentSet) bool { return hasTask(s, id) == nil })
+	a.next("the old copy stopped", func(s *assignmentSet) bool { return hasTask(s, id) == nil })
 	if n := h.metric("fathom_scheduler_reschedules_total", `reason="resize"`); n != 1 {
 		t.Errorf("reschedules for resize = %v; want 1", n)
 	}
-}
-
-func copySizings(m map[string]Sizing) map[string]Sizing {
-	out := make(map[string]Sizing, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}
-
-// BenchmarkReconcileRound measures the server's side of one steady reconcile
-// round on 1,000 nodes and 10,000 running tasks: building the ClusterState
-// from the in-memory state, scheduler.Reconcile, and turning the Result into
-// a batch (empty here: nothing changed, so no etcd write).
-func BenchmarkReconcileRound(b *testing.B) {
-	ctx := b.Context()
-	st, err := store.Open(ctx, store.Options{DataDir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	s, err := New(ctx, Options{Store: st, HeartbeatTimeout: time.Minute})
-	if err != nil {
-		b.Fatal(err)
-	}
-	now := time.Now()
-	for i := range 1000 {
-		name := fmt.Sprintf("node-%04d", i)
-		s.nodes[name] = &nodeEntry{node: &fathomv1.Node{Id: name, Name: name, State: fathomv1.NodeState_NODE_STATE_UP, Schedulable: true,
-			CpuCores: 32, MemoryBytes: 128 << 30}, lastSeen: now, watchers: map[chan struct{}]struct{}{}}
-	}
-	for j := range 200 {
-		job := &fathomv1.Job{Id: fmt.Sprintf("job%03d-x", j), Namespace: "bench", Name: fmt.Sprintf("job%03d", j), CreatedAt: timestamppb.New(now),
-			Spec: &fathomv1.JobSpec{Type: "service", Priority: []string{"prod", "batch"}[j%2], Replicas: proto.Int32(50)}}
-		e := &jobEntry{job: job, tasks: make([]*fathomv1.Task, 50)}
-		for i := range e.tasks {
-			id := TaskID(job.GetId(), int32(i))
-			node := fmt.Sprintf("node-%04d", (j*50+i)%1000)
-			t := &fathomv1.Task{Id: id, JobId: job.GetId(), Namespace: "bench", JobName: job.GetName(), Index: int32(i),
-				State: fathomv1.TaskState_TASK_STATE_RUNNING, Node: node, DesiredState: fathomv1.DesiredState_DESIRED_STATE_RUN, Generation: 1,
-				CpuRequestCores: 0.5, CpuLimitCores: 1, MemoryRequestBytes: 512 << 20, MemoryLimitBytes: 1 << 30}
-			withHistory(t, now.Add(-time.Hour), "placed")
-			e.tasks[i] = t
-			s.indexNode(node, id, true)
-		}
-		s.jobs[job.GetId()] = e
-	}
-	b.ResetTimer()
-	b.ReportAllocs()
-	cpu0 := cpuTime()
-	for i := 0; i < b.N; i++ {
-		s.mu.Lock()
-		in := s.snapshot(now, nil)
-		res, err := scheduler.Reconcile(in.st, now, s.rc.opts)
-		if err != nil {
-			b.Fatal(err)
-		}
-		batch, _ := s.apply(in, res, now)
-		s.mu.Unlock()
-		if !batch.empty() {
-			b.Fatalf("steady round changed something: %d tasks, %d nodes", len(batch.tasks), len(batch.nodes))
-		}
-	}
-	// On a shared machine ns/op includes waiting for a core; cpu-ns/op is
-	// the process's CPU time per round (garbage collection included).
-	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
-}
-
-// cpuTime is the process's user+system CPU time.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // TestReconcileConsolidates: with Consolidate on, of two under-used nodes one
 // is drained onto the other (a move, the old copy kept until the new one
 // runs), and the next rounds leave things as they are (no flapping).
 func TestReconcileConsolidates(t *testing.T) {
-	h := startServer(t, Options{HeartbeatTimeout: time.Minute,
-		Reconcile: scheduler.ReconcileOptions{Consolidate: true, MinTaskAge: time.Millisecond}})
+	h := startServer(t, Options{Controller: controller.Config{HeartbeatTimeout: time.Minute, Consolidate: true,
+		Sizing: controller.SizingPolicy{MinTaskAge: time.Millisecond}}})
 	a := h.agent("node-a", 4)
 	one := h.submit(&fathomv1.JobSpec{Name: "one", Type: "service", Priority: "batch", Replicas: proto.Int32(1),
 		Task: &fathomv1.TaskSpec{Command: []string{"sleep", "600"}}})
-	sa := a.next("one on node-a", func(s *fathomv1.AssignmentSet) bool { return len(s.GetAssignments()) == 1 })
+	sa := a.next("one on node-a", func(s *assignmentSet) bool { return len(s.GetAssignments()) == 1 })
 	a.report(running(one+"-0", sa.GetAssignments()[0].GetGeneration()))
 	b := h.agent("node-b", 4)
 	// node-a is cordoned while the second job is placed, so that it lands on
@@ -453,7 +361,7 @@ func TestReconcileConsolidates(t *testing.T) {
 	}
 	two := h.submit(&fathomv1.JobSpec{Name: "two", Type: "service", Priority: "batch", Replicas: proto.Int32(1),
 		Task: &fathomv1.TaskSpec{Command: []string{"sleep", "600"}}})
-	sb := b.next("two on node-b", func(s *fathomv1.AssignmentSet) bool { return hasTask(s, two+"-0") != nil })
+	sb := b.next("two on node-b", func(s *assignmentSet) bool { return hasTask(s, two+"-0") != nil })
 	b.report(running(two+"-0", hasTask(sb, two+"-0").GetGeneration()))
 	if _, err := h.nodes.CordonNode(t.Context(), &fathomv1.CordonNodeRequest{Name: "node-a", Uncordon: true}); err != nil {
 		t.Fatal(err)
@@ -474,9 +382,11 @@ func TestReconcileConsolidates(t *testing.T) {
 	if moved.GetNode() == "node-b" {
 		target = b
 	}
-	set := target.next("the moved task", func(s *fathomv1.AssignmentSet) bool { return hasTask(s, moved.GetId()) != nil })
+	set := target.next("the moved task", func(s *assignmentSet) bool { return hasTask(s, moved.GetId()) != nil })
 	target.report(running(moved.GetId(), hasTask(set, moved.GetId()).GetGeneration()))
-	time.Sleep(time.Second) // about ten rounds
+	for range 10 { // ten more rounds: nothing moves again
+		h.round()
+	}
 	if n := h.metric("fathom_scheduler_reschedules_total", `reason="consolidation"`); n != 1 {
 		t.Errorf("consolidation moves = %v; want exactly 1 (no flapping)", n)
 	}

@@ -8,13 +8,13 @@ import (
 	"strings"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
+	"github.com/fathom-scheduler/fathom/controller"
 	"github.com/fathom-scheduler/fathom/predictor"
 	"github.com/fathom-scheduler/fathom/store"
 )
@@ -52,12 +52,12 @@ func (s *Server) listModels(ctx context.Context, namespace, job string) ([]*fath
 			prefix += job + "/"
 		}
 	}
-	resp, err := s.st.Client().Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	kvs, err := s.st.List(ctx, prefix)
 	if err != nil {
 		return nil, err
 	}
 	var out []*fathomv1.Model
-	for _, kv := range resp.Kvs {
+	for _, kv := range kvs {
 		m := &fathomv1.Model{}
 		if err := proto.Unmarshal(kv.Value, m); err != nil {
 			return nil, fmt.Errorf("model %s: %w", kv.Key, err)
@@ -108,13 +108,11 @@ func (m modelService) RetrainModels(ctx context.Context, req *fathomv1.RetrainMo
 	type jobName struct{ ns, name string }
 	replicas := map[jobName]int32{}
 	s.mu.RLock()
-	for _, e := range s.jobs {
-		j := e.job
-		if (req.GetNamespace() != "" && j.GetNamespace() != req.GetNamespace()) || (req.GetJobName() != "" && j.GetName() != req.GetJobName()) {
-			continue
-		}
-		k := jobName{j.GetNamespace(), j.GetName()}
-		replicas[k] = max(replicas[k], int32(len(e.tasks)))
+	for _, v := range s.c.Jobs(func(j *controller.Job) bool {
+		return (req.GetNamespace() == "" || j.Spec.Namespace == req.GetNamespace()) && (req.GetJobName() == "" || j.Spec.Name == req.GetJobName())
+	}) {
+		k := jobName{v.Job.Spec.Namespace, v.Job.Spec.Name}
+		replicas[k] = max(replicas[k], v.Job.Spec.Replicas)
 	}
 	s.mu.RUnlock()
 	if len(replicas) == 0 {
@@ -246,13 +244,13 @@ func (m modelService) RetrainModels(ctx context.Context, req *fathomv1.RetrainMo
 // the state saw, which the state itself does not record; they are skipped.
 func (s *Server) restoreModels(ctx context.Context) (int, error) {
 	rs := s.o.RightSizer
-	resp, err := s.st.Client().Get(ctx, modelStatePrefix, clientv3.WithPrefix())
+	kvs, err := s.st.List(ctx, modelStatePrefix)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	now := s.now()
-	for _, kv := range resp.Kvs {
+	for _, kv := range kvs {
 		parts := strings.Split(strings.TrimPrefix(string(kv.Key), modelStatePrefix), "/")
 		if len(parts) != 3 {
 			continue

@@ -6,25 +6,22 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
+	"github.com/fathom-scheduler/fathom/controller"
 	"github.com/fathom-scheduler/fathom/metrics"
-	"github.com/fathom-scheduler/fathom/models"
 	"github.com/fathom-scheduler/fathom/predictor"
 	"github.com/fathom-scheduler/fathom/predictor/promhistory"
-	"github.com/fathom-scheduler/fathom/scheduler"
 )
 
-// RightSizingOptions configure the right-sizing loop.
+// RightSizingOptions configure the usage feeder.
 type RightSizingOptions struct {
 	// History is where usage comes from (required): PromQL over the
 	// embedded store or a Prometheus, aggregated into windows of its width.
@@ -33,40 +30,36 @@ type RightSizingOptions struct {
 	Interval time.Duration
 	// Kind is the recommender every task gets ("fathom" when empty).
 	Kind string
-	// Policy is the deadband and rate limit of in-place resizes.
-	Policy predictor.ResizePolicy
 	// Lookback bounds the history read for a task seen the first time (8 days).
 	Lookback time.Duration
-	// MinMemoryLimit is the lowest memory limit ever set (32 MiB when zero),
-	// MinCPULimit the lowest CPU limit (0.05 cores when zero).
-	MinMemoryLimit int64
-	MinCPULimit    float64
-	Logger         *slog.Logger
+	// Predictor configures the predictor beyond Kind, Lookback and the
+	// window (taken from History): step spread, cold start, budgets.
+	Predictor predictor.Config
+	Logger    *slog.Logger
 }
 
-// RightSizer learns every task's usage and keeps its sizes right: it sizes
-// new tasks at placement (Sizer), resizes running tasks in place through the
-// agents (assignment generation bump, limits changed without a restart),
-// raises memory at once after an OOM kill or an eviction, and serves the
-// recommendations. Safe for concurrent use.
+// RightSizer is the I/O half of right-sizing: every round it reads the new
+// usage windows of every running task from the metrics store (PromQL) and
+// feeds them to the predictor, then tells the controller which tasks it
+// observed; the controller (package controller) decides every size. It also
+// keeps the last measured usage of each task for the recommendations API
+// and the prediction-error metric. Safe for concurrent use.
 type RightSizer struct {
 	o    RightSizingOptions
 	pred *predictor.Predictor
 	log  *slog.Logger
 
 	mu    sync.Mutex
-	state map[string]*sizedTask // task id -> what the loop knows
+	usage map[string]measured // task id -> last measured usage
 }
 
-type sizedTask struct {
-	key        predictor.TaskKey
-	jobID      string
-	rec        predictor.Recommendation
-	hasRec     bool
-	usageCPU   float64
-	usageMem   float64
-	decision   string
-	lastResize time.Time
+type measured struct {
+	cpu, mem float64
+	ok       bool
+	// request is the request the predictor served when the usage was
+	// measured (for the prediction-error metric).
+	cpuReq, memReq float64
+	hasReq         bool
 }
 
 // NewRightSizer checks the options and returns a RightSizer.
@@ -80,77 +73,21 @@ func NewRightSizer(o RightSizingOptions) (*RightSizer, error) {
 	if o.Lookback <= 0 {
 		o.Lookback = 8 * 24 * time.Hour
 	}
-	if o.MinMemoryLimit <= 0 {
-		o.MinMemoryLimit = 32 << 20
-	}
-	if o.MinCPULimit <= 0 {
-		o.MinCPULimit = 0.05
-	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	p, err := predictor.New(predictor.Config{Kind: o.Kind, Lookback: o.Lookback, Window: o.History.Window()})
+	pc := o.Predictor
+	pc.Kind, pc.Lookback, pc.Window = o.Kind, o.Lookback, o.History.Window()
+	p, err := predictor.New(pc)
 	if err != nil {
 		return nil, fmt.Errorf("right-sizing: %w", err)
 	}
-	return &RightSizer{o: o, pred: p, log: o.Logger, state: map[string]*sizedTask{}}, nil
+	return &RightSizer{o: o, pred: p, log: o.Logger, usage: map[string]measured{}}, nil
 }
 
-// Predictor is the live predictor (the model registry retrains into it).
+// Predictor is the live predictor (the controller sizes with it; the model
+// registry retrains into it).
 func (rs *RightSizer) Predictor() *predictor.Predictor { return rs.pred }
-
-func keyOf(namespace, job string, idx int32) predictor.TaskKey {
-	return predictor.TaskKey{Namespace: namespace, Job: job, Task: int(idx)}
-}
-
-// SizeNew implements Sizer, in order: the recommendation when the job's
-// name has history (hints are then ignored: measured beats guessed); for a
-// job with none, the registry's cold-start model; then the hints; then the
-// cold-start default.
-func (rs *RightSizer) SizeNew(p PendingTask, now time.Time) Sizing {
-	key := keyOf(p.Namespace, p.JobName, p.Index)
-	rec, err := rs.pred.Recommend(key, now)
-	if err == nil {
-		z := rs.sizing(rec)
-		z.Source = fmt.Sprintf("recommendation of the %s model (confidence %.2f)", rec.Model, rec.Confidence)
-		return z
-	}
-	if rec, err := rs.pred.RecommendNew(key, jobFeatures(p), now); err == nil && rec.Model == coldStartKind {
-		z := rs.sizing(rec)
-		z.Source = "cold-start model: " + rec.Why
-		return z
-	}
-	return hintSizing(p)
-}
-
-// coldStartKind is the Model of a cold-start recommendation.
-const coldStartKind = "coldstart"
-
-// jobFeatures are what the cold-start model knows of a pending task's job:
-// namespace, name, command, type, priority and hints.
-func jobFeatures(p PendingTask) models.JobFeatures {
-	return models.JobFeatures{Namespace: p.Namespace, Name: p.JobName, Command: p.Command, Type: p.Type, Priority: p.Priority,
-		HintCPU: p.CPUHint, HintMemory: float64(p.MemoryHint)}
-}
-
-func (rs *RightSizer) sizing(rec predictor.Recommendation) Sizing {
-	z := Sizing{
-		CPURequest: math.Max(rec.Request.CPU, 0.001), CPULimit: math.Max(rec.Limit.CPU, rs.o.MinCPULimit),
-		MemoryRequest: max(int64(rec.Request.Memory), 1<<20), MemoryLimit: max(int64(rec.Limit.Memory), rs.o.MinMemoryLimit),
-		CPUUsage:    scheduler.Dist{Mean: rec.CPU.Mean, StdDev: rec.CPU.StdDev},
-		MemoryUsage: scheduler.Dist{Mean: rec.Memory.Mean, StdDev: rec.Memory.StdDev},
-	}
-	z.CPULimit = math.Max(z.CPULimit, z.CPURequest)
-	z.MemoryLimit = max(z.MemoryLimit, z.MemoryRequest)
-	// Whole millicores and MiB: what the kernel enforces (it rounds memory
-	// to pages) is then exactly what the task record says.
-	z.CPURequest, z.CPULimit = math.Ceil(z.CPURequest*1000)/1000, math.Ceil(z.CPULimit*1000)/1000
-	z.MemoryRequest, z.MemoryLimit = roundMiB(z.MemoryRequest), roundMiB(z.MemoryLimit)
-	return z
-}
-
-// roundMiB rounds b up to a whole MiB.
-func roundMiB(b int64) int64 { return (b + 1<<20 - 1) &^ (1<<20 - 1) }
 
 // update reads the task's usage since the last window the predictor took
 // (or since now − Lookback) and feeds it: complete, well-covered windows to
@@ -169,19 +106,14 @@ func (rs *RightSizer) update(ctx context.Context, key predictor.TaskKey, now tim
 	return nil
 }
 
-// resizeTarget is one running task as the loop sees it.
-type resizeTarget struct {
-	task *fathomv1.Task
-	node string
-}
+// newTaskInterval is how often tasks without a recommendation are looked at
+// between rounds: the agents' default push interval.
+const newTaskInterval = 10 * time.Second
 
-// rightsizeLoop runs rounds until ctx ends. Leader-only: this server is the
-// only control plane writing tasks (single-member or leader of its etcd).
-//
-// Between rounds, tasks that have no recommendation yet are looked at every
-// newTaskInterval (the agents' push interval, when shorter than Interval),
-// so a new task gets its first one soon after its first minute of usage
-// rather than up to a whole Interval later.
+// rightsizeLoop runs rounds until ctx ends. Between rounds, tasks that have
+// no recommendation yet are looked at every newTaskInterval, so a new task
+// gets its first one soon after its first minute of usage rather than up to
+// a whole Interval later.
 func (s *Server) rightsizeLoop(ctx context.Context) {
 	rs := s.o.RightSizer
 	tick := time.NewTicker(rs.o.Interval)
@@ -207,221 +139,81 @@ func (s *Server) rightsizeLoop(ctx context.Context) {
 	}
 }
 
-// newTaskInterval is how often tasks without a recommendation are looked at
-// between rounds: the agents' default push interval.
-const newTaskInterval = 10 * time.Second
-
-// rightsizeRound learns from new windows of every running task, refreshes
-// the recommendations and resizes in place where the policy allows. With
-// onlyNew it does so only for tasks that have no recommendation yet.
+// rightsizeRound feeds new usage of every running task (with onlyNew, of
+// those without a recommendation yet) to the predictor and hands the
+// controller the tasks it observed; the controller resizes at its next
+// round.
 func (s *Server) rightsizeRound(ctx context.Context, onlyNew bool) error {
 	rs := s.o.RightSizer
 	now := s.now()
 	s.mu.RLock()
-	var targets []resizeTarget
-	for _, e := range s.jobs {
-		for _, t := range e.tasks {
-			if t != nil && t.GetState() == fathomv1.TaskState_TASK_STATE_RUNNING && t.GetDesiredState() != fathomv1.DesiredState_DESIRED_STATE_STOP {
-				targets = append(targets, resizeTarget{task: t, node: t.GetNode()})
-			}
-		}
-	}
+	running := s.c.Running()
 	s.mu.RUnlock()
-	sort.Slice(targets, func(a, b int) bool { return targets[a].task.GetId() < targets[b].task.GetId() })
-	if onlyNew {
-		rs.mu.Lock()
-		kept := targets[:0]
-		for _, tg := range targets {
-			if st := rs.state[tg.task.GetId()]; st == nil || !st.hasRec {
-				kept = append(kept, tg)
+	var firstErr error
+	ids := make([]string, 0, len(running))
+	live := make(map[string]bool, len(running))
+	for _, rt := range running {
+		live[rt.ID] = true
+		if onlyNew {
+			if _, err := rs.pred.Recommend(rt.Key, now); err == nil {
+				continue
 			}
 		}
-		rs.mu.Unlock()
-		targets = kept
-	}
-	live := map[string]bool{}
-	var firstErr error
-	type change struct {
-		id   string
-		size models.Size
-		req  models.Size
-		why  string
-	}
-	var changes []change
-	for _, tg := range targets {
-		t := tg.task
-		live[t.GetId()] = true
-		key := keyOf(t.GetNamespace(), t.GetJobName(), t.GetIndex())
-		if err := rs.update(ctx, key, now); err != nil && firstErr == nil {
-			firstErr = err
+		if err := rs.update(ctx, rt.Key, now); err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
 		}
-		cpu, mem, uerr := rs.o.History.Usage(ctx, t.GetId(), now)
-		rec, err := rs.pred.Recommend(key, now)
+		ids = append(ids, rt.ID)
+		cpu, mem, uerr := rs.o.History.Usage(ctx, rt.ID, now)
+		rec, rerr := rs.pred.Recommend(rt.Key, now)
 		rs.mu.Lock()
-		st := rs.state[t.GetId()]
-		if st == nil {
-			st = &sizedTask{key: key, jobID: t.GetJobId()}
-			rs.state[t.GetId()] = st
-		}
+		m := rs.usage[rt.ID]
 		if uerr == nil {
-			st.usageCPU, st.usageMem = cpu, mem
+			// Prediction error: the request served last round against the
+			// usage measured since.
+			if m.hasReq {
+				observeError(s.metrics.pred, "cpu", m.cpuReq, cpu)
+				observeError(s.metrics.pred, "memory", m.memReq, mem)
+			}
+			m.cpu, m.mem, m.ok = cpu, mem, true
 		}
-		if err != nil {
-			st.decision = "not enough usage measured yet (" + strings.TrimPrefix(err.Error(), predictor.ErrNoHistory.Error()+" ") + "); running at its starting sizes"
-			rs.mu.Unlock()
-			continue
+		if rerr == nil {
+			m.cpuReq, m.memReq, m.hasReq = rec.Request.CPU, rec.Request.Memory, true
+			s.metrics.pred.Recommendations.WithLabelValues("cpu").Inc()
+			s.metrics.pred.Recommendations.WithLabelValues("memory").Inc()
 		}
-		// Prediction error: last round's request against the usage measured
-		// since (a matured recommendation), then count the new one.
-		if st.hasRec && uerr == nil {
-			observeError(s.metrics.pred, "cpu", st.rec.Request.CPU, cpu)
-			observeError(s.metrics.pred, "memory", st.rec.Request.Memory, mem)
-		}
-		s.metrics.pred.Recommendations.WithLabelValues("cpu").Inc()
-		s.metrics.pred.Recommendations.WithLabelValues("memory").Inc()
-		st.rec, st.hasRec = rec, true
-		cur := models.Size{CPU: t.GetCpuLimitCores(), Memory: float64(t.GetMemoryLimitBytes())}
-		z := rs.sizing(rec)
-		rec.Limit = models.Size{CPU: z.CPULimit, Memory: float64(z.MemoryLimit)}
-		next, ok, why := rs.o.Policy.Decide(cur, st.lastResize, rec, now)
-		if !ok {
-			st.decision = "kept: " + why
-			rs.mu.Unlock()
-			continue
-		}
-		st.decision = "resize requested: " + why
+		rs.usage[rt.ID] = m
 		rs.mu.Unlock()
-		changes = append(changes, change{id: t.GetId(), size: next, req: models.Size{CPU: z.CPURequest, Memory: float64(z.MemoryRequest)}, why: why})
 	}
 	if !onlyNew {
 		rs.mu.Lock()
-		for id := range rs.state {
+		for id := range rs.usage {
 			if !live[id] {
-				delete(rs.state, id)
+				delete(rs.usage, id)
 			}
 		}
 		rs.mu.Unlock()
 	}
-	for _, c := range changes {
-		if err := s.resizeTask(ctx, c.id, c.size, c.req, "right-sizing: "+c.why, now); err != nil && firstErr == nil {
+	if len(ids) > 0 {
+		if err := s.do(ctx, func(c *controller.Controller, _ time.Time) error {
+			c.Observed(ids)
+			return nil
+		}); err != nil && firstErr == nil {
 			firstErr = err
 		}
+		s.Kick()
 	}
 	return firstErr
 }
 
-// resizeTask changes a running task's limits in place (and its requests
-// where they still fit the node): a new generation of the same assignment,
-// which the agent applies to the running process without restarting it.
-func (s *Server) resizeTask(ctx context.Context, id string, limit, req models.Size, why string, now time.Time) error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	s.mu.RLock()
-	jobID, idx, ok := splitTaskID(id)
-	e := s.jobs[jobID]
-	if !ok || e == nil || int(idx) >= len(e.tasks) || e.tasks[idx] == nil || e.tasks[idx].GetState() != fathomv1.TaskState_TASK_STATE_RUNNING {
-		s.mu.RUnlock()
-		return nil
-	}
-	t := proto.Clone(e.tasks[idx]).(*fathomv1.Task)
-	ne := s.nodes[t.GetNode()]
-	// Requests change only when the node has room for the new sum.
-	var cpuSum float64
-	var memSum int64
-	for tid := range s.byNode[t.GetNode()] {
-		j, i, _ := splitTaskID(tid)
-		if o := s.jobs[j]; o != nil && o.tasks[i] != nil && !terminal(o.tasks[i].GetState()) && tid != id {
-			cpuSum += o.tasks[i].GetCpuRequestCores()
-			memSum += o.tasks[i].GetMemoryRequestBytes()
-		}
-	}
-	s.mu.RUnlock()
-	note := ""
-	if ne != nil && cpuSum+req.CPU <= ne.node.GetCpuCores() && memSum+int64(req.Memory) <= ne.node.GetMemoryBytes() {
-		t.CpuRequestCores, t.MemoryRequestBytes = req.CPU, int64(req.Memory)
-	} else {
-		note = "; requests kept (the node has no room for the new ones)"
-	}
-	if t.GetCpuLimitCores() != limit.CPU {
-		s.metrics.sched.Resizes.WithLabelValues("cpu").Inc()
-	}
-	if t.GetMemoryLimitBytes() != int64(limit.Memory) {
-		s.metrics.sched.Resizes.WithLabelValues("memory").Inc()
-	}
-	t.CpuLimitCores, t.MemoryLimitBytes = limit.CPU, int64(limit.Memory)
-	t.CpuRequestCores = math.Min(t.GetCpuRequestCores(), t.GetCpuLimitCores())
-	t.MemoryRequestBytes = min(t.GetMemoryRequestBytes(), t.GetMemoryLimitBytes())
-	t.Generation++
-	t.UpdatedAt = timestamppb.New(now)
-	t.Reason = fmt.Sprintf("resized in place (generation %d): %s%s", t.GetGeneration(), why, note)
-	if err := s.commit(ctx, &batch{tasks: []*fathomv1.Task{t}}); err != nil {
-		return err
-	}
-	rs := s.o.RightSizer
+// measuredUsage is the last usage measured of a task (ok false: none).
+func (rs *RightSizer) measuredUsage(id string) (cpu, mem float64, ok bool) {
 	rs.mu.Lock()
-	if st := rs.state[id]; st != nil {
-		st.lastResize = now
-		st.decision = t.Reason
-	}
-	rs.mu.Unlock()
-	s.log.Info("task resized in place", "task", id, "cpu_limit", t.GetCpuLimitCores(), "memory_limit", t.GetMemoryLimitBytes(), "why", why)
-	return nil
-}
-
-// onTaskReport adjusts a task record made from an agent's report before it
-// is committed: an OOM kill or an eviction raises the memory limit at once,
-// and the task restarts (same node for an OOM, placed again for an
-// eviction) at the new size. It returns t, possibly changed. Caller holds
-// wmu and mu (read).
-func (s *Server) onTaskReport(e *jobEntry, prev, t *fathomv1.Task, st *fathomv1.TaskStatus, now time.Time) *fathomv1.Task {
-	rs := s.o.RightSizer
-	if rs == nil || t == nil || e.job.GetStopRequested() || prev.GetDesiredState() == fathomv1.DesiredState_DESIRED_STATE_STOP {
-		return t
-	}
-	oom := st.GetOomKilled() && st.GetState() == fathomv1.TaskState_TASK_STATE_FAILED
-	evicted := st.GetEvicted()
-	if !oom && !evicted {
-		return t
-	}
-	key := keyOf(prev.GetNamespace(), prev.GetJobName(), prev.GetIndex())
-	old := prev.GetMemoryLimitBytes()
-	at := float64(old)
-	if at <= 0 {
-		at = float64(prev.GetMemoryRequestBytes())
-	}
-	rs.pred.ObserveOOM(key, now, at)
-	// Raise by the model's OOM bump, and by at least 20% or 100 MiB.
-	next := int64(math.Max(at*1.2, at+100<<20))
-	if rec, err := rs.pred.Recommend(key, now); err == nil {
-		next = max(next, int64(rec.Limit.Memory))
-	}
-	next = roundMiB(next)
-	what, reason := "OOM-killed", "oom"
-	if evicted && !oom {
-		what, reason = "evicted under memory pressure", "memory_pressure"
-	}
-	s.metrics.sched.Evictions.WithLabelValues(prev.GetNamespace(), prev.GetJobName(), reason).Inc()
-	t.MemoryLimitBytes = next
-	t.MemoryRequestBytes = max(t.GetMemoryRequestBytes(), min(next, int64(float64(t.GetMemoryRequestBytes())*1.2)))
-	t.Generation++
-	if evicted && !oom {
-		t.State = fathomv1.TaskState_TASK_STATE_PENDING
-		t.Node = ""
-		withHistory(t, now, fmt.Sprintf("%s on %s using up to %d MiB; memory limit raised %d → %d MiB; placing it again", what, prev.GetNode(), int64(at)>>20, old>>20, next>>20))
-	} else {
-		t.State = fathomv1.TaskState_TASK_STATE_PLACED
-		t.Node = prev.GetNode()
-		t.FinishedAt = nil
-		withHistory(t, now, fmt.Sprintf("%s on %s at its %d MiB limit; memory limit raised to %d MiB before the restart (generation %d)", what, prev.GetNode(), old>>20, next>>20, t.GetGeneration()))
-	}
-	rs.mu.Lock()
-	if sz := rs.state[prev.GetId()]; sz != nil {
-		sz.lastResize = now
-		sz.decision = t.GetReason()
-	}
-	rs.mu.Unlock()
-	s.log.Warn("memory raised after "+what, "task", prev.GetId(), "from", old, "to", next)
-	return t
+	defer rs.mu.Unlock()
+	m := rs.usage[id]
+	return m.cpu, m.mem, m.ok
 }
 
 // recommendationService serves GET /v1/recommendations.
@@ -430,67 +222,63 @@ type recommendationService struct {
 	s *Server
 }
 
-// ListRecommendations returns, per running or pending task of the matching
-// jobs, one recommendation per resource with the task's current sizes and
-// last measured usage.
+// ListRecommendations returns, per unfinished task of the matching jobs (or
+// every task of one job), one recommendation per resource with the task's
+// current sizes, its last measured usage and what the controller did with
+// the recommendation.
 func (r recommendationService) ListRecommendations(ctx context.Context, req *fathomv1.ListRecommendationsRequest) (*fathomv1.ListRecommendationsResponse, error) {
 	s := r.s
 	rs := s.o.RightSizer
 	now := s.now()
+	type row struct {
+		t      controller.Task
+		sizing controller.TaskSizing
+		start  controller.Sizing
+	}
+	var rows []row
 	s.mu.RLock()
-	if req.GetJob() != "" && s.jobs[req.GetJob()] == nil {
+	if _, ok := s.c.Job(req.GetJob()); req.GetJob() != "" && !ok {
 		s.mu.RUnlock()
 		return nil, status.Errorf(codes.NotFound, "job %q not found; list jobs with 'fathom job list'", req.GetJob())
 	}
-	type row struct {
-		t   *fathomv1.Task
-		job *fathomv1.Job
-	}
-	var rows []row
-	for _, e := range s.sortedJobs(func(e *jobEntry) bool {
-		j := e.job
-		return (req.GetJob() == "" || j.GetId() == req.GetJob()) && (req.GetNamespace() == "" || j.GetNamespace() == req.GetNamespace()) &&
-			(req.GetJobName() == "" || j.GetName() == req.GetJobName())
+	for _, v := range s.c.Jobs(func(j *controller.Job) bool {
+		return (req.GetJob() == "" || j.ID == req.GetJob()) && (req.GetNamespace() == "" || j.Spec.Namespace == req.GetNamespace()) &&
+			(req.GetJobName() == "" || j.Spec.Name == req.GetJobName())
 	}) {
-		for i := range e.tasks {
-			t := s.taskView(e, i)
-			if terminal(t.GetState()) && req.GetJob() == "" {
+		ts, _ := s.c.JobTasks(v.Job.ID)
+		for _, t := range ts {
+			if t.State.Terminal() && req.GetJob() == "" {
 				continue
 			}
-			rows = append(rows, row{t, e.job})
+			sz, _ := s.c.Sizing(t.ID())
+			start, _ := s.c.StartSizes(t.ID(), now)
+			rows = append(rows, row{t: t, sizing: sz, start: start})
 		}
 	}
 	s.mu.RUnlock()
 	resp := &fathomv1.ListRecommendationsResponse{}
 	for _, rw := range rows {
-		t := rw.t
-		key := keyOf(t.GetNamespace(), t.GetJobName(), t.GetIndex())
-		rs.mu.Lock()
-		st := rs.state[t.GetId()]
-		var cp sizedTask
-		if st != nil {
-			cp = *st
+		t, sz := &rw.t, &rw.sizing
+		ucpu, umem, _ := rs.measuredUsage(t.ID())
+		base := func(res string, usage, req, lim float64) *fathomv1.Recommendation {
+			return &fathomv1.Recommendation{Namespace: sz.Spec.Namespace, JobName: sz.Spec.Name, JobId: t.JobID, Task: t.ID(), Resource: res,
+				Usage: usage, CurrentRequest: req, CurrentLimit: lim, GeneratedAt: timestamppb.New(now), Explanation: sz.Decision}
 		}
-		rs.mu.Unlock()
-		rec, err := rs.pred.Recommend(key, now)
-		cpu := &fathomv1.Recommendation{Namespace: t.GetNamespace(), JobName: t.GetJobName(), JobId: t.GetJobId(), Task: t.GetId(), Resource: "cpu",
-			Usage: cp.usageCPU, CurrentRequest: t.GetCpuRequestCores(), CurrentLimit: t.GetCpuLimitCores(), GeneratedAt: timestamppb.New(now), Explanation: cp.decision}
-		mem := &fathomv1.Recommendation{Namespace: t.GetNamespace(), JobName: t.GetJobName(), JobId: t.GetJobId(), Task: t.GetId(), Resource: "memory",
-			Usage: cp.usageMem, CurrentRequest: float64(t.GetMemoryRequestBytes()), CurrentLimit: float64(t.GetMemoryLimitBytes()), GeneratedAt: timestamppb.New(now), Explanation: cp.decision}
+		cpu := base("cpu", ucpu, t.CPURequest, t.CPULimit)
+		mem := base("memory", umem, float64(t.MemoryRequest), float64(t.MemoryLimit))
+		rec, err := rs.pred.Recommend(sz.Key, now)
 		if err != nil {
 			// No usage yet: what it starts (or started) with, and from where.
-			pt := jobPendingTask(rw.job)
-			pt.TaskID, pt.Index = t.GetId(), t.GetIndex()
-			start := rs.SizeNew(pt, now)
-			cpu.Request, cpu.Limit, cpu.Model = start.CPURequest, start.CPULimit, "none"
-			mem.Request, mem.Limit, mem.Model = float64(start.MemoryRequest), float64(start.MemoryLimit), "none"
-			if strings.HasPrefix(start.Source, "cold-start model") {
-				cpu.Model, mem.Model = coldStartKind, coldStartKind
+			st := rw.start
+			cpu.Request, cpu.Limit, cpu.Model = st.CPURequest, st.CPULimit, "none"
+			mem.Request, mem.Limit, mem.Model = float64(st.MemoryRequest), float64(st.MemoryLimit), "none"
+			if strings.HasPrefix(st.Source, "cold-start model") {
+				cpu.Model, mem.Model = "coldstart", "coldstart"
 			}
-			cpu.Why = "no usage history for " + key.String() + " yet (" + strings.TrimPrefix(err.Error(), predictor.ErrNoHistory.Error()+" "+key.String()+": ") + "); sized by " + start.Source
+			cpu.Why = "no usage history for " + sz.Key.String() + " yet (" + strings.TrimPrefix(err.Error(), predictor.ErrNoHistory.Error()+" "+sz.Key.String()+": ") + "); sized by " + st.Source
 			mem.Why = cpu.Why
 		} else {
-			z := rs.sizing(rec)
+			z := controller.SizingOf(s.o.Controller.Sizing, rec)
 			cpu.Request, cpu.Limit, cpu.Uncertainty = z.CPURequest, z.CPULimit, rec.CPU.StdDev
 			mem.Request, mem.Limit, mem.Uncertainty = float64(z.MemoryRequest), float64(z.MemoryLimit), rec.Memory.StdDev
 			cpu.Model, mem.Model = rec.Model, rec.Model
@@ -535,4 +323,8 @@ func observeError(m *metrics.PredictorMetrics, resource string, predicted, obser
 		return
 	}
 	m.Error.WithLabelValues(resource).Observe(math.Abs(predicted-observed) / observed)
+}
+
+func keyOf(namespace, job string, idx int32) predictor.TaskKey {
+	return predictor.TaskKey{Namespace: namespace, Job: job, Task: int(idx)}
 }

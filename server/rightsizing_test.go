@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
+	"github.com/fathom-scheduler/fathom/controller"
 	"github.com/fathom-scheduler/fathom/metrics"
 	"github.com/fathom-scheduler/fathom/predictor"
 	"github.com/fathom-scheduler/fathom/predictor/promhistory"
@@ -141,7 +142,7 @@ func TestPromHistoryAndRightSizerOverARealStore(t *testing.T) {
 	if err := rs.update(context.Background(), key, now); err != nil {
 		t.Fatal(err)
 	}
-	z := rs.SizeNew(PendingTask{Namespace: "ns", JobName: "web", Index: 0, CPUHint: 3}, now)
+	z := startSizes(t, rs, controller.Spec{Namespace: "ns", Name: "web", CPUHint: 3}, 0, now)
 	if !strings.Contains(z.Source, "recommendation") {
 		t.Fatalf("sized by %q; want the recommendation (history exists)", z.Source)
 	}
@@ -153,8 +154,8 @@ func TestPromHistoryAndRightSizerOverARealStore(t *testing.T) {
 	if z.MemoryLimit%(1<<20) != 0 {
 		t.Errorf("memory limit %d is not whole MiB", z.MemoryLimit)
 	}
-	cold := rs.SizeNew(PendingTask{Namespace: "ns", JobName: "new", Index: 0, MemoryHint: 64 << 20}, now)
-	if cold.MemoryRequest != 64<<20 || cold.CPURequest != DefaultCPURequest || !strings.Contains(cold.Source, "hints") {
+	cold := startSizes(t, rs, controller.Spec{Namespace: "ns", Name: "new", MemoryHint: 64 << 20}, 0, now)
+	if cold.MemoryRequest != 64<<20 || cold.CPURequest != controller.DefaultCPURequest || !strings.Contains(cold.Source, "hints") {
 		t.Errorf("no history: %+v; want the memory hint and the default CPU", cold)
 	}
 }
@@ -178,7 +179,7 @@ func TestOOMRaisesMemoryBeforeRestartAndServesRecommendations(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := created.GetId() + "-0"
-	set := a.next("the task", func(s *fathomv1.AssignmentSet) bool { return len(s.GetAssignments()) == 1 })
+	set := a.next("the task", func(s *assignmentSet) bool { return len(s.GetAssignments()) == 1 })
 	as := set.GetAssignments()[0]
 	if as.GetMemoryLimitBytes() != 64<<20 {
 		t.Fatalf("assignment memory limit %d; want the 64 MiB hint", as.GetMemoryLimitBytes())
@@ -186,7 +187,7 @@ func TestOOMRaisesMemoryBeforeRestartAndServesRecommendations(t *testing.T) {
 	a.report(&fathomv1.TaskStatus{TaskId: id, State: fathomv1.TaskState_TASK_STATE_RUNNING, Pid: 42, Generation: as.GetGeneration()})
 	a.report(&fathomv1.TaskStatus{TaskId: id, State: fathomv1.TaskState_TASK_STATE_FAILED, OomKilled: true, ExitCode: 137, Generation: as.GetGeneration(),
 		Reason: "OOM-killed by the kernel"})
-	set = a.next("the raised assignment", func(s *fathomv1.AssignmentSet) bool {
+	set = a.next("the raised assignment", func(s *assignmentSet) bool {
 		return len(s.GetAssignments()) == 1 && s.GetAssignments()[0].GetGeneration() > as.GetGeneration()
 	})
 	raised := set.GetAssignments()[0]
@@ -279,7 +280,7 @@ func TestRegistryStoresVersionsWithFigures(t *testing.T) {
 		t.Fatalf("list = %d %v; want two versions", code, body)
 	}
 	// The trained state serves: the job's next task is sized from it.
-	z := rs.SizeNew(PendingTask{Namespace: "ns", JobName: "web", Index: 0}, now)
+	z := startSizes(t, rs, controller.Spec{Namespace: "ns", Name: "web"}, 0, now)
 	if !strings.Contains(z.Source, "recommendation") {
 		t.Errorf("after retrain, sized by %q; want the recommendation", z.Source)
 	}
@@ -338,14 +339,14 @@ func TestFirstRecommendationWithDefaultWindows(t *testing.T) {
 	if err := rs.update(t.Context(), key, now); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rs.pred.Recommend(key, now); err == nil {
+	if _, err := rs.Predictor().Recommend(key, now); err == nil {
 		t.Fatal("a recommendation after 50 s of usage; want none before 60 s")
 	}
 	now = start.Add(70 * time.Second)
 	if err := rs.update(t.Context(), key, now); err != nil {
 		t.Fatal(err)
 	}
-	rec, err := rs.pred.Recommend(key, now)
+	rec, err := rs.Predictor().Recommend(key, now)
 	if err != nil {
 		t.Fatalf("no recommendation after 70 s of usage: %v", err)
 	}
@@ -364,7 +365,7 @@ func TestFirstRecommendationWithDefaultWindows(t *testing.T) {
 	if err := rs.update(t.Context(), key, later); err != nil {
 		t.Fatal(err)
 	}
-	rec2, err := rs.pred.Recommend(key, later)
+	rec2, err := rs.Predictor().Recommend(key, later)
 	if err != nil || rec2.Limit.Memory >= rec.Limit.Memory || rec2.Limit.Memory < 80<<20 {
 		t.Errorf("after 3 min: limit %.0f (%v); want below %.0f and above the peak", rec2.Limit.Memory, err, rec.Limit.Memory)
 	}
@@ -402,15 +403,15 @@ func TestColdStartSizesNewJobsAfterRetrain(t *testing.T) {
 		}
 		fillTask(t, ms, "team-a", j.name, created.GetId()+"-0", now.Add(-40*time.Minute), now, 5*time.Second, j.cpu, j.mem)
 	}
-	newTask := PendingTask{Namespace: "team-a", JobName: "web-checkout", Type: "service", Priority: "batch"}
-	if z := rs.SizeNew(newTask, now); !strings.Contains(z.Source, "default") {
+	newTask := controller.Spec{Namespace: "team-a", Name: "web-checkout", Type: "service", Priority: "batch"}
+	if z := startSizes(t, rs, newTask, 0, now); !strings.Contains(z.Source, "default") {
 		t.Fatalf("before any retrain a new job is sized by %q; want the default", z.Source)
 	}
 	code, body := h.do("POST", "/v1/models:retrain", `{"namespace":"team-a","since":"`+now.Add(-40*time.Minute).UTC().Format(time.RFC3339)+`"}`)
 	if code != 200 {
 		t.Fatalf("retrain = %d %v", code, body)
 	}
-	z := rs.SizeNew(newTask, now)
+	z := startSizes(t, rs, newTask, 0, now)
 	t.Logf("web-checkout sized: %+v", z)
 	if !strings.HasPrefix(z.Source, "cold-start model") {
 		t.Fatalf("after a retrain a new job is sized by %q; want the cold-start model", z.Source)
@@ -419,7 +420,7 @@ func TestColdStartSizesNewJobsAfterRetrain(t *testing.T) {
 	if z.MemoryRequest < 64<<20 || z.MemoryRequest > 400<<20 {
 		t.Errorf("memory request %d MiB; want near the web jobs' 100-120 MiB", z.MemoryRequest>>20)
 	}
-	if etl := rs.SizeNew(PendingTask{Namespace: "team-a", JobName: "etl-weekly", Type: "batch", Priority: "batch"}, now); etl.MemoryRequest < 1<<30 {
+	if etl := startSizes(t, rs, controller.Spec{Namespace: "team-a", Name: "etl-weekly", Type: "batch", Priority: "batch"}, 0, now); etl.MemoryRequest < 1<<30 {
 		t.Errorf("etl-weekly memory request %d MiB; want near the etl jobs' 1.5-2 GiB", etl.MemoryRequest>>20)
 	}
 	// The model is a version in the registry, with its figures.
@@ -456,7 +457,7 @@ func TestColdStartSizesNewJobsAfterRetrain(t *testing.T) {
 	if err := h.srv.restoreColdStart(t.Context(), rs2); err != nil {
 		t.Fatal(err)
 	}
-	if z2 := rs2.SizeNew(newTask, now); z2 != z {
+	if z2 := startSizes(t, rs2, newTask, 0, now); z2 != z {
 		t.Errorf("restored model sizes %+v; want %+v", z2, z)
 	}
 }
@@ -479,7 +480,7 @@ func TestNewTasksAreLookedAtBetweenRounds(t *testing.T) {
 	var mu sync.Mutex
 	clock := base.Add(-55 * time.Second)
 	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
-	h := startServer(t, Options{RightSizer: rs, RemoteWriteHTTPPort: "9999", Now: now, HeartbeatTimeout: time.Hour})
+	h := startServer(t, Options{RightSizer: rs, RemoteWriteHTTPPort: "9999", Now: now, Controller: controller.Config{HeartbeatTimeout: time.Hour}})
 	ctx := t.Context()
 	a := h.agent("node-a", 4)
 	created, err := h.jobs.CreateJob(ctx, &fathomv1.CreateJobRequest{Spec: &fathomv1.JobSpec{
@@ -488,7 +489,7 @@ func TestNewTasksAreLookedAtBetweenRounds(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := created.GetId() + "-0"
-	as := a.next("the task", func(s *fathomv1.AssignmentSet) bool { return len(s.GetAssignments()) == 1 }).GetAssignments()[0]
+	as := a.next("the task", func(s *assignmentSet) bool { return len(s.GetAssignments()) == 1 }).GetAssignments()[0]
 	a.report(&fathomv1.TaskStatus{TaskId: id, State: fathomv1.TaskState_TASK_STATE_RUNNING, Pid: 42, Generation: as.GetGeneration()})
 	for i := 0; h.task(created.GetId(), 0).GetState() != fathomv1.TaskState_TASK_STATE_RUNNING; i++ {
 		if i > 100 {
@@ -502,6 +503,7 @@ func TestNewTasksAreLookedAtBetweenRounds(t *testing.T) {
 	if err := h.srv.rightsizeRound(ctx, true); err != nil {
 		t.Fatal(err)
 	}
+	h.round()
 	if tk := h.task(created.GetId(), 0); tk.GetGeneration() != as.GetGeneration() || tk.GetMemoryLimitBytes() != 0 {
 		t.Fatalf("after 40 s of usage: generation %d, memory limit %d; want untouched", tk.GetGeneration(), tk.GetMemoryLimitBytes())
 	}
@@ -511,20 +513,23 @@ func TestNewTasksAreLookedAtBetweenRounds(t *testing.T) {
 	if err := h.srv.rightsizeRound(ctx, true); err != nil {
 		t.Fatal(err)
 	}
+	h.round()
 	tk := h.task(created.GetId(), 0)
 	if tk.GetGeneration() <= as.GetGeneration() || tk.GetMemoryLimitBytes() < 50<<20 || !strings.Contains(tk.GetReason(), "resized in place") {
 		t.Fatalf("after 90 s of usage: generation %d, memory limit %d, %q; want resized in place above the 50 MiB used", tk.GetGeneration(), tk.GetMemoryLimitBytes(), tk.GetReason())
 	}
-	decision := func() string { rs.mu.Lock(); defer rs.mu.Unlock(); return rs.state[id].decision }
+	decision := func() string { return h.decision(id) }
 	if err := h.srv.rightsizeRound(ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	if d := decision(); !strings.Contains(d, "resized in place") {
+	h.round()
+	if d := decision(); !strings.HasPrefix(d, "resized") {
 		t.Errorf("a new-task pass looked at a task with a recommendation: decision %q", d)
 	}
 	if err := h.srv.rightsizeRound(ctx, false); err != nil {
 		t.Fatal(err)
 	}
+	h.round()
 	if d := decision(); !strings.HasPrefix(d, "kept") {
 		t.Errorf("a regular round: decision %q; want kept (within the deadband)", d)
 	}

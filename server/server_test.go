@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
+	"github.com/fathom-scheduler/fathom/controller"
 	"github.com/fathom-scheduler/fathom/store"
 )
 
@@ -192,17 +194,26 @@ func TestRESTBadSpecIs400NamingTheField(t *testing.T) {
 }
 
 // agent is a gRPC client acting as a node agent (the real agent is package
-// agent; this drives the same wire contract from the test).
+// agent; this drives the same wire contract from the test). It assembles
+// the per-task assignment stream into whole sets, as the agent does.
 type agent struct {
 	t    *testing.T
 	h    *harness
 	name string
-	sets chan *fathomv1.AssignmentSet
+	sets chan *assignmentSet
 }
+
+// assignmentSet is a node's whole desired set as the stream built it.
+type assignmentSet struct {
+	Revision    int64
+	Assignments []*fathomv1.Assignment
+}
+
+func (s *assignmentSet) GetAssignments() []*fathomv1.Assignment { return s.Assignments }
 
 func (h *harness) agent(name string, cpu float64) *agent {
 	ctx := h.t.Context()
-	a := &agent{t: h.t, h: h, name: name, sets: make(chan *fathomv1.AssignmentSet, 100)}
+	a := &agent{t: h.t, h: h, name: name, sets: make(chan *assignmentSet, 1000)}
 	resp, err := h.agents.Register(ctx, &fathomv1.RegisterNodeRequest{Name: name, CpuCores: cpu, MemoryBytes: 8 << 30, Enforcement: "none", AgentAddress: "127.0.0.1:1"})
 	if err != nil {
 		h.t.Fatal(err)
@@ -210,17 +221,47 @@ func (h *harness) agent(name string, cpu float64) *agent {
 	if resp.GetNodeId() != name || resp.GetHeartbeatIntervalSeconds() < 1 || (h.srv.o.RemoteWriteHTTPPort == "9999" && resp.GetRemoteWriteUrl() != "http://127.0.0.1:9999/api/v1/write") {
 		h.t.Fatalf("register = %v", resp)
 	}
-	stream, err := h.agents.WatchAssignments(ctx, &fathomv1.WatchAssignmentsRequest{NodeId: name})
+	stream, err := h.agents.StreamAssignments(ctx, &fathomv1.WatchAssignmentsRequest{NodeId: name})
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	go func() {
+		defer close(a.sets)
+		cur := map[string]*fathomv1.Assignment{}
+		var pending map[string]*fathomv1.Assignment
+		synced := false
 		for {
-			set, err := stream.Recv()
+			u, err := stream.Recv()
 			if err != nil {
-				close(a.sets)
 				return
 			}
+			switch ch := u.GetChange().(type) {
+			case *fathomv1.AssignmentUpdate_Reset_:
+				pending = map[string]*fathomv1.Assignment{}
+				continue
+			case *fathomv1.AssignmentUpdate_Synced:
+				cur, pending, synced = pending, nil, true
+			case *fathomv1.AssignmentUpdate_Upsert:
+				if pending != nil {
+					pending[ch.Upsert.GetTaskId()] = ch.Upsert
+					continue
+				}
+				cur[ch.Upsert.GetTaskId()] = ch.Upsert
+			case *fathomv1.AssignmentUpdate_Remove:
+				if pending != nil {
+					delete(pending, ch.Remove)
+					continue
+				}
+				delete(cur, ch.Remove)
+			}
+			if !synced {
+				continue
+			}
+			set := &assignmentSet{Revision: u.GetRevision()}
+			for _, as := range cur {
+				set.Assignments = append(set.Assignments, as)
+			}
+			slices.SortFunc(set.Assignments, func(x, y *fathomv1.Assignment) int { return strings.Compare(x.GetTaskId(), y.GetTaskId()) })
 			a.sets <- set
 		}
 	}()
@@ -228,7 +269,7 @@ func (h *harness) agent(name string, cpu float64) *agent {
 }
 
 // next returns the first assignment set that satisfies cond.
-func (a *agent) next(what string, cond func(*fathomv1.AssignmentSet) bool) *fathomv1.AssignmentSet {
+func (a *agent) next(what string, cond func(*assignmentSet) bool) *assignmentSet {
 	a.t.Helper()
 	timeout := time.After(15 * time.Second)
 	for {
@@ -262,10 +303,10 @@ func (h *harness) task(jobID string, idx int) *fathomv1.Task {
 }
 
 func TestAgentLifecycle(t *testing.T) {
-	h := startServer(t, Options{HeartbeatTimeout: time.Second, RemoteWriteHTTPPort: "9999"})
+	h := startServer(t, Options{Controller: controller.Config{HeartbeatTimeout: time.Second, FailoverGrace: time.Nanosecond}, RemoteWriteHTTPPort: "9999"})
 	ctx := t.Context()
 	a := h.agent("node-a", 4)
-	if set := a.next("initial empty set", func(*fathomv1.AssignmentSet) bool { return true }); len(set.GetAssignments()) != 0 {
+	if set := a.next("initial empty set", func(*assignmentSet) bool { return true }); len(set.GetAssignments()) != 0 {
 		t.Fatalf("first set = %v, want empty", set)
 	}
 	created, err := h.jobs.CreateJob(ctx, &fathomv1.CreateJobRequest{Spec: &fathomv1.JobSpec{
@@ -274,7 +315,7 @@ func TestAgentLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := created.GetId()
-	set := a.next("the web task", func(s *fathomv1.AssignmentSet) bool { return len(s.GetAssignments()) == 1 })
+	set := a.next("the web task", func(s *assignmentSet) bool { return len(s.GetAssignments()) == 1 })
 	as := set.GetAssignments()[0]
 	if as.GetTaskId() != id+"-0" || as.GetDesiredState() != fathomv1.DesiredState_DESIRED_STATE_RUN || as.GetMemoryLimitBytes() != 128<<20 || as.GetGeneration() != 1 || as.GetJobType() != "service" {
 		t.Fatalf("assignment = %v", as)
@@ -303,7 +344,7 @@ func TestAgentLifecycle(t *testing.T) {
 			}
 		}
 	}()
-	moved := b.next("the moved task", func(s *fathomv1.AssignmentSet) bool { return len(s.GetAssignments()) == 1 })
+	moved := b.next("the moved task", func(s *assignmentSet) bool { return len(s.GetAssignments()) == 1 })
 	if m := moved.GetAssignments()[0]; m.GetTaskId() != id+"-0" || m.GetGeneration() != 2 {
 		t.Fatalf("moved assignment = %v, want same task id, generation 2", m)
 	}
@@ -327,15 +368,15 @@ func TestAgentLifecycle(t *testing.T) {
 	b.report(&fathomv1.TaskStatus{TaskId: id + "-0", State: fathomv1.TaskState_TASK_STATE_RUNNING, Pid: 7, Generation: 2})
 	// Node A's copy stays in its set until the replacement runs (a node cut
 	// off by a partition keeps serving); now it is dropped.
-	a.next("node A's set emptied", func(s *fathomv1.AssignmentSet) bool { return len(s.GetAssignments()) == 0 })
+	a.next("node A's set emptied", func(s *assignmentSet) bool { return len(s.GetAssignments()) == 0 })
 	if _, err := h.jobs.StopJob(ctx, &fathomv1.StopJobRequest{Id: id}); err != nil {
 		t.Fatal(err)
 	}
-	b.next("a STOP assignment", func(s *fathomv1.AssignmentSet) bool {
+	b.next("a STOP assignment", func(s *assignmentSet) bool {
 		return len(s.GetAssignments()) == 1 && s.GetAssignments()[0].GetDesiredState() == fathomv1.DesiredState_DESIRED_STATE_STOP
 	})
 	b.report(&fathomv1.TaskStatus{TaskId: id + "-0", State: fathomv1.TaskState_TASK_STATE_STOPPED, Generation: 3})
-	b.next("an empty set after the stop", func(s *fathomv1.AssignmentSet) bool { return len(s.GetAssignments()) == 0 })
+	b.next("an empty set after the stop", func(s *assignmentSet) bool { return len(s.GetAssignments()) == 0 })
 	if tk := h.task(id, 0); tk.GetState() != fathomv1.TaskState_TASK_STATE_STOPPED {
 		t.Fatalf("task after stop = %v", tk)
 	}
@@ -345,7 +386,7 @@ func TestAgentLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.next("the batch task", func(s *fathomv1.AssignmentSet) bool { return len(s.GetAssignments()) == 1 })
+	b.next("the batch task", func(s *assignmentSet) bool { return len(s.GetAssignments()) == 1 })
 	b.report(&fathomv1.TaskStatus{TaskId: bj.GetId() + "-0", State: fathomv1.TaskState_TASK_STATE_SUCCEEDED})
 	job, err := h.jobs.GetJob(ctx, &fathomv1.GetJobRequest{Id: bj.GetId()})
 	if err != nil || job.GetState() != fathomv1.JobState_JOB_STATE_SUCCEEDED {
@@ -405,7 +446,8 @@ func TestRESTWatchJobsStreams(t *testing.T) {
 // firing starts a run with the same task ids; a firing during an active run
 // is skipped; the job never finishes by itself.
 func TestCronRuns(t *testing.T) {
-	h := startServer(t, Options{})
+	clock := &fakeClock{t: time.Now()}
+	h := startServer(t, Options{Now: clock.Now, Controller: controller.Config{HeartbeatTimeout: time.Hour}})
 	ctx := t.Context()
 	a := h.agent("node-c", 4)
 	created, err := h.jobs.CreateJob(ctx, &fathomv1.CreateJobRequest{Spec: &fathomv1.JobSpec{
@@ -417,21 +459,18 @@ func TestCronRuns(t *testing.T) {
 	if nr := created.GetJob().GetNextRunAt(); nr == nil || nr.AsTime().Minute()%5 != 0 {
 		t.Fatalf("next_run_at = %v, want a multiple of 5 minutes", nr)
 	}
-	h.srv.Kick()
-	time.Sleep(200 * time.Millisecond)
+	h.round()
 	if tk := h.task(id, 0); tk.GetState() != fathomv1.TaskState_TASK_STATE_PENDING || !strings.Contains(tk.GetReason(), "waiting for the schedule") {
 		t.Fatalf("before the first firing: %v", tk)
 	}
 	base := created.GetJob().GetCreatedAt().AsTime()
-	if err := h.srv.startDueRuns(ctx, base.Add(6*time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	first := a.next("run 1", func(s *fathomv1.AssignmentSet) bool { return len(s.GetAssignments()) == 1 })
+	clock.Set(base.Add(6 * time.Minute))
+	h.round()
+	first := a.next("run 1", func(s *assignmentSet) bool { return len(s.GetAssignments()) == 1 })
 	a.report(&fathomv1.TaskStatus{TaskId: id + "-0", State: fathomv1.TaskState_TASK_STATE_RUNNING})
 	// Firing while run 1 is active: skipped.
-	if err := h.srv.startDueRuns(ctx, base.Add(11*time.Minute)); err != nil {
-		t.Fatal(err)
-	}
+	clock.Set(base.Add(11 * time.Minute))
+	h.round()
 	if tk := h.task(id, 0); tk.GetState() != fathomv1.TaskState_TASK_STATE_RUNNING || tk.GetGeneration() != first.GetAssignments()[0].GetGeneration() {
 		t.Fatalf("overlapping firing changed the running task: %v", tk)
 	}
@@ -445,11 +484,10 @@ func TestCronRuns(t *testing.T) {
 		Name: "report", Type: "cron", Schedule: "@hourly", Task: &fathomv1.TaskSpec{Command: []string{"/bin/true"}}}}); err == nil {
 		t.Fatal("a second active cron job with the same name was accepted")
 	}
-	if err := h.srv.startDueRuns(ctx, base.Add(20*time.Minute)); err != nil {
-		t.Fatal(err)
-	}
+	clock.Set(base.Add(20 * time.Minute))
+	h.round()
 	g1 := first.GetAssignments()[0].GetGeneration()
-	second := a.next("run 2", func(s *fathomv1.AssignmentSet) bool {
+	second := a.next("run 2", func(s *assignmentSet) bool {
 		return len(s.GetAssignments()) == 1 && s.GetAssignments()[0].GetGeneration() > g1
 	})
 	if second.GetAssignments()[0].GetTaskId() != id+"-0" {
@@ -461,19 +499,23 @@ func TestCronRuns(t *testing.T) {
 	}
 }
 
-// TestServiceExitStaysPlacedBatchExitEnds: a service task that exits stays
-// placed on its node (the agent restarts it after its backoff) and runs
-// again when it says so; a batch task that exits is finished and leaves the
-// node's set.
-func TestServiceExitStaysPlacedBatchExitEnds(t *testing.T) {
+// TestRestartPolicyThroughTheLoop: through the real loop, etcd and the
+// gRPC agent API, a service task that exits stays placed on its node while
+// its restart waits (the node's set keeps it), then a new generation asks
+// the agent to start it; a batch task with restart {attempts: 0} that exits
+// fails with its exit code and the output the agent reported, its job
+// fails, and it leaves the node's set.
+func TestRestartPolicyThroughTheLoop(t *testing.T) {
 	h := startServer(t, Options{})
 	a := h.agent("node-a", 4)
 	svc := h.submit(&fathomv1.JobSpec{Name: "web", Type: "service", Priority: "prod", Replicas: proto.Int32(1),
-		Task: &fathomv1.TaskSpec{Command: []string{"sleep", "600"}}})
+		Restart: &fathomv1.RestartPolicy{Attempts: proto.Int32(2), Interval: "1m", Delay: "1s"},
+		Task:    &fathomv1.TaskSpec{Command: []string{"sleep", "600"}}})
 	bat := h.submit(&fathomv1.JobSpec{Name: "etl", Type: "batch", Priority: "batch", Replicas: proto.Int32(1),
-		Task: &fathomv1.TaskSpec{Command: []string{"sleep", "600"}}})
+		Restart: &fathomv1.RestartPolicy{Attempts: proto.Int32(0)},
+		Task:    &fathomv1.TaskSpec{Command: []string{"sleep", "600"}}})
 	sid, bid := svc+"-0", bat+"-0"
-	set := a.next("both tasks on node-a", func(s *fathomv1.AssignmentSet) bool { return hasTask(s, sid) != nil && hasTask(s, bid) != nil })
+	set := a.next("both tasks on node-a", func(s *assignmentSet) bool { return hasTask(s, sid) != nil && hasTask(s, bid) != nil })
 	sg, bg := hasTask(set, sid).GetGeneration(), hasTask(set, bid).GetGeneration()
 	a.report(running(sid, sg), running(bid, bg))
 	eventually(t, "both running", func() bool {
@@ -481,22 +523,25 @@ func TestServiceExitStaysPlacedBatchExitEnds(t *testing.T) {
 	})
 	exited := func(id string, gen int64) *fathomv1.TaskStatus {
 		return &fathomv1.TaskStatus{TaskId: id, State: fathomv1.TaskState_TASK_STATE_FAILED, ExitCode: 137, Generation: gen,
-			Reason: "exited with code 137; restarting in 1s"}
+			Reason: "exited with code 137", LogTail: "loading\npanic: out of cheese"}
 	}
 	a.report(exited(sid, sg), exited(bid, bg))
 	eventually(t, "the batch task failed", func() bool { return h.task(bat, 0).GetState() == fathomv1.TaskState_TASK_STATE_FAILED })
-	if tk := h.task(svc, 0); tk.GetState() != fathomv1.TaskState_TASK_STATE_PLACED || tk.GetNode() != "node-a" || tk.GetExitCode() != 137 {
-		t.Fatalf("service task after an exit = %v; want placed on node-a with exit code 137 (the agent restarts it)", tk)
+	if tk := h.task(bat, 0); tk.GetExitCode() != 137 || !strings.Contains(tk.GetReason(), "exited 137 on node-a") || !strings.Contains(tk.GetReason(), "panic: out of cheese") {
+		t.Errorf("failed batch task: exit %d, reason %q; want the exit code and the last output", tk.GetExitCode(), tk.GetReason())
 	}
-	set = a.next("the batch task leaves node-a's set", func(s *fathomv1.AssignmentSet) bool { return hasTask(s, bid) == nil })
-	if hasTask(set, sid) == nil {
-		t.Fatalf("node-a's set dropped the exited service task: the agent would stop it instead of restarting it: %v", set)
+	if j, _ := h.jobs.GetJob(context.Background(), &fathomv1.GetJobRequest{Id: bat}); j.GetState() != fathomv1.JobState_JOB_STATE_FAILED {
+		t.Errorf("batch job state %v; want failed", j.GetState())
 	}
-	st := running(sid, sg)
-	st.Restarts = 1
-	a.report(st)
+	if tk := h.task(svc, 0); tk.GetState() != fathomv1.TaskState_TASK_STATE_PLACED || tk.GetNode() != "node-a" || tk.GetRestartAt() == nil || tk.GetRestartAttempts() != 1 {
+		t.Fatalf("service task after an exit = %v; want placed on node-a with its restart waiting", tk)
+	}
+	set = a.next("the batch task leaves node-a's set and the service restarts", func(s *assignmentSet) bool {
+		return hasTask(s, bid) == nil && hasTask(s, sid) != nil && hasTask(s, sid).GetGeneration() > sg
+	})
+	a.report(running(sid, hasTask(set, sid).GetGeneration()))
 	eventually(t, "the service runs again", func() bool {
 		tk := h.task(svc, 0)
-		return tk.GetState() == fathomv1.TaskState_TASK_STATE_RUNNING && tk.GetRestarts() == 1
+		return tk.GetState() == fathomv1.TaskState_TASK_STATE_RUNNING && tk.GetRestartAt() == nil
 	})
 }

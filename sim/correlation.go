@@ -36,7 +36,8 @@ type StepCorrelation struct {
 // the end). A task's change in slot k is Δ = u(k) − u(k−1) for two windows
 // in consecutive slots; σᵢ is the task's root-mean-square change over the
 // same slots, and changes are taken to have mean 0 (the level already
-// follows the last window, see stepDist). These changes are the residuals
+// follows the last window: the predictor's step distribution,
+// predictor/step.go). These changes are the residuals
 // of the step distribution the fathom policy places tasks with (mean ≥ the
 // last window's usage, spread from the RMS change).
 //
@@ -114,12 +115,17 @@ func EstimateStepCorrelation(w *Workload, from, to int) StepCorrelation {
 	return est
 }
 
+// stepWindows is the predictor's time constant, in windows, of the step
+// statistic (predictor/step.go): 24 h of 5-minute windows.
+const stepWindows = 288
+
 // TailCheck is how the step distribution with the correlation-aware
 // Gaussian bound fits a workload's own changes, per resource: machines are
 // stood in for by random groups of tasks, and each group's summed change in
 // each window is standardized by the bound's standard deviation,
 // z = ΣΔ / √((1−ρ)Σσᵢ² + ρ(Σσᵢ)²), with every σᵢ the task's exponentially
-// weighted RMS change known before the window (as stepDist computes it).
+// weighted RMS change known before the window (as the predictor's step statistic,
+// predictor/step.go, computes it).
 type TailCheck struct {
 	// Exceed is the share of group-windows with z > z₁₋ε: what the bound
 	// promises to keep at ε.
@@ -154,7 +160,7 @@ func CheckStepTail(w *Workload, rho [2]float64, eps float64, size, partitions in
 				slots[k][int32(ti)] = change{d: d, sd: [2]float64{math.Sqrt(ev[0]), math.Sqrt(ev[1])}}
 			}
 			n++
-			a := max(1/float64(n), 1.0/stepWindows)
+			a := max(1/float64(n), 1.0/stepWindows) // as the predictor's step statistic
 			for r := range d {
 				ev[r] += a * (d[r]*d[r] - ev[r])
 			}
@@ -201,50 +207,4 @@ func CheckStepTail(w *Workload, rho [2]float64, eps float64, size, partitions in
 		tc.Factor[r] = q / z1
 	}
 	return tc
-}
-
-// onlineCorrelation is EstimateStepCorrelation's weighted ρ computed as a
-// run goes, from the windows replayed so far only (no look-ahead): each
-// task's σᵢ is the RMS of its changes seen so far, and ρ after slot k is
-// used to place tasks in slot k+1 (0 until a first pair of tasks changed
-// together).
-type onlineCorrelation struct {
-	rho               scheduler.Resources
-	cross, norm       [2]float64
-	sum, sq, sds, sd2 [2]float64 // this slot's ΣΔ, ΣΔ², Σσ, Σσ²
-}
-
-// add folds task tr's windows [a, b) of slot k into the slot's sums.
-func (o *onlineCorrelation) add(wl *Workload, tr *taskRun, a, b, k int) {
-	w := tr.t.Windows
-	for i := max(a, 1); i < b; i++ {
-		if wl.slot(w[i].Start) != k || wl.slot(w[i-1].Start) != k-1 {
-			continue
-		}
-		d := [2]float64{w[i].CPU - w[i-1].CPU, w[i].Memory - w[i-1].Memory}
-		tr.corrN++
-		for r := range d {
-			tr.corrSS[r] += d[r] * d[r]
-			sd := math.Sqrt(tr.corrSS[r] / float64(tr.corrN))
-			if sd == 0 {
-				continue
-			}
-			o.sum[r] += d[r]
-			o.sq[r] += d[r] * d[r]
-			o.sds[r] += sd
-			o.sd2[r] += sd * sd
-		}
-	}
-}
-
-// endSlot closes a slot's sums and updates ρ.
-func (o *onlineCorrelation) endSlot() {
-	for r := range o.sum {
-		o.cross[r] += o.sum[r]*o.sum[r] - o.sq[r]
-		o.norm[r] += o.sds[r]*o.sds[r] - o.sd2[r]
-		if o.norm[r] > 0 {
-			o.rho[r] = min(max(o.cross[r]/o.norm[r], 0), 1)
-		}
-	}
-	o.sum, o.sq, o.sds, o.sd2 = [2]float64{}, [2]float64{}, [2]float64{}, [2]float64{}
 }

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"github.com/fathom-scheduler/fathom/predictor"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -143,28 +144,35 @@ func TestCheckStepTailGaussian(t *testing.T) {
 	}
 }
 
-// The online estimate, fed the whole workload, ends near the batch one (it
+// The predictor's online estimate (what the control loop uses by default),
+// fed the whole workload window by window, ends near the batch one (it
 // differs only in each task's σ being its RMS change so far), and never
-// reads ahead: after the first slots it has seen only those.
+// reads ahead: after the first slot it has seen no change.
 func TestOnlineCorrelation(t *testing.T) {
 	w := synthetic(20, 2000, 0.3, 3)
-	var o onlineCorrelation
-	tasks := make([]taskRun, len(w.Tasks))
-	for i := range tasks {
-		tasks[i].t = &w.Tasks[i]
+	p, err := predictor.New(predictor.Config{Kind: "vpa", Window: Step})
+	if err != nil {
+		t.Fatal(err)
 	}
+	next := make([]int, len(w.Tasks))
+	var rho [2]float64
 	for k := range w.Slots {
-		for i := range tasks {
-			o.add(w, &tasks[i], k, k+1, k)
+		for i := range w.Tasks {
+			tk := &w.Tasks[i]
+			for next[i] < len(tk.Windows) && w.slot(tk.Windows[next[i]].Start) == k {
+				p.Observe(tk.Key, tk.Windows[next[i]:next[i]+1])
+				next[i]++
+			}
 		}
-		o.endSlot()
-		if k == 0 && o.rho != (scheduler.Resources{}) {
-			t.Fatalf("ρ %v after the first slot, which has no change yet", o.rho)
+		// Sized at the start of the next slot, with what ended a slot ago.
+		rho = p.Correlation(w.SlotTime(k + 2))
+		if k == 0 && rho != ([2]float64{}) {
+			t.Fatalf("ρ %v after the first slot, which has no change yet", rho)
 		}
 	}
 	batch := EstimateStepCorrelation(w, 0, 0)
-	if math.Abs(o.rho[0]-batch.Weighted[0]) > 0.03 || math.Abs(o.rho[0]-0.3) > 0.05 {
-		t.Fatalf("online ρ %v, batch %v, built with 0.3", o.rho, batch.Weighted)
+	if math.Abs(rho[0]-batch.Weighted[0]) > 0.03 || math.Abs(rho[0]-0.3) > 0.05 {
+		t.Fatalf("online ρ %v, batch %v, built with 0.3", rho, batch.Weighted)
 	}
 	_, ex := loadExcerpt(t)
 	rep, err := Run(ex, Options{Policies: []string{"fathom"}}) // online is the default

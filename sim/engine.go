@@ -3,21 +3,24 @@ package sim
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"math"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/fathom-scheduler/fathom/controller"
 	"github.com/fathom-scheduler/fathom/models"
 	"github.com/fathom-scheduler/fathom/predictor"
 	"github.com/fathom-scheduler/fathom/scheduler"
 )
 
-// Report is what Run returns: the per-task figures (the same
-// predictor.Result that `fathom model eval` prints) and the cluster figures
-// per policy.
+// Report is what Run returns: the per-task figures (predictor.Result,
+// as `fathom model eval` prints them, here of the limits the control loop
+// applied) and the cluster figures per policy.
 type Report struct {
 	Trace   string             `json:"trace"`
 	Results []predictor.Result `json:"results"`
@@ -27,9 +30,10 @@ type Report struct {
 	Tasks        int         `json:"tasks"`
 	Windows      int         `json:"windows"`
 	OverloadRisk float64     `json:"overload_risk"`
-	// RiskCorrelation is the ρ (CPU, memory) the scheduler's bound used;
-	// StepCorrelation the estimate from this workload (whether or not it
-	// was used).
+	// RiskCorrelation is the ρ (CPU, memory) the scheduler's bound used at
+	// the end of the fathom run (online: the predictor's estimate then);
+	// StepCorrelation the estimate from this whole workload (whether or not
+	// it was used).
 	RiskCorrelation scheduler.Resources `json:"risk_correlation"`
 	StepCorrelation StepCorrelation     `json:"step_correlation"`
 	Assumptions     []string            `json:"assumptions,omitempty"`
@@ -65,20 +69,22 @@ type Cluster struct {
 	MachineWindows           int     `json:"machine_windows"`
 	// Evictions: tasks evicted from a machine whose memory ran out.
 	Evictions int `json:"evictions"`
-	// Reschedules: placements of a task that had run before (after an
-	// eviction, a machine failure, a resize that did not fit in place, or a
-	// consolidation move).
-	Reschedules int `json:"reschedules"`
-	// Resizes: placed sizes changed in place.
+	// OOMKills: tasks killed for exceeding their memory limit.
+	OOMKills int `json:"oom_kills"`
+	// Reschedules: starts of a task on another machine than its last one
+	// (after an eviction, a machine failure, a move for a resize, a drain
+	// or consolidation); MovesPerTaskDay is Reschedules per task-day.
+	Reschedules     int     `json:"reschedules"`
+	MovesPerTaskDay float64 `json:"moves_per_task_day"`
+	// Resizes: sizes changed in place.
 	Resizes int `json:"resizes"`
-	// Alone counts placements on a machine of the task's own because the
-	// risk bound admitted the task nowhere, not even on an empty machine.
-	Alone int `json:"alone"`
 	// FailedMachines is how many machines --fail took down.
 	FailedMachines int `json:"failed_machines"`
-	// PendingTaskWindows counts task-windows a task could not be placed
-	// (larger than a machine, or no machine left).
+	// PendingTaskWindows counts task-windows a task had no running copy
+	// (waiting for room, or larger than a machine).
 	PendingTaskWindows int `json:"pending_task_windows"`
+	// MachinesAdded is how many machines the node provider was asked for.
+	MachinesAdded int `json:"machines_added"`
 	// SimSeconds is the wall time the policy took.
 	SimSeconds float64 `json:"sim_seconds"`
 }
@@ -108,8 +114,9 @@ type TaskPoint struct {
 	Machine string
 }
 
-// Run simulates the workload under each policy. It does no I/O and does not
-// read the clock except to report SimSeconds; the results are deterministic
+// Run simulates the workload under each policy through the control loop
+// (package controller), each policy in a run of its own. It does no I/O and
+// reads the clock only to report SimSeconds; the results are deterministic
 // for a workload, options and seed.
 func Run(w *Workload, opts Options) (*Report, error) {
 	if err := opts.normalize(w); err != nil {
@@ -120,34 +127,38 @@ func Run(w *Workload, opts Options) (*Report, error) {
 		OverloadRisk: opts.OverloadRisk, Assumptions: w.Assumptions,
 	}
 	rep.StepCorrelation = EstimateStepCorrelation(w, 0, 0)
-	if opts.Correlation == nil {
-		var c scheduler.Resources // online: updated per run as it goes
-		switch {
-		case opts.Risk == scheduler.RiskBernstein:
-			rep.Assumptions = append(rep.Assumptions, "the bernstein risk model assumes independent tasks: correlation 0")
-		case opts.CorrelationFromTrace:
-			for r := range c {
-				c[r] = min(max(rep.StepCorrelation.Weighted[r], 0), 1)
-			}
+	var fixed *scheduler.Resources
+	switch {
+	case opts.Correlation != nil:
+		fixed = opts.Correlation
+	case opts.Risk == scheduler.RiskBernstein:
+		fixed = &scheduler.Resources{}
+		rep.Assumptions = append(rep.Assumptions, "the bernstein risk model assumes independent tasks: correlation 0")
+	case opts.CorrelationFromTrace:
+		var c scheduler.Resources
+		for r := range c {
+			c[r] = min(max(rep.StepCorrelation.Weighted[r], 0), 1)
 		}
-		opts.Correlation = &c
+		fixed = &c
 	}
-	rep.RiskCorrelation = *opts.Correlation
+	if fixed != nil {
+		rep.RiskCorrelation = *fixed
+	}
 	for i := range w.Tasks {
 		p := w.Tasks[i].maxProvisioned()
 		if p.CPU > opts.Machine.CPU || p.Memory > opts.Machine.Memory {
-			rep.Assumptions = append(rep.Assumptions, fmt.Sprintf("some tasks (first: %s, %.3g cores / %.3g bytes) are larger than the machine; they may stay pending", w.Tasks[i].ID(), p.CPU, p.Memory))
+			rep.Assumptions = append(rep.Assumptions, fmt.Sprintf("some tasks (first: %s, %.3g cores / %.3g bytes) are larger than the machine; their hints are capped at it", w.Tasks[i].ID(), p.CPU, p.Memory))
 			break
 		}
 	}
 	runs := make([]*run, len(opts.Policies))
+	errs := make([]error, len(runs))
 	total := w.Slots * len(opts.Policies)
 	var done atomic.Int64
 	workers := opts.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	errs := make([]error, len(runs))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, workers)
 	for i, p := range opts.Policies {
@@ -156,7 +167,11 @@ func Run(w *Workload, opts Options) (*Report, error) {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			r := newRun(w, p, &opts)
+			r, err := newRun(w, p, &opts, fixed)
+			if err != nil {
+				errs[i] = err
+				return
+			}
 			if opts.Progress != nil {
 				r.tick = func() { opts.Progress(int(done.Add(1)), total) }
 			}
@@ -170,19 +185,15 @@ func Run(w *Workload, opts Options) (*Report, error) {
 			return nil, err
 		}
 	}
-	if opts.online {
-		rep.RiskCorrelation = runs[0].online.rho
-		for _, r := range runs {
-			if r.policy == "fathom" {
-				rep.RiskCorrelation = r.online.rho
-			}
-		}
-		rep.Assumptions = append(rep.Assumptions, fmt.Sprintf("ρ estimated online from the windows replayed so far; at the end cpu %.3f, memory %.3f", rep.RiskCorrelation[0], rep.RiskCorrelation[1]))
-	}
 	for _, r := range runs {
 		var cpu, mem predictor.Tally
 		for i := range r.tasks {
-			tl := r.tasks[i].replay.Tallies()
+			tl := r.tasks[i].tally
+			for res := range tl {
+				if tl[res].Windows > 0 {
+					tl[res].Tasks = 1
+				}
+			}
 			cpu.Merge(tl[0])
 			mem.Merge(tl[1])
 		}
@@ -190,30 +201,48 @@ func Run(w *Workload, opts Options) (*Report, error) {
 		rep.Cluster = append(rep.Cluster, r.cluster())
 		rep.Timeseries = append(rep.Timeseries, r.points...)
 		rep.TaskSeries = append(rep.TaskSeries, r.samples...)
+		if r.policy == "fathom" && fixed == nil {
+			rep.RiskCorrelation = r.rho
+		}
+	}
+	if fixed == nil {
+		rep.Assumptions = append(rep.Assumptions, fmt.Sprintf("ρ estimated online by the predictor from the windows replayed so far; at the end cpu %.3f, memory %.3f",
+			rep.RiskCorrelation[0], rep.RiskCorrelation[1]))
 	}
 	return rep, nil
 }
 
-// taskRun is one task's state in one policy's run.
+// taskRun is one trace task in one policy's run: a job of one replica.
 type taskRun struct {
 	t           *Task
-	id          string
-	first, last int // first and last slot with a window
-	next        int // next window to replay
-	rec         models.Recommender
-	active      bool // arrived and not departed
-	placed      bool
-	ranBefore   bool              // was placed at some point (a new placement is a reschedule)
-	spec        scheduler.Task    // the size the scheduler holds
-	use         models.Size       // usage in the current slot (carried over gaps)
-	want        scheduler.Task    // the size the policy wants this slot
-	replay      *predictor.Replay // per-task figures, scored as predictor.Evaluate does
+	job         string // job id
+	first, last int    // first and last slot with a window
+	next        int    // next window to replay
+	active      bool   // arrived and not departed
+	use         models.Size
+	tally       [2]predictor.Tally
+	prevLimit   [2]float64
+	lastNode    string // machine of its last start
+	started     bool
 	sample      bool
-	stepSeen    int        // windows folded into stepVar (stepDist)
-	stepVar     [2]float64 // decayed mean of squared window-to-window changes
-	stepN       int
-	corrSS      [2]float64 // Σ squared changes seen (onlineCorrelation)
-	corrN       int
+}
+
+// proc is a task's copy on a simulated machine.
+type proc struct {
+	sizes   controller.Sizes
+	gen     int64
+	desired controller.Desired
+	running bool
+}
+
+// machine is a simulated node and its agent: it runs what its assignment
+// set says (as agent.Executor does), heartbeats, and reports.
+type machine struct {
+	name   string
+	up     bool // heartbeats; false once failed or removed
+	procs  map[string]*proc
+	queue  []controller.Status
+	killed bool
 }
 
 // run is one policy's simulation.
@@ -221,44 +250,41 @@ type run struct {
 	w      *Workload
 	opts   *Options
 	policy string
-	oracle bool
-	state  *scheduler.State
-	nodes  []string // machines in the cluster (not failed, not released)
-	spare  []string // released machines, reused before new ones are added
-	down   map[string]bool
+	c      *controller.Controller
+	pred   *predictor.Predictor
+	now    time.Time
 	tasks  []taskRun
-	byID   map[string]int
-	q      eventQueue
+	byJob  map[string]int
+	mach   map[string]*machine
+	order  []string // machine names in creation order
+	free   []string // released machine names, reused
+	made   int
 	tick   func()
-	made   int // machines created
-
-	pending []int // tasks waiting for a machine, in arrival order
-
-	online onlineCorrelation // when ρ is estimated as the run goes
+	rho    scheduler.Resources
 
 	// Totals.
 	machineWindows, machinesPeak, overloaded int
 	lowerBoundSum, requestBoundSum           int
 	usageSum                                 models.Size
-	evictions, reschedules, resizes          int
-	failed, pendingTaskWindows               int
-	alone                                    int
+	evictions, ooms, reschedules, resizes    int
+	failed, pendingTaskWindows, added        int
 	seconds                                  float64
 
-	// Per-window counters for points.
 	slotEvictions, slotReschedules int
-
-	points  []Point
-	samples []TaskPoint
+	points                         []Point
+	samples                        []TaskPoint
 }
 
-// nodeLabel carries a machine's own name, so a resize can ask the real
-// scheduler whether the new size fits where the task already runs.
-const nodeLabel = "sim.fathom.io/machine"
+// Sim-wide constants of the control loop: the node provider answers at once
+// (a cloud whose machines come up instantly), so the figures measure the
+// packing and the sizing, not the provider's latency.
+const (
+	simCooldown     = time.Nanosecond
+	simRemovalDelay = Step
+)
 
-func newRun(w *Workload, policy string, opts *Options) *run {
-	r := &run{w: w, opts: opts, policy: policy, oracle: policy == PolicyOracle, down: map[string]bool{}, byID: map[string]int{}}
-	r.state, _ = scheduler.NewState(scheduler.ClusterView{})
+func newRun(w *Workload, policy string, opts *Options, fixed *scheduler.Resources) (*run, error) {
+	r := &run{w: w, opts: opts, policy: policy, byJob: map[string]int{}, mach: map[string]*machine{}, now: w.Start}
 	r.tasks = make([]taskRun, len(w.Tasks))
 	stride := 0
 	if opts.SampleTasks > 0 {
@@ -268,543 +294,524 @@ func newRun(w *Workload, policy string, opts *Options) *run {
 		t := &w.Tasks[i]
 		tr := &r.tasks[i]
 		tr.t = t
-		tr.id = t.ID()
+		tr.job = fmt.Sprintf("t%05d", i)
 		tr.first = w.slot(t.Windows[0].Start)
 		tr.last = w.slot(t.Windows[len(t.Windows)-1].Start)
 		tr.sample = stride > 0 && i%stride == 0 && i/stride < opts.SampleTasks
-		if policy != PolicyProvisioned && policy != PolicyOracle {
-			tr.rec, _ = opts.New(policy) // checked by normalize
-		}
-		tr.replay = predictor.NewReplay(tr.rec, t.Windows[0].Start, predictor.EvalOptions{
-			WarmUp: opts.WarmUp, ChangeThreshold: opts.ChangeThreshold, NoOOMFeedback: opts.NoOOMFeedback})
-		r.byID[tr.id] = i
+		tr.prevLimit = [2]float64{-1, -1}
+		r.byJob[tr.job] = i
 	}
-	return r
+	pc := predictor.Config{Kind: policy, Window: Step, StepSpread: opts.StepSpread}
+	switch policy {
+	case PolicyProvisioned:
+		pc.Kind = "fathom"                // not used: every task has its own recommender
+		pc.EarlyHorizon = time.Nanosecond // no early margin over a size that is not learned
+		pc.NewFor = func(k predictor.TaskKey) (models.Recommender, error) {
+			return &provisionedRec{t: r.taskOf(k), c: opts.Machine}, nil
+		}
+	case PolicyOracle:
+		pc.Kind = "fathom"
+		pc.EarlyHorizon = time.Nanosecond
+		pc.NewFor = func(k predictor.TaskKey) (models.Recommender, error) {
+			return &oracleRec{t: r.taskOf(k), c: opts.Machine}, nil
+		}
+	default:
+		pc.New = opts.New
+	}
+	pred, err := predictor.New(pc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: policy %s: %v", ErrInvalid, policy, err)
+	}
+	r.pred = pred
+	cfg := controller.Config{
+		Placement: scheduler.Options{Seed: opts.Seed, OverloadRisk: opts.OverloadRisk, Risk: opts.Risk},
+		Sizing: controller.SizingPolicy{Deadband: opts.ResizeDeadband, ShrinkDelay: opts.ShrinkDelay,
+			PackOnLimit: policy != "fathom"},
+		MaxPlacePerRound: max(len(w.Tasks), 1),
+		Provider:         controller.ProviderPolicy{Enabled: true, Cooldown: simCooldown, RemovalDelay: simRemovalDelay},
+		Predictor:        pred,
+	}
+	if policy == PolicyOracle {
+		// Perfect foresight: no deadband, no delay, moves at once.
+		cfg.Sizing.Deadband, cfg.Sizing.ShrinkDelay, cfg.Sizing.MinTaskAge, cfg.Sizing.MoveCost = 1e-9, time.Nanosecond, time.Nanosecond, 1e-9
+	}
+	if fixed != nil {
+		cfg.Placement.Correlation = *fixed
+	} else {
+		cfg.OnlineCorrelation = true
+	}
+	if opts.ConsolidateEvery > 0 {
+		cfg.Consolidate = true
+		cfg.ConsolidateBelow = 1
+		cfg.DrainBudget = opts.ConsolidateBudget
+		cfg.ConsolidateInterval = time.Duration(opts.ConsolidateEvery) * Step
+	}
+	if cfg.Sizing.PackOnLimit {
+		cfg.OnlineCorrelation = false // no spread: the correlation plays no part
+	}
+	c, err := controller.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	r.c = c
+	return r, nil
 }
+
+// taskOf finds the trace task of a predictor key (its job's name).
+func (r *run) taskOf(k predictor.TaskKey) *Task {
+	if i, ok := r.byJob[k.Job]; ok {
+		return r.tasks[i].t
+	}
+	return nil
+}
+
+func (r *run) capacity() models.Size { return r.opts.Machine }
 
 func (r *run) simulate() error {
 	start := time.Now()
 	defer func() { r.seconds = time.Since(start).Seconds() }()
-	for i := range r.tasks {
-		tr := &r.tasks[i]
-		r.q.push(event{at: time.Duration(tr.first) * Step, kind: evArrive, task: i})
-		r.q.push(event{at: time.Duration(tr.last+1) * Step, kind: evDepart, task: i})
+	// One machine to begin with: it gives the node provider the shape to
+	// add more of.
+	if err := r.addMachine(); err != nil {
+		return err
 	}
-	for i, f := range r.opts.Failures {
-		r.q.push(event{at: f.At, kind: evFail, fail: i})
-	}
-	if r.w.Slots > 0 {
-		r.q.push(event{at: 0, kind: evWindow, slot: 0})
-	}
-	for r.q.Len() > 0 {
-		e := r.q.pop()
-		switch e.kind {
-		case evDepart:
-			tr := &r.tasks[e.task]
-			tr.active = false
-			if tr.placed {
-				r.state.Remove(tr.id)
-				tr.placed = false
-			}
-		case evArrive:
-			r.tasks[e.task].active = true
-			r.pending = append(r.pending, e.task)
-		case evFail:
-			r.fail(r.opts.Failures[e.fail].Machines, e.at)
-		case evWindow:
-			if err := r.window(e.slot); err != nil {
-				return err
-			}
-			if r.tick != nil {
-				r.tick()
-			}
-			if e.slot+1 < r.w.Slots {
-				r.q.push(event{at: time.Duration(e.slot+1) * Step, kind: evWindow, slot: e.slot + 1})
+	fails := slices.Clone(r.opts.Failures)
+	slices.SortStableFunc(fails, func(a, b Failure) int { return cmp.Compare(a.At, b.At) })
+	for k := range r.w.Slots {
+		r.now = r.w.SlotTime(k)
+		r.slotEvictions, r.slotReschedules = 0, 0
+		// Tasks that ended leave; new ones arrive (as unsized jobs whose
+		// owners' guess, the provisioned size, is the hint).
+		for i := range r.tasks {
+			tr := &r.tasks[i]
+			switch {
+			case tr.active && k > tr.last:
+				tr.active = false
+				if err := r.c.Stop(tr.job, r.now); err != nil {
+					return err
+				}
+			case !tr.active && k == tr.first:
+				tr.active = true
+				if err := r.c.Submit(controller.Job{ID: tr.job, Spec: r.spec(tr)}, r.now); err != nil {
+					return err
+				}
 			}
 		}
+		for len(fails) > 0 && fails[0].At <= r.now.Sub(r.w.Start) {
+			r.fail(fails[0].Machines, fails[0].At)
+			fails = fails[1:]
+		}
+		// The agents heartbeat; then rounds of the control loop, each
+		// followed by what the agents did about it, until nothing changes:
+		// a real agent reports within a second, far inside a window, so a
+		// moved task's old copy stops, and a machine the provider adds takes
+		// its tasks, before the window's usage is counted.
+		for _, name := range r.order {
+			if m := r.mach[name]; m != nil && m.up {
+				r.c.Heartbeat(name, controller.Usage{}, r.now)
+			}
+		}
+		for range 8 {
+			reported, err := r.report()
+			if err != nil {
+				return err
+			}
+			r.c.Tick(r.now)
+			more, err := r.apply()
+			if err != nil {
+				return err
+			}
+			if !more && !reported && !r.pendingReports() {
+				break
+			}
+		}
+		// The tasks use what the trace says, within their limits.
+		r.use(k)
+		if r.tick != nil {
+			r.tick()
+		}
+	}
+	if r.policy == "fathom" {
+		rho := r.pred.Correlation(r.now)
+		r.rho = scheduler.Resources{rho[0], rho[1]}
 	}
 	return nil
 }
 
-// window simulates slot k: size every running task, place what waits, let
-// the tasks use what the trace says, evict where memory runs out, and feed
-// the recommenders the windows they just saw.
-func (r *run) window(k int) error {
-	r.slotEvictions, r.slotReschedules = 0, 0
-	if r.oracle {
-		return r.oracleWindow(k)
-	}
-	// 1. Size: what each active task should have for this slot, asked at the
-	// start of its first window in the slot (no look-ahead).
-	for i := range r.tasks {
-		tr := &r.tasks[i]
-		if !tr.active {
+// report delivers what the agents have to say; it reports whether any did.
+func (r *run) report() (bool, error) {
+	any := false
+	for _, name := range r.order {
+		m := r.mach[name]
+		if m == nil || !m.up || len(m.queue) == 0 {
 			continue
 		}
-		r.size(tr, k)
-		if tr.placed {
-			if err := r.resize(tr); err != nil {
-				return err
-			}
+		if err := r.c.Report(name, m.queue, r.now); err != nil {
+			return false, err
 		}
+		m.queue = nil
+		any = true
 	}
-	// 2. Place what waits: arrivals, evicted and lost tasks.
-	if err := r.placePending(); err != nil {
-		return err
-	}
-	// 3. Use: replay the slot's windows (per-task figures, recommenders).
-	r.use(k)
-	if r.opts.online {
-		r.online.endSlot()
-	}
-	// 4. Machines: count, overloads, evictions under memory pressure.
-	r.account(k)
-	// 5. Consolidate on schedule, then hand idle machines back.
-	if r.opts.ConsolidateEvery > 0 && k%r.opts.ConsolidateEvery == r.opts.ConsolidateEvery-1 {
-		if err := r.consolidate(); err != nil {
-			return err
-		}
-	}
-	return r.release()
+	return any, nil
 }
 
-// oracleWindow simulates slot k for the oracle: every task's limit is the
-// usage of the window it is about to have (known in advance), and the
-// cluster is packed from scratch by the real scheduler every window, so
-// its machine count is a floor for policies that must predict and cannot
-// move every task every five minutes. Moves are free for it: it reports no
-// reschedules, and failures do not apply (its machines are new each window).
-func (r *run) oracleWindow(k int) error {
-	st, err := scheduler.NewState(scheduler.ClusterView{})
-	if err != nil {
-		return err
-	}
-	r.state, r.nodes, r.spare, r.made = st, nil, nil, 0
-	r.pending = r.pending[:0]
-	for i := range r.tasks {
-		tr := &r.tasks[i]
-		if !tr.active {
-			continue
-		}
-		a, b := r.windowsIn(tr, k)
-		if a < b {
-			var use models.Size
-			for wi := a; wi < b; wi++ {
-				win := tr.t.Windows[wi]
-				tr.replay.Score(win, models.Size{CPU: win.CPU, Memory: win.Memory}, tr.t.provisioned(wi))
-				use.CPU, use.Memory = max(use.CPU, win.CPU), max(use.Memory, win.Memory)
-			}
-			tr.next, tr.use = b, use
-		}
-		tr.placed, tr.ranBefore = false, false
-		t := scheduler.Task{ID: tr.id, Job: tr.t.Key.Namespace + "/" + tr.t.Key.Job, Priority: tr.t.Priority,
-			Request: scheduler.Resources{tr.use.CPU, tr.use.Memory}}
-		for res := range t.Request {
-			t.Request[res] = max(t.Request[res], 1e-6*r.capacity()[res])
-		}
-		t.Limit = t.Request
-		tr.want = t
-		r.pending = append(r.pending, i)
-		if tr.sample {
-			r.samples = append(r.samples, TaskPoint{Time: r.w.SlotTime(k), Policy: r.policy, Task: tr.id, Usage: tr.use, Request: tr.use, Limit: tr.use})
-		}
-	}
-	if err := r.placePending(); err != nil {
-		return err
-	}
-	r.account(k)
-	return nil
-}
-
-// windowsIn returns the task's windows [i, j) that fall in slot k.
-func (r *run) windowsIn(tr *taskRun, k int) (int, int) {
-	i := tr.next
-	j := i
-	for j < len(tr.t.Windows) && r.w.slot(tr.t.Windows[j].Start) <= k {
-		j++
-	}
-	return i, j
-}
-
-// size sets tr.want for slot k.
-func (r *run) size(tr *taskRun, k int) {
-	i, j := r.windowsIn(tr, k)
-	if i == j && tr.want.ID != "" {
-		return // a gap in the trace: keep the last size
-	}
-	wi := min(i, len(tr.t.Windows)-1)
-	at := tr.t.Windows[wi].Start
-	t := scheduler.Task{ID: tr.id, Job: tr.t.Key.Namespace + "/" + tr.t.Key.Job, Priority: tr.t.Priority}
-	switch {
-	case tr.rec == nil: // provisioned
-		p := tr.t.provisioned(wi)
-		if p.CPU == 0 || p.Memory == 0 {
-			p = tr.t.maxProvisioned()
-		}
-		t.Request = scheduler.Resources{p.CPU, p.Memory}
-		t.Limit = t.Request
-	case r.policy == "fathom":
-		// Fathom packs on its predicted request with the predicted
-		// distribution, so the scheduler's risk bound applies.
-		rc := tr.rec.Recommend(at)
-		lim := tr.rec.Limit(at)
-		t.Limit = scheduler.Resources{lim.CPU, lim.Memory}
-		t.Request = scheduler.Resources{min(rc.CPU.Request, lim.CPU), min(rc.Memory.Request, lim.Memory)}
-		t.Usage = [scheduler.NumResources]scheduler.Dist{
-			{Mean: rc.CPU.Mean, StdDev: rc.CPU.StdDev},
-			{Mean: rc.Memory.Mean, StdDev: rc.Memory.StdDev},
-		}
-		if r.opts.StepSpread > 0 {
-			tr.stepDist(&t, r.opts.StepSpread)
-		}
-	default:
-		// Baselines pack on their own limits: no oversubscription.
-		lim := tr.rec.Limit(at)
-		t.Limit = scheduler.Resources{lim.CPU, lim.Memory}
-		t.Request = t.Limit
-	}
-	c := r.capacity()
-	for res := range t.Request {
-		if !(t.Request[res] > 0) { // no history yet: a nominal size, never 0
-			t.Request[res] = 1e-6 * c[res]
-		}
-		// A size beyond the machine is capped at the machine: no machine
-		// could hold more, and the agent cannot enforce more.
-		t.Request[res] = min(t.Request[res], c[res])
-		t.Limit[res] = min(max(t.Limit[res], t.Request[res]), c[res])
-	}
-	tr.want = t
-}
-
-func (r *run) capacity() scheduler.Resources {
-	return scheduler.Resources{r.opts.Machine.CPU, r.opts.Machine.Memory}
-}
-
-// needsResize reports whether the placed size must change: any raise at
-// once, a cut only past the deadband.
-func (r *run) needsResize(tr *taskRun) bool {
-	for res := range tr.want.Request {
-		for _, p := range [][2]float64{{tr.spec.Request[res], tr.want.Request[res]}, {tr.spec.Limit[res], tr.want.Limit[res]}} {
-			if p[1] > p[0] || p[1] < p[0]*(1-r.opts.ResizeDeadband) {
-				return true
-			}
-		}
-		old, cur := tr.spec.Usage[res], tr.want.Usage[res]
-		if math.Abs(cur.Mean-old.Mean) > r.opts.ResizeDeadband*old.Mean || math.Abs(cur.StdDev-old.StdDev) > r.opts.ResizeDeadband*max(old.StdDev, 0.1*old.Mean) {
+// pendingReports reports whether an agent has something to say.
+func (r *run) pendingReports() bool {
+	for _, m := range r.mach {
+		if m.up && len(m.queue) > 0 {
 			return true
 		}
 	}
 	return false
 }
 
-// resize applies tr.want to a placed task: in place when the scheduler
-// says it fits there, otherwise by moving it.
-func (r *run) resize(tr *taskRun) error {
-	if !r.needsResize(tr) {
-		return nil
+// spec is the job a trace task is submitted as.
+func (r *run) spec(tr *taskRun) controller.Spec {
+	p := tr.t.provisioned(0)
+	if p.CPU == 0 || p.Memory == 0 {
+		p = tr.t.maxProvisioned()
 	}
-	node, _ := r.state.TaskNode(tr.id)
-	r.state.Remove(tr.id)
-	if shrinks(tr.spec, tr.want, r.opts.Risk == scheduler.RiskBernstein) {
-		// Nothing grows: the scheduler admits it where it is (every
-		// check is monotone in request, limit, mean and spread), so skip
-		// asking it.
-		tr.spec = tr.want
-		if err := r.state.Assign(tr.spec, node); err != nil {
-			return err
+	if r.policy == PolicyOracle {
+		// It knows: the first window's usage.
+		w := tr.t.Windows[0]
+		p = models.Size{CPU: max(w.CPU, 1e-3), Memory: max(w.Memory, 1<<20)}
+	}
+	c := r.capacity()
+	// Hints in whole bytes, rounded up: a usage of 1,059,423,027.2 bytes
+	// under a hint truncated to 1,059,423,027 would be an OOM kill.
+	return controller.Spec{Name: tr.job, Namespace: "sim", Type: controller.TypeService, Priority: tr.t.Priority.String(),
+		Replicas: 1, Command: []string{tr.t.ID()}, CPUHint: math.Min(p.CPU, c.CPU), MemoryHint: min(int64(math.Ceil(p.Memory)), int64(c.Memory))}
+}
+
+// apply takes the controller's Ready: assignment changes go to the
+// machines' agents (which start, resize and stop copies), node provider
+// calls are answered at once. It reports whether machines were added (so
+// that the round runs again to place what waited for them).
+func (r *run) apply() (bool, error) {
+	rd := r.c.Ready()
+	r.resizes += rd.Stats.Resized
+	for _, ch := range rd.Assign {
+		m := r.mach[ch.Node]
+		if m == nil || !m.up {
+			continue
 		}
-		r.resizes++
+		r.assign(m, ch)
+	}
+	added := false
+	if pc := rd.Provider; pc != nil {
+		switch pc.Action {
+		case "add":
+			for range pc.Count {
+				if err := r.addMachine(); err != nil {
+					return false, err
+				}
+			}
+			r.added += pc.Count
+			added = pc.Count > 0
+		case "remove":
+			for _, name := range pc.Nodes {
+				if err := r.removeMachine(name); err != nil {
+					return false, err
+				}
+			}
+		}
+		r.c.ProviderDone(pc, true, r.now)
+	}
+	return added, nil
+}
+
+// assign is the agent's side of one assignment change.
+func (r *run) assign(m *machine, ch controller.AssignmentChange) {
+	p := m.procs[ch.TaskID]
+	a := ch.Assignment
+	switch {
+	case a == nil:
+		delete(m.procs, ch.TaskID) // stopped and forgotten
+	case a.Desired == controller.DesiredStop:
+		if p != nil && p.running {
+			p.running = false
+			m.queue = append(m.queue, controller.Status{TaskID: ch.TaskID, State: controller.ReportedStopped, Generation: a.Generation})
+		}
+	case a.Desired == controller.DesiredKeep:
+		if p != nil {
+			p.sizes, p.desired = a.Sizes, a.Desired
+		}
+	case p != nil && p.running && p.gen != a.Generation:
+		p.sizes, p.gen = a.Sizes, a.Generation // resized in place
+	case p == nil || !p.running:
+		m.procs[ch.TaskID] = &proc{sizes: a.Sizes, gen: a.Generation, desired: a.Desired, running: true}
+		m.queue = append(m.queue, controller.Status{TaskID: ch.TaskID, State: controller.ReportedRunning, Generation: a.Generation, StartedAt: r.now})
+		job, _, _ := controller.SplitTaskID(ch.TaskID)
+		if i, ok := r.byJob[job]; ok {
+			tr := &r.tasks[i]
+			if tr.started && tr.lastNode != m.name {
+				r.reschedules++
+				r.slotReschedules++
+			}
+			tr.started, tr.lastNode = true, m.name
+		}
+	}
+}
+
+// addMachine adds a machine of the shape: a released one first.
+func (r *run) addMachine() error {
+	var name string
+	if k := len(r.free); k > 0 {
+		name = r.free[k-1]
+		r.free = r.free[:k-1]
+	} else {
+		r.made++
+		name = fmt.Sprintf("m-%05d", r.made)
+		r.order = append(r.order, name)
+	}
+	r.mach[name] = &machine{name: name, up: true, procs: map[string]*proc{}}
+	c := r.capacity()
+	_, err := r.c.Register(controller.NodeInfo{Name: name, CPU: c.CPU, Memory: int64(c.Memory), Enforcement: "cgroup1"}, r.now)
+	return err
+}
+
+// removeMachine gives a machine back (it was emptied and handed to the
+// provider): its agent is gone and the controller forgets it.
+func (r *run) removeMachine(name string) error {
+	m := r.mach[name]
+	if m == nil || !m.up {
 		return nil
 	}
-	t := tr.want
-	t.Constraints = []scheduler.Constraint{{Label: nodeLabel, Op: scheduler.OpEqual, Value: node}}
-	plan, err := r.state.Place([]scheduler.Task{t}, r.placeOpts())
-	if err != nil {
+	m.up = false
+	m.procs = map[string]*proc{}
+	if err := r.c.RemoveNode(name, r.now); err != nil {
 		return err
 	}
-	if len(plan.Placements) == 1 {
-		tr.spec = tr.want
-		// Place committed the constrained copy; keep the plain spec.
-		r.state.Remove(tr.id)
-		if err := r.state.Assign(tr.spec, node); err != nil {
-			return err
-		}
-		r.resizes++
-		return nil
-	}
-	tr.placed = false
-	r.pending = append(r.pending, r.byID[tr.id])
+	delete(r.mach, name)
+	r.free = append(r.free, name)
 	return nil
 }
 
-// shrinks reports whether no request, limit, predicted mean or spread of b
-// exceeds a's (and, when rng, no upward range limit − mean: Bernstein's
-// margin grows with it).
-func shrinks(a, b scheduler.Task, rng bool) bool {
-	for res := range a.Request {
-		if b.Request[res] > a.Request[res] || b.Limit[res] > a.Limit[res] ||
-			b.Usage[res].Mean > a.Usage[res].Mean || b.Usage[res].StdDev > a.Usage[res].StdDev {
-			return false
-		}
-		if rng && b.Limit[res]-b.Usage[res].Mean > a.Limit[res]-a.Usage[res].Mean {
-			return false
+// fail takes n machines in use down (chosen by the seed): their processes
+// are gone and they stop heartbeating; the controller declares them down
+// after the heartbeat timeout and places their tasks again.
+func (r *run) fail(n int, at time.Duration) {
+	var used []string
+	for _, name := range r.order {
+		if m := r.mach[name]; m != nil && m.up && len(m.procs) > 0 {
+			used = append(used, name)
 		}
 	}
-	return true
+	for j := 0; j < n && len(used) > 0; j++ {
+		h := splitmix(r.opts.Seed ^ uint64(at) ^ uint64(j)*0x9e3779b97f4a7c15)
+		i := int(h % uint64(len(used)))
+		name := used[i]
+		used = append(used[:i], used[i+1:]...)
+		m := r.mach[name]
+		m.up, m.killed, m.procs, m.queue = false, true, map[string]*proc{}, nil
+		r.failed++
+	}
 }
 
-func (r *run) placeOpts() scheduler.Options {
-	rho := *r.opts.Correlation
-	if r.opts.online {
-		rho = r.online.rho
-	}
-	return scheduler.Options{Seed: r.opts.Seed, OverloadRisk: r.opts.OverloadRisk, Risk: r.opts.Risk, Correlation: rho, NoPreemption: true}
-}
-
-// addMachines adds n machines to the cluster: released ones first, then
-// new ones.
-func (r *run) addMachines(n int) error {
-	for range n {
-		if k := len(r.spare); k > 0 {
-			name := r.spare[k-1]
-			r.spare = r.spare[:k-1]
-			if err := r.state.SetNodeFlags(name, false, false, false); err != nil {
-				return err
-			}
-			r.nodes = append(r.nodes, name)
-			continue
-		}
-		r.made++
-		name := fmt.Sprintf("m-%05d", r.made)
-		if _, err := r.state.AddNode(scheduler.Node{Name: name, Capacity: r.capacity(), Labels: map[string]string{nodeLabel: name}}); err != nil {
-			return err
-		}
-		r.nodes = append(r.nodes, name)
-	}
-	return nil
-}
-
-// release returns the cluster's empty machines to the pool (like a cluster
-// autoscaler), so that only machines running tasks are counted and the
-// scheduler never spreads work onto idle machines.
-func (r *run) release() error {
-	kept := r.nodes[:0]
-	for _, name := range r.nodes {
-		if len(r.state.NodeTasks(name)) > 0 {
-			kept = append(kept, name)
-			continue
-		}
-		if err := r.state.SetNodeFlags(name, false, false, true); err != nil {
-			return err
-		}
-		r.spare = append(r.spare, name)
-	}
-	r.nodes = kept
-	return nil
-}
-
-// placePending places waiting tasks with the scheduler, adding machines
-// while some task fits on none of the existing ones.
-func (r *run) placePending() error {
-	if len(r.pending) == 0 {
-		return nil
-	}
-	byID := map[string]int{}
-	var batch []scheduler.Task
-	for _, i := range r.pending {
-		tr := &r.tasks[i]
-		if !tr.active || tr.placed {
-			continue
-		}
-		byID[tr.id] = i
-		batch = append(batch, tr.want)
-	}
-	r.pending = r.pending[:0]
-	for round := 0; len(batch) > 0; round++ {
-		plan, err := r.state.Place(batch, r.placeOpts())
-		if err != nil {
-			return err
-		}
-		for _, p := range plan.Placements {
-			r.placed(byID[p.TaskID])
-		}
-		if len(plan.Unplaced) == 0 {
-			break
-		}
-		left := batch[:0]
-		var need scheduler.Resources
-		for _, u := range plan.Unplaced {
-			t := r.tasks[byID[u.TaskID]].want
-			left = append(left, t)
-			need = need.Add(t.Request)
-		}
-		batch = left
-		if len(plan.Placements) == 0 && round > 0 {
-			// Not even fresh machines took them. The risk bound can refuse
-			// a task an empty machine (a wide predicted spread against a
-			// large share of the machine); alone on a machine it cannot
-			// overload it beyond its limit, so it gets a machine of its own
-			// (State.Assign records it whatever the filters say, and the
-			// risk filter then keeps other tasks off that machine). A task
-			// whose request exceeds a machine waits.
-			c := r.capacity()
-			for _, t := range batch {
-				if !t.Request.Fits(c) {
-					r.pending = append(r.pending, byID[t.ID])
-					continue
-				}
-				if err := r.addMachines(1); err != nil {
-					return err
-				}
-				if err := r.state.Assign(t, r.nodes[len(r.nodes)-1]); err != nil {
-					return err
-				}
-				r.placed(byID[t.ID])
-				r.alone++
-			}
-			break
-		}
-		c := r.capacity()
-		n := 1
-		for res := range need {
-			n = max(n, int(math.Ceil(need[res]/c[res])))
-		}
-		if err := r.addMachines(n); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// placed records that task i now runs.
-func (r *run) placed(i int) {
-	tr := &r.tasks[i]
-	tr.placed = true
-	tr.spec = tr.want
-	if tr.ranBefore {
-		r.reschedules++
-		r.slotReschedules++
-	}
-	tr.ranBefore = true
-}
-
-// use replays slot k's windows of every active task: the limit for each
-// window is asked at its start and scored by predictor.Replay, the step
-// predictor.Evaluate runs, then the window is observed.
+// use replays slot k: every running copy uses what its task's trace says,
+// capped at its limits (memory above the limit is an OOM kill); machines
+// are counted, overloads noted, and memory that runs out evicts the
+// lowest-priority copies. The predictor then learns the windows and the
+// controller hears which tasks have new usage.
 func (r *run) use(k int) {
+	c := r.capacity()
+	var usage, req models.Size
+	pend := 0
+	// The task's trace windows [a, b) in slot k (a gap in the trace: none,
+	// and the usage of the last one carries over).
+	windows := map[int][2]int{}
 	for i := range r.tasks {
 		tr := &r.tasks[i]
 		if !tr.active {
 			continue
 		}
-		a, b := r.windowsIn(tr, k)
-		if a == b {
-			continue // a gap: usage and limit carry over
-		}
-		var use, lim models.Size
-		for wi := a; wi < b; wi++ {
-			win := tr.t.Windows[wi]
-			// predictor.Evaluate's step: the limit asked at the window's
-			// start and scored, then the OOM feedback and the window
-			// observed.
-			l := tr.replay.Step(win, tr.t.provisioned(wi))
-			use.CPU, use.Memory = max(use.CPU, win.CPU), max(use.Memory, win.Memory)
-			if wi == a {
-				lim = l
+		a := tr.next
+		for tr.next < len(tr.t.Windows) && r.w.slot(tr.t.Windows[tr.next].Start) <= k {
+			w := tr.t.Windows[tr.next]
+			if tr.next == a {
+				tr.use = models.Size{CPU: w.CPU, Memory: w.Memory}
+			} else {
+				// Several trace windows in one slot: the slot's peak.
+				tr.use = models.Size{CPU: max(tr.use.CPU, w.CPU), Memory: max(tr.use.Memory, w.Memory)}
 			}
+			tr.next++
 		}
-		if r.opts.online {
-			r.online.add(r.w, tr, a, b, k)
+		if tr.next > a {
+			windows[i] = [2]int{a, tr.next}
 		}
-		tr.next = b
-		tr.use = use
-		if tr.sample {
-			r.samples = append(r.samples, TaskPoint{Time: r.w.SlotTime(k), Policy: r.policy, Task: tr.id, Usage: use, Request: models.Size{CPU: tr.spec.Request[0], Memory: tr.spec.Request[1]}, Limit: lim})
-		}
+		usage.CPU += tr.use.CPU
+		usage.Memory += tr.use.Memory
 	}
-}
-
-// running returns what a placed task puts on its machine in the current
-// slot: its usage capped by the limit the agent enforces (the placed one,
-// raised at once and lowered past the resize deadband). CPU above the limit
-// is throttled; memory above it is an OOM kill, which the per-task figures
-// count as a violation.
-func (tr *taskRun) running() models.Size {
-	return models.Size{CPU: min(tr.use.CPU, tr.spec.Limit[0]), Memory: min(tr.use.Memory, tr.spec.Limit[1])}
-}
-
-// account counts machines, overloads and evictions for slot k.
-func (r *run) account(k int) {
-	c := r.capacity()
-	var usage, req models.Size
-	machines, over, pend := 0, 0, 0
+	// The sizes in effect as the window starts, taken before the window's
+	// usage can OOM-kill a copy: the window of an OOM kill is scored
+	// against the limit it broke (a memory violation, as `fathom model
+	// eval` counts it), not skipped because no copy runs afterwards.
+	lims := make([]controller.Sizes, len(r.tasks))
 	for i := range r.tasks {
-		tr := &r.tasks[i]
-		if tr.active {
-			usage.CPU += tr.use.CPU
-			usage.Memory += tr.use.Memory
-			if !tr.placed {
-				pend++
-			}
+		if r.tasks[i].active {
+			lims[i] = r.limitOf(&r.tasks[i])
 		}
 	}
-	for _, name := range r.nodes {
-		ids := r.state.NodeTasks(name)
-		if len(ids) == 0 {
+	machines, over := 0, 0
+	running := map[int]bool{}
+	var observed []string
+	for _, name := range r.order {
+		m := r.mach[name]
+		if m == nil || !m.up {
+			continue
+		}
+		ids := slices.Sorted(maps.Keys(m.procs))
+		var sum models.Size
+		n := 0
+		for _, id := range ids {
+			p := m.procs[id]
+			if !p.running {
+				continue
+			}
+			job, _, _ := controller.SplitTaskID(id)
+			i, ok := r.byJob[job]
+			if !ok {
+				continue
+			}
+			tr := &r.tasks[i]
+			n++
+			u := tr.use
+			if p.sizes.MemoryLimit > 0 && u.Memory > float64(p.sizes.MemoryLimit) {
+				// OOM-killed at its limit; the agent reports it.
+				p.running = false
+				r.ooms++
+				m.queue = append(m.queue, controller.Status{TaskID: id, State: controller.ReportedFailed, OOMKilled: true, ExitCode: 137,
+					Generation: p.gen, FinishedAt: r.now})
+				u.Memory = float64(p.sizes.MemoryLimit)
+			}
+			if p.sizes.CPULimit > 0 {
+				u.CPU = math.Min(u.CPU, p.sizes.CPULimit)
+			}
+			sum.CPU += u.CPU
+			sum.Memory += u.Memory
+			req.CPU += p.sizes.CPURequest
+			req.Memory += float64(p.sizes.MemoryRequest)
+			running[i] = true
+		}
+		if n == 0 {
 			continue
 		}
 		machines++
-		var sum models.Size
-		for _, id := range ids {
-			tr := &r.tasks[r.byID[id]]
-			u := tr.running()
-			sum.CPU += u.CPU
-			sum.Memory += u.Memory
-			req.CPU += tr.spec.Request[0]
-			req.Memory += tr.spec.Request[1]
-		}
-		if sum.CPU > c[0]*(1+1e-9) || sum.Memory > c[1]*(1+1e-9) {
+		if sum.CPU > c.CPU*(1+1e-9) || sum.Memory > c.Memory*(1+1e-9) {
 			over++
 		}
-		if sum.Memory > c[1]*(1+1e-9) {
-			r.evict(ids, sum.Memory-c[1])
+		if sum.Memory > c.Memory*(1+1e-9) {
+			r.evict(m, ids, sum.Memory-c.Memory)
 		}
 	}
+	// Per-task figures: the limit in effect against what the task used.
+	for i := range r.tasks {
+		tr := &r.tasks[i]
+		if !tr.active {
+			continue
+		}
+		if !running[i] {
+			pend++
+		}
+		ab, ok := windows[i]
+		if !ok {
+			continue
+		}
+		w := tr.t.Windows[ab[0]]
+		lim := lims[i]
+		prov := tr.t.provisioned(ab[0])
+		if w.Start.Sub(tr.t.Windows[0].Start) >= r.opts.WarmUp && lim != (controller.Sizes{}) {
+			for res, v := range [2][3]float64{{lim.CPULimit, tr.use.CPU, prov.CPU}, {float64(lim.MemoryLimit), tr.use.Memory, prov.Memory}} {
+				l := v[0]
+				if l == 0 {
+					l = [2]float64{c.CPU, c.Memory}[res] // no limit: the machine
+				}
+				tr.tally[res].Add(l, v[1], v[2], tr.prevLimit[res], r.opts.ChangeThreshold)
+				tr.prevLimit[res] = l
+			}
+		}
+		if tr.sample {
+			r.samples = append(r.samples, TaskPoint{Time: r.w.SlotTime(k), Policy: r.policy, Task: tr.t.ID(), Usage: tr.use,
+				Request: models.Size{CPU: lim.CPURequest, Memory: float64(lim.MemoryRequest)},
+				Limit:   models.Size{CPU: lim.CPULimit, Memory: float64(lim.MemoryLimit)}, Machine: tr.lastNode})
+		}
+		// The predictor learns the window (no look-ahead: the next round
+		// sizes with it); the controller hears the task has new usage.
+		r.pred.Observe(predictor.TaskKey{Namespace: "sim", Job: tr.job}, tr.t.Windows[ab[0]:ab[1]])
+		observed = append(observed, controller.TaskID(tr.job, 0))
+	}
+	r.c.Observed(observed)
 	lb, rlb := 0, 0
 	for res, v := range []float64{usage.CPU, usage.Memory} {
-		lb = max(lb, int(math.Ceil(v/c[res]-1e-9)))
+		lb = max(lb, int(math.Ceil(v/[2]float64{c.CPU, c.Memory}[res]-1e-9)))
 	}
 	for res, v := range []float64{req.CPU, req.Memory} {
-		rlb = max(rlb, int(math.Ceil(v/c[res]-1e-9)))
+		rlb = max(rlb, int(math.Ceil(v/[2]float64{c.CPU, c.Memory}[res]-1e-9)))
 	}
 	r.requestBoundSum += rlb
 	r.record(k, machines, lb, usage, req, over, pend)
 }
 
-// evict frees at least excess bytes of memory on a machine: lowest priority
-// first, then the largest memory user (fewest evictions).
-func (r *run) evict(ids []string, excess float64) {
-	cand := make([]*taskRun, 0, len(ids))
-	for _, id := range ids {
-		cand = append(cand, &r.tasks[r.byID[id]])
-	}
-	slices.SortStableFunc(cand, func(a, b *taskRun) int {
-		if a.t.Priority != b.t.Priority {
-			return cmp.Compare(a.t.Priority, b.t.Priority)
+// limitOf is the sizes in effect on a task's running copy (zero: none
+// runs).
+func (r *run) limitOf(tr *taskRun) controller.Sizes {
+	id := controller.TaskID(tr.job, 0)
+	if m := r.mach[tr.lastNode]; m != nil {
+		if p := m.procs[id]; p != nil && p.running && p.desired != controller.DesiredKeep {
+			return p.sizes
 		}
-		if c := cmp.Compare(b.running().Memory, a.running().Memory); c != 0 {
+	}
+	for _, name := range r.order {
+		if m := r.mach[name]; m != nil {
+			if p := m.procs[id]; p != nil && p.running {
+				return p.sizes
+			}
+		}
+	}
+	return controller.Sizes{}
+}
+
+// evict frees at least excess bytes of memory on a machine: lowest priority
+// first, then the largest memory user (fewest evictions). The agent reports
+// each eviction with what the task used.
+func (r *run) evict(m *machine, ids []string, excess float64) {
+	type cand struct {
+		id  string
+		tr  *taskRun
+		mem float64
+	}
+	var cs []cand
+	for _, id := range ids {
+		p := m.procs[id]
+		job, _, _ := controller.SplitTaskID(id)
+		i, ok := r.byJob[job]
+		if p == nil || !p.running || !ok {
+			continue
+		}
+		mem := r.tasks[i].use.Memory
+		if p.sizes.MemoryLimit > 0 {
+			mem = math.Min(mem, float64(p.sizes.MemoryLimit))
+		}
+		cs = append(cs, cand{id, &r.tasks[i], mem})
+	}
+	slices.SortStableFunc(cs, func(a, b cand) int {
+		if a.tr.t.Priority != b.tr.t.Priority {
+			return cmp.Compare(a.tr.t.Priority, b.tr.t.Priority)
+		}
+		if c := cmp.Compare(b.mem, a.mem); c != 0 {
 			return c
 		}
-		return cmp.Compare(a.id, b.id)
+		return strings.Compare(a.id, b.id)
 	})
-	for _, tr := range cand {
+	for _, cd := range cs {
 		if excess <= 0 {
 			break
 		}
-		excess -= tr.running().Memory
-		r.state.Remove(tr.id)
-		tr.placed = false
-		r.pending = append(r.pending, r.byID[tr.id])
+		excess -= cd.mem
+		p := m.procs[cd.id]
+		p.running = false
+		m.queue = append(m.queue, controller.Status{TaskID: cd.id, State: controller.ReportedStopped, Evicted: true,
+			MemoryUsed: int64(cd.mem), Generation: p.gen, Reason: "evicted under memory pressure"})
 		r.evictions++
 		r.slotEvictions++
 	}
@@ -824,33 +831,6 @@ func (r *run) record(k, machines, lb int, usage, req models.Size, over, pend int
 	}
 }
 
-// fail takes n machines in use down (chosen by the seed), and queues their
-// tasks to be placed again at once.
-func (r *run) fail(n int, at time.Duration) {
-	var used []string
-	for _, name := range r.nodes {
-		if len(r.state.NodeTasks(name)) > 0 {
-			used = append(used, name)
-		}
-	}
-	for j := 0; j < n && len(used) > 0; j++ {
-		h := splitmix(r.opts.Seed ^ uint64(at) ^ uint64(j)*0x9e3779b97f4a7c15)
-		i := int(h % uint64(len(used)))
-		name := used[i]
-		used = append(used[:i], used[i+1:]...)
-		for _, id := range r.state.NodeTasks(name) {
-			tr := &r.tasks[r.byID[id]]
-			r.state.Remove(id)
-			tr.placed = false
-			r.pending = append(r.pending, r.byID[id])
-		}
-		_ = r.state.SetNodeFlags(name, false, false, true)
-		r.down[name] = true
-		r.nodes = slices.DeleteFunc(r.nodes, func(s string) bool { return s == name })
-		r.failed++
-	}
-}
-
 func splitmix(x uint64) uint64 {
 	x += 0x9e3779b97f4a7c15
 	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
@@ -860,12 +840,19 @@ func splitmix(x uint64) uint64 {
 
 func (r *run) cluster() Cluster {
 	c := Cluster{Policy: r.policy, MachinesPeak: r.machinesPeak, Overloaded: r.overloaded, MachineWindows: r.machineWindows,
-		Evictions: r.evictions, Reschedules: r.reschedules, Resizes: r.resizes, FailedMachines: r.failed,
-		PendingTaskWindows: r.pendingTaskWindows, SimSeconds: r.seconds, Alone: r.alone}
+		Evictions: r.evictions, OOMKills: r.ooms, Reschedules: r.reschedules, Resizes: r.resizes, FailedMachines: r.failed,
+		PendingTaskWindows: r.pendingTaskWindows, MachinesAdded: r.added, SimSeconds: r.seconds}
 	if n := float64(r.w.Slots); n > 0 {
 		c.MachinesMean = float64(r.machineWindows) / n
 		c.LowerBoundMean = float64(r.lowerBoundSum) / n
 		c.RequestBoundMean = float64(r.requestBoundSum) / n
+	}
+	var taskWindows int
+	for i := range r.tasks {
+		taskWindows += len(r.tasks[i].t.Windows)
+	}
+	if taskWindows > 0 {
+		c.MovesPerTaskDay = float64(r.reschedules) / (float64(taskWindows) * Step.Seconds() / 86400)
 	}
 	if r.machineWindows > 0 {
 		mw := float64(r.machineWindows)
@@ -875,4 +862,68 @@ func (r *run) cluster() Cluster {
 		c.Utilization = max(c.UtilizationCPU, c.UtilizationMemory)
 	}
 	return c
+}
+
+// provisionedRec answers, as request and limit, the size the task's owner
+// provisioned for the window about to start: the provisioned policy through
+// the same loop (packed on its limits).
+type provisionedRec struct {
+	t *Task
+	c models.Size
+}
+
+func (p *provisionedRec) Kind() string                  { return "provisioned" }
+func (p *provisionedRec) Observe(models.Window)         {}
+func (p *provisionedRec) ObserveOOM(time.Time, float64) {}
+func (p *provisionedRec) at(now time.Time) models.Size {
+	ws := p.t.Windows
+	i, _ := slices.BinarySearchFunc(ws, now, func(w models.Window, t time.Time) int { return w.Start.Compare(t) })
+	if i >= len(ws) || !ws[i].Start.Before(now.Add(Step)) {
+		i = max(i-1, 0) // a gap: the last size carries over
+	}
+	s := p.t.provisioned(i)
+	if s.CPU == 0 || s.Memory == 0 {
+		s = p.t.maxProvisioned()
+	}
+	return models.Size{CPU: math.Min(s.CPU, p.c.CPU), Memory: math.Min(s.Memory, p.c.Memory)}
+}
+func (p *provisionedRec) Limit(now time.Time) models.Size { return p.at(now) }
+func (p *provisionedRec) Recommend(now time.Time) models.Recommendation {
+	s := p.at(now)
+	return models.Recommendation{CPU: models.Estimate{Request: s.CPU, Limit: s.CPU, Mean: s.CPU},
+		Memory: models.Estimate{Request: s.Memory, Limit: s.Memory, Mean: s.Memory}, Why: "the owner's provisioned size"}
+}
+
+// oracleRec knows the task's usage in advance: request and limit are the
+// usage of the window about to start (the floor a perfect recommender
+// reaches through the same loop).
+type oracleRec struct {
+	t *Task
+	c models.Size
+}
+
+func (o *oracleRec) Kind() string                  { return "oracle" }
+func (o *oracleRec) Observe(models.Window)         {}
+func (o *oracleRec) ObserveOOM(time.Time, float64) {}
+func (o *oracleRec) at(now time.Time) models.Size {
+	ws := o.t.Windows
+	i, _ := slices.BinarySearchFunc(ws, now, func(w models.Window, t time.Time) int { return w.Start.Compare(t) })
+	var u models.Size
+	switch {
+	case i < len(ws) && ws[i].Start.Before(now.Add(Step)):
+		// The peak of the windows that start before the next sizing.
+		for ; i < len(ws) && ws[i].Start.Before(now.Add(Step)); i++ {
+			u = models.Size{CPU: max(u.CPU, ws[i].CPU), Memory: max(u.Memory, ws[i].Memory)}
+		}
+	case i > 0:
+		u = models.Size{CPU: ws[i-1].CPU, Memory: ws[i-1].Memory} // a gap: the usage carries over
+	}
+	return models.Size{CPU: math.Min(max(u.CPU, 1e-3), o.c.CPU), Memory: math.Min(max(u.Memory, 1<<20), o.c.Memory)}
+}
+
+func (o *oracleRec) Limit(now time.Time) models.Size { return o.at(now) }
+func (o *oracleRec) Recommend(now time.Time) models.Recommendation {
+	s := o.at(now)
+	return models.Recommendation{CPU: models.Estimate{Request: s.CPU, Limit: s.CPU, Mean: s.CPU},
+		Memory: models.Estimate{Request: s.Memory, Limit: s.Memory, Mean: s.Memory}, Why: "the coming window's usage, known in advance"}
 }

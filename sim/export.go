@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
 	"time"
 
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
@@ -26,9 +25,15 @@ type ExportStats struct {
 // HTTP API (Fathom's embedded store or a real Prometheus) and writes it in
 // Fathom's trace format: usage windows as predictor/promhistory reads them
 // (the predictor's own view), plus each window's largest request and the
-// task's priority label when the store has them. Tasks are found with
-// /api/v1/series on the per-task CPU and memory metrics. progress, when set,
-// is called after each task.
+// task's priority label when the store has one (the agents write none, so
+// a live cluster's rows leave it empty). Tasks are found with
+// /api/v1/series on the per-task CPU and memory metrics: the agents label a
+// task with its id, task="<job id>-<index>" (controller.TaskID), next to
+// job_name="<job name>"; a row's job_name is the job's name and its task
+// the index, the predictor's key (predictor.TaskKey), so jobs submitted
+// again under one name are one task's history, as the predictor learns it.
+// A bare index label is read too. progress, when set, is called after each
+// task.
 func Export(ctx context.Context, api promv1.API, from, to time.Time, w *trace.FathomWriter, progress func(done, total int)) (ExportStats, error) {
 	var st ExportStats
 	if !to.After(from) {
@@ -41,8 +46,8 @@ func Export(ctx context.Context, api promv1.API, from, to time.Time, w *trace.Fa
 	prio := map[predictor.TaskKey]string{}
 	var keys []predictor.TaskKey
 	for _, ls := range sets {
-		n, err := strconv.Atoi(string(ls["task"]))
-		if err != nil || ls["job_name"] == "" {
+		n, ok := promhistory.TaskIndex(string(ls["task"]))
+		if !ok || ls["job_name"] == "" {
 			continue // not a Fathom task series
 		}
 		k := predictor.TaskKey{Namespace: string(ls["namespace"]), Job: string(ls["job_name"]), Task: n}
@@ -113,7 +118,7 @@ func requests(ctx context.Context, api promv1.API, k predictor.TaskKey, wins []m
 	for i, w := range wins {
 		idx[w.Start.Add(Step).Unix()] = i
 	}
-	sel := fmt.Sprintf(`namespace=%s,job_name=%s,task="%d"`, strconv.Quote(k.Namespace), strconv.Quote(k.Job), k.Task)
+	sel := promhistory.Selector(k) // the series Windows read
 	r := promv1.Range{Start: wins[0].Start.Add(Step), End: wins[len(wins)-1].Start.Add(Step), Step: Step}
 	if n := r.End.Sub(r.Start)/Step + 1; n > 11000 {
 		// Beyond Prometheus's points-per-query limit: leave requests out

@@ -82,52 +82,45 @@ type Options struct {
 	Risk scheduler.RiskModel
 	// Correlation is ρ per resource for the scheduler's correlation-aware
 	// bound (scheduler.Options.Correlation); set it to replay with a
-	// correlation known beforehand. nil (the default): ρ is estimated as
-	// the run goes, from the windows replayed so far: the σ-weighted
-	// pairwise correlation of window-to-window changes of
-	// EstimateStepCorrelation, with each task's σ its RMS change so far
-	// (no look-ahead; 0 with the bernstein model, which needs independent
-	// tasks).
+	// correlation known beforehand. nil (the default): ρ is the predictor's
+	// running estimate, as the server's --risk-correlation online (the
+	// σ-weighted pairwise correlation of window-to-window changes of the
+	// windows observed so far, predictor/step.go: no look-ahead; 0 with the
+	// bernstein model, which needs independent tasks).
 	Correlation *scheduler.Resources
 	// CorrelationFromTrace, with Correlation nil, takes ρ from the whole
 	// workload at once instead (EstimateStepCorrelation: a look-ahead of
 	// two numbers; Report.StepCorrelation has it either way).
 	CorrelationFromTrace bool
-	// online is set by normalize: ρ is estimated as the run goes.
-	online bool
 	// Failures to inject.
 	Failures []Failure
 	// Seed makes machine choice for failures and the scheduler's tie-breaks
 	// reproducible.
 	Seed uint64
-	// WarmUp, ChangeThreshold and NoOOMFeedback mean what they mean in
-	// predictor.EvalOptions (24 h and 0.05 when zero; OOM feedback on).
+	// WarmUp and ChangeThreshold mean what they mean in
+	// predictor.EvalOptions (24 h and 0.05 when zero): the per-task
+	// figures skip each task's first WarmUp, and count a limit change past
+	// ChangeThreshold.
 	WarmUp          time.Duration
 	ChangeThreshold float64
-	NoOOMFeedback   bool
-	// ResizeDeadband: a running task's placed size is lowered only when
-	// its new request or limit is this fraction below the placed one, and
-	// its predicted usage distribution is updated only when its mean or
-	// standard deviation moved by more than this fraction; raises of the
-	// request or limit are applied at once (0: 0.1, as
-	// scheduler.ReconcileOptions).
+	// ResizeDeadband and ShrinkDelay are the control loop's sizing policy
+	// (controller.SizingPolicy: 0.1 and 15 min when zero, as the server's
+	// --resize-deadband and --resize-min-interval).
 	ResizeDeadband float64
-	// ConsolidateEvery is how often, in windows, machines are drained when
-	// their tasks fit elsewhere (0: 12, an hour; negative: never).
-	ConsolidateEvery int
-	// ConsolidateBudget is how many machines one consolidation round may
-	// drain (0: 2).
+	ShrinkDelay    time.Duration
+	// ConsolidateEvery is how often, in windows, the control loop drains
+	// machines whose tasks fit on other machines in use (0: 12, an hour;
+	// negative: never); ConsolidateBudget is how many tasks one pass may
+	// move (0: 10, the server's --drain-budget).
+	ConsolidateEvery  int
 	ConsolidateBudget int
-	// StepSpread chooses the predicted usage distribution fathom's tasks
-	// are placed with (see stepDist): mean = max(the recommender's decayed
-	// mean, the last window's usage), standard deviation = StepSpread × the
-	// root-mean-square change of the task's usage from one window to the
-	// next (weighted over 24 h). 0: DefaultStepSpread (1.15: an allowance
-	// for heavy tails; the co-movement of tasks is the scheduler's
-	// Correlation, no longer folded into the spread). Negative: the
-	// recommender's decayed mean and standard deviation as they are (the
-	// behaviour before; it lets a surge of many tasks at once pass the risk
-	// bound).
+	// StepSpread is the predictor's step spread (predictor.Config.
+	// StepSpread): the predicted usage distribution fathom's tasks are
+	// placed with has mean = max(the recommender's decayed mean, the last
+	// window's usage) and standard deviation = StepSpread × the RMS change
+	// of the task's usage from one window to the next (0:
+	// predictor.DefaultStepSpread, 1.15; negative: the recommender's own
+	// mean and standard deviation).
 	StepSpread float64
 	// New builds a recommender for a policy (models.New when nil).
 	New func(policy string) (models.Recommender, error)
@@ -195,20 +188,16 @@ func (o *Options) normalize(w *Workload) error {
 	if o.ChangeThreshold == 0 {
 		o.ChangeThreshold = 0.05
 	}
-	if o.ResizeDeadband == 0 {
-		o.ResizeDeadband = 0.1
+	if o.ResizeDeadband < 0 || o.ResizeDeadband >= 1 || o.ShrinkDelay < 0 {
+		return fmt.Errorf("%w: resize deadband %v must be in [0, 1) and the shrink delay ≥ 0", ErrInvalid, o.ResizeDeadband)
 	}
-	if o.ResizeDeadband < 0 || o.ResizeDeadband >= 1 {
-		return fmt.Errorf("%w: resize deadband %v must be in [0, 1)", ErrInvalid, o.ResizeDeadband)
-	}
-	o.online = o.Correlation == nil && !o.CorrelationFromTrace && o.Risk != scheduler.RiskBernstein
 	if o.Correlation != nil {
 		if err := scheduler.CheckCorrelation(*o.Correlation, o.Risk); err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 	}
 	if o.StepSpread == 0 {
-		o.StepSpread = DefaultStepSpread
+		o.StepSpread = predictor.DefaultStepSpread
 	}
 	if math.IsNaN(o.StepSpread) || math.IsInf(o.StepSpread, 0) {
 		return fmt.Errorf("%w: step spread %v must be a finite number (e.g. 2; negative turns it off)", ErrInvalid, o.StepSpread)
@@ -217,7 +206,7 @@ func (o *Options) normalize(w *Workload) error {
 		o.ConsolidateEvery = 12
 	}
 	if o.ConsolidateBudget == 0 {
-		o.ConsolidateBudget = 2
+		o.ConsolidateBudget = 10
 	}
 	for _, f := range o.Failures {
 		if f.Machines < 1 || f.At < 0 {

@@ -34,11 +34,12 @@ func close(a, b float64) bool {
 	return math.Abs(a-b) <= 1e-9*math.Max(1, math.Max(math.Abs(a), math.Abs(b)))
 }
 
-// The simulator's per-task figures come from the same code as
-// `fathom model eval` (predictor.Tally fed window by window with the
-// limit asked before the window is observed); on the same trace they are
-// equal.
-func TestPerTaskFiguresEqualModelEval(t *testing.T) {
+// The simulator's per-task figures are the limits the control loop applied,
+// scored by the same Tally as `fathom model eval`: the provisioned policy,
+// whose limits are the owners' sizes, scores as the evaluation does (up to
+// the whole MiB and millicore the loop rounds to), and every policy scores
+// about the windows the evaluation does (not those when no copy runs).
+func TestPerTaskFiguresScoreWhatRan(t *testing.T) {
 	series, w := loadExcerpt(t)
 	pols := []string{PolicyProvisioned, "vpa", "autopilot", "fathom"}
 	want, err := predictor.Evaluate(series, predictor.EvalOptions{Policies: pols, Workers: 1})
@@ -54,14 +55,88 @@ func TestPerTaskFiguresEqualModelEval(t *testing.T) {
 	}
 	for i, g := range rep.Results {
 		e := want[i]
-		if g.Policy != e.Policy || g.Resource != e.Resource || g.Windows != e.Windows || g.Tasks != e.Tasks ||
-			!close(g.Slack, e.Slack) || !close(g.Footprint, e.Footprint) || !close(g.Violations, e.Violations) ||
-			!close(g.SevereViolations, e.SevereViolations) || !close(g.ChangesPerTaskDay, e.ChangesPerTaskDay) {
-			t.Errorf("%s %s:\n sim  %+v\n eval %+v", e.Policy, e.Resource, g, e)
+		t.Logf("%s %s: sim footprint %.3f violations %.3f%%, eval %.3f %.3f%%", g.Policy, g.Resource, g.Footprint, 100*g.Violations, e.Footprint, 100*e.Violations)
+		if g.Policy != e.Policy || g.Resource != e.Resource || g.Tasks != e.Tasks || e.Windows == 0 ||
+			g.Windows > e.Windows || float64(g.Windows) < 0.99*float64(e.Windows) {
+			t.Errorf("%s %s: sim scored %d windows of %d tasks, eval %d of %d", e.Policy, e.Resource, g.Windows, g.Tasks, e.Windows, e.Tasks)
 		}
-		if e.Windows == 0 {
-			t.Errorf("%s %s: no windows scored; the excerpt must outlast the warm-up", e.Policy, e.Resource)
+		if g.Policy == PolicyProvisioned && (math.Abs(g.Footprint-1) > 0.01 || math.Abs(g.Violations-e.Violations) > 0.001) {
+			t.Errorf("provisioned %s: footprint %v violations %v; want the owners' sizes (1, %v)", g.Resource, g.Footprint, g.Violations, e.Violations)
 		}
+	}
+}
+
+// An OOM kill is a memory violation: the window in which a task's memory
+// went past its limit is scored against that limit, as `fathom model eval`
+// scores it, and not dropped because the killed copy no longer runs. (The
+// simulator once reported 0 memory violations for every policy on the full
+// Bitbrains trace, where eval reports 0.002%-0.14%, while counting
+// thousands of OOM kills.)
+func TestOOMKillIsAMemoryViolation(t *testing.T) {
+	const gi = 1 << 30
+	t0 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := predictor.Series{Task: predictor.TaskKey{Namespace: "t", Job: "a"}}
+	n := 2 * 288 // two days: one past the 24 h warm-up
+	for k := range n {
+		mem := 0.5 * gi
+		if k == 400 || k == 401 || k == 500 {
+			mem = 1.5 * gi // above the 1 GiB the owner provisioned, and its limit
+		}
+		s.Windows = append(s.Windows, models.Window{Start: t0.Add(time.Duration(k) * Step), CPU: 0.1, CPUPeak: 0.1, Memory: mem})
+		s.Provisioned = append(s.Provisioned, models.Size{CPU: 1, Memory: 1 * gi})
+	}
+	want, err := predictor.Evaluate([]predictor.Series{s}, predictor.EvalOptions{Policies: []string{PolicyProvisioned}, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := FromSeries("synthetic", []predictor.Series{s}, scheduler.Batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(w, Options{Policies: []string{PolicyProvisioned}, Machine: models.Size{CPU: 4, Memory: 4 * gi}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := rep.Cluster[0]; c.OOMKills != 3 {
+		t.Fatalf("%d OOM kills; want 3 (windows 400, 401 and 500 use 1.5 GiB under a 1 GiB limit)", c.OOMKills)
+	}
+	for i, g := range rep.Results {
+		e := want[i]
+		if g.Resource != "memory" {
+			continue
+		}
+		if e.Violations == 0 || g.Windows != e.Windows || !close(g.Violations, e.Violations) || !close(g.SevereViolations, e.SevereViolations) {
+			t.Fatalf("memory: sim %d windows, violations %v (severe %v); eval %d, %v (%v)", g.Windows, g.Violations, g.SevereViolations,
+				e.Windows, e.Violations, e.SevereViolations)
+		}
+	}
+}
+
+// The oracle starts a task at the usage of its first window: a usage of a
+// fraction of a byte (Bitbrains gives KB as decimals) must not be cut to a
+// hint below it and OOM-killed in the first window. A task whose usage never
+// changes is never OOM-killed under the oracle.
+func TestOracleFlatUsageNeverOOMs(t *testing.T) {
+	t0 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	var series []predictor.Series
+	for j, mem := range []float64{1059423027.2, 94487347.6} {
+		s := predictor.Series{Task: predictor.TaskKey{Namespace: "t", Job: string(rune('a' + j))}}
+		for k := range 50 {
+			s.Windows = append(s.Windows, models.Window{Start: t0.Add(time.Duration(k) * Step), CPU: 0.3, CPUPeak: 0.3, Memory: mem})
+			s.Provisioned = append(s.Provisioned, models.Size{CPU: 1, Memory: 2 << 30})
+		}
+		series = append(series, s)
+	}
+	w, err := FromSeries("synthetic", series, scheduler.Batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(w, Options{Policies: []string{PolicyOracle}, Machine: models.Size{CPU: 4, Memory: 4 << 30}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := rep.Cluster[0]; c.OOMKills != 0 {
+		t.Fatalf("oracle: %d OOM kills of tasks whose memory never changes; want 0", c.OOMKills)
 	}
 }
 
@@ -110,22 +185,37 @@ func TestClusterInvariants(t *testing.T) {
 			t.Errorf("%s: %d overloaded machine-windows, %d evictions; packing on limits cannot overload", p, c.Overloaded, c.Evictions)
 		}
 	}
-	// The oracle holds every task's full usage, so it never runs below the
-	// lower bound; other policies may, in windows where tasks are
-	// throttled at their limits or machines are overloaded. Packing on the
-	// trace's provisioned sizes needs more machines than the oracle.
+	// The oracle knows the coming window, so it hardly runs below the lower
+	// bound and packs tighter than the provisioned sizes; through the same
+	// loop (whole millicores, the minimum limits, resizes that must find
+	// room) it is not a perfect floor, but no other policy's limits sit as
+	// close to usage.
 	o := byPolicy[PolicyOracle]
+	below, n := 0, 0
 	for _, pt := range rep.Timeseries {
-		if pt.Policy == PolicyOracle && pt.Machines < pt.LowerBound {
-			t.Errorf("oracle at %v: %d machines below the lower bound %d", pt.Time, pt.Machines, pt.LowerBound)
+		if pt.Policy == PolicyOracle {
+			n++
+			if pt.Machines < pt.LowerBound {
+				below++ // a grown size that found no room for a window: usage throttled
+			}
 		}
+	}
+	if float64(below) > 0.01*float64(n) {
+		t.Errorf("oracle below the lower bound in %d of %d windows", below, n)
 	}
 	if pr := byPolicy[PolicyProvisioned]; pr.MachinesMean < o.MachinesMean {
 		t.Errorf("provisioned uses %.2f machines, the oracle %.2f", pr.MachinesMean, o.MachinesMean)
 	}
+	slack := map[string]float64{}
 	for _, r := range rep.Results {
-		if r.Policy == PolicyOracle && (r.Slack != 0 || r.Violations != 0) {
-			t.Errorf("oracle %s: slack %v violations %v, want 0", r.Resource, r.Slack, r.Violations)
+		slack[r.Policy+r.Resource] += r.Slack
+		if r.Policy == PolicyOracle && r.Violations > 0.001 {
+			t.Errorf("oracle %s: violations %v, want under 0.1%%", r.Resource, r.Violations)
+		}
+	}
+	for _, p := range []string{PolicyProvisioned, "vpa", "autopilot", "fathom"} {
+		if slack[p+"memory"] <= slack[PolicyOracle+"memory"] {
+			t.Errorf("%s memory slack %v not above the oracle's %v", p, slack[p+"memory"], slack[PolicyOracle+"memory"])
 		}
 	}
 	// The time series adds up to the summary.
@@ -183,20 +273,65 @@ func (l *last) Recommend(time.Time) models.Recommendation {
 	}
 }
 
+// A baseline packs on its limits (request = limit) also after an OOM kill
+// raises its memory: a request left below the raised limit oversubscribed
+// the machine (the oracle overloaded 2 machine-windows of Bitbrains VMs
+// 151-250 so, with Σ memory limits 42.9 GB on a 34.4 GB machine).
+func TestPackOnLimitSurvivesOOMKill(t *testing.T) {
+	const gi = 1 << 30
+	t0 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := predictor.Series{Task: predictor.TaskKey{Namespace: "t", Job: "a"}}
+	for k := range 40 {
+		mem := 0.5 * gi
+		if k >= 10 {
+			mem = 1.5 * gi // past the recommender's 1 GiB limit: OOM kills, each raising the limit
+		}
+		s.Windows = append(s.Windows, models.Window{Start: t0.Add(time.Duration(k) * Step), CPU: 0.1, CPUPeak: 0.1, Memory: mem})
+		s.Provisioned = append(s.Provisioned, models.Size{CPU: 1, Memory: 1 * gi})
+	}
+	w, err := FromSeries("synthetic", []predictor.Series{s}, scheduler.Batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(w, Options{
+		Policies: []string{"vpa"}, Machine: models.Size{CPU: 4, Memory: 8 * gi}, SampleTasks: 1,
+		New: func(string) (models.Recommender, error) { return &last{lim: models.Size{CPU: 1, Memory: 1 * gi}}, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := rep.Cluster[0]; c.OOMKills == 0 {
+		t.Fatalf("no OOM kill; the test needs one")
+	}
+	raised := false
+	for _, p := range rep.TaskSeries {
+		if p.Limit.Memory > 1.1*gi {
+			raised = true
+		}
+		if p.Limit.Memory > 0 && p.Request.Memory != p.Limit.Memory {
+			t.Fatalf("%s: memory request %.0f MiB under a limit of %.0f MiB; a baseline packs on its limit", p.Time.Format(time.TimeOnly),
+				p.Request.Memory/(1<<20), p.Limit.Memory/(1<<20))
+		}
+	}
+	if !raised {
+		t.Fatalf("the OOM kills never raised the limit above 1 GiB: %+v", rep.TaskSeries)
+	}
+}
+
 func TestMemoryOverloadEvictsLowestPriority(t *testing.T) {
 	const gi = 1 << 30
 	t0 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	mk := func(job string, mem func(k int) float64) predictor.Series {
 		s := predictor.Series{Task: predictor.TaskKey{Namespace: "t", Job: job}}
-		for k := range 6 {
+		for k := range 10 {
 			s.Windows = append(s.Windows, models.Window{Start: t0.Add(time.Duration(k) * Step), CPU: 0.1, CPUPeak: 0.1, Memory: mem(k)})
-			s.Provisioned = append(s.Provisioned, models.Size{CPU: 1, Memory: 4 * gi})
+			s.Provisioned = append(s.Provisioned, models.Size{CPU: 1, Memory: 1 * gi})
 		}
 		return s
 	}
 	flat := func(int) float64 { return 1 * gi }
 	grow := func(k int) float64 {
-		if k >= 3 {
+		if k >= 4 {
 			return 2 * gi
 		}
 		return 1 * gi
@@ -207,31 +342,39 @@ func TestMemoryOverloadEvictsLowestPriority(t *testing.T) {
 	}
 	w.Tasks[2].Priority = scheduler.BestEffort // c goes first
 	rep, err := Run(w, Options{
-		Policies: []string{"fathom"}, Machine: models.Size{CPU: 4, Memory: 4 * gi}, Timeseries: true,
+		Policies: []string{"fathom"}, Machine: models.Size{CPU: 4, Memory: 4 * gi}, Timeseries: true, SampleTasks: 3,
 		New: func(string) (models.Recommender, error) {
 			return &last{lim: models.Size{CPU: 1, Memory: 3 * gi}}, nil
 		},
 		// The recommender's own distribution: this test is about the
-		// eviction order (TestStepDist covers the step spread).
+		// eviction order.
 		StepSpread: -1,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := rep.Cluster[0]
-	// Windows 0-2: three tasks of 1 GiB share one 4 GiB machine. Window 3: a
-	// and b grow to 2 GiB, 5 GiB > 4 GiB: overloaded, and c (best-effort)
-	// is evicted. Window 4: a and b now request 2 GiB each (resized in
-	// place), so c is placed again on a second machine.
-	if c.Overloaded != 1 || c.Evictions != 1 || c.Reschedules != 1 {
-		t.Fatalf("overloaded %d, evictions %d, reschedules %d; want 1, 1, 1\n%+v", c.Overloaded, c.Evictions, c.Reschedules, rep.Timeseries)
+	// Three tasks of 1 GiB share one 4 GiB machine; from window 4, a and b
+	// use 2 GiB each: 5 GiB > 4 GiB, the machine is overloaded and c
+	// (best-effort) is evicted, and placed again elsewhere with a request
+	// raised to what it used; a and b stay.
+	if c.Overloaded < 1 || c.Evictions != 1 {
+		t.Fatalf("overloaded %d, evictions %d; want ≥ 1, 1\n%+v", c.Overloaded, c.Evictions, rep.Timeseries)
 	}
-	got := []int{}
-	for _, p := range rep.Timeseries {
-		got = append(got, p.Machines)
+	moved := map[string]bool{}
+	first := map[string]string{}
+	for _, p := range rep.TaskSeries {
+		if p.Machine == "" {
+			continue
+		}
+		if m, ok := first[p.Task]; !ok {
+			first[p.Task] = p.Machine
+		} else if m != p.Machine {
+			moved[p.Task] = true
+		}
 	}
-	if want := []int{1, 1, 1, 1, 2, 2}; !reflect.DeepEqual(got, want) {
-		t.Fatalf("machines per window %v, want %v", got, want)
+	if !moved["t/c/0"] || moved["t/a/0"] || moved["t/b/0"] {
+		t.Fatalf("moved %v; want only c (the best-effort task) moved by the eviction", moved)
 	}
 }
 
@@ -264,29 +407,6 @@ func TestParseFailure(t *testing.T) {
 		if _, err := ParseFailure(in); !errors.Is(err, ErrInvalid) {
 			t.Errorf("ParseFailure(%q) = %v, want ErrInvalid", in, err)
 		}
-	}
-}
-
-func TestEventOrder(t *testing.T) {
-	var q eventQueue
-	q.push(event{at: Step, kind: evWindow, slot: 1})
-	q.push(event{at: Step, kind: evArrive, task: 1})
-	q.push(event{at: 0, kind: evWindow})
-	q.push(event{at: Step, kind: evFail})
-	q.push(event{at: Step, kind: evDepart, task: 2})
-	q.push(event{at: Step, kind: evArrive, task: 0})
-	var got []eventKind
-	var tasks []int
-	for q.Len() > 0 {
-		e := q.pop()
-		got = append(got, e.kind)
-		if e.kind == evArrive {
-			tasks = append(tasks, e.task)
-		}
-	}
-	want := []eventKind{evWindow, evDepart, evFail, evArrive, evArrive, evWindow}
-	if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(tasks, []int{1, 0}) {
-		t.Fatalf("order %v (arrivals %v), want %v with arrivals in insertion order [1 0]", got, tasks, want)
 	}
 }
 

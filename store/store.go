@@ -29,6 +29,7 @@ const (
 	JobNamesPrefix = Prefix + "jobnames/"
 	TasksPrefix    = Prefix + "tasks/"
 	NodesPrefix    = Prefix + "nodes/"
+	CopiesPrefix   = Prefix + "copies/"
 	ModelsPrefix   = Prefix + "models/"
 	LeaderKey      = Prefix + "leader"
 )
@@ -47,6 +48,13 @@ func TaskKey(jobID string, idx int32) string {
 // NodeKey is the key of a node.
 func NodeKey(name string) string { return NodesPrefix + name }
 
+// TasksOfJob is the prefix of every task key of a job.
+func TasksOfJob(jobID string) string { return TasksPrefix + jobID + "/" }
+
+// CopyKey is the key of the copy of a task a node keeps (see
+// fathomv1.TaskCopy).
+func CopyKey(taskID, node string) string { return CopiesPrefix + taskID + "/" + node }
+
 // ErrNameTaken is returned by CreateJob when an active job already holds the
 // name in the namespace.
 var ErrNameTaken = errors.New("job name already in use in this namespace")
@@ -64,30 +72,45 @@ type Options struct {
 	Endpoints []string
 	// DialTimeout for external endpoints; default 5 s.
 	DialTimeout time.Duration
-	// MaxTxnOps caps the operations per transaction. Default 128, etcd's own
-	// default, so that the same code works against an external cluster.
-	MaxTxnOps int
+	// MaxTxnOps caps the operations per transaction: default 128, etcd's
+	// own default, for an external cluster; the embedded member is started
+	// with 2048 and used with that. MaxTxnBytes caps a transaction's size:
+	// default 1 MiB (etcd refuses requests over 1.5 MiB by default; the
+	// embedded member is started with 8 MiB and used with 6 MiB).
+	MaxTxnOps   int
+	MaxTxnBytes int
 	// EtcdLogLevel for the embedded member: debug, info, warn, error; default "error".
 	EtcdLogLevel string
 }
 
 // Store is Fathom's state in etcd. Safe for concurrent use.
 type Store struct {
-	client *clientv3.Client
-	etcd   *embed.Etcd
-	maxOps int
+	client   *clientv3.Client
+	etcd     *embed.Etcd
+	maxOps   int
+	maxBytes int
 }
 
 // Open connects to external etcd or starts the embedded member and waits
 // until it serves.
 func Open(ctx context.Context, o Options) (*Store, error) {
+	embedded := len(o.Endpoints) == 0
 	if o.MaxTxnOps <= 0 {
 		o.MaxTxnOps = 128
+		if embedded {
+			o.MaxTxnOps = 2048
+		}
+	}
+	if o.MaxTxnBytes <= 0 {
+		o.MaxTxnBytes = 1 << 20
+		if embedded {
+			o.MaxTxnBytes = 6 << 20
+		}
 	}
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = 5 * time.Second
 	}
-	s := &Store{maxOps: o.MaxTxnOps}
+	s := &Store{maxOps: o.MaxTxnOps, maxBytes: o.MaxTxnBytes}
 	if len(o.Endpoints) > 0 {
 		c, err := clientv3.New(clientv3.Config{Endpoints: o.Endpoints, DialTimeout: o.DialTimeout, Context: ctx})
 		if err != nil {
@@ -133,6 +156,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	cfg.AutoCompactionMode = "periodic"
 	cfg.AutoCompactionRetention = "1h"
 	cfg.MaxTxnOps = uint(max(o.MaxTxnOps, 128))
+	cfg.MaxRequestBytes = uint(max(o.MaxTxnBytes+o.MaxTxnBytes/3, 8<<20))
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: start embedded etcd in %s: %w", dir, err)
@@ -183,11 +207,12 @@ func (s *Store) Close() error {
 	return err
 }
 
-// Op is one put or delete.
+// Op is one put or delete (of a key, or with Prefix of every key under it).
 type Op struct {
 	Key    string
 	Value  []byte
 	Delete bool
+	Prefix bool
 }
 
 // Put returns an Op that stores m at key.
@@ -203,6 +228,9 @@ func Put(key string, m proto.Message) Op {
 // Delete returns an Op that removes key.
 func Delete(key string) Op { return Op{Key: key, Delete: true} }
 
+// DeletePrefix returns an Op that removes every key under prefix.
+func DeletePrefix(prefix string) Op { return Op{Key: prefix, Delete: true, Prefix: true} }
+
 // PutJob stores a job.
 func PutJob(j *fathomv1.Job) Op { return Put(JobKey(j.GetNamespace(), j.GetId()), j) }
 
@@ -212,51 +240,59 @@ func PutTask(t *fathomv1.Task) Op { return Put(TaskKey(t.GetJobId(), t.GetIndex(
 // PutNode stores a node.
 func PutNode(n *fathomv1.Node) Op { return Put(NodeKey(n.GetName()), n) }
 
+// PutCopy stores the copy of a task a node keeps.
+func PutCopy(c *fathomv1.TaskCopy) Op { return Put(CopyKey(c.GetTaskId(), c.GetNode()), c) }
+
 func toEtcd(o Op) clientv3.Op {
+	if o.Delete && o.Prefix {
+		return clientv3.OpDelete(o.Key, clientv3.WithPrefix())
+	}
 	if o.Delete {
 		return clientv3.OpDelete(o.Key)
 	}
 	return clientv3.OpPut(o.Key, string(o.Value))
 }
 
-// CreateJob stores a new job and reserves its name in the namespace, in one
-// transaction. It returns ErrNameTaken (and stores nothing) when an active job
-// holds the name. When it returns nil the job is committed and fsync'd.
-func (s *Store) CreateJob(ctx context.Context, j *fathomv1.Job) error {
-	nameKey := JobNameKey(j.GetNamespace(), j.GetName())
-	job := PutJob(j)
-	resp, err := s.client.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(nameKey), "=", 0),
-			clientv3.Compare(clientv3.CreateRevision(job.Key), "=", 0)).
-		Then(clientv3.OpPut(nameKey, j.GetId()), toEtcd(job)).
-		Else(clientv3.OpGet(nameKey, clientv3.WithCountOnly())).
-		Commit()
-	if err != nil {
-		return fmt.Errorf("store: create job %s/%s: %w", j.GetNamespace(), j.GetName(), err)
-	}
-	if !resp.Succeeded {
-		if r := resp.Responses; len(r) == 1 && r[0].GetResponseRange().GetCount() == 0 {
-			return ErrIDTaken
-		}
-		return ErrNameTaken
-	}
-	return nil
-}
-
-// Commit applies ops in transactions of at most MaxTxnOps operations each.
-// Each transaction is atomic; a large batch is not atomic as a whole, and ops
-// are applied in order. When it returns nil all ops are committed; rev is the
-// etcd revision after the last transaction (0 when ops is empty).
+// Commit applies ops in transactions of at most MaxTxnOps operations and
+// MaxTxnBytes bytes each. Each transaction is atomic; a large batch is not
+// atomic as a whole, and ops are applied in order. When it returns nil all
+// ops are committed (and, on etcd, fsync'd); rev is the etcd revision after
+// the last transaction (0 when ops is empty).
+//
+// etcd refuses a transaction that names a key twice, so an op on a key that
+// a later op of the same call changes again is dropped (the later one
+// wins), and a prefix delete goes in a transaction of its own.
 func (s *Store) Commit(ctx context.Context, ops ...Op) (rev int64, err error) {
+	last := make(map[string]int, len(ops))
+	for i, o := range ops {
+		if !o.Prefix {
+			last[o.Key] = i
+		}
+	}
+	kept := ops[:0:0]
+	for i, o := range ops {
+		if o.Prefix || last[o.Key] == i {
+			kept = append(kept, o)
+		}
+	}
+	ops = kept
 	for len(ops) > 0 {
-		n := min(len(ops), s.maxOps)
+		n, size := 0, 0
+		for n < len(ops) && n < s.maxOps {
+			sz := len(ops[n].Key) + len(ops[n].Value) + 16
+			if n > 0 && (size+sz > s.maxBytes || ops[n].Prefix || ops[n-1].Prefix) {
+				break
+			}
+			size += sz
+			n++
+		}
 		eops := make([]clientv3.Op, n)
 		for i, o := range ops[:n] {
 			eops[i] = toEtcd(o)
 		}
 		resp, err := s.client.Txn(ctx).Then(eops...).Commit()
 		if err != nil {
-			return rev, fmt.Errorf("store: commit %d ops: %w", n, err)
+			return rev, fmt.Errorf("store: commit %d ops (%d bytes): %w", n, size, err)
 		}
 		rev = resp.Header.Revision
 		ops = ops[n:]
@@ -270,6 +306,7 @@ type Snapshot struct {
 	Jobs     []*fathomv1.Job
 	Tasks    []*fathomv1.Task
 	Nodes    []*fathomv1.Node
+	Copies   []*fathomv1.TaskCopy
 	// JobNames maps "<namespace>/<name>" to the job id holding it.
 	JobNames map[string]string
 }
@@ -311,6 +348,16 @@ func (s *Store) Load(ctx context.Context) (*Snapshot, error) {
 		})
 	}
 	if err == nil {
+		err = s.scan(ctx, CopiesPrefix, snap.Revision, func(k, v []byte) error {
+			c := &fathomv1.TaskCopy{}
+			if err := proto.Unmarshal(v, c); err != nil {
+				return fmt.Errorf("decode %s: %w", k, err)
+			}
+			snap.Copies = append(snap.Copies, c)
+			return nil
+		})
+	}
+	if err == nil {
 		err = s.scan(ctx, JobNamesPrefix, snap.Revision, func(k, v []byte) error {
 			snap.JobNames[string(k[len(JobNamesPrefix):])] = string(v)
 			return nil
@@ -342,4 +389,58 @@ func (s *Store) scan(ctx context.Context, prefix string, rev int64, f func(k, v 
 		}
 		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
+}
+
+// KV is one stored key and its value.
+type KV struct {
+	Key   string
+	Value []byte
+}
+
+// Get reads one key; ok is false when it is not stored.
+func (s *Store) Get(ctx context.Context, key string) (value []byte, ok bool, err error) {
+	resp, err := s.client.Get(ctx, key)
+	if err != nil {
+		return nil, false, fmt.Errorf("store: get %s: %w", key, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, false, nil
+	}
+	return resp.Kvs[0].Value, true, nil
+}
+
+// List reads every key under prefix in key order (newest last), in pages.
+func (s *Store) List(ctx context.Context, prefix string) ([]KV, error) {
+	first, err := s.client.Get(ctx, prefix, clientv3.WithCountOnly())
+	if err != nil {
+		return nil, fmt.Errorf("store: list %s: %w", prefix, err)
+	}
+	var out []KV
+	err = s.scan(ctx, prefix, first.Header.Revision, func(k, v []byte) error {
+		out = append(out, KV{Key: string(k), Value: v})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: list %s: %w", prefix, err)
+	}
+	return out, nil
+}
+
+// Last returns the greatest key under prefix (ok false: none).
+func (s *Store) Last(ctx context.Context, prefix string) (key string, ok bool, err error) {
+	resp, err := s.client.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+		clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(1))
+	if err != nil {
+		return "", false, fmt.Errorf("store: last under %s: %w", prefix, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return "", false, nil
+	}
+	return string(resp.Kvs[0].Key), true, nil
+}
+
+// Ping checks that etcd answers (a read of one key).
+func (s *Store) Ping(ctx context.Context) error {
+	_, err := s.client.Get(ctx, LeaderKey)
+	return err
 }

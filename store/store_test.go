@@ -2,8 +2,8 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
@@ -18,24 +18,23 @@ func TestEmbeddedRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	j := &fathomv1.Job{Id: "web-abc", Namespace: "team-a", Name: "web"}
-	if err := s.CreateJob(ctx, j); err != nil {
-		t.Fatal(err)
+	// More tasks than one transaction holds, to exercise batching by ops
+	// and by bytes; a job deleted with its tasks (a range delete); copies.
+	ops := []Op{
+		PutJob(&fathomv1.Job{Id: "web-abc", Namespace: "team-a", Name: "web"}),
+		PutJob(&fathomv1.Job{Id: "old-xyz", Namespace: "team-a", Name: "old"}),
+		{Key: JobNameKey("team-a", "web"), Value: []byte("web-abc")},
+		{Key: JobNameKey("team-b", "web"), Value: []byte("web-ghi")},
 	}
-	dup := &fathomv1.Job{Id: "web-def", Namespace: "team-a", Name: "web"}
-	if err := s.CreateJob(ctx, dup); !errors.Is(err, ErrNameTaken) {
-		t.Fatalf("second job with the same name: err = %v, want ErrNameTaken", err)
+	for i := range int32(3000) {
+		ops = append(ops, PutTask(&fathomv1.Task{Id: fmt.Sprintf("web-abc-%d", i), JobId: "web-abc", Index: i, Node: "n1", Reason: strings.Repeat("x", 3000)}))
 	}
-	// Same name in another namespace is fine.
-	if err := s.CreateJob(ctx, &fathomv1.Job{Id: "web-ghi", Namespace: "team-b", Name: "web"}); err != nil {
-		t.Fatal(err)
+	for i := range int32(5) {
+		ops = append(ops, PutTask(&fathomv1.Task{Id: fmt.Sprintf("old-xyz-%d", i), JobId: "old-xyz", Index: i}))
 	}
-	// More tasks than one transaction holds, to exercise batching.
-	var ops []Op
-	for i := range int32(300) {
-		ops = append(ops, PutTask(&fathomv1.Task{Id: fmt.Sprintf("web-abc-%d", i), JobId: "web-abc", Index: i, Node: "n1"}))
-	}
-	ops = append(ops, PutNode(&fathomv1.Node{Name: "n1", Id: "n1", CpuCores: 2}), Delete(JobNameKey("team-b", "web")))
+	ops = append(ops, PutNode(&fathomv1.Node{Name: "n1", Id: "n1", CpuCores: 2}), Delete(JobNameKey("team-b", "web")),
+		PutCopy(&fathomv1.TaskCopy{TaskId: "web-abc-1", Node: "n2", Generation: 3}),
+		Delete(JobKey("team-a", "old-xyz")), DeletePrefix(TasksOfJob("old-xyz")))
 	rev, err := s.Commit(ctx, ops...)
 	if err != nil {
 		t.Fatal(err)
@@ -56,8 +55,11 @@ func TestEmbeddedRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(snap.Jobs) != 2 || len(snap.Tasks) != 300 || len(snap.Nodes) != 1 {
-		t.Fatalf("loaded %d jobs, %d tasks, %d nodes; want 2, 300, 1", len(snap.Jobs), len(snap.Tasks), len(snap.Nodes))
+	if len(snap.Jobs) != 1 || len(snap.Tasks) != 3000 || len(snap.Nodes) != 1 || len(snap.Copies) != 1 {
+		t.Fatalf("loaded %d jobs, %d tasks, %d nodes, %d copies; want 1, 3000, 1, 1", len(snap.Jobs), len(snap.Tasks), len(snap.Nodes), len(snap.Copies))
+	}
+	if c := snap.Copies[0]; c.GetTaskId() != "web-abc-1" || c.GetNode() != "n2" || c.GetGeneration() != 3 {
+		t.Fatalf("copy = %v", c)
 	}
 	if got := snap.JobNames["team-a/web"]; got != "web-abc" || len(snap.JobNames) != 1 {
 		t.Fatalf("job names = %v, want only team-a/web -> web-abc", snap.JobNames)

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -68,7 +69,7 @@ func submitLoadAverage() float64 {
 
 func newBenchSubmitCmd(g *cli.Globals) *cobra.Command {
 	var jobs, conc, warmup int
-	var dataDir string
+	var dataDir, cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "submit",
 		Short: "Measure job submissions per second over REST (acknowledged = committed to etcd)",
@@ -160,8 +161,21 @@ production), and afterwards checks that GET /v1/jobs lists every job.`,
 			if warmup > 0 {
 				run(prefix+"-w", warmup)
 			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+			}
 			cpu0 := cpuSeconds()
 			lat, errs, elapsed := run(prefix, jobs)
+			if cpuProfile != "" {
+				pprof.StopCPUProfile()
+			}
 			res.CPUSeconds = cpuSeconds() - cpu0
 			if res.CPUSeconds > 0 {
 				res.SubmissionsPerCPUSec = float64(jobs) / res.CPUSeconds
@@ -211,5 +225,6 @@ production), and afterwards checks that GET /v1/jobs lists every job.`,
 	cmd.Flags().IntVar(&conc, "concurrency", 64, "concurrent REST clients")
 	cmd.Flags().IntVar(&warmup, "warmup", 500, "untimed submissions first")
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "data dir of the in-process server (default: a temporary directory, removed afterwards)")
+	cmd.Flags().StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile of the timed part (clients and, when embedded, the server) to this file (go tool pprof)")
 	return cmd
 }

@@ -183,17 +183,57 @@ func newJobStatusCmd(g *cli.Globals) *cobra.Command {
 					hint = fmt.Sprintf("cpu %s, memory %s", orDash(r.GetCpu()), orDash(r.GetMemory()))
 				}
 				fmt.Fprintf(w, "Hints:\t%s\n", hint)
+				if r := s.GetRestart(); r != nil {
+					fmt.Fprintf(w, "Restart:\t%d attempts in %s, delay %s, mode %s\n", r.GetAttempts(), r.GetInterval(), r.GetDelay(), r.GetMode())
+				}
+				if rules := placementRules(s); rules != "" {
+					fmt.Fprintf(w, "Placement:\t%s\n", rules)
+				}
 				fmt.Fprintf(w, "Created:\t%s\n\n", job.GetCreatedAt().AsTime().Local().Format(time.RFC3339))
 				fmt.Fprintln(w, "TASK\tNODE\tSTATE\tGEN\tCPU REQ/LIM\tMEM REQ/LIM\tRESTARTS\tREASON")
+				var outputs []string
 				for _, t := range tasks.GetTasks() {
+					// A reason with the task's last output: its first line in
+					// the table, the output below it.
+					reason, output, _ := strings.Cut(t.GetReason(), "\n")
+					if output != "" {
+						outputs = append(outputs, fmt.Sprintf("Last output of %s:\n  %s\n", t.GetId(), strings.ReplaceAll(output, "\n", "\n  ")))
+					}
 					fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s/%s\t%s/%s\t%d\t%s\n", t.GetId(), orDash(t.GetNode()), server.StateName(t.GetState()),
 						t.GetGeneration(), cores(t.GetCpuRequestCores()), cores(t.GetCpuLimitCores()),
-						bytesStr(t.GetMemoryRequestBytes()), bytesStr(t.GetMemoryLimitBytes()), t.GetRestarts(), t.GetReason())
+						bytesStr(t.GetMemoryRequestBytes()), bytesStr(t.GetMemoryLimitBytes()), t.GetRestarts(), reason)
+				}
+				for _, o := range outputs {
+					fmt.Fprint(w, "\n"+o)
 				}
 				printRecommendations(w, recs)
 			})
 		},
 	}
+}
+
+// placementRules is a spec's constraints and spread, e.g.
+// "zone=b, disk in (ssd,nvme); spread over zone".
+func placementRules(s *fathomv1.JobSpec) string {
+	var parts []string
+	for _, c := range s.GetConstraints() {
+		switch c.GetOp() {
+		case "in":
+			parts = append(parts, c.GetLabel()+" in ("+strings.Join(c.GetValues(), ",")+")")
+		case "exists":
+			parts = append(parts, c.GetLabel()+" exists")
+		default:
+			parts = append(parts, c.GetLabel()+c.GetOp()+c.GetValue())
+		}
+	}
+	out := strings.Join(parts, ", ")
+	if l := s.GetSpread().GetLabel(); l != "" {
+		if out != "" {
+			out += "; "
+		}
+		out += "spread over " + l
+	}
+	return out
 }
 
 func orDash(s string) string {

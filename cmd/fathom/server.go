@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/fathom-scheduler/fathom/controller"
 	"github.com/fathom-scheduler/fathom/internal/cli"
 	"github.com/fathom-scheduler/fathom/metrics"
 	"github.com/fathom-scheduler/fathom/scheduler"
@@ -41,8 +42,9 @@ type serverConfig struct {
 	Retention        time.Duration
 	RuleInterval     time.Duration
 	HeartbeatTimeout time.Duration
-	// Reconcile: the reconcile loop's knobs (partition rate limit, moves,
-	// consolidation).
+	FailoverGrace    time.Duration
+	// Reconcile: the control loop's knobs (partition rate limit, moves,
+	// consolidation, the risk bound).
 	Reconcile reconcileFlags
 	// Sizing: scheduler ε and the right-sizing loop (sizing.go).
 	Sizing sizingConfig
@@ -65,13 +67,14 @@ func (c *serverConfig) bind(cmd *cobra.Command) {
 	f.DurationVar(&c.Retention, "retention", 15*24*time.Hour, "how long the embedded TSDB keeps samples")
 	f.DurationVar(&c.RuleInterval, "rule-interval", 0, "evaluate every recording-rule group of the embedded TSDB at this interval (default: the rule file's, 30s for node/namespace aggregates and 5m for the per-task series Job right-sizing reads); a few seconds for tests and demos")
 	f.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", 10*time.Second, "a node without a heartbeat for this long is down and its tasks are placed again")
+	f.DurationVar(&c.FailoverGrace, "failover-grace", 30*time.Second, "after this server starts (or takes over), every node has this long to reconnect before any is declared down (never less than --heartbeat-timeout)")
 	c.Reconcile.bind(f)
 	c.Sizing.bind(f)
 	bindNodeProvider(f, &c.NodeProvider)
 }
 
-// reconcileFlags are the operator's knobs of the server's reconcile loop
-// (server/reconcile.go, scheduler.Reconcile).
+// reconcileFlags are the operator's knobs of the control loop (package
+// controller).
 type reconcileFlags struct {
 	MassFailureFraction float64
 	MassFailureRate     int
@@ -80,11 +83,14 @@ type reconcileFlags struct {
 	Consolidate         bool
 	ConsolidateBelow    float64
 	DrainBudget         int
+	JobRetention        time.Duration
+	MaxFinishedJobs     int
 	// RiskModel and Correlation choose the overload-risk bound (parsed by
 	// validate into risk and corr).
 	RiskModel, Correlation string
 	risk                   scheduler.RiskModel
 	corr                   scheduler.Resources
+	online                 bool
 }
 
 func (r *reconcileFlags) bind(f *pflag.FlagSet) {
@@ -92,11 +98,13 @@ func (r *reconcileFlags) bind(f *pflag.FlagSet) {
 	f.IntVar(&r.MassFailureRate, "mass-failure-rate", 50, "lost tasks re-placed per reconcile round (about one a second) during a mass failure")
 	f.Float64Var(&r.MoveCost, "move-cost", 0.25, "move a running task whose grown request does not fit its node when more than this share of the new request has no room there")
 	f.DurationVar(&r.MinTaskAge, "min-task-age", 5*time.Minute, "tasks placed more recently are not moved by resizes or consolidation")
+	f.DurationVar(&r.JobRetention, "job-retention", 4*time.Hour, "a finished job (every task ended; a cron job once stopped) is deleted with its tasks this long after it finished; negative = keep until --max-finished-jobs")
+	f.IntVar(&r.MaxFinishedJobs, "max-finished-jobs", 10000, "keep at most this many finished jobs, deleting the longest finished first, whatever --job-retention says")
 	f.BoolVar(&r.Consolidate, "consolidate", false, "drain under-used nodes whose tasks fit on other nodes in use (pair with --node-provider-cmd so emptied machines are removed)")
 	f.Float64Var(&r.ConsolidateBelow, "consolidate-below", 0.3, "with --consolidate: only nodes whose largest requested share is below this are drained")
 	f.IntVar(&r.DrainBudget, "drain-budget", 10, "with --consolidate: most tasks moved by consolidation per reconcile round")
 	f.StringVar(&r.RiskModel, "risk-model", "gaussian", "overload-risk bound: gaussian|bernstein|cantelli (docs/scheduler.md)")
-	f.StringVar(&r.Correlation, "risk-correlation", "0", "ρ, the mean pairwise correlation of co-located tasks' usage, for the gaussian and cantelli bounds: one value or cpu,memory (0: independent; fathom sim estimates it from a trace)")
+	f.StringVar(&r.Correlation, "risk-correlation", "online", "ρ, the mean pairwise correlation of co-located tasks' usage, for the gaussian and cantelli bounds: online (estimated from the usage the predictor has seen, as fathom sim does), one value, or cpu,memory (0: independent)")
 }
 
 func (r *reconcileFlags) validate() error {
@@ -113,13 +121,21 @@ func (r *reconcileFlags) validate() error {
 		return cli.UsageErrorf("--consolidate-below %v must be in (0, 1], e.g. 0.3", r.ConsolidateBelow)
 	case r.DrainBudget < 1:
 		return cli.UsageErrorf("--drain-budget %d must be at least 1", r.DrainBudget)
+	case r.JobRetention >= 0 && r.JobRetention < time.Minute:
+		return cli.UsageErrorf("--job-retention %s is too short; use at least 1m (or a negative value to keep jobs until --max-finished-jobs)", r.JobRetention)
+	case r.MaxFinishedJobs < 1:
+		return cli.UsageErrorf("--max-finished-jobs %d must be at least 1", r.MaxFinishedJobs)
 	}
 	var err error
 	if r.risk, err = scheduler.ParseRiskModel(r.RiskModel); err != nil {
 		return cli.UsageErrorf("--risk-model: %v", err)
 	}
+	r.online = r.Correlation == "online"
+	if r.online {
+		return nil
+	}
 	if r.corr, err = scheduler.ParseCorrelation(r.Correlation); err != nil {
-		return cli.UsageErrorf("--risk-correlation: %v", err)
+		return cli.UsageErrorf("--risk-correlation: %v (or online)", err)
 	}
 	if err := scheduler.CheckCorrelation(r.corr, r.risk); err != nil {
 		return cli.UsageErrorf("--risk-model %s --risk-correlation %s: %v", r.RiskModel, r.Correlation, err)
@@ -127,11 +143,13 @@ func (r *reconcileFlags) validate() error {
 	return nil
 }
 
-func (r *reconcileFlags) options() scheduler.ReconcileOptions {
-	return scheduler.ReconcileOptions{Options: scheduler.Options{Risk: r.risk, Correlation: r.corr},
-		MassFailureFraction: r.MassFailureFraction, MassFailureRate: r.MassFailureRate,
-		MoveCost: r.MoveCost, MinTaskAge: r.MinTaskAge, Consolidate: r.Consolidate,
-		ConsolidateBelow: r.ConsolidateBelow, DrainBudget: r.DrainBudget}
+// apply sets the control loop's configuration from the flags.
+func (r *reconcileFlags) apply(c *controller.Config) {
+	c.Placement.Risk, c.Placement.Correlation, c.OnlineCorrelation = r.risk, r.corr, r.online && r.risk != scheduler.RiskBernstein
+	c.MassFailureFraction, c.MassFailureRate = r.MassFailureFraction, r.MassFailureRate
+	c.Sizing.MoveCost, c.Sizing.MinTaskAge = r.MoveCost, r.MinTaskAge
+	c.Consolidate, c.ConsolidateBelow, c.DrainBudget = r.Consolidate, r.ConsolidateBelow, r.DrainBudget
+	c.JobRetention, c.MaxFinishedJobs = r.JobRetention, r.MaxFinishedJobs
 }
 
 func (c *serverConfig) validate() error {
@@ -143,6 +161,9 @@ func (c *serverConfig) validate() error {
 	}
 	if c.HeartbeatTimeout < time.Second {
 		return cli.UsageErrorf("--heartbeat-timeout %s is too short; use at least 1s", c.HeartbeatTimeout)
+	}
+	if c.FailoverGrace < 0 {
+		return cli.UsageErrorf("--failover-grace must not be negative")
 	}
 	if err := c.Reconcile.validate(); err != nil {
 		return err
@@ -184,8 +205,9 @@ func runServer(ctx context.Context, c serverConfig) error {
 	}
 	defer st.Close()
 
-	o := server.Options{Store: st, Registerer: reg, Gatherer: reg, HeartbeatTimeout: c.HeartbeatTimeout, Logger: log,
-		Reconcile: c.Reconcile.options(), NodeProvider: c.NodeProvider}
+	o := server.Options{Store: st, Registerer: reg, Gatherer: reg, Logger: log, NodeProvider: c.NodeProvider}
+	o.Controller.HeartbeatTimeout, o.Controller.FailoverGrace = c.HeartbeatTimeout, c.FailoverGrace
+	c.Reconcile.apply(&o.Controller)
 	var ms *metrics.Store
 	switch {
 	case c.PrometheusURL != "":

@@ -33,11 +33,13 @@ func newSimCmd(g *cli.Globals) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "sim --trace FILE --format F [--policy p1,p2,...]",
-		Short: "Replay a trace through the real predictor and scheduler, per policy side by side",
-		Long: `Replay a cluster trace on virtual time through Fathom's own recommenders and
-scheduler. Each policy sizes every task with no look-ahead, the scheduler places
-the tasks on machines of one shape (by default the largest provisioned size in
-the trace), and the tasks then use what the trace says they used.
+		Short: "Replay a trace through the real control loop, predictor and scheduler, per policy side by side",
+		Long: `Replay a cluster trace on virtual time through the control loop the server runs
+(package controller, with Fathom's own predictor and scheduler), with simulated
+agents on machines of one shape (by default the largest provisioned size in the
+trace) and a node provider that adds and removes machines at once. Each policy
+sizes every task with no look-ahead, the controller places, resizes, moves and
+restarts the tasks, and the tasks then use what the trace says they used.
 
 Policies: provisioned (the trace's own sizes), vpa, autopilot (baselines that
 pack on their limits, no oversubscription), fathom (packs on its predicted
@@ -154,7 +156,7 @@ reschedules. See docs/simulator.md for how machines are counted.`,
 	f.Float64Var(&eps, "overload-risk", scheduler.DefaultOverloadRisk, "ε: largest accepted probability that a machine's usage exceeds its capacity")
 	f.StringVar(&risk, "risk-model", "gaussian", "overload risk bound: gaussian|bernstein|cantelli")
 	f.StringVar(&corr, "risk-correlation", "online", "ρ, the mean pairwise correlation of co-located tasks' usage for the risk bound: online (estimated from the window-to-window changes replayed so far: no look-ahead), trace (the same estimate from the whole trace at once), one value, or cpu,memory (0: independent)")
-	f.Float64Var(&spread, "step-spread", sim.DefaultStepSpread, "fathom policy: predicted spread = this × the RMS window-to-window change of a task's usage (< 0: the recommender's own distribution)")
+	f.Float64Var(&spread, "step-spread", predictor.DefaultStepSpread, "fathom policy: predicted spread = this × the RMS window-to-window change of a task's usage (< 0: the recommender's own distribution)")
 	f.StringVar(&fails, "fail", "", "machine failures N@T, comma-separated (e.g. 2@3d: two machines in use fail 3 days in)")
 	f.StringVar(&tsOut, "timeseries", "", "write a per-window CSV time series of every policy's cluster to this file")
 	f.StringVar(&taskOut, "task-series", "", "write per-window usage, request and limit of a few sample tasks to this CSV file")

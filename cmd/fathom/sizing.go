@@ -17,7 +17,6 @@ import (
 	"github.com/fathom-scheduler/fathom/internal/cli"
 	"github.com/fathom-scheduler/fathom/metrics"
 	"github.com/fathom-scheduler/fathom/models"
-	"github.com/fathom-scheduler/fathom/predictor"
 	"github.com/fathom-scheduler/fathom/predictor/promhistory"
 	"github.com/fathom-scheduler/fathom/server"
 )
@@ -41,8 +40,8 @@ func (c *sizingConfig) bind(f *pflag.FlagSet) {
 	f.BoolVar(&c.NoRightSizing, "no-rightsizing", false, "turn off the right-sizing loop (tasks keep their hints or cold-start sizes)")
 	f.DurationVar(&c.Interval, "rightsizing-interval", 30*time.Second, "how often running tasks' usage is learned and their limits reconsidered")
 	f.DurationVar(&c.Window, "usage-window", models.WindowSeconds*time.Second, "width of the usage windows the predictor learns from (shorter only for tests and demos; at least 3s; agents are told to push every third of it)")
-	f.Float64Var(&c.Deadband, "resize-deadband", 0.10, "relative change below which a limit is not lowered")
-	f.DurationVar(&c.MinResizeInteval, "resize-min-interval", time.Hour, "least time between two decreases of a task's limits (increases go through at once)")
+	f.Float64Var(&c.Deadband, "resize-deadband", 0.10, "relative change of a recommendation below which a task's request and limit are left as they are (growth beyond half of it is applied at once)")
+	f.DurationVar(&c.MinResizeInteval, "resize-min-interval", 15*time.Minute, "least time after a task was placed or resized before its request or limit is lowered (increases go through at once)")
 	f.StringVar(&c.Kind, "recommender", "fathom", "recommender every task gets: "+joinKinds())
 }
 
@@ -95,7 +94,8 @@ func (c *sizingConfig) apply(o *server.Options, ms *metrics.Store, promURL strin
 	if err := c.validate(); err != nil {
 		return err
 	}
-	o.OverloadRisk = c.OverloadRisk
+	o.Controller.Placement.OverloadRisk = c.OverloadRisk
+	o.Controller.Sizing.Deadband, o.Controller.Sizing.ShrinkDelay = c.Deadband, c.MinResizeInteval
 	if c.NoRightSizing {
 		return nil
 	}
@@ -115,7 +115,6 @@ func (c *sizingConfig) apply(o *server.Options, ms *metrics.Store, promURL strin
 	rs, err := server.NewRightSizer(server.RightSizingOptions{
 		History:  promhistory.NewQuerier(q, promhistory.Options{UsePeak: true, Window: c.Window}),
 		Interval: c.Interval, Kind: c.Kind, Logger: log,
-		Policy: predictor.ResizePolicy{Deadband: c.Deadband, MinInterval: c.MinResizeInteval},
 	})
 	if err != nil {
 		return err

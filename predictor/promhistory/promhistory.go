@@ -121,13 +121,30 @@ var ErrQuery = errors.New("promhistory: query failed")
 // ErrNoUsage means no recent sample of the task was found.
 var ErrNoUsage = errors.New("no usage measured")
 
-// selector matches the series of task index t.Task of every job named
+// Selector matches the series of task index t.Task of every job named
 // t.Job in t.Namespace: the agents label a task with its id, <job id>-<index>,
 // so a job submitted again under the same name continues the history of its
-// predecessors; a bare index (exported traces) matches too.
-func selector(t predictor.TaskKey) string {
+// predecessors; a bare index (exported traces) matches too. TaskIndex reads
+// the index back from a label.
+func Selector(t predictor.TaskKey) string {
 	return fmt.Sprintf(`%s=%s,%s=%s,%s=~%s`, metrics.LabelNamespace, strconv.Quote(t.Namespace), metrics.LabelJobName, strconv.Quote(t.Job),
 		metrics.LabelTask, strconv.Quote("(.+-)?"+strconv.Itoa(t.Task)))
+}
+
+// TaskIndex is the task index in a series' task label, which Selector
+// matches: <job id>-<index> as the agents write it (the controller's task
+// id), or a bare index. ok is false for any other label.
+func TaskIndex(label string) (idx int, ok bool) {
+	i := strings.LastIndexByte(label, '-')
+	if i == 0 {
+		return 0, false // "-3": no job id before the dash
+	}
+	num := label[i+1:]
+	if num == "" || len(num) > 9 || strings.TrimLeft(num, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.Atoi(num)
+	return n, err == nil
 }
 
 func (h *History) names() string {
@@ -235,7 +252,7 @@ func (h *History) Aggregated(ctx context.Context, task predictor.TaskKey, from, 
 	if !first.Before(now) {
 		return nil, nil
 	}
-	ss, err := h.samples(ctx, selector(task), first.Add(-w), now)
+	ss, err := h.samples(ctx, Selector(task), first.Add(-w), now)
 	if err != nil {
 		return nil, err
 	}

@@ -85,7 +85,7 @@ func Parse(data []byte) (*fathomv1.JobSpec, error) {
 
 // known fields per level, in spec order for messages.
 var (
-	topFields  = []string{"name", "namespace", "type", "priority", "replicas", "schedule", "task"}
+	topFields  = []string{"name", "namespace", "type", "priority", "replicas", "schedule", "task", "restart", "constraints", "spread"}
 	taskFields = []string{"command", "env", "user", "resources"}
 	resFields  = []string{"cpu", "memory"}
 )
@@ -151,6 +151,9 @@ func fromMap(m map[string]any) (*fathomv1.JobSpec, error) {
 			return nil, err
 		}
 		s.Task = t
+	}
+	if err := rulesFromMap(m, s); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -417,6 +420,9 @@ func Normalize(in *fathomv1.JobSpec) (*fathomv1.JobSpec, error) {
 		ts.Resources = &fathomv1.Resources{Cpu: res.GetCpu(), Memory: res.GetMemory()}
 	}
 	s.Task = ts
+	if err := normalizeRules(in, s); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 

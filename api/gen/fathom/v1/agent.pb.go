@@ -374,30 +374,36 @@ func (x *WatchAssignmentsRequest) GetNodeId() string {
 	return ""
 }
 
-// AssignmentSet is the full desired set of tasks for one node.
-type AssignmentSet struct {
+// AssignmentUpdate is one change of a node's desired set.
+type AssignmentUpdate struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Increases with every change of the set for this node.
-	Revision      int64         `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
-	Assignments   []*Assignment `protobuf:"bytes,2,rep,name=assignments,proto3" json:"assignments,omitempty"`
+	// Increases with every update sent on this stream.
+	Revision int64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Types that are valid to be assigned to Change:
+	//
+	//	*AssignmentUpdate_Upsert
+	//	*AssignmentUpdate_Remove
+	//	*AssignmentUpdate_Reset_
+	//	*AssignmentUpdate_Synced
+	Change        isAssignmentUpdate_Change `protobuf_oneof:"change"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *AssignmentSet) Reset() {
-	*x = AssignmentSet{}
+func (x *AssignmentUpdate) Reset() {
+	*x = AssignmentUpdate{}
 	mi := &file_fathom_v1_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *AssignmentSet) String() string {
+func (x *AssignmentUpdate) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*AssignmentSet) ProtoMessage() {}
+func (*AssignmentUpdate) ProtoMessage() {}
 
-func (x *AssignmentSet) ProtoReflect() protoreflect.Message {
+func (x *AssignmentUpdate) ProtoReflect() protoreflect.Message {
 	mi := &file_fathom_v1_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -409,24 +415,95 @@ func (x *AssignmentSet) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use AssignmentSet.ProtoReflect.Descriptor instead.
-func (*AssignmentSet) Descriptor() ([]byte, []int) {
+// Deprecated: Use AssignmentUpdate.ProtoReflect.Descriptor instead.
+func (*AssignmentUpdate) Descriptor() ([]byte, []int) {
 	return file_fathom_v1_agent_proto_rawDescGZIP(), []int{5}
 }
 
-func (x *AssignmentSet) GetRevision() int64 {
+func (x *AssignmentUpdate) GetRevision() int64 {
 	if x != nil {
 		return x.Revision
 	}
 	return 0
 }
 
-func (x *AssignmentSet) GetAssignments() []*Assignment {
+func (x *AssignmentUpdate) GetChange() isAssignmentUpdate_Change {
 	if x != nil {
-		return x.Assignments
+		return x.Change
 	}
 	return nil
 }
+
+func (x *AssignmentUpdate) GetUpsert() *Assignment {
+	if x != nil {
+		if x, ok := x.Change.(*AssignmentUpdate_Upsert); ok {
+			return x.Upsert
+		}
+	}
+	return nil
+}
+
+func (x *AssignmentUpdate) GetRemove() string {
+	if x != nil {
+		if x, ok := x.Change.(*AssignmentUpdate_Remove); ok {
+			return x.Remove
+		}
+	}
+	return ""
+}
+
+func (x *AssignmentUpdate) GetReset_() bool {
+	if x != nil {
+		if x, ok := x.Change.(*AssignmentUpdate_Reset_); ok {
+			return x.Reset_
+		}
+	}
+	return false
+}
+
+func (x *AssignmentUpdate) GetSynced() bool {
+	if x != nil {
+		if x, ok := x.Change.(*AssignmentUpdate_Synced); ok {
+			return x.Synced
+		}
+	}
+	return false
+}
+
+type isAssignmentUpdate_Change interface {
+	isAssignmentUpdate_Change()
+}
+
+type AssignmentUpdate_Upsert struct {
+	// Add the task to the set, or change its assignment.
+	Upsert *Assignment `protobuf:"bytes,2,opt,name=upsert,proto3,oneof"`
+}
+
+type AssignmentUpdate_Remove struct {
+	// The task (by id) leaves the set: stop it.
+	Remove string `protobuf:"bytes,3,opt,name=remove,proto3,oneof"`
+}
+
+type AssignmentUpdate_Reset_ struct {
+	// The whole set follows (when a stream opens, and when it fell behind):
+	// the upserts until `synced` are the complete set, replacing what the
+	// agent had; it keeps running what it runs until then.
+	Reset_ bool `protobuf:"varint,5,opt,name=reset,proto3,oneof"`
+}
+
+type AssignmentUpdate_Synced struct {
+	// Every assignment of the set has been sent since `reset`: tasks not
+	// upserted since are not in the set.
+	Synced bool `protobuf:"varint,4,opt,name=synced,proto3,oneof"`
+}
+
+func (*AssignmentUpdate_Upsert) isAssignmentUpdate_Change() {}
+
+func (*AssignmentUpdate_Remove) isAssignmentUpdate_Change() {}
+
+func (*AssignmentUpdate_Reset_) isAssignmentUpdate_Change() {}
+
+func (*AssignmentUpdate_Synced) isAssignmentUpdate_Change() {}
 
 type Assignment struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -702,7 +779,13 @@ type TaskStatus struct {
 	StartedAt  *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
 	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
 	// Generation of the assignment applied.
-	Generation    int64 `protobuf:"varint,11,opt,name=generation,proto3" json:"generation,omitempty"`
+	Generation int64 `protobuf:"varint,11,opt,name=generation,proto3" json:"generation,omitempty"`
+	// The task's memory use (working set) when it was evicted or killed;
+	// 0 when unknown.
+	MemoryUsedBytes int64 `protobuf:"varint,12,opt,name=memory_used_bytes,json=memoryUsedBytes,proto3" json:"memory_used_bytes,omitempty"`
+	// The last lines of the task's output when its process ended on its own
+	// (at most 10 lines and 1 KiB; field numbers 60-69 belong to restarts).
+	LogTail       string `protobuf:"bytes,60,opt,name=log_tail,json=logTail,proto3" json:"log_tail,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -814,6 +897,20 @@ func (x *TaskStatus) GetGeneration() int64 {
 	return 0
 }
 
+func (x *TaskStatus) GetMemoryUsedBytes() int64 {
+	if x != nil {
+		return x.MemoryUsedBytes
+	}
+	return 0
+}
+
+func (x *TaskStatus) GetLogTail() string {
+	if x != nil {
+		return x.LogTail
+	}
+	return ""
+}
+
 var File_fathom_v1_agent_proto protoreflect.FileDescriptor
 
 const file_fathom_v1_agent_proto_rawDesc = "" +
@@ -848,10 +945,14 @@ const file_fathom_v1_agent_proto_rawDesc = "" +
 	"reregister\x18\x01 \x01(\bR\n" +
 	"reregister\"2\n" +
 	"\x17WatchAssignmentsRequest\x12\x17\n" +
-	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"d\n" +
-	"\rAssignmentSet\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x03R\brevision\x127\n" +
-	"\vassignments\x18\x02 \x03(\v2\x15.fathom.v1.AssignmentR\vassignments\"\xf5\x04\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\xb5\x01\n" +
+	"\x10AssignmentUpdate\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\x12/\n" +
+	"\x06upsert\x18\x02 \x01(\v2\x15.fathom.v1.AssignmentH\x00R\x06upsert\x12\x18\n" +
+	"\x06remove\x18\x03 \x01(\tH\x00R\x06remove\x12\x16\n" +
+	"\x05reset\x18\x05 \x01(\bH\x00R\x05reset\x12\x18\n" +
+	"\x06synced\x18\x04 \x01(\bH\x00R\x06syncedB\b\n" +
+	"\x06change\"\xf5\x04\n" +
 	"\n" +
 	"Assignment\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x15\n" +
@@ -880,7 +981,7 @@ const file_fathom_v1_agent_proto_rawDesc = "" +
 	"\x17ReportTaskStatusRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x121\n" +
 	"\bstatuses\x18\x02 \x03(\v2\x15.fathom.v1.TaskStatusR\bstatuses\"\x1a\n" +
-	"\x18ReportTaskStatusResponse\"\x85\x03\n" +
+	"\x18ReportTaskStatusResponse\"\xcc\x03\n" +
 	"\n" +
 	"TaskStatus\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12*\n" +
@@ -899,11 +1000,13 @@ const file_fathom_v1_agent_proto_rawDesc = "" +
 	"finishedAt\x12\x1e\n" +
 	"\n" +
 	"generation\x18\v \x01(\x03R\n" +
-	"generation2\xd4\x02\n" +
+	"generation\x12*\n" +
+	"\x11memory_used_bytes\x18\f \x01(\x03R\x0fmemoryUsedBytes\x12\x19\n" +
+	"\blog_tail\x18< \x01(\tR\alogTail2\xd8\x02\n" +
 	"\fAgentService\x12K\n" +
 	"\bRegister\x12\x1e.fathom.v1.RegisterNodeRequest\x1a\x1f.fathom.v1.RegisterNodeResponse\x12F\n" +
-	"\tHeartbeat\x12\x1b.fathom.v1.HeartbeatRequest\x1a\x1c.fathom.v1.HeartbeatResponse\x12R\n" +
-	"\x10WatchAssignments\x12\".fathom.v1.WatchAssignmentsRequest\x1a\x18.fathom.v1.AssignmentSet0\x01\x12[\n" +
+	"\tHeartbeat\x12\x1b.fathom.v1.HeartbeatRequest\x1a\x1c.fathom.v1.HeartbeatResponse\x12V\n" +
+	"\x11StreamAssignments\x12\".fathom.v1.WatchAssignmentsRequest\x1a\x1b.fathom.v1.AssignmentUpdate0\x01\x12[\n" +
 	"\x10ReportTaskStatus\x12\".fathom.v1.ReportTaskStatusRequest\x1a#.fathom.v1.ReportTaskStatusResponseB?Z=github.com/fathom-scheduler/fathom/api/gen/fathom/v1;fathomv1b\x06proto3"
 
 var (
@@ -925,7 +1028,7 @@ var file_fathom_v1_agent_proto_goTypes = []any{
 	(*HeartbeatRequest)(nil),         // 2: fathom.v1.HeartbeatRequest
 	(*HeartbeatResponse)(nil),        // 3: fathom.v1.HeartbeatResponse
 	(*WatchAssignmentsRequest)(nil),  // 4: fathom.v1.WatchAssignmentsRequest
-	(*AssignmentSet)(nil),            // 5: fathom.v1.AssignmentSet
+	(*AssignmentUpdate)(nil),         // 5: fathom.v1.AssignmentUpdate
 	(*Assignment)(nil),               // 6: fathom.v1.Assignment
 	(*ReportTaskStatusRequest)(nil),  // 7: fathom.v1.ReportTaskStatusRequest
 	(*ReportTaskStatusResponse)(nil), // 8: fathom.v1.ReportTaskStatusResponse
@@ -938,7 +1041,7 @@ var file_fathom_v1_agent_proto_goTypes = []any{
 }
 var file_fathom_v1_agent_proto_depIdxs = []int32{
 	10, // 0: fathom.v1.RegisterNodeRequest.labels:type_name -> fathom.v1.RegisterNodeRequest.LabelsEntry
-	6,  // 1: fathom.v1.AssignmentSet.assignments:type_name -> fathom.v1.Assignment
+	6,  // 1: fathom.v1.AssignmentUpdate.upsert:type_name -> fathom.v1.Assignment
 	11, // 2: fathom.v1.Assignment.env:type_name -> fathom.v1.Assignment.EnvEntry
 	12, // 3: fathom.v1.Assignment.desired_state:type_name -> fathom.v1.DesiredState
 	9,  // 4: fathom.v1.ReportTaskStatusRequest.statuses:type_name -> fathom.v1.TaskStatus
@@ -947,11 +1050,11 @@ var file_fathom_v1_agent_proto_depIdxs = []int32{
 	14, // 7: fathom.v1.TaskStatus.finished_at:type_name -> google.protobuf.Timestamp
 	0,  // 8: fathom.v1.AgentService.Register:input_type -> fathom.v1.RegisterNodeRequest
 	2,  // 9: fathom.v1.AgentService.Heartbeat:input_type -> fathom.v1.HeartbeatRequest
-	4,  // 10: fathom.v1.AgentService.WatchAssignments:input_type -> fathom.v1.WatchAssignmentsRequest
+	4,  // 10: fathom.v1.AgentService.StreamAssignments:input_type -> fathom.v1.WatchAssignmentsRequest
 	7,  // 11: fathom.v1.AgentService.ReportTaskStatus:input_type -> fathom.v1.ReportTaskStatusRequest
 	1,  // 12: fathom.v1.AgentService.Register:output_type -> fathom.v1.RegisterNodeResponse
 	3,  // 13: fathom.v1.AgentService.Heartbeat:output_type -> fathom.v1.HeartbeatResponse
-	5,  // 14: fathom.v1.AgentService.WatchAssignments:output_type -> fathom.v1.AssignmentSet
+	5,  // 14: fathom.v1.AgentService.StreamAssignments:output_type -> fathom.v1.AssignmentUpdate
 	8,  // 15: fathom.v1.AgentService.ReportTaskStatus:output_type -> fathom.v1.ReportTaskStatusResponse
 	12, // [12:16] is the sub-list for method output_type
 	8,  // [8:12] is the sub-list for method input_type
@@ -966,6 +1069,12 @@ func file_fathom_v1_agent_proto_init() {
 		return
 	}
 	file_fathom_v1_types_proto_init()
+	file_fathom_v1_agent_proto_msgTypes[5].OneofWrappers = []any{
+		(*AssignmentUpdate_Upsert)(nil),
+		(*AssignmentUpdate_Remove)(nil),
+		(*AssignmentUpdate_Reset_)(nil),
+		(*AssignmentUpdate_Synced)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -19,10 +19,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AgentService_Register_FullMethodName         = "/fathom.v1.AgentService/Register"
-	AgentService_Heartbeat_FullMethodName        = "/fathom.v1.AgentService/Heartbeat"
-	AgentService_WatchAssignments_FullMethodName = "/fathom.v1.AgentService/WatchAssignments"
-	AgentService_ReportTaskStatus_FullMethodName = "/fathom.v1.AgentService/ReportTaskStatus"
+	AgentService_Register_FullMethodName          = "/fathom.v1.AgentService/Register"
+	AgentService_Heartbeat_FullMethodName         = "/fathom.v1.AgentService/Heartbeat"
+	AgentService_StreamAssignments_FullMethodName = "/fathom.v1.AgentService/StreamAssignments"
+	AgentService_ReportTaskStatus_FullMethodName  = "/fathom.v1.AgentService/ReportTaskStatus"
 )
 
 // AgentServiceClient is the client API for AgentService service.
@@ -39,10 +39,13 @@ type AgentServiceClient interface {
 	// Heartbeat is cheap: the server keeps liveness in memory and writes to etcd
 	// only when a node changes state (up -> down), never once per heartbeat.
 	Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error)
-	// WatchAssignments is level-triggered: every message is the FULL desired
-	// set for the node, sent once on connect and again on every change. The
-	// agent reconciles to it.
-	WatchAssignments(ctx context.Context, in *WatchAssignmentsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AssignmentSet], error)
+	// StreamAssignments streams the node's desired set of tasks as per-task
+	// changes, never the whole set in one message: on connect `reset`, every
+	// assignment as its own upsert, then `synced` (the set is complete: the
+	// agent stops what it runs that is not in it), then every change as it
+	// happens. A stream that falls behind is sent the whole set again the
+	// same way. The agent reconciles to the set.
+	StreamAssignments(ctx context.Context, in *WatchAssignmentsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AssignmentUpdate], error)
 	// ReportTaskStatus reports the observed state of tasks on the node.
 	ReportTaskStatus(ctx context.Context, in *ReportTaskStatusRequest, opts ...grpc.CallOption) (*ReportTaskStatusResponse, error)
 }
@@ -75,13 +78,13 @@ func (c *agentServiceClient) Heartbeat(ctx context.Context, in *HeartbeatRequest
 	return out, nil
 }
 
-func (c *agentServiceClient) WatchAssignments(ctx context.Context, in *WatchAssignmentsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AssignmentSet], error) {
+func (c *agentServiceClient) StreamAssignments(ctx context.Context, in *WatchAssignmentsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AssignmentUpdate], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &AgentService_ServiceDesc.Streams[0], AgentService_WatchAssignments_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &AgentService_ServiceDesc.Streams[0], AgentService_StreamAssignments_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	x := &grpc.GenericClientStream[WatchAssignmentsRequest, AssignmentSet]{ClientStream: stream}
+	x := &grpc.GenericClientStream[WatchAssignmentsRequest, AssignmentUpdate]{ClientStream: stream}
 	if err := x.ClientStream.SendMsg(in); err != nil {
 		return nil, err
 	}
@@ -92,7 +95,7 @@ func (c *agentServiceClient) WatchAssignments(ctx context.Context, in *WatchAssi
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type AgentService_WatchAssignmentsClient = grpc.ServerStreamingClient[AssignmentSet]
+type AgentService_StreamAssignmentsClient = grpc.ServerStreamingClient[AssignmentUpdate]
 
 func (c *agentServiceClient) ReportTaskStatus(ctx context.Context, in *ReportTaskStatusRequest, opts ...grpc.CallOption) (*ReportTaskStatusResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -118,10 +121,13 @@ type AgentServiceServer interface {
 	// Heartbeat is cheap: the server keeps liveness in memory and writes to etcd
 	// only when a node changes state (up -> down), never once per heartbeat.
 	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error)
-	// WatchAssignments is level-triggered: every message is the FULL desired
-	// set for the node, sent once on connect and again on every change. The
-	// agent reconciles to it.
-	WatchAssignments(*WatchAssignmentsRequest, grpc.ServerStreamingServer[AssignmentSet]) error
+	// StreamAssignments streams the node's desired set of tasks as per-task
+	// changes, never the whole set in one message: on connect `reset`, every
+	// assignment as its own upsert, then `synced` (the set is complete: the
+	// agent stops what it runs that is not in it), then every change as it
+	// happens. A stream that falls behind is sent the whole set again the
+	// same way. The agent reconciles to the set.
+	StreamAssignments(*WatchAssignmentsRequest, grpc.ServerStreamingServer[AssignmentUpdate]) error
 	// ReportTaskStatus reports the observed state of tasks on the node.
 	ReportTaskStatus(context.Context, *ReportTaskStatusRequest) (*ReportTaskStatusResponse, error)
 	mustEmbedUnimplementedAgentServiceServer()
@@ -140,8 +146,8 @@ func (UnimplementedAgentServiceServer) Register(context.Context, *RegisterNodeRe
 func (UnimplementedAgentServiceServer) Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Heartbeat not implemented")
 }
-func (UnimplementedAgentServiceServer) WatchAssignments(*WatchAssignmentsRequest, grpc.ServerStreamingServer[AssignmentSet]) error {
-	return status.Error(codes.Unimplemented, "method WatchAssignments not implemented")
+func (UnimplementedAgentServiceServer) StreamAssignments(*WatchAssignmentsRequest, grpc.ServerStreamingServer[AssignmentUpdate]) error {
+	return status.Error(codes.Unimplemented, "method StreamAssignments not implemented")
 }
 func (UnimplementedAgentServiceServer) ReportTaskStatus(context.Context, *ReportTaskStatusRequest) (*ReportTaskStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReportTaskStatus not implemented")
@@ -203,16 +209,16 @@ func _AgentService_Heartbeat_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
-func _AgentService_WatchAssignments_Handler(srv interface{}, stream grpc.ServerStream) error {
+func _AgentService_StreamAssignments_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(WatchAssignmentsRequest)
 	if err := stream.RecvMsg(m); err != nil {
 		return err
 	}
-	return srv.(AgentServiceServer).WatchAssignments(m, &grpc.GenericServerStream[WatchAssignmentsRequest, AssignmentSet]{ServerStream: stream})
+	return srv.(AgentServiceServer).StreamAssignments(m, &grpc.GenericServerStream[WatchAssignmentsRequest, AssignmentUpdate]{ServerStream: stream})
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type AgentService_WatchAssignmentsServer = grpc.ServerStreamingServer[AssignmentSet]
+type AgentService_StreamAssignmentsServer = grpc.ServerStreamingServer[AssignmentUpdate]
 
 func _AgentService_ReportTaskStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ReportTaskStatusRequest)
@@ -254,8 +260,8 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 	},
 	Streams: []grpc.StreamDesc{
 		{
-			StreamName:    "WatchAssignments",
-			Handler:       _AgentService_WatchAssignments_Handler,
+			StreamName:    "StreamAssignments",
+			Handler:       _AgentService_StreamAssignments_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -156,8 +156,15 @@ type JobSpec struct {
 	// Number of tasks, 0..MaxReplicas; 1 when omitted.
 	Replicas *int32 `protobuf:"varint,5,opt,name=replicas,proto3,oneof" json:"replicas,omitempty"`
 	// Cron expression; cron jobs only.
-	Schedule      string    `protobuf:"bytes,6,opt,name=schedule,proto3" json:"schedule,omitempty"`
-	Task          *TaskSpec `protobuf:"bytes,7,opt,name=task,proto3" json:"task,omitempty"`
+	Schedule string    `protobuf:"bytes,6,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	Task     *TaskSpec `protobuf:"bytes,7,opt,name=task,proto3" json:"task,omitempty"`
+	// What happens when a task's process ends on its own; the defaults of the
+	// job's type fill what is omitted (see RestartPolicy).
+	Restart *RestartPolicy `protobuf:"bytes,60,opt,name=restart,proto3" json:"restart,omitempty"`
+	// Node-label rules every node a task goes to must satisfy (all of them).
+	Constraints []*Constraint `protobuf:"bytes,61,rep,name=constraints,proto3" json:"constraints,omitempty"`
+	// Spread the job's tasks evenly across the values of a node label.
+	Spread        *Spread `protobuf:"bytes,62,opt,name=spread,proto3" json:"spread,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -241,6 +248,222 @@ func (x *JobSpec) GetTask() *TaskSpec {
 	return nil
 }
 
+func (x *JobSpec) GetRestart() *RestartPolicy {
+	if x != nil {
+		return x.Restart
+	}
+	return nil
+}
+
+func (x *JobSpec) GetConstraints() []*Constraint {
+	if x != nil {
+		return x.Constraints
+	}
+	return nil
+}
+
+func (x *JobSpec) GetSpread() *Spread {
+	if x != nil {
+		return x.Spread
+	}
+	return nil
+}
+
+// RestartPolicy is Nomad's restart stanza: a task whose process ends (any
+// exit of a service task; a non-zero exit of a batch or cron task) is
+// restarted on its node after `delay`, at most `attempts` times within
+// `interval`; past that, mode "fail" marks it failed and mode "delay" waits
+// for the interval to end and starts counting again. Defaults: batch and
+// cron 3 attempts in 24h, service 2 in 30m, delay 15s, mode fail.
+type RestartPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 0..1000; the default of the job's type when omitted.
+	Attempts *int32 `protobuf:"varint,1,opt,name=attempts,proto3,oneof" json:"attempts,omitempty"`
+	// Go durations ("30m", "24h", "15s"), normalized.
+	Interval string `protobuf:"bytes,2,opt,name=interval,proto3" json:"interval,omitempty"`
+	Delay    string `protobuf:"bytes,3,opt,name=delay,proto3" json:"delay,omitempty"`
+	// fail | delay.
+	Mode          string `protobuf:"bytes,4,opt,name=mode,proto3" json:"mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestartPolicy) Reset() {
+	*x = RestartPolicy{}
+	mi := &file_fathom_v1_jobs_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestartPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestartPolicy) ProtoMessage() {}
+
+func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_fathom_v1_jobs_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
+func (*RestartPolicy) Descriptor() ([]byte, []int) {
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RestartPolicy) GetAttempts() int32 {
+	if x != nil && x.Attempts != nil {
+		return *x.Attempts
+	}
+	return 0
+}
+
+func (x *RestartPolicy) GetInterval() string {
+	if x != nil {
+		return x.Interval
+	}
+	return ""
+}
+
+func (x *RestartPolicy) GetDelay() string {
+	if x != nil {
+		return x.Delay
+	}
+	return ""
+}
+
+func (x *RestartPolicy) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+// Constraint is one rule on node labels (`fathom agent --label k=v`).
+type Constraint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Label string                 `protobuf:"bytes,1,opt,name=label,proto3" json:"label,omitempty"`
+	// "=", "!=", "in" or "exists".
+	Op string `protobuf:"bytes,2,opt,name=op,proto3" json:"op,omitempty"`
+	// The value for "=" and "!=".
+	Value string `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	// The values for "in" (in YAML, `value: [a, b]` or `values: [a, b]`).
+	Values        []string `protobuf:"bytes,4,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Constraint) Reset() {
+	*x = Constraint{}
+	mi := &file_fathom_v1_jobs_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Constraint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Constraint) ProtoMessage() {}
+
+func (x *Constraint) ProtoReflect() protoreflect.Message {
+	mi := &file_fathom_v1_jobs_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Constraint.ProtoReflect.Descriptor instead.
+func (*Constraint) Descriptor() ([]byte, []int) {
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Constraint) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *Constraint) GetOp() string {
+	if x != nil {
+		return x.Op
+	}
+	return ""
+}
+
+func (x *Constraint) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *Constraint) GetValues() []string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+// Spread places a job's tasks so that the count per value of the label
+// differs by at most one while the nodes of the least-used values have room.
+type Spread struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Label         string                 `protobuf:"bytes,1,opt,name=label,proto3" json:"label,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Spread) Reset() {
+	*x = Spread{}
+	mi := &file_fathom_v1_jobs_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Spread) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Spread) ProtoMessage() {}
+
+func (x *Spread) ProtoReflect() protoreflect.Message {
+	mi := &file_fathom_v1_jobs_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Spread.ProtoReflect.Descriptor instead.
+func (*Spread) Descriptor() ([]byte, []int) {
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Spread) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
 type TaskSpec struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Command       []string               `protobuf:"bytes,1,rep,name=command,proto3" json:"command,omitempty"`
@@ -253,7 +476,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[1]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -265,7 +488,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[1]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -278,7 +501,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{1}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *TaskSpec) GetCommand() []string {
@@ -321,7 +544,7 @@ type Resources struct {
 
 func (x *Resources) Reset() {
 	*x = Resources{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[2]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -333,7 +556,7 @@ func (x *Resources) String() string {
 func (*Resources) ProtoMessage() {}
 
 func (x *Resources) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[2]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -346,7 +569,7 @@ func (x *Resources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resources.ProtoReflect.Descriptor instead.
 func (*Resources) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{2}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Resources) GetCpu() string {
@@ -390,7 +613,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[3]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -402,7 +625,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[3]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -415,7 +638,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{3}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Job) GetId() string {
@@ -543,15 +766,32 @@ type Task struct {
 	StartedAt          *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
 	FinishedAt         *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
 	// Most recent transitions, oldest first (bounded).
-	History       []*TaskTransition `protobuf:"bytes,22,rep,name=history,proto3" json:"history,omitempty"`
-	Evicted       bool              `protobuf:"varint,23,opt,name=evicted,proto3" json:"evicted,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	History []*TaskTransition `protobuf:"bytes,22,rep,name=history,proto3" json:"history,omitempty"`
+	Evicted bool              `protobuf:"varint,23,opt,name=evicted,proto3" json:"evicted,omitempty"`
+	// The generation at which the current run was asked for (a placement or
+	// a restart): status reports of an earlier run are stale.
+	StartGeneration int64 `protobuf:"varint,24,opt,name=start_generation,json=startGeneration,proto3" json:"start_generation,omitempty"`
+	// When the current placement was made, and when its sizes last changed.
+	PlacedAt  *timestamppb.Timestamp `protobuf:"bytes,25,opt,name=placed_at,json=placedAt,proto3" json:"placed_at,omitempty"`
+	ResizedAt *timestamppb.Timestamp `protobuf:"bytes,26,opt,name=resized_at,json=resizedAt,proto3" json:"resized_at,omitempty"`
+	// Eviction back-off: evictions so far; the task is kept off avoid_node
+	// until avoid_until (and while that node has no room for it).
+	Evictions  int32                  `protobuf:"varint,27,opt,name=evictions,proto3" json:"evictions,omitempty"`
+	AvoidNode  string                 `protobuf:"bytes,28,opt,name=avoid_node,json=avoidNode,proto3" json:"avoid_node,omitempty"`
+	AvoidUntil *timestamppb.Timestamp `protobuf:"bytes,29,opt,name=avoid_until,json=avoidUntil,proto3" json:"avoid_until,omitempty"`
+	// Restart policy bookkeeping (field numbers 60-69): restarts counted in
+	// the current interval, when that interval began, and when a restart
+	// waiting for its delay is due (unset: none waits).
+	RestartAttempts    int32                  `protobuf:"varint,60,opt,name=restart_attempts,json=restartAttempts,proto3" json:"restart_attempts,omitempty"`
+	RestartWindowStart *timestamppb.Timestamp `protobuf:"bytes,61,opt,name=restart_window_start,json=restartWindowStart,proto3" json:"restart_window_start,omitempty"`
+	RestartAt          *timestamppb.Timestamp `protobuf:"bytes,62,opt,name=restart_at,json=restartAt,proto3" json:"restart_at,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[4]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -563,7 +803,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[4]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -576,7 +816,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{4}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Task) GetId() string {
@@ -740,6 +980,174 @@ func (x *Task) GetEvicted() bool {
 	return false
 }
 
+func (x *Task) GetStartGeneration() int64 {
+	if x != nil {
+		return x.StartGeneration
+	}
+	return 0
+}
+
+func (x *Task) GetPlacedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PlacedAt
+	}
+	return nil
+}
+
+func (x *Task) GetResizedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ResizedAt
+	}
+	return nil
+}
+
+func (x *Task) GetEvictions() int32 {
+	if x != nil {
+		return x.Evictions
+	}
+	return 0
+}
+
+func (x *Task) GetAvoidNode() string {
+	if x != nil {
+		return x.AvoidNode
+	}
+	return ""
+}
+
+func (x *Task) GetAvoidUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AvoidUntil
+	}
+	return nil
+}
+
+func (x *Task) GetRestartAttempts() int32 {
+	if x != nil {
+		return x.RestartAttempts
+	}
+	return 0
+}
+
+func (x *Task) GetRestartWindowStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RestartWindowStart
+	}
+	return nil
+}
+
+func (x *Task) GetRestartAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RestartAt
+	}
+	return nil
+}
+
+// TaskCopy is a copy of a task a node keeps running although the task was
+// placed elsewhere (its node was lost, or it moves): the node keeps it
+// until the replacement runs, then stops it. Stored so that a restarted
+// control plane keeps that promise.
+type TaskCopy struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Node   string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	// The generation of the copy on that node, and its sizes.
+	Generation         int64                  `protobuf:"varint,3,opt,name=generation,proto3" json:"generation,omitempty"`
+	CpuRequestCores    float64                `protobuf:"fixed64,4,opt,name=cpu_request_cores,json=cpuRequestCores,proto3" json:"cpu_request_cores,omitempty"`
+	CpuLimitCores      float64                `protobuf:"fixed64,5,opt,name=cpu_limit_cores,json=cpuLimitCores,proto3" json:"cpu_limit_cores,omitempty"`
+	MemoryRequestBytes int64                  `protobuf:"varint,6,opt,name=memory_request_bytes,json=memoryRequestBytes,proto3" json:"memory_request_bytes,omitempty"`
+	MemoryLimitBytes   int64                  `protobuf:"varint,7,opt,name=memory_limit_bytes,json=memoryLimitBytes,proto3" json:"memory_limit_bytes,omitempty"`
+	Since              *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *TaskCopy) Reset() {
+	*x = TaskCopy{}
+	mi := &file_fathom_v1_jobs_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskCopy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskCopy) ProtoMessage() {}
+
+func (x *TaskCopy) ProtoReflect() protoreflect.Message {
+	mi := &file_fathom_v1_jobs_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskCopy.ProtoReflect.Descriptor instead.
+func (*TaskCopy) Descriptor() ([]byte, []int) {
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *TaskCopy) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskCopy) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *TaskCopy) GetGeneration() int64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *TaskCopy) GetCpuRequestCores() float64 {
+	if x != nil {
+		return x.CpuRequestCores
+	}
+	return 0
+}
+
+func (x *TaskCopy) GetCpuLimitCores() float64 {
+	if x != nil {
+		return x.CpuLimitCores
+	}
+	return 0
+}
+
+func (x *TaskCopy) GetMemoryRequestBytes() int64 {
+	if x != nil {
+		return x.MemoryRequestBytes
+	}
+	return 0
+}
+
+func (x *TaskCopy) GetMemoryLimitBytes() int64 {
+	if x != nil {
+		return x.MemoryLimitBytes
+	}
+	return 0
+}
+
+func (x *TaskCopy) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
 type CreateJobRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Spec          *JobSpec               `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
@@ -749,7 +1157,7 @@ type CreateJobRequest struct {
 
 func (x *CreateJobRequest) Reset() {
 	*x = CreateJobRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[5]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -761,7 +1169,7 @@ func (x *CreateJobRequest) String() string {
 func (*CreateJobRequest) ProtoMessage() {}
 
 func (x *CreateJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[5]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -774,7 +1182,7 @@ func (x *CreateJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateJobRequest.ProtoReflect.Descriptor instead.
 func (*CreateJobRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{5}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CreateJobRequest) GetSpec() *JobSpec {
@@ -794,7 +1202,7 @@ type CreateJobResponse struct {
 
 func (x *CreateJobResponse) Reset() {
 	*x = CreateJobResponse{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[6]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -806,7 +1214,7 @@ func (x *CreateJobResponse) String() string {
 func (*CreateJobResponse) ProtoMessage() {}
 
 func (x *CreateJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[6]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -819,7 +1227,7 @@ func (x *CreateJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateJobResponse.ProtoReflect.Descriptor instead.
 func (*CreateJobResponse) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{6}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreateJobResponse) GetId() string {
@@ -851,7 +1259,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[7]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +1271,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[7]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +1284,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{7}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListJobsRequest) GetNamespace() string {
@@ -909,7 +1317,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[8]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -921,7 +1329,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[8]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -934,7 +1342,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{8}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -953,7 +1361,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[9]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -965,7 +1373,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[9]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -978,7 +1386,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{9}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -997,7 +1405,7 @@ type StopJobRequest struct {
 
 func (x *StopJobRequest) Reset() {
 	*x = StopJobRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[10]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1009,7 +1417,7 @@ func (x *StopJobRequest) String() string {
 func (*StopJobRequest) ProtoMessage() {}
 
 func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[10]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1022,7 +1430,7 @@ func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopJobRequest.ProtoReflect.Descriptor instead.
 func (*StopJobRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{10}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StopJobRequest) GetId() string {
@@ -1043,7 +1451,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[11]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1055,7 +1463,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[11]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1068,7 +1476,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{11}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListTasksRequest) GetJobId() string {
@@ -1094,7 +1502,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[12]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1106,7 +1514,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[12]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1119,7 +1527,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{12}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -1138,7 +1546,7 @@ type WatchJobsRequest struct {
 
 func (x *WatchJobsRequest) Reset() {
 	*x = WatchJobsRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[13]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1150,7 +1558,7 @@ func (x *WatchJobsRequest) String() string {
 func (*WatchJobsRequest) ProtoMessage() {}
 
 func (x *WatchJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[13]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1163,7 +1571,7 @@ func (x *WatchJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobsRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobsRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{13}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WatchJobsRequest) GetNamespace() string {
@@ -1185,7 +1593,7 @@ type WatchTasksRequest struct {
 
 func (x *WatchTasksRequest) Reset() {
 	*x = WatchTasksRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[14]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1197,7 +1605,7 @@ func (x *WatchTasksRequest) String() string {
 func (*WatchTasksRequest) ProtoMessage() {}
 
 func (x *WatchTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[14]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1210,7 +1618,7 @@ func (x *WatchTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchTasksRequest.ProtoReflect.Descriptor instead.
 func (*WatchTasksRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{14}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WatchTasksRequest) GetJobId() string {
@@ -1237,7 +1645,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[15]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1249,7 +1657,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[15]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1262,7 +1670,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{15}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *JobEvent) GetType() EventType {
@@ -1289,7 +1697,7 @@ type TaskEvent struct {
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[16]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1301,7 +1709,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[16]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1314,7 +1722,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{16}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TaskEvent) GetType() EventType {
@@ -1344,7 +1752,7 @@ type TaskTransition struct {
 
 func (x *TaskTransition) Reset() {
 	*x = TaskTransition{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[17]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1356,7 +1764,7 @@ func (x *TaskTransition) String() string {
 func (*TaskTransition) ProtoMessage() {}
 
 func (x *TaskTransition) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[17]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1369,7 +1777,7 @@ func (x *TaskTransition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskTransition.ProtoReflect.Descriptor instead.
 func (*TaskTransition) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{17}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TaskTransition) GetTime() *timestamppb.Timestamp {
@@ -1404,7 +1812,7 @@ var File_fathom_v1_jobs_proto protoreflect.FileDescriptor
 
 const file_fathom_v1_jobs_proto_rawDesc = "" +
 	"\n" +
-	"\x14fathom/v1/jobs.proto\x12\tfathom.v1\x1a\x15fathom/v1/types.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xde\x01\n" +
+	"\x14fathom/v1/jobs.proto\x12\tfathom.v1\x1a\x15fathom/v1/types.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf6\x02\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x12\n" +
@@ -1412,8 +1820,25 @@ const file_fathom_v1_jobs_proto_rawDesc = "" +
 	"\bpriority\x18\x04 \x01(\tR\bpriority\x12\x1f\n" +
 	"\breplicas\x18\x05 \x01(\x05H\x00R\breplicas\x88\x01\x01\x12\x1a\n" +
 	"\bschedule\x18\x06 \x01(\tR\bschedule\x12'\n" +
-	"\x04task\x18\a \x01(\v2\x13.fathom.v1.TaskSpecR\x04taskB\v\n" +
-	"\t_replicas\"\xd4\x01\n" +
+	"\x04task\x18\a \x01(\v2\x13.fathom.v1.TaskSpecR\x04task\x122\n" +
+	"\arestart\x18< \x01(\v2\x18.fathom.v1.RestartPolicyR\arestart\x127\n" +
+	"\vconstraints\x18= \x03(\v2\x15.fathom.v1.ConstraintR\vconstraints\x12)\n" +
+	"\x06spread\x18> \x01(\v2\x11.fathom.v1.SpreadR\x06spreadB\v\n" +
+	"\t_replicas\"\x83\x01\n" +
+	"\rRestartPolicy\x12\x1f\n" +
+	"\battempts\x18\x01 \x01(\x05H\x00R\battempts\x88\x01\x01\x12\x1a\n" +
+	"\binterval\x18\x02 \x01(\tR\binterval\x12\x14\n" +
+	"\x05delay\x18\x03 \x01(\tR\x05delay\x12\x12\n" +
+	"\x04mode\x18\x04 \x01(\tR\x04modeB\v\n" +
+	"\t_attempts\"`\n" +
+	"\n" +
+	"Constraint\x12\x14\n" +
+	"\x05label\x18\x01 \x01(\tR\x05label\x12\x0e\n" +
+	"\x02op\x18\x02 \x01(\tR\x02op\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\tR\x05value\x12\x16\n" +
+	"\x06values\x18\x04 \x03(\tR\x06values\"\x1e\n" +
+	"\x06Spread\x12\x14\n" +
+	"\x05label\x18\x01 \x01(\tR\x05label\"\xd4\x01\n" +
 	"\bTaskSpec\x12\x18\n" +
 	"\acommand\x18\x01 \x03(\tR\acommand\x12.\n" +
 	"\x03env\x18\x02 \x03(\v2\x1c.fathom.v1.TaskSpec.EnvEntryR\x03env\x12\x12\n" +
@@ -1446,7 +1871,8 @@ const file_fathom_v1_jobs_proto_rawDesc = "" +
 	"\vnext_run_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tnextRunAt\x1a=\n" +
 	"\x0fTaskCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\xd2\x06\n" +
+	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\x9f\n" +
+	"\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x1c\n" +
@@ -1477,7 +1903,31 @@ const file_fathom_v1_jobs_proto_rawDesc = "" +
 	"\vfinished_at\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishedAt\x123\n" +
 	"\ahistory\x18\x16 \x03(\v2\x19.fathom.v1.TaskTransitionR\ahistory\x12\x18\n" +
-	"\aevicted\x18\x17 \x01(\bR\aevicted\":\n" +
+	"\aevicted\x18\x17 \x01(\bR\aevicted\x12)\n" +
+	"\x10start_generation\x18\x18 \x01(\x03R\x0fstartGeneration\x127\n" +
+	"\tplaced_at\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\bplacedAt\x129\n" +
+	"\n" +
+	"resized_at\x18\x1a \x01(\v2\x1a.google.protobuf.TimestampR\tresizedAt\x12\x1c\n" +
+	"\tevictions\x18\x1b \x01(\x05R\tevictions\x12\x1d\n" +
+	"\n" +
+	"avoid_node\x18\x1c \x01(\tR\tavoidNode\x12;\n" +
+	"\vavoid_until\x18\x1d \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"avoidUntil\x12)\n" +
+	"\x10restart_attempts\x18< \x01(\x05R\x0frestartAttempts\x12L\n" +
+	"\x14restart_window_start\x18= \x01(\v2\x1a.google.protobuf.TimestampR\x12restartWindowStart\x129\n" +
+	"\n" +
+	"restart_at\x18> \x01(\v2\x1a.google.protobuf.TimestampR\trestartAt\"\xbd\x02\n" +
+	"\bTaskCopy\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x03 \x01(\x03R\n" +
+	"generation\x12*\n" +
+	"\x11cpu_request_cores\x18\x04 \x01(\x01R\x0fcpuRequestCores\x12&\n" +
+	"\x0fcpu_limit_cores\x18\x05 \x01(\x01R\rcpuLimitCores\x120\n" +
+	"\x14memory_request_bytes\x18\x06 \x01(\x03R\x12memoryRequestBytes\x12,\n" +
+	"\x12memory_limit_bytes\x18\a \x01(\x03R\x10memoryLimitBytes\x120\n" +
+	"\x05since\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x05since\":\n" +
 	"\x10CreateJobRequest\x12&\n" +
 	"\x04spec\x18\x01 \x01(\v2\x12.fathom.v1.JobSpecR\x04spec\"E\n" +
 	"\x11CreateJobResponse\x12\x0e\n" +
@@ -1552,80 +2002,93 @@ func file_fathom_v1_jobs_proto_rawDescGZIP() []byte {
 }
 
 var file_fathom_v1_jobs_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_fathom_v1_jobs_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_fathom_v1_jobs_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_fathom_v1_jobs_proto_goTypes = []any{
 	(JobState)(0),                 // 0: fathom.v1.JobState
 	(EventType)(0),                // 1: fathom.v1.EventType
 	(*JobSpec)(nil),               // 2: fathom.v1.JobSpec
-	(*TaskSpec)(nil),              // 3: fathom.v1.TaskSpec
-	(*Resources)(nil),             // 4: fathom.v1.Resources
-	(*Job)(nil),                   // 5: fathom.v1.Job
-	(*Task)(nil),                  // 6: fathom.v1.Task
-	(*CreateJobRequest)(nil),      // 7: fathom.v1.CreateJobRequest
-	(*CreateJobResponse)(nil),     // 8: fathom.v1.CreateJobResponse
-	(*ListJobsRequest)(nil),       // 9: fathom.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),      // 10: fathom.v1.ListJobsResponse
-	(*GetJobRequest)(nil),         // 11: fathom.v1.GetJobRequest
-	(*StopJobRequest)(nil),        // 12: fathom.v1.StopJobRequest
-	(*ListTasksRequest)(nil),      // 13: fathom.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),     // 14: fathom.v1.ListTasksResponse
-	(*WatchJobsRequest)(nil),      // 15: fathom.v1.WatchJobsRequest
-	(*WatchTasksRequest)(nil),     // 16: fathom.v1.WatchTasksRequest
-	(*JobEvent)(nil),              // 17: fathom.v1.JobEvent
-	(*TaskEvent)(nil),             // 18: fathom.v1.TaskEvent
-	(*TaskTransition)(nil),        // 19: fathom.v1.TaskTransition
-	nil,                           // 20: fathom.v1.TaskSpec.EnvEntry
-	nil,                           // 21: fathom.v1.Job.TaskCountsEntry
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
-	(TaskState)(0),                // 23: fathom.v1.TaskState
-	(DesiredState)(0),             // 24: fathom.v1.DesiredState
+	(*RestartPolicy)(nil),         // 3: fathom.v1.RestartPolicy
+	(*Constraint)(nil),            // 4: fathom.v1.Constraint
+	(*Spread)(nil),                // 5: fathom.v1.Spread
+	(*TaskSpec)(nil),              // 6: fathom.v1.TaskSpec
+	(*Resources)(nil),             // 7: fathom.v1.Resources
+	(*Job)(nil),                   // 8: fathom.v1.Job
+	(*Task)(nil),                  // 9: fathom.v1.Task
+	(*TaskCopy)(nil),              // 10: fathom.v1.TaskCopy
+	(*CreateJobRequest)(nil),      // 11: fathom.v1.CreateJobRequest
+	(*CreateJobResponse)(nil),     // 12: fathom.v1.CreateJobResponse
+	(*ListJobsRequest)(nil),       // 13: fathom.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),      // 14: fathom.v1.ListJobsResponse
+	(*GetJobRequest)(nil),         // 15: fathom.v1.GetJobRequest
+	(*StopJobRequest)(nil),        // 16: fathom.v1.StopJobRequest
+	(*ListTasksRequest)(nil),      // 17: fathom.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),     // 18: fathom.v1.ListTasksResponse
+	(*WatchJobsRequest)(nil),      // 19: fathom.v1.WatchJobsRequest
+	(*WatchTasksRequest)(nil),     // 20: fathom.v1.WatchTasksRequest
+	(*JobEvent)(nil),              // 21: fathom.v1.JobEvent
+	(*TaskEvent)(nil),             // 22: fathom.v1.TaskEvent
+	(*TaskTransition)(nil),        // 23: fathom.v1.TaskTransition
+	nil,                           // 24: fathom.v1.TaskSpec.EnvEntry
+	nil,                           // 25: fathom.v1.Job.TaskCountsEntry
+	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
+	(TaskState)(0),                // 27: fathom.v1.TaskState
+	(DesiredState)(0),             // 28: fathom.v1.DesiredState
 }
 var file_fathom_v1_jobs_proto_depIdxs = []int32{
-	3,  // 0: fathom.v1.JobSpec.task:type_name -> fathom.v1.TaskSpec
-	20, // 1: fathom.v1.TaskSpec.env:type_name -> fathom.v1.TaskSpec.EnvEntry
-	4,  // 2: fathom.v1.TaskSpec.resources:type_name -> fathom.v1.Resources
-	2,  // 3: fathom.v1.Job.spec:type_name -> fathom.v1.JobSpec
-	0,  // 4: fathom.v1.Job.state:type_name -> fathom.v1.JobState
-	22, // 5: fathom.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	22, // 6: fathom.v1.Job.stopped_at:type_name -> google.protobuf.Timestamp
-	21, // 7: fathom.v1.Job.task_counts:type_name -> fathom.v1.Job.TaskCountsEntry
-	22, // 8: fathom.v1.Job.last_run_at:type_name -> google.protobuf.Timestamp
-	22, // 9: fathom.v1.Job.next_run_at:type_name -> google.protobuf.Timestamp
-	23, // 10: fathom.v1.Task.state:type_name -> fathom.v1.TaskState
-	24, // 11: fathom.v1.Task.desired_state:type_name -> fathom.v1.DesiredState
-	22, // 12: fathom.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	22, // 13: fathom.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	22, // 14: fathom.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	19, // 15: fathom.v1.Task.history:type_name -> fathom.v1.TaskTransition
-	2,  // 16: fathom.v1.CreateJobRequest.spec:type_name -> fathom.v1.JobSpec
-	5,  // 17: fathom.v1.CreateJobResponse.job:type_name -> fathom.v1.Job
-	5,  // 18: fathom.v1.ListJobsResponse.jobs:type_name -> fathom.v1.Job
-	6,  // 19: fathom.v1.ListTasksResponse.tasks:type_name -> fathom.v1.Task
-	1,  // 20: fathom.v1.JobEvent.type:type_name -> fathom.v1.EventType
-	5,  // 21: fathom.v1.JobEvent.job:type_name -> fathom.v1.Job
-	1,  // 22: fathom.v1.TaskEvent.type:type_name -> fathom.v1.EventType
-	6,  // 23: fathom.v1.TaskEvent.task:type_name -> fathom.v1.Task
-	22, // 24: fathom.v1.TaskTransition.time:type_name -> google.protobuf.Timestamp
-	23, // 25: fathom.v1.TaskTransition.state:type_name -> fathom.v1.TaskState
-	7,  // 26: fathom.v1.JobService.CreateJob:input_type -> fathom.v1.CreateJobRequest
-	9,  // 27: fathom.v1.JobService.ListJobs:input_type -> fathom.v1.ListJobsRequest
-	11, // 28: fathom.v1.JobService.GetJob:input_type -> fathom.v1.GetJobRequest
-	12, // 29: fathom.v1.JobService.StopJob:input_type -> fathom.v1.StopJobRequest
-	13, // 30: fathom.v1.JobService.ListTasks:input_type -> fathom.v1.ListTasksRequest
-	15, // 31: fathom.v1.JobService.WatchJobs:input_type -> fathom.v1.WatchJobsRequest
-	16, // 32: fathom.v1.JobService.WatchTasks:input_type -> fathom.v1.WatchTasksRequest
-	8,  // 33: fathom.v1.JobService.CreateJob:output_type -> fathom.v1.CreateJobResponse
-	10, // 34: fathom.v1.JobService.ListJobs:output_type -> fathom.v1.ListJobsResponse
-	5,  // 35: fathom.v1.JobService.GetJob:output_type -> fathom.v1.Job
-	5,  // 36: fathom.v1.JobService.StopJob:output_type -> fathom.v1.Job
-	14, // 37: fathom.v1.JobService.ListTasks:output_type -> fathom.v1.ListTasksResponse
-	17, // 38: fathom.v1.JobService.WatchJobs:output_type -> fathom.v1.JobEvent
-	18, // 39: fathom.v1.JobService.WatchTasks:output_type -> fathom.v1.TaskEvent
-	33, // [33:40] is the sub-list for method output_type
-	26, // [26:33] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	6,  // 0: fathom.v1.JobSpec.task:type_name -> fathom.v1.TaskSpec
+	3,  // 1: fathom.v1.JobSpec.restart:type_name -> fathom.v1.RestartPolicy
+	4,  // 2: fathom.v1.JobSpec.constraints:type_name -> fathom.v1.Constraint
+	5,  // 3: fathom.v1.JobSpec.spread:type_name -> fathom.v1.Spread
+	24, // 4: fathom.v1.TaskSpec.env:type_name -> fathom.v1.TaskSpec.EnvEntry
+	7,  // 5: fathom.v1.TaskSpec.resources:type_name -> fathom.v1.Resources
+	2,  // 6: fathom.v1.Job.spec:type_name -> fathom.v1.JobSpec
+	0,  // 7: fathom.v1.Job.state:type_name -> fathom.v1.JobState
+	26, // 8: fathom.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	26, // 9: fathom.v1.Job.stopped_at:type_name -> google.protobuf.Timestamp
+	25, // 10: fathom.v1.Job.task_counts:type_name -> fathom.v1.Job.TaskCountsEntry
+	26, // 11: fathom.v1.Job.last_run_at:type_name -> google.protobuf.Timestamp
+	26, // 12: fathom.v1.Job.next_run_at:type_name -> google.protobuf.Timestamp
+	27, // 13: fathom.v1.Task.state:type_name -> fathom.v1.TaskState
+	28, // 14: fathom.v1.Task.desired_state:type_name -> fathom.v1.DesiredState
+	26, // 15: fathom.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	26, // 16: fathom.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	26, // 17: fathom.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	23, // 18: fathom.v1.Task.history:type_name -> fathom.v1.TaskTransition
+	26, // 19: fathom.v1.Task.placed_at:type_name -> google.protobuf.Timestamp
+	26, // 20: fathom.v1.Task.resized_at:type_name -> google.protobuf.Timestamp
+	26, // 21: fathom.v1.Task.avoid_until:type_name -> google.protobuf.Timestamp
+	26, // 22: fathom.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
+	26, // 23: fathom.v1.Task.restart_at:type_name -> google.protobuf.Timestamp
+	26, // 24: fathom.v1.TaskCopy.since:type_name -> google.protobuf.Timestamp
+	2,  // 25: fathom.v1.CreateJobRequest.spec:type_name -> fathom.v1.JobSpec
+	8,  // 26: fathom.v1.CreateJobResponse.job:type_name -> fathom.v1.Job
+	8,  // 27: fathom.v1.ListJobsResponse.jobs:type_name -> fathom.v1.Job
+	9,  // 28: fathom.v1.ListTasksResponse.tasks:type_name -> fathom.v1.Task
+	1,  // 29: fathom.v1.JobEvent.type:type_name -> fathom.v1.EventType
+	8,  // 30: fathom.v1.JobEvent.job:type_name -> fathom.v1.Job
+	1,  // 31: fathom.v1.TaskEvent.type:type_name -> fathom.v1.EventType
+	9,  // 32: fathom.v1.TaskEvent.task:type_name -> fathom.v1.Task
+	26, // 33: fathom.v1.TaskTransition.time:type_name -> google.protobuf.Timestamp
+	27, // 34: fathom.v1.TaskTransition.state:type_name -> fathom.v1.TaskState
+	11, // 35: fathom.v1.JobService.CreateJob:input_type -> fathom.v1.CreateJobRequest
+	13, // 36: fathom.v1.JobService.ListJobs:input_type -> fathom.v1.ListJobsRequest
+	15, // 37: fathom.v1.JobService.GetJob:input_type -> fathom.v1.GetJobRequest
+	16, // 38: fathom.v1.JobService.StopJob:input_type -> fathom.v1.StopJobRequest
+	17, // 39: fathom.v1.JobService.ListTasks:input_type -> fathom.v1.ListTasksRequest
+	19, // 40: fathom.v1.JobService.WatchJobs:input_type -> fathom.v1.WatchJobsRequest
+	20, // 41: fathom.v1.JobService.WatchTasks:input_type -> fathom.v1.WatchTasksRequest
+	12, // 42: fathom.v1.JobService.CreateJob:output_type -> fathom.v1.CreateJobResponse
+	14, // 43: fathom.v1.JobService.ListJobs:output_type -> fathom.v1.ListJobsResponse
+	8,  // 44: fathom.v1.JobService.GetJob:output_type -> fathom.v1.Job
+	8,  // 45: fathom.v1.JobService.StopJob:output_type -> fathom.v1.Job
+	18, // 46: fathom.v1.JobService.ListTasks:output_type -> fathom.v1.ListTasksResponse
+	21, // 47: fathom.v1.JobService.WatchJobs:output_type -> fathom.v1.JobEvent
+	22, // 48: fathom.v1.JobService.WatchTasks:output_type -> fathom.v1.TaskEvent
+	42, // [42:49] is the sub-list for method output_type
+	35, // [35:42] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_fathom_v1_jobs_proto_init() }
@@ -1635,13 +2098,14 @@ func file_fathom_v1_jobs_proto_init() {
 	}
 	file_fathom_v1_types_proto_init()
 	file_fathom_v1_jobs_proto_msgTypes[0].OneofWrappers = []any{}
+	file_fathom_v1_jobs_proto_msgTypes[1].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fathom_v1_jobs_proto_rawDesc), len(file_fathom_v1_jobs_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   20,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
