@@ -358,9 +358,28 @@ func TestConsole(t *testing.T) {
 	}
 	s.take(t, ctx, "console-job")
 
+	// Fathom's tasks' own usage (the heartbeat's task_* fields, kept by the
+	// controller) reaches the API and the nodes page: burn still runs.
+	waitFor(t, 30*time.Second, "task usage of the node in GET /v1/nodes", func() bool {
+		b, err := httpGet(d.api + "/v1/nodes")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r struct {
+			Nodes []struct {
+				TaskCPU float64 `json:"task_cpu_used_cores"`
+				TaskMem string  `json:"task_memory_used_bytes"`
+			} `json:"nodes"`
+		}
+		if err := json.Unmarshal([]byte(b), &r); err != nil {
+			t.Fatalf("%v: %s", err, b)
+		}
+		return len(r.Nodes) == 1 && r.Nodes[0].TaskCPU > 0 && r.Nodes[0].TaskMem != "" && r.Nodes[0].TaskMem != "0"
+	})
+
 	// The other pages render what the API says.
 	for _, p := range []struct{ path, ready, shot string }{
-		{"/nodes", `document.querySelectorAll('#nodes-table tbody tr').length === 1`, "console-nodes"},
+		{"/nodes", `document.querySelectorAll('#nodes-table tbody tr').length === 1 && [...document.querySelectorAll('#nodes-table .gauge .small')].every(g => !g.textContent.startsWith('used -'))`, "console-nodes"},
 		{"/tasks", fmt.Sprintf(`!!document.querySelector('#tasks-table tr[data-task=%q]')`, burn.ID+"-0"), ""},
 		{"/cluster", `!!document.querySelector('#stat-used') && !!document.querySelector('#slack-table') && !!document.querySelector('#saved-table') && !!document.querySelector('#risk-table')`, "console-cluster"},
 	} {
