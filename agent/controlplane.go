@@ -214,7 +214,37 @@ func AssignmentFromProto(a *fathomv1.Assignment) Assignment {
 	return Assignment{TaskID: a.GetTaskId(), JobID: a.GetJobId(), Namespace: a.GetNamespace(), JobName: a.GetJobName(),
 		TaskIndex: a.GetTaskIndex(), Command: a.GetCommand(), Env: a.GetEnv(), User: a.GetUser(), JobType: a.GetJobType(),
 		Priority: a.GetPriority(), CPURequestCores: a.GetCpuRequestCores(), CPULimitCores: a.GetCpuLimitCores(),
-		MemoryRequestBytes: a.GetMemoryRequestBytes(), MemoryLimitBytes: a.GetMemoryLimitBytes(), Desired: d, Generation: a.GetGeneration()}
+		MemoryRequestBytes: a.GetMemoryRequestBytes(), MemoryLimitBytes: a.GetMemoryLimitBytes(), Desired: d, Generation: a.GetGeneration(),
+		HealthCheck: checkFromProto(a.GetHealthCheck()), Version: a.GetVersion()}
+}
+
+func checkFromProto(h *fathomv1.HealthCheck) *HealthCheck {
+	if h == nil {
+		return nil
+	}
+	iv, _ := time.ParseDuration(h.GetInterval())
+	to, _ := time.ParseDuration(h.GetTimeout())
+	return &HealthCheck{Command: h.GetCommand(), HTTPPort: h.GetHttp().GetPort(), HTTPPath: h.GetHttp().GetPath(), TCPPort: h.GetTcp().GetPort(),
+		Interval: iv, Timeout: to}
+}
+
+func checkToProto(h *HealthCheck) *fathomv1.HealthCheck {
+	if h == nil {
+		return nil
+	}
+	p := &fathomv1.HealthCheck{Command: h.Command, Interval: h.Interval.String(), Timeout: h.Timeout.String()}
+	if h.HTTPPort > 0 {
+		p.Http = &fathomv1.HTTPCheck{Port: h.HTTPPort, Path: h.HTTPPath}
+	}
+	if h.TCPPort > 0 {
+		p.Tcp = &fathomv1.TCPCheck{Port: h.TCPPort}
+	}
+	return p
+}
+
+var healthToProto = map[Health]fathomv1.HealthState{
+	HealthUnknown: fathomv1.HealthState_HEALTH_STATE_UNKNOWN, HealthHealthy: fathomv1.HealthState_HEALTH_STATE_HEALTHY,
+	HealthUnhealthy: fathomv1.HealthState_HEALTH_STATE_UNHEALTHY,
 }
 
 // AssignmentToProto is the inverse of AssignmentFromProto (for servers and tests).
@@ -229,7 +259,7 @@ func AssignmentToProto(a Assignment) *fathomv1.Assignment {
 	return &fathomv1.Assignment{TaskId: a.TaskID, JobId: a.JobID, Namespace: a.Namespace, JobName: a.JobName, TaskIndex: a.TaskIndex,
 		Command: a.Command, Env: a.Env, User: a.User, JobType: a.JobType, Priority: a.Priority, CpuRequestCores: a.CPURequestCores,
 		CpuLimitCores: a.CPULimitCores, MemoryRequestBytes: a.MemoryRequestBytes, MemoryLimitBytes: a.MemoryLimitBytes,
-		DesiredState: d, Generation: a.Generation}
+		DesiredState: d, Generation: a.Generation, HealthCheck: checkToProto(a.HealthCheck), Version: a.Version}
 }
 
 var stateToProto = map[TaskState]fathomv1.TaskState{
@@ -241,7 +271,8 @@ var stateToProto = map[TaskState]fathomv1.TaskState{
 // TaskStatusToProto translates a status for the wire.
 func TaskStatusToProto(s TaskStatus) *fathomv1.TaskStatus {
 	p := &fathomv1.TaskStatus{TaskId: s.TaskID, State: stateToProto[s.State], Pid: s.PID, ExitCode: s.ExitCode, OomKilled: s.OOMKilled,
-		Evicted: s.Evicted, Reason: s.Reason, Restarts: s.Restarts, Generation: s.Generation, LogTail: s.LogTail}
+		Evicted: s.Evicted, Reason: s.Reason, Restarts: s.Restarts, Generation: s.Generation, LogTail: s.LogTail,
+		Health: healthToProto[s.Health], HealthMessage: s.HealthMessage}
 	if !s.StartedAt.IsZero() {
 		p.StartedAt = timestamppb.New(s.StartedAt)
 	}
@@ -254,7 +285,12 @@ func TaskStatusToProto(s TaskStatus) *fathomv1.TaskStatus {
 // TaskStatusFromProto is the inverse of TaskStatusToProto.
 func TaskStatusFromProto(p *fathomv1.TaskStatus) TaskStatus {
 	s := TaskStatus{TaskID: p.GetTaskId(), PID: p.GetPid(), ExitCode: p.GetExitCode(), OOMKilled: p.GetOomKilled(), Evicted: p.GetEvicted(),
-		Reason: p.GetReason(), Restarts: p.GetRestarts(), Generation: p.GetGeneration(), LogTail: p.GetLogTail()}
+		Reason: p.GetReason(), Restarts: p.GetRestarts(), Generation: p.GetGeneration(), LogTail: p.GetLogTail(), HealthMessage: p.GetHealthMessage()}
+	for k, v := range healthToProto {
+		if v == p.GetHealth() {
+			s.Health = k
+		}
+	}
 	for k, v := range stateToProto {
 		if v == p.GetState() {
 			s.State = k

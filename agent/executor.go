@@ -84,6 +84,10 @@ type task struct {
 	// generation, which is the control plane's restart decision.
 	doneGen    int64
 	runStarted time.Time
+	// The health checker of the current run (health.go).
+	checkStop, checkDone chan struct{}
+	checkPID             int
+	checkSpec            *HealthCheck
 
 	// logMu is held for writing while output.log is rotated and for
 	// reading while it is read; logRot counts rotations (see logrotate.go).
@@ -420,7 +424,9 @@ func (e *Executor) StopAll() {
 // supervise owns one task's process for its whole life on this node.
 func (e *Executor) supervise(t *task) {
 	defer e.wg.Done()
+	defer e.stopCheck(t)
 	for {
+		e.syncCheck(t)
 		select {
 		case <-e.quit: // the agent is going away; the processes stay
 			return

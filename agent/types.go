@@ -61,6 +61,10 @@ type Assignment struct {
 
 	Desired    DesiredState `json:"desired_state"`
 	Generation int64        `json:"generation"`
+	// HealthCheck is run while the task runs (health.go); Version is the
+	// job version (informational).
+	HealthCheck *HealthCheck `json:"health_check,omitempty"`
+	Version     int64        `json:"version,omitempty"`
 }
 
 // sameSpec reports whether a and b run the same process, so that a change
@@ -99,4 +103,8 @@ type TaskStatus struct {
 	// LogTail is the end of the task's output when its process ended on
 	// its own (bounded: 10 lines, 1 KiB).
 	LogTail string `json:"log_tail,omitempty"`
+	// Health is the health check's last result in this run ("": no check
+	// or not checked yet), HealthMessage its output (bounded).
+	Health        Health `json:"health,omitempty"`
+	HealthMessage string `json:"health_message,omitempty"`
 }

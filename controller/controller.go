@@ -31,9 +31,13 @@ type Controller struct {
 
 	jobs  map[string]*jobEntry
 	crons map[string]*jobEntry // the cron jobs of jobs
-	names map[string]string    // "<namespace>/<name>" -> id of the job holding it
-	nodes map[string]*nodeEntry
-	sched *scheduler.State
+	// deploying are the jobs with an active rollout; trimming those with
+	// tasks past their replicas (scaled down) still to forget.
+	deploying map[string]*jobEntry
+	trimming  map[string]*jobEntry
+	names     map[string]string // "<namespace>/<name>" -> id of the job holding it
+	nodes     map[string]*nodeEntry
+	sched     *scheduler.State
 	// ghosts: task id -> node -> the copy that node keeps (see Ghost).
 	ghosts map[string]map[string]*Ghost
 	// queue holds the tasks that wait for a node, in arrival order (entries
@@ -140,6 +144,8 @@ func New(cfg Config) (*Controller, error) {
 func (c *Controller) reset() {
 	c.jobs = map[string]*jobEntry{}
 	c.crons = map[string]*jobEntry{}
+	c.deploying = map[string]*jobEntry{}
+	c.trimming = map[string]*jobEntry{}
 	c.blocked, c.blockedDirty, c.blockedRoom = nil, false, nil
 	c.names = map[string]string{}
 	c.nodes = map[string]*nodeEntry{}
@@ -197,6 +203,9 @@ func (c *Controller) Restore(snap Snapshot, now time.Time) (warnings []string) {
 		}
 	}
 	for _, j := range snap.Jobs {
+		if j.Version == 0 { // stored before versions
+			j.Version, j.StableVersion = 1, 1
+		}
 		e := newJobEntry(j.clone())
 		c.addJob(e)
 		if id, ok := snap.Names[j.Spec.Namespace+"/"+j.Spec.Name]; ok && id == j.ID {
@@ -206,13 +215,28 @@ func (c *Controller) Restore(snap Snapshot, now time.Time) (warnings []string) {
 	}
 	for _, t := range snap.Tasks {
 		e := c.jobs[t.JobID]
-		if e == nil || int(t.Index) >= len(e.tasks) {
+		if e == nil || t.Index < 0 {
 			warnings = append(warnings, fmt.Sprintf("task %s: its job is not stored; ignored", t.ID()))
 			continue
 		}
+		for int(t.Index) >= len(e.tasks) { // past the replicas: being scaled down
+			n := int32(len(e.tasks))
+			e.tasks = append(e.tasks, &Task{JobID: e.job.ID, Index: n, State: Stopped, Desired: DesiredStop, Version: e.job.Version})
+			e.meta = append(e.meta, taskMeta{})
+			e.stored = append(e.stored, false)
+			c.trimming[e.job.ID] = e
+		}
 		t = t.clone()
+		if t.Version == 0 {
+			t.Version = e.job.Version // stored before versions
+		}
 		e.tasks[t.Index] = &t
 		e.stored[t.Index] = true
+	}
+	for _, e := range c.jobs {
+		if e.job.Deployment.Active() {
+			c.deploying[e.job.ID] = e
+		}
 	}
 	for _, e := range c.sortedJobs() {
 		for i := range e.tasks {
@@ -265,7 +289,7 @@ func newJobEntry(j Job) *jobEntry {
 	e := &jobEntry{job: j, tasks: make([]*Task, n), meta: make([]taskMeta, n), stored: make([]bool, n), cons: schedConstraints(j.Spec.Constraints)}
 	for i := range e.tasks {
 		e.tasks[i] = &Task{JobID: j.ID, Index: int32(i), State: Pending, Desired: DesiredRun, UpdatedAt: j.CreatedAt,
-			Reason: "waiting for a node"}
+			Reason: "waiting for a node", Version: j.Version, VersionAt: j.VersionAt}
 	}
 	return e
 }

@@ -67,6 +67,10 @@ func (c *Controller) startDueRuns(now time.Time) {
 			r := ref{e, int32(i)}
 			t := r.task()
 			t.State, t.Node, t.Desired = Pending, "", DesiredRun
+			if t.Version != j.Version {
+				t.Version, t.VersionAt = j.Version, now
+			}
+			c.resetHealth(r)
 			t.PID, t.ExitCode, t.OOMKilled, t.Evicted, t.StartedAt, t.FinishedAt = 0, 0, false, false, time.Time{}, time.Time{}
 			t.RestartAttempts, t.RestartWindow, t.RestartAt = 0, time.Time{}, time.Time{} // each run has the whole restart policy
 			withHistory(t, now, fmt.Sprintf("cron run %d started by schedule %q", j.Runs, j.Spec.Schedule))

@@ -12,4 +12,7 @@ var (
 	// ErrJobNotFound and ErrNodeNotFound: no such job or node.
 	ErrJobNotFound  = errors.New("job not found")
 	ErrNodeNotFound = errors.New("node not found")
+	// ErrConflict: the request does not fit the job's state (an update of a
+	// stopped job, a promote without canaries waiting).
+	ErrConflict = errors.New("not possible in the job's current state")
 )

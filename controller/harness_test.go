@@ -42,6 +42,13 @@ import (
 //	tasks | agents | nodes        print state
 //	explain task=web-0            why the task is where it is, or waits
 //	expect [running=N] [pending=N] [lost=N] [succeeded=N] [processes=N] [max-processes=N] [starts=task:N,...]
+//	                              [min-running=job:N] (fewest processes of the job running at the end of a tick)
+//	                              [version=job:N] [stable=job:N] [deployment=job:status] [tasks-at=job:version:N]
+//	submit and update also take [cmd=/bin/true] [check=/bin/true] (a command health check; /bin/false fails)
+//	                              [max-parallel=] [min-healthy=] [deadline=] [auto-revert] [canary=]
+//	update job=web ...            a new version of the job's spec (what is not given stays)
+//	scale job=web replicas=N | promote job=web | revert job=web version=N
+//	deployment job=web            the job's version and rollout
 func TestScenarios(t *testing.T) {
 	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
 		h := newHarness(t)
@@ -81,6 +88,7 @@ type harness struct {
 	order  []string
 	down   bool // the control plane is gone
 	maxRun map[string]int
+	minRun map[string]int // from the first update of the job
 	starts map[string]int
 	ids    map[string]int // submissions per job name
 }
@@ -88,7 +96,7 @@ type harness struct {
 func newHarness(t *testing.T) *harness {
 	epoch := time.Unix(0, 0).UTC()
 	h := &harness{t: t, epoch: epoch, now: epoch, recs: map[predictor.TaskKey]*fixedRec{}, store: newMemStore(),
-		agents: map[string]*simAgent{}, maxRun: map[string]int{}, starts: map[string]int{}, ids: map[string]int{}}
+		agents: map[string]*simAgent{}, maxRun: map[string]int{}, minRun: map[string]int{}, starts: map[string]int{}, ids: map[string]int{}}
 	h.cfg = Config{Placement: scheduler.Options{Seed: 1}, Sizing: SizingPolicy{MinTaskAge: time.Minute}}
 	return h
 }
@@ -182,6 +190,10 @@ func (h *harness) run(d *datadriven.TestData) (string, error) {
 		return "ok\n", nil
 	case "submit":
 		return "ok\n", h.submit(a)
+	case "update", "scale", "promote", "revert":
+		return h.deploy(d.Cmd, a)
+	case "deployment":
+		return h.printDeployment(a["job"]), nil
 	case "recommend":
 		return "ok\n", h.recommend(a)
 	case "fail-node", "kill-node", "restore-node":
@@ -400,6 +412,9 @@ func (h *harness) submit(a map[string]string) error {
 			spec.Constraints = append(spec.Constraints, k)
 		}
 	}
+	if err := specArgs(&spec, a); err != nil {
+		return err
+	}
 	// Limits or predicted usage given: the job's name has history, so its
 	// tasks start at the predictor's recommendation (request = cpu/mem).
 	seeded := false
@@ -531,6 +546,7 @@ func (h *harness) tick(dt time.Duration) string {
 			h.connect(ag)
 		}
 		c.Heartbeat(name, Usage{}, h.now)
+		ag.checkHealth()
 		if len(ag.queue) > 0 {
 			if err := c.Report(name, ag.queue, h.now); err != nil {
 				h.t.Fatal(err)
@@ -604,6 +620,9 @@ func (h *harness) count() {
 	}
 	for j, n := range per {
 		h.maxRun[j] = max(h.maxRun[j], n)
+	}
+	for j, m := range h.minRun {
+		h.minRun[j] = min(m, per[j])
 	}
 }
 
@@ -680,6 +699,48 @@ func (h *harness) expect(a map[string]string) (string, error) {
 			fails = append(fails, fmt.Sprintf("max processes of %s: %d at once, want at most %d", job, h.maxRun[h.jobID(job)], want))
 		}
 	}
+	if v, ok := a["min-running"]; ok {
+		job, n, _ := strings.Cut(v, ":")
+		got, tracked := h.minRun[h.jobID(job)]
+		if want, _ := strconv.Atoi(n); !tracked || got < want {
+			fails = append(fails, fmt.Sprintf("fewest processes of %s running: %d (tracked %v), want at least %d", job, got, tracked, want))
+		}
+	}
+	for _, k := range []string{"version", "stable", "deployment", "tasks-at"} {
+		v, ok := a[k]
+		if !ok {
+			continue
+		}
+		parts := strings.Split(v, ":")
+		jv, found := h.controller().Job(h.jobID(parts[0]))
+		if !found || len(parts) < 2 {
+			fails = append(fails, fmt.Sprintf("%s=%s: no such job", k, v))
+			continue
+		}
+		var got string
+		switch k {
+		case "version":
+			got = strconv.FormatInt(jv.Job.Version, 10)
+		case "stable":
+			got = strconv.FormatInt(jv.Job.StableVersion, 10)
+		case "deployment":
+			if d := jv.Job.Deployment; d != nil {
+				got = d.Status
+			}
+		case "tasks-at":
+			ts, _ := h.controller().JobTasks(jv.Job.ID)
+			n := 0
+			for _, t := range ts {
+				if strconv.FormatInt(t.Version, 10) == parts[1] && t.State == Running {
+					n++
+				}
+			}
+			got = parts[1] + ":" + strconv.Itoa(n)
+		}
+		if want := strings.Join(parts[1:], ":"); got != want {
+			fails = append(fails, fmt.Sprintf("%s of %s: got %s, want %s", k, parts[0], got, want))
+		}
+	}
 	if v, ok := a["starts"]; ok {
 		for _, kv := range strings.Split(v, ",") {
 			id, n, _ := strings.Cut(kv, ":")
@@ -715,12 +776,16 @@ type simAgent struct {
 }
 
 type proc struct {
-	gen      int64
-	running  bool
-	exited   bool // ended on its own (batch finished, crash)
-	evicted  bool
-	restarts int32
-	pid      int32
+	gen       int64
+	running   bool
+	exited    bool // ended on its own (batch finished, crash)
+	evicted   bool
+	restarts  int32
+	pid       int32
+	command   []string
+	check     *HealthCheck
+	health    Health
+	healthMsg string
 }
 
 func (ag *simAgent) reconcile(h *harness) {
@@ -737,6 +802,10 @@ func (ag *simAgent) reconcile(h *harness) {
 			p.gen = a.Generation
 		case a.Desired == DesiredKeep:
 			p.gen = max(p.gen, 0)
+		case p.running && !slices.Equal(p.command, a.Command):
+			// A new spec: the process is restarted with it.
+			p.running = false
+			ag.start(h, id, a)
 		case p.running:
 			p.gen = a.Generation // resized in place
 		case a.Generation != p.gen:
@@ -762,8 +831,30 @@ func (ag *simAgent) start(h *harness, id string, a Assignment) {
 	}
 	h.starts[id]++
 	p.gen, p.running, p.exited, p.evicted = a.Generation, true, false, false
+	p.command, p.check, p.health = a.Command, a.HealthCheck, HealthNone
+	if p.check != nil {
+		p.health = HealthUnknown // checked at the next tick
+	}
 	p.pid = int32(1000 + h.starts[id])
-	ag.queue = append(ag.queue, Status{TaskID: id, State: ReportedRunning, PID: p.pid, Generation: a.Generation, Restarts: p.restarts, StartedAt: h.now})
+	ag.queue = append(ag.queue, Status{TaskID: id, State: ReportedRunning, PID: p.pid, Generation: a.Generation, Restarts: p.restarts, StartedAt: h.now,
+		Health: p.health})
+}
+
+// checkHealth runs the health checks of running processes not checked yet:
+// a check whose command is /bin/false fails, any other passes.
+func (ag *simAgent) checkHealth() {
+	for _, id := range slices.Sorted(maps.Keys(ag.procs)) {
+		p := ag.procs[id]
+		if !p.running || p.check == nil || p.health != HealthUnknown {
+			continue
+		}
+		p.health, p.healthMsg = Healthy, ""
+		if len(p.check.Command) > 0 && p.check.Command[0] == "/bin/false" {
+			p.health, p.healthMsg = Unhealthy, "exited 1"
+		}
+		ag.queue = append(ag.queue, Status{TaskID: id, State: ReportedRunning, PID: p.pid, Generation: p.gen, Restarts: p.restarts,
+			Health: p.health, HealthMessage: p.healthMsg})
+	}
 }
 
 // snapshot is the agent's full report on (re)connection.
@@ -771,7 +862,7 @@ func (ag *simAgent) snapshot() []Status {
 	var out []Status
 	for _, id := range slices.Sorted(maps.Keys(ag.procs)) {
 		p := ag.procs[id]
-		st := Status{TaskID: id, State: ReportedRunning, PID: p.pid, Generation: p.gen, Restarts: p.restarts}
+		st := Status{TaskID: id, State: ReportedRunning, PID: p.pid, Generation: p.gen, Restarts: p.restarts, Health: p.health, HealthMessage: p.healthMsg}
 		if !p.running {
 			st = Status{TaskID: id, State: ReportedSucceeded, Generation: p.gen, Restarts: p.restarts}
 			if !p.exited {
@@ -790,10 +881,12 @@ type memStore struct {
 	nodes  map[string]Node
 	ghosts map[GhostKey]Ghost
 	names  map[string]string
+	// versions are the job versions kept (history).
+	versions map[versionKey]JobVersion
 }
 
 func newMemStore() *memStore {
-	return &memStore{jobs: map[string]Job{}, tasks: map[string]Task{}, nodes: map[string]Node{}, ghosts: map[GhostKey]Ghost{}, names: map[string]string{}}
+	return &memStore{versions: map[versionKey]JobVersion{}, jobs: map[string]Job{}, tasks: map[string]Task{}, nodes: map[string]Node{}, ghosts: map[GhostKey]Ghost{}, names: map[string]string{}}
 }
 
 func (s *memStore) apply(rd *Ready) {
@@ -821,6 +914,12 @@ func (s *memStore) apply(rd *Ready) {
 		} else {
 			s.names[nc.Namespace+"/"+nc.Name] = nc.JobID
 		}
+	}
+	for _, id := range rd.DeletedTasks {
+		delete(s.tasks, id)
+	}
+	for _, v := range rd.Versions {
+		s.versions[versionKey{v.JobID, v.Version}] = v
 	}
 	for _, j := range rd.DeletedJobs {
 		delete(s.jobs, j.ID)
@@ -864,4 +963,136 @@ func parseCmd(t *testing.T, line string) *datadriven.TestData {
 		d.CmdArgs = append(d.CmdArgs, a)
 	}
 	return d
+}
+
+// specArgs applies the deployment arguments of submit and update to spec.
+func specArgs(spec *Spec, a map[string]string) error {
+	if v, ok := a["type"]; ok {
+		spec.Type = v
+	}
+	if v, ok := a["cmd"]; ok {
+		spec.Command = strings.Split(v, ",")
+	}
+	if v, ok := a["check"]; ok {
+		spec.HealthCheck = &HealthCheck{Command: []string{v}, Interval: time.Second, Timeout: time.Second}
+		if v == "none" {
+			spec.HealthCheck = nil
+		}
+	}
+	if v, ok := a["replicas"]; ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return err
+		}
+		spec.Replicas = int32(n)
+	}
+	pol := spec.policy()
+	set := false
+	for _, k := range []string{"max-parallel", "min-healthy", "deadline", "auto-revert", "canary"} {
+		v, ok := a[k]
+		if !ok {
+			continue
+		}
+		set = true
+		var err error
+		var n int
+		switch k {
+		case "max-parallel":
+			n, err = strconv.Atoi(v)
+			pol.MaxParallel = int32(n)
+		case "canary":
+			n, err = strconv.Atoi(v)
+			pol.Canary = int32(n)
+		case "min-healthy":
+			pol.MinHealthyTime, err = time.ParseDuration(v)
+		case "deadline":
+			pol.HealthyDeadline, err = time.ParseDuration(v)
+		case "auto-revert":
+			pol.AutoRevert = v != "false"
+		}
+		if err != nil {
+			return fmt.Errorf("%s=%q: %v", k, v, err)
+		}
+	}
+	if set {
+		spec.Update = &pol
+	}
+	return nil
+}
+
+// deploy runs update, scale, promote and revert.
+func (h *harness) deploy(cmd string, a map[string]string) (string, error) {
+	c := h.controller()
+	id := h.jobID(a["job"])
+	if _, tracked := h.minRun[id]; !tracked {
+		h.minRun[id] = 1 << 30
+	}
+	v, ok := c.Job(id)
+	if !ok {
+		return "", fmt.Errorf("no job %q", a["job"])
+	}
+	var err error
+	var version int64
+	changed := true
+	switch cmd {
+	case "update":
+		spec := v.Job.Spec.clone()
+		if err := specArgs(&spec, a); err != nil {
+			return "", err
+		}
+		version, changed, err = c.Update(id, spec, "submitted", h.now)
+	case "scale":
+		n, perr := strconv.Atoi(a["replicas"])
+		if perr != nil {
+			return "", perr
+		}
+		version, changed, err = c.Scale(id, int32(n), h.now)
+	case "promote":
+		err = c.Promote(id, h.now)
+	case "revert":
+		n, _ := strconv.ParseInt(a["version"], 10, 64)
+		kept, ok := h.store.versions[versionKey{id, n}]
+		if !ok {
+			return "", fmt.Errorf("version %d of %s is not kept", n, id)
+		}
+		version, changed, err = c.Update(id, kept.Spec, fmt.Sprintf("reverted to version %d", n), h.now)
+	}
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	if cmd != "promote" {
+		fmt.Fprintf(&b, "version %d changed=%v\n", version, changed)
+	}
+	b.WriteString(h.apply())
+	return b.String(), nil
+}
+
+func (h *harness) printDeployment(job string) string {
+	v, ok := h.controller().Job(h.jobID(job))
+	if !ok {
+		return "no job\n"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "version %d stable %d previous %d\n", v.Job.Version, v.Job.StableVersion, len(v.Job.Previous))
+	if d := v.Job.Deployment; d != nil {
+		fmt.Fprintf(&b, "deployment %d<-%d %s placed=%d healthy=%d desired=%d revert=%v: %s\n", d.Version, d.FromVersion, d.Status,
+			d.Placed, d.Healthy, d.Desired, d.Revert, d.Message)
+	}
+	ts, _ := h.controller().JobTasks(v.Job.ID)
+	for _, t := range ts {
+		fmt.Fprintf(&b, "  %s v%d %s health=%s node=%s gen=%d\n", t.ID(), t.Version, t.State, t.Health, t.Node, t.Generation)
+	}
+	var keys []versionKey
+	for k := range h.store.versions {
+		if k.job == v.Job.ID {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, func(x, y versionKey) int { return int(x.version - y.version) })
+	for _, k := range keys {
+		kv := h.store.versions[k]
+		fmt.Fprintf(&b, "history v%d %q replicas=%d cmd=%v status=%s\n", kv.Version, kv.Reason, kv.Spec.Replicas, kv.Spec.Command, kv.Status)
+	}
+	return b.String()
 }

@@ -31,6 +31,8 @@ func (c *Controller) Submit(j Job, now time.Time) error {
 		j.CreatedAt = now
 	}
 	j.StopRequested, j.StoppedAt, j.LastRunAt, j.Runs = false, time.Time{}, time.Time{}, 0
+	j.Version, j.StableVersion, j.Deployment, j.Previous = 1, 1, nil, nil
+	j.VersionAt, j.VersionReason = now, "submitted"
 	e := newJobEntry(j)
 	e.nameHeld = true
 	c.addJob(e)
@@ -38,6 +40,10 @@ func (c *Controller) Submit(j Job, now time.Time) error {
 	c.out.names = append(c.out.names, NameChange{Namespace: j.Spec.Namespace, Name: j.Spec.Name, JobID: j.ID})
 	c.out.created = append(c.out.created, j.ID)
 	c.markJob(e)
+	c.emitVersion(e)
+	for i := range e.tasks {
+		c.resetHealth(ref{e, int32(i)})
+	}
 	if e.isCron() {
 		for i := range e.tasks {
 			e.tasks[i].Reason = "waiting for the schedule: first run at " + nextRun(&e.job).UTC().Format(time.RFC3339)
@@ -68,31 +74,8 @@ func (c *Controller) Stop(jobID string, now time.Time) error {
 	c.markJob(e)
 	for i := range e.tasks {
 		r := ref{e, int32(i)}
-		t := r.task()
-		if t.State.Terminal() {
-			continue
-		}
-		ne := c.nodes[t.Node]
-		// A task whose restart waits for its delay has no process: it
-		// stops at once.
-		if t.Node != "" && ne != nil && ne.node.Up && (t.State == Placed || t.State == Running) && t.RestartAt.IsZero() {
-			t.Desired = DesiredStop
-			t.Generation++
-			withHistory(t, now, "stop requested; waiting for node "+t.Node+" to stop the process")
-			c.markAssign(t.Node, r)
-		} else {
-			if t.Node != "" {
-				c.unplace(r)
-			}
-			t.State, t.Desired = Stopped, DesiredStop
-			t.RestartAt = time.Time{}
-			t.FinishedAt = now
-			withHistory(t, now, "job stopped")
-		}
-		c.markTask(r)
-		// Copies elsewhere go too.
-		for node := range c.ghosts[r.id()] {
-			c.dropGhost(r, node)
+		if !r.task().State.Terminal() {
+			c.stopTask(r, now, "stop requested", "job stopped")
 		}
 	}
 	c.releaseName(e)
@@ -118,10 +101,12 @@ func (c *Controller) maybeFinished(e *jobEntry) {
 	if !e.nameHeld || e.isCron() {
 		return
 	}
-	if len(e.tasks) == 0 && e.job.Spec.Type == TypeService {
+	// Tasks past the replicas are being scaled down.
+	tasks := e.tasks[:min(len(e.tasks), int(e.job.Spec.Replicas))]
+	if len(tasks) == 0 && e.job.Spec.Type == TypeService {
 		return
 	}
-	for _, t := range e.tasks {
+	for _, t := range tasks {
 		if !t.State.Terminal() {
 			return
 		}

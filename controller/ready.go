@@ -26,6 +26,11 @@ type Ready struct {
 	DeletedJobs []Job
 	// RemovedNodes are nodes forgotten (RemoveNode): delete their records.
 	RemovedNodes []string
+	// DeletedTasks are tasks forgotten after a scale-down (ids): delete
+	// their records. Versions are job versions to keep (put), sorted by job
+	// then version.
+	DeletedTasks []string
+	Versions     []JobVersion
 	// Created lists the ids of jobs submitted since the last Ready (for
 	// watchers: their tasks exist without records).
 	Created []string
@@ -44,7 +49,7 @@ type Ready struct {
 // Empty reports whether nothing needs persisting or sending.
 func (r *Ready) Empty() bool {
 	return len(r.Jobs)+len(r.Tasks)+len(r.Nodes)+len(r.GhostPuts)+len(r.GhostDeletes)+len(r.Names)+len(r.DeletedJobs)+
-		len(r.RemovedNodes)+len(r.Created)+len(r.Assign) == 0 && r.Provider == nil
+		len(r.RemovedNodes)+len(r.Created)+len(r.Assign)+len(r.DeletedTasks)+len(r.Versions) == 0 && r.Provider == nil
 }
 
 // GhostKey names a copy: a task on a node.
@@ -103,6 +108,8 @@ type ready struct {
 	names        []NameChange
 	deleted      []Job
 	removedNodes []string
+	deletedTasks []string
+	versions     map[versionKey]JobVersion
 	created      []string
 	assign       map[nodeRef]struct{}
 	provider     *ProviderCall
@@ -112,7 +119,8 @@ type ready struct {
 
 func newReady() ready {
 	return ready{jobs: map[*jobEntry]struct{}{}, tasks: map[ref]struct{}{}, nodes: map[string]struct{}{},
-		ghostPut: map[ghostKey]struct{}{}, ghostDel: map[ghostKey]struct{}{}, assign: map[nodeRef]struct{}{}}
+		ghostPut: map[ghostKey]struct{}{}, ghostDel: map[ghostKey]struct{}{}, assign: map[nodeRef]struct{}{},
+		versions: map[versionKey]JobVersion{}}
 }
 
 func (o *ready) logf(format string, args ...any) {
@@ -133,7 +141,7 @@ func (c *Controller) Ready() Ready {
 	}
 	slices.SortFunc(rd.Jobs, func(a, b Job) int { return cmp.Compare(a.ID, b.ID) })
 	for r := range o.tasks {
-		if c.jobs[r.job.job.ID] == r.job {
+		if c.jobs[r.job.job.ID] == r.job && int(r.idx) < len(r.job.tasks) {
 			rd.Tasks = append(rd.Tasks, r.task().clone())
 		}
 	}
@@ -159,7 +167,13 @@ func (c *Controller) Ready() Ready {
 		rd.GhostDeletes = append(rd.GhostDeletes, k)
 	}
 	slices.SortFunc(rd.GhostDeletes, func(a, b GhostKey) int { return cmp.Or(cmp.Compare(a.TaskID, b.TaskID), cmp.Compare(a.Node, b.Node)) })
-	rd.Names, rd.DeletedJobs, rd.Created, rd.RemovedNodes = o.names, o.deleted, o.created, o.removedNodes
+	rd.Names, rd.DeletedJobs, rd.Created, rd.RemovedNodes, rd.DeletedTasks = o.names, o.deleted, o.created, o.removedNodes, o.deletedTasks
+	for _, v := range o.versions {
+		rd.Versions = append(rd.Versions, v)
+	}
+	slices.SortFunc(rd.Versions, func(a, b JobVersion) int {
+		return cmp.Or(cmp.Compare(a.JobID, b.JobID), cmp.Compare(a.Version, b.Version))
+	})
 	for k := range o.assign {
 		if c.jobs[k.r.job.job.ID] != k.r.job {
 			continue // the job is gone; DeletedJobs says so
@@ -176,6 +190,9 @@ func (c *Controller) Ready() Ready {
 
 // assignmentOn is task r's assignment on node now (nil: none).
 func (c *Controller) assignmentOn(node string, r ref) *Assignment {
+	if int(r.idx) >= len(r.job.tasks) {
+		return nil // forgotten after a scale-down
+	}
 	t := r.task()
 	if t.Node == node && (t.State == Placed || t.State == Running) {
 		a := c.assignment(r, t.Generation, t.Sizes, t.Desired)
@@ -189,10 +206,10 @@ func (c *Controller) assignmentOn(node string, r ref) *Assignment {
 }
 
 func (c *Controller) assignment(r ref, gen int64, z Sizes, d Desired) Assignment {
-	s := &r.job.job.Spec
+	s := c.specOf(r)
 	return Assignment{TaskID: r.id(), JobID: r.job.job.ID, Namespace: s.Namespace, JobName: s.Name, Index: r.idx,
 		Command: s.Command, Env: s.Env, User: s.User, Type: s.Type, Priority: s.Priority,
-		Sizes: z, Desired: d, Generation: gen}
+		Sizes: z, Desired: d, Generation: gen, HealthCheck: s.HealthCheck, Version: r.task().Version}
 }
 
 // NodeAssignments is the full assignment set of a node, sorted by task id:

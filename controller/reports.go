@@ -121,7 +121,12 @@ func (c *Controller) applyReport(r ref, st Status, node string, now time.Time) {
 		c.exitedOnItsOwn(r, st, node, now)
 		return
 	}
+	health := c.noteHealth(r, st, prev.State == Running && prev.PID == t.PID, now)
 	if t.State == prev.State && t.PID == prev.PID && t.Restarts == prev.Restarts && t.ExitCode == prev.ExitCode && t.OOMKilled == prev.OOMKilled {
+		if health {
+			t.UpdatedAt = now
+			c.markTask(r)
+		}
 		return
 	}
 	if t.State != prev.State {

@@ -24,6 +24,7 @@ func (c *Controller) Tick(now time.Time) {
 	c.liveness(now)
 	c.dueRestarts(now)
 	c.startDueRuns(now)
+	c.rollouts(now)
 	placedOn, room := c.place(now)
 	room = append(room, c.resize(now)...)
 	if c.cfg.Consolidate && !now.Before(c.lastConsolidation.Add(c.cfg.ConsolidateInterval)) {
@@ -31,6 +32,7 @@ func (c *Controller) Tick(now time.Time) {
 		c.consolidate(now, placedOn)
 	}
 	c.autoscale(now, room)
+	c.trimAll()
 	c.collect(now)
 }
 
@@ -463,6 +465,7 @@ func (c *Controller) placeOn(r ref, node string, z Sizing, move bool, what strin
 	t.StartGeneration = t.Generation
 	t.PID, t.ExitCode, t.OOMKilled, t.Evicted, t.StartedAt, t.FinishedAt = 0, 0, false, false, time.Time{}, time.Time{}
 	t.PlacedAt = now
+	c.resetHealth(r)
 	t.RestartAt = time.Time{} // a restart that waited is this placement
 	if t.AvoidNode != "" && node != t.AvoidNode && !now.Before(t.AvoidUntil) {
 		t.AvoidNode, t.AvoidUntil = "", time.Time{}

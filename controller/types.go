@@ -87,6 +87,11 @@ type Spec struct {
 	MemoryHint int64
 	CPUText    string
 	MemoryText string
+	// Update is how a new version of a service replaces the running one
+	// (nil: the defaults, DefaultUpdate); HealthCheck is run by the agent
+	// (nil: none). See rollout.go.
+	Update      *UpdatePolicy
+	HealthCheck *HealthCheck
 	// Restart is the restart policy (nil: the type's default, see
 	// DefaultRestartPolicy).
 	Restart *RestartPolicy
@@ -117,6 +122,15 @@ type Constraint struct {
 func (s Spec) clone() Spec {
 	s.Command = slices.Clone(s.Command)
 	s.Env = maps.Clone(s.Env)
+	if s.Update != nil {
+		u := *s.Update
+		s.Update = &u
+	}
+	if s.HealthCheck != nil {
+		h := *s.HealthCheck
+		h.Command = slices.Clone(h.Command)
+		s.HealthCheck = &h
+	}
 	if s.Restart != nil {
 		p := *s.Restart
 		s.Restart = &p
@@ -140,10 +154,30 @@ type Job struct {
 	// many runs have started.
 	LastRunAt time.Time
 	Runs      int32
+	// Version is the spec's version (1 when submitted; every update adds
+	// one); StableVersion the last one whose rollout succeeded (0: none
+	// yet); Deployment the latest rollout (nil: none). Previous keeps the
+	// specs of older versions that tasks still run, and of the stable one.
+	Version       int64
+	StableVersion int64
+	Deployment    *Deployment
+	Previous      []VersionedSpec
+	// VersionAt is when the current version was submitted, VersionReason
+	// why it exists ("submitted", "scaled from 4 to 6", ...).
+	VersionAt     time.Time
+	VersionReason string
 }
 
 func (j Job) clone() Job {
 	j.Spec = j.Spec.clone()
+	if j.Deployment != nil {
+		d := *j.Deployment
+		j.Deployment = &d
+	}
+	j.Previous = slices.Clone(j.Previous)
+	for i := range j.Previous {
+		j.Previous[i].Spec = j.Previous[i].Spec.clone()
+	}
 	return j
 }
 
@@ -214,6 +248,15 @@ type Task struct {
 	Evictions  int32
 	AvoidNode  string
 	AvoidUntil time.Time
+	// Version is the job version the task runs (its spec), VersionAt when
+	// it took it. Health is its health check's last result in this run,
+	// HealthMessage the check's output, HealthySince when it last turned
+	// healthy (zero: not healthy; without a check: when it began running).
+	Version       int64
+	VersionAt     time.Time
+	Health        Health
+	HealthMessage string
+	HealthySince  time.Time
 	// Restart policy bookkeeping (restart.go): restarts counted in the
 	// current interval and when it began; RestartAt is when a restart that
 	// waits for its delay is due (zero: none waits).
@@ -326,6 +369,10 @@ type Assignment struct {
 	Sizes
 	Desired    Desired
 	Generation int64
+	// HealthCheck is run by the agent while the task runs (nil: none);
+	// Version is the job version the assignment is of.
+	HealthCheck *HealthCheck
+	Version     int64
 }
 
 // AssignmentChange is one change of a node's assignment set: the task's
@@ -353,6 +400,10 @@ type Status struct {
 	// MemoryUsed is the task's memory use when it was evicted or killed (0
 	// when the agent does not say).
 	MemoryUsed int64
+	// Health is the task's health check's last result in this run
+	// (HealthNone: no check), HealthMessage its output.
+	Health        Health
+	HealthMessage string
 	// LogTail is the end of the task's output when its process ended on
 	// its own (bounded by the agent; see BoundLogTail).
 	LogTail string

@@ -51,7 +51,38 @@ func specFromProto(s *fathomv1.JobSpec) controller.Spec {
 		}
 		spec.Constraints = append(spec.Constraints, k)
 	}
+	if u := s.GetUpdate(); u != nil {
+		minH, dl := jobspec.UpdateDurations(u)
+		spec.Update = &controller.UpdatePolicy{MaxParallel: u.GetMaxParallel(), MinHealthyTime: minH, HealthyDeadline: dl,
+			AutoRevert: u.GetAutoRevert(), Canary: u.GetCanary()}
+	}
+	if h := t.GetHealthCheck(); h != nil {
+		spec.HealthCheck = checkFromProto(h)
+	}
 	return spec
+}
+
+func checkFromProto(h *fathomv1.HealthCheck) *controller.HealthCheck {
+	if h == nil {
+		return nil
+	}
+	iv, to := jobspec.CheckDurations(h)
+	return &controller.HealthCheck{Command: slices.Clone(h.GetCommand()), HTTPPort: h.GetHttp().GetPort(), HTTPPath: h.GetHttp().GetPath(),
+		TCPPort: h.GetTcp().GetPort(), Interval: iv, Timeout: to}
+}
+
+func checkProto(h *controller.HealthCheck) *fathomv1.HealthCheck {
+	if h == nil {
+		return nil
+	}
+	p := &fathomv1.HealthCheck{Command: slices.Clone(h.Command), Interval: jobspec.FormatDuration(h.Interval), Timeout: jobspec.FormatDuration(h.Timeout)}
+	if h.HTTPPort > 0 {
+		p.Http = &fathomv1.HTTPCheck{Port: h.HTTPPort, Path: h.HTTPPath}
+	}
+	if h.TCPPort > 0 {
+		p.Tcp = &fathomv1.TCPCheck{Port: h.TCPPort}
+	}
+	return p
 }
 
 func specToProto(s *controller.Spec) *fathomv1.JobSpec {
@@ -60,6 +91,12 @@ func specToProto(s *controller.Spec) *fathomv1.JobSpec {
 		Task: &fathomv1.TaskSpec{Command: slices.Clone(s.Command), Env: maps.Clone(s.Env), User: s.User}}
 	if s.CPUText != "" || s.MemoryText != "" {
 		p.Task.Resources = &fathomv1.Resources{Cpu: s.CPUText, Memory: s.MemoryText}
+	}
+	p.Task.HealthCheck = checkProto(s.HealthCheck)
+	if u := s.Update; u != nil {
+		mp := u.MaxParallel
+		p.Update = &fathomv1.UpdateStrategy{MaxParallel: &mp, MinHealthyTime: jobspec.FormatDuration(u.MinHealthyTime),
+			HealthyDeadline: jobspec.FormatDuration(u.HealthyDeadline), AutoRevert: u.AutoRevert, Canary: u.Canary}
 	}
 	if r := s.Restart; r != nil {
 		a := r.Attempts
@@ -80,23 +117,78 @@ func specToProto(s *controller.Spec) *fathomv1.JobSpec {
 	return p
 }
 
+func deploymentProto(d *controller.Deployment) *fathomv1.Deployment {
+	if d == nil {
+		return nil
+	}
+	return &fathomv1.Deployment{Version: d.Version, FromVersion: d.FromVersion, Status: d.Status, Message: d.Message,
+		StartedAt: ts(d.StartedAt), UpdatedAt: ts(d.UpdatedAt), Promoted: d.Promoted, Revert: d.Revert,
+		Placed: d.Placed, Healthy: d.Healthy, Desired: d.Desired}
+}
+
+func deploymentFromProto(p *fathomv1.Deployment) *controller.Deployment {
+	if p == nil {
+		return nil
+	}
+	return &controller.Deployment{Version: p.GetVersion(), FromVersion: p.GetFromVersion(), Status: p.GetStatus(), Message: p.GetMessage(),
+		StartedAt: tm(p.GetStartedAt()), UpdatedAt: tm(p.GetUpdatedAt()), Promoted: p.GetPromoted(), Revert: p.GetRevert(),
+		Placed: p.GetPlaced(), Healthy: p.GetHealthy(), Desired: p.GetDesired()}
+}
+
+// versionProto is a job version as stored and listed.
+func versionProto(v *controller.JobVersion) *fathomv1.JobVersion {
+	return &fathomv1.JobVersion{JobId: v.JobID, Version: v.Version, Spec: specToProto(&v.Spec), SubmittedAt: ts(v.SubmittedAt),
+		Reason: v.Reason, Status: v.Status, StatusMessage: v.StatusMessage}
+}
+
+var healthStates = map[controller.Health]fathomv1.HealthState{
+	controller.HealthNone: fathomv1.HealthState_HEALTH_STATE_UNSPECIFIED, controller.HealthUnknown: fathomv1.HealthState_HEALTH_STATE_UNKNOWN,
+	controller.Healthy: fathomv1.HealthState_HEALTH_STATE_HEALTHY, controller.Unhealthy: fathomv1.HealthState_HEALTH_STATE_UNHEALTHY,
+}
+
+var healthFrom = inverse(healthStates)
+
+// HealthName is the short name of a health state ("" when there is no check).
+func HealthName(h fathomv1.HealthState) string {
+	if h == fathomv1.HealthState_HEALTH_STATE_UNSPECIFIED {
+		return ""
+	}
+	return strings.ToLower(strings.TrimPrefix(h.String(), "HEALTH_STATE_"))
+}
+
 // jobRecord is the stored form of a job (no derived fields).
 func jobRecord(j *controller.Job) *fathomv1.Job {
-	return &fathomv1.Job{Id: j.ID, Namespace: j.Spec.Namespace, Name: j.Spec.Name, Spec: specToProto(&j.Spec),
+	r := &fathomv1.Job{Id: j.ID, Namespace: j.Spec.Namespace, Name: j.Spec.Name, Spec: specToProto(&j.Spec),
 		CreatedAt: ts(j.CreatedAt), StoppedAt: ts(j.StoppedAt), StopRequested: j.StopRequested,
-		CpuHintCores: j.Spec.CPUHint, MemoryHintBytes: j.Spec.MemoryHint, LastRunAt: ts(j.LastRunAt), Runs: j.Runs}
+		CpuHintCores: j.Spec.CPUHint, MemoryHintBytes: j.Spec.MemoryHint, LastRunAt: ts(j.LastRunAt), Runs: j.Runs,
+		Version: j.Version, StableVersion: j.StableVersion, Deployment: deploymentProto(j.Deployment),
+		VersionAt: ts(j.VersionAt), VersionReason: j.VersionReason}
+	for i := range j.Previous {
+		p := &j.Previous[i]
+		r.Previous = append(r.Previous, &fathomv1.JobVersion{JobId: j.ID, Version: p.Version, Spec: specToProto(&p.Spec)})
+	}
+	return r
 }
 
 func jobFromRecord(p *fathomv1.Job) controller.Job {
 	spec := specFromProto(p.GetSpec())
 	spec.Name, spec.Namespace = p.GetName(), p.GetNamespace()
-	return controller.Job{ID: p.GetId(), Spec: spec, CreatedAt: tm(p.GetCreatedAt()), StopRequested: p.GetStopRequested(),
-		StoppedAt: tm(p.GetStoppedAt()), LastRunAt: tm(p.GetLastRunAt()), Runs: p.GetRuns()}
+	j := controller.Job{ID: p.GetId(), Spec: spec, CreatedAt: tm(p.GetCreatedAt()), StopRequested: p.GetStopRequested(),
+		StoppedAt: tm(p.GetStoppedAt()), LastRunAt: tm(p.GetLastRunAt()), Runs: p.GetRuns(),
+		Version: p.GetVersion(), StableVersion: p.GetStableVersion(), Deployment: deploymentFromProto(p.GetDeployment()),
+		VersionAt: tm(p.GetVersionAt()), VersionReason: p.GetVersionReason()}
+	for _, v := range p.GetPrevious() {
+		ps := specFromProto(v.GetSpec())
+		ps.Name, ps.Namespace = p.GetName(), p.GetNamespace()
+		j.Previous = append(j.Previous, controller.VersionedSpec{Version: v.GetVersion(), Spec: ps})
+	}
+	return j
 }
 
 // jobView is a job as clients see it.
 func jobView(v *controller.JobView) *fathomv1.Job {
 	p := jobRecord(&v.Job)
+	p.Previous = nil // stored only
 	p.State = jobStates[v.State]
 	p.TaskCounts = v.Counts
 	p.NextRunAt = ts(v.NextRunAt)
@@ -144,6 +236,7 @@ func taskProto(t *controller.Task, spec *controller.Spec) *fathomv1.Task {
 		UpdatedAt: ts(t.UpdatedAt), StartedAt: ts(t.StartedAt), FinishedAt: ts(t.FinishedAt), Evicted: t.Evicted,
 		StartGeneration: t.StartGeneration, PlacedAt: ts(t.PlacedAt), ResizedAt: ts(t.ResizedAt),
 		Evictions: t.Evictions, AvoidNode: t.AvoidNode, AvoidUntil: ts(t.AvoidUntil),
+		Version: t.Version, VersionAt: ts(t.VersionAt), Health: healthStates[t.Health], HealthMessage: t.HealthMessage, HealthySince: ts(t.HealthySince),
 		RestartAttempts: t.RestartAttempts, RestartWindowStart: ts(t.RestartWindow), RestartAt: ts(t.RestartAt)}
 	for _, h := range t.History {
 		p.History = append(p.History, &fathomv1.TaskTransition{Time: ts(h.Time), State: taskStates[h.State], Node: h.Node, Message: h.Message})
@@ -158,6 +251,8 @@ func taskFromRecord(p *fathomv1.Task) controller.Task {
 		PID:   p.GetPid(), ExitCode: p.GetExitCode(), OOMKilled: p.GetOomKilled(), Evicted: p.GetEvicted(), Restarts: p.GetRestarts(),
 		StartedAt: tm(p.GetStartedAt()), FinishedAt: tm(p.GetFinishedAt()), UpdatedAt: tm(p.GetUpdatedAt()), Reason: p.GetReason(),
 		PlacedAt: tm(p.GetPlacedAt()), ResizedAt: tm(p.GetResizedAt()), Evictions: p.GetEvictions(), AvoidNode: p.GetAvoidNode(), AvoidUntil: tm(p.GetAvoidUntil()),
+		Version: p.GetVersion(), VersionAt: tm(p.GetVersionAt()), Health: healthFrom[p.GetHealth()], HealthMessage: p.GetHealthMessage(),
+		HealthySince:    tm(p.GetHealthySince()),
 		RestartAttempts: p.GetRestartAttempts(), RestartWindow: tm(p.GetRestartWindowStart()), RestartAt: tm(p.GetRestartAt())}
 	if t.State == 0 {
 		t.State = controller.Pending
@@ -216,7 +311,7 @@ func assignmentProto(a *controller.Assignment) *fathomv1.Assignment {
 	return &fathomv1.Assignment{TaskId: a.TaskID, JobId: a.JobID, Namespace: a.Namespace, JobName: a.JobName, TaskIndex: a.Index,
 		Command: a.Command, Env: a.Env, User: a.User, JobType: a.Type, Priority: a.Priority,
 		CpuRequestCores: a.CPURequest, CpuLimitCores: a.CPULimit, MemoryRequestBytes: a.MemoryRequest, MemoryLimitBytes: a.MemoryLimit,
-		DesiredState: desiredStates[a.Desired], Generation: a.Generation}
+		DesiredState: desiredStates[a.Desired], Generation: a.Generation, HealthCheck: checkProto(a.HealthCheck), Version: a.Version}
 }
 
 var reportedStates = map[fathomv1.TaskState]controller.ReportedState{
@@ -229,6 +324,7 @@ func statusFromProto(p *fathomv1.TaskStatus) controller.Status {
 	return controller.Status{TaskID: p.GetTaskId(), State: reportedStates[p.GetState()], PID: p.GetPid(), ExitCode: p.GetExitCode(),
 		OOMKilled: p.GetOomKilled(), Evicted: p.GetEvicted(), Reason: p.GetReason(), Restarts: p.GetRestarts(),
 		StartedAt: tm(p.GetStartedAt()), FinishedAt: tm(p.GetFinishedAt()), Generation: p.GetGeneration(), MemoryUsed: p.GetMemoryUsedBytes(),
+		Health: healthFrom[p.GetHealth()], HealthMessage: p.GetHealthMessage(),
 		LogTail: p.GetLogTail()}
 }
 

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
 	"github.com/fathom-scheduler/fathom/console"
@@ -89,6 +90,9 @@ func (s *Server) Handler(ctx context.Context, g *grpc.Server, gconn *grpc.Client
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/jobs", func(w http.ResponseWriter, r *http.Request) { s.handleCreateJob(w, r, writeErr) })
+	// The same strict YAML/JSON parser for an update and a plan.
+	mux.HandleFunc("PUT /v1/jobs/{id}", func(w http.ResponseWriter, r *http.Request) { s.handleUpdateJob(w, r, writeErr) })
+	mux.HandleFunc("POST /v1/jobs:plan", func(w http.ResponseWriter, r *http.Request) { s.handlePlanJob(w, r, writeErr) })
 	mux.HandleFunc("GET /v1/tasks/{task_id}/logs", func(w http.ResponseWriter, r *http.Request) { s.handleTaskLogs(w, r, writeErr) })
 	mux.Handle("/v1/", gw)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
@@ -113,6 +117,22 @@ func (s *Server) Handler(ctx context.Context, g *grpc.Server, gconn *grpc.Client
 }
 
 func (s *Server) handleCreateJob(w http.ResponseWriter, r *http.Request, writeErr func(http.ResponseWriter, *http.Request, error)) {
+	s.handleSpec(w, r, writeErr, func(spec *fathomv1.JobSpec) (proto.Message, error) { return s.createJob(r.Context(), spec) })
+}
+
+func (s *Server) handleUpdateJob(w http.ResponseWriter, r *http.Request, writeErr func(http.ResponseWriter, *http.Request, error)) {
+	s.handleSpec(w, r, writeErr, func(spec *fathomv1.JobSpec) (proto.Message, error) {
+		return s.updateJob(r.Context(), r.PathValue("id"), spec)
+	})
+}
+
+func (s *Server) handlePlanJob(w http.ResponseWriter, r *http.Request, writeErr func(http.ResponseWriter, *http.Request, error)) {
+	s.handleSpec(w, r, writeErr, func(spec *fathomv1.JobSpec) (proto.Message, error) { return s.planJob(spec) })
+}
+
+// handleSpec reads a YAML or JSON job spec strictly (jobspec.Parse) and
+// answers with what fn returns.
+func (s *Server) handleSpec(w http.ResponseWriter, r *http.Request, writeErr func(http.ResponseWriter, *http.Request, error), fn func(*fathomv1.JobSpec) (proto.Message, error)) {
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, jobspec.MaxSpecBytes))
 	if err != nil {
 		var mb *http.MaxBytesError
@@ -128,7 +148,7 @@ func (s *Server) handleCreateJob(w http.ResponseWriter, r *http.Request, writeEr
 		writeErr(w, r, invalidArgument(err))
 		return
 	}
-	resp, err := s.createJob(r.Context(), spec)
+	resp, err := fn(spec)
 	if err != nil {
 		writeErr(w, r, err)
 		return

@@ -50,35 +50,10 @@ func (s *Server) CreateJob(ctx context.Context, req *fathomv1.CreateJobRequest) 
 	return s.createJob(ctx, spec)
 }
 
-// createJob stores a normalized spec.
+// createJob stores a normalized spec: a new job, or a new version of the
+// unfinished job of that name (deploy.go).
 func (s *Server) createJob(ctx context.Context, spec *fathomv1.JobSpec) (*fathomv1.CreateJobResponse, error) {
-	cs := specFromProto(spec)
-	var id string
-	var view *fathomv1.Job
-	for attempt := 0; ; attempt++ {
-		id = newID(spec.GetName())
-		err := s.do(ctx, func(c *controller.Controller, now time.Time) error {
-			if err := c.Submit(controller.Job{ID: id, Spec: cs, CreatedAt: now}, now); err != nil {
-				return err
-			}
-			return nil
-		})
-		if errors.Is(err, controller.ErrIDTaken) && attempt < 3 {
-			continue
-		}
-		if err != nil {
-			return nil, controllerErr(err)
-		}
-		break
-	}
-	s.metrics.jobsCreated.Inc()
-	s.Kick()
-	s.mu.RLock()
-	if v, ok := s.c.Job(id); ok {
-		view = jobView(&v)
-	}
-	s.mu.RUnlock()
-	return &fathomv1.CreateJobResponse{Id: id, Job: view}, nil
+	return s.submit(ctx, spec)
 }
 
 var jobStateNames = []string{"pending", "running", "succeeded", "failed", "stopped", "active"}

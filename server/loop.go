@@ -182,6 +182,10 @@ func (s *Server) step(ctx context.Context, batch []*op, round bool) {
 	s.observe(&rd, round, took)
 }
 
+// MaxVersions is how many versions of a job's spec are kept in etcd (the
+// newest; `fathom job history`, `fathom job revert`).
+const MaxVersions = 10
+
 // persist commits a Ready to etcd: every record it names, in order.
 func (s *Server) persist(ctx context.Context, rd *controller.Ready) error {
 	ops := make([]store.Op, 0, len(rd.Jobs)+len(rd.Tasks)+len(rd.Nodes)+len(rd.GhostPuts)+len(rd.GhostDeletes)+len(rd.Names)+2*len(rd.DeletedJobs))
@@ -224,8 +228,21 @@ func (s *Server) persist(ctx context.Context, rd *controller.Ready) error {
 			ops = append(ops, store.Op{Key: k, Value: []byte(nc.JobID)})
 		}
 	}
+	for _, id := range rd.DeletedTasks {
+		if jobID, idx, ok := controller.SplitTaskID(id); ok {
+			ops = append(ops, store.Delete(store.TaskKey(jobID, idx)))
+		}
+	}
+	for i := range rd.Versions {
+		v := &rd.Versions[i]
+		ops = append(ops, store.Put(store.VersionKey(v.JobID, v.Version), versionProto(v)))
+		if old := v.Version - MaxVersions; old > 0 {
+			ops = append(ops, store.Delete(store.VersionKey(v.JobID, old)))
+		}
+	}
 	for _, j := range rd.DeletedJobs {
-		ops = append(ops, store.Delete(store.JobKey(j.Spec.Namespace, j.ID)), store.DeletePrefix(store.TasksOfJob(j.ID)))
+		ops = append(ops, store.Delete(store.JobKey(j.Spec.Namespace, j.ID)), store.DeletePrefix(store.TasksOfJob(j.ID)),
+			store.DeletePrefix(store.VersionsOfJob(j.ID)))
 	}
 	if len(ops) == 0 {
 		return nil
@@ -333,6 +350,8 @@ func controllerErr(err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, controller.ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, controller.ErrConflict):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	}
 	if _, ok := status.FromError(err); ok {
 		return err

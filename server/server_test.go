@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -130,9 +131,19 @@ func TestRESTSubmitListStop(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("POST yaml = %d %v", code, body)
 	}
-	// Same active name again: 409.
-	if code, body = h.do("POST", "/v1/jobs", `{"name":"sleepy","task":{"command":["sleep","1"]}}`); code != http.StatusConflict {
-		t.Fatalf("duplicate name = %d %v, want 409", code, body)
+	// Same active name again: the job is updated to version 2 (same id);
+	// the same spec once more changes nothing.
+	if code, body = h.do("POST", "/v1/jobs", `{"name":"sleepy","task":{"command":["sleep","1"]}}`); code != 200 || body["id"] != id ||
+		body["result"] != "updated" || body["version"] != "2" {
+		t.Fatalf("resubmitted name = %d %v, want 200, id %s, result updated, version 2", code, body, id)
+	}
+	if code, body = h.do("POST", "/v1/jobs", `{"name":"sleepy","task":{"command":["sleep","1"]}}`); code != 200 || body["result"] != "unchanged" || body["version"] != "2" {
+		t.Fatalf("identical spec = %d %v, want 200 unchanged at version 2", code, body)
+	}
+	// A type change is refused, naming what to do.
+	if code, body = h.do("POST", "/v1/jobs", `{"name":"sleepy","type":"batch","task":{"command":["sleep","1"]}}`); code != 400 ||
+		!strings.Contains(fmt.Sprint(body["message"]), "cannot change the job type") {
+		t.Fatalf("type change = %d %v, want 400 naming the job type", code, body)
 	}
 	code, body = h.do("GET", "/v1/jobs?namespace=default", "")
 	if jobs, _ := body["jobs"].([]any); code != 200 || len(jobs) != 1 {
@@ -479,10 +490,11 @@ func TestCronRuns(t *testing.T) {
 	if job.GetState() != fathomv1.JobState_JOB_STATE_PENDING || job.GetRuns() != 1 {
 		t.Fatalf("between runs: state %v, runs %d; want pending, 1", job.GetState(), job.GetRuns())
 	}
-	// The name stays taken: a cron job ends only when stopped.
-	if _, err := h.jobs.CreateJob(ctx, &fathomv1.CreateJobRequest{Spec: &fathomv1.JobSpec{
-		Name: "report", Type: "cron", Schedule: "@hourly", Task: &fathomv1.TaskSpec{Command: []string{"/bin/true"}}}}); err == nil {
-		t.Fatal("a second active cron job with the same name was accepted")
+	// The name stays taken: a cron job ends only when stopped, so the
+	// same name again is a new version of it (its next run uses it).
+	if resp, err := h.jobs.CreateJob(ctx, &fathomv1.CreateJobRequest{Spec: &fathomv1.JobSpec{
+		Name: "report", Type: "cron", Schedule: "*/5 * * * *", Task: &fathomv1.TaskSpec{Command: []string{"/bin/true", "v2"}}}}); err != nil || resp.GetId() != id || resp.GetVersion() != 2 {
+		t.Fatalf("the same cron name again = %v, %v; want job %s at version 2", resp, err, id)
 	}
 	clock.Set(base.Add(20 * time.Minute))
 	h.round()
@@ -490,8 +502,8 @@ func TestCronRuns(t *testing.T) {
 	second := a.next("run 2", func(s *assignmentSet) bool {
 		return len(s.GetAssignments()) == 1 && s.GetAssignments()[0].GetGeneration() > g1
 	})
-	if second.GetAssignments()[0].GetTaskId() != id+"-0" {
-		t.Fatalf("run 2 assignment %v: want the same task id", second.GetAssignments()[0])
+	if a2 := second.GetAssignments()[0]; a2.GetTaskId() != id+"-0" || a2.GetVersion() != 2 || len(a2.GetCommand()) != 2 {
+		t.Fatalf("run 2 assignment %v: want the same task id, on version 2", a2)
 	}
 	job, _ = h.jobs.GetJob(ctx, &fathomv1.GetJobRequest{Id: id})
 	if job.GetRuns() != 2 || job.GetState() != fathomv1.JobState_JOB_STATE_RUNNING {

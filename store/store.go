@@ -30,6 +30,8 @@ const (
 	TasksPrefix    = Prefix + "tasks/"
 	NodesPrefix    = Prefix + "nodes/"
 	CopiesPrefix   = Prefix + "copies/"
+	// VersionsPrefix holds job versions: versions/<job id>/<version>.
+	VersionsPrefix = Prefix + "versions/"
 	ModelsPrefix   = Prefix + "models/"
 	LeaderKey      = Prefix + "leader"
 )
@@ -44,6 +46,13 @@ func JobNameKey(namespace, name string) string { return JobNamesPrefix + namespa
 func TaskKey(jobID string, idx int32) string {
 	return TasksPrefix + jobID + "/" + fmt.Sprintf("%06d", idx)
 }
+
+// VersionKey is the key of version v of a job (zero-padded, so keys sort
+// by version).
+func VersionKey(jobID string, v int64) string { return VersionsOfJob(jobID) + fmt.Sprintf("%010d", v) }
+
+// VersionsOfJob is the prefix of a job's versions.
+func VersionsOfJob(jobID string) string { return VersionsPrefix + jobID + "/" }
 
 // NodeKey is the key of a node.
 func NodeKey(name string) string { return NodesPrefix + name }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,13 +28,14 @@ func newJobCmd(g *cli.Globals) *cobra.Command {
 leave out task.resources and Fathom sizes the task from what it learns.`,
 	}
 	cmd.AddCommand(newJobRunCmd(g), newJobListCmd(g), newJobStatusCmd(g), newJobStopCmd(g), newJobLogsCmd(g))
+	cmd.AddCommand(deployCommands(g)...)
 	return cmd
 }
 
 func newJobRunCmd(g *cli.Globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "run FILE|-",
-		Short: "Submit a job from a YAML or JSON file (- reads standard input)",
+		Short: "Submit a job from a YAML or JSON file (- reads standard input); an unfinished job of that name is updated to a new version",
 		Example: `  fathom job run examples/web.yaml
   echo '{"name":"sleepy","task":{"command":["sleep","600"]}}' | fathom job run -`,
 		Args: cobra.ExactArgs(1),
@@ -43,19 +43,9 @@ func newJobRunCmd(g *cli.Globals) *cobra.Command {
 			return []string{"yaml", "yml", "json"}, cobra.ShellCompDirectiveFilterFileExt
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var data []byte
-			var err error
-			if args[0] == "-" {
-				data, err = io.ReadAll(os.Stdin)
-			} else {
-				data, err = os.ReadFile(args[0])
-			}
+			data, ct, err := readSpec(args[0])
 			if err != nil {
-				return cli.UsageErrorf("cannot read the job spec: %v", err)
-			}
-			ct := "application/yaml"
-			if strings.HasSuffix(args[0], ".json") {
-				ct = "application/json"
+				return err
 			}
 			resp := &fathomv1.CreateJobResponse{}
 			if err := newAPIClient(g).call(cmd.Context(), "POST", "/v1/jobs", nil, ct, data, resp); err != nil {
@@ -67,7 +57,12 @@ func newJobRunCmd(g *cli.Globals) *cobra.Command {
 			}
 			return g.Print(v, func(w io.Writer) {
 				j := resp.GetJob()
-				fmt.Fprintf(w, "job %s submitted (namespace %s, %d task(s))\n", resp.GetId(), j.GetNamespace(), j.GetSpec().GetReplicas())
+				switch resp.GetResult() {
+				case "updated", "unchanged":
+					printChange(w, &fathomv1.UpdateJobResponse{Id: resp.GetId(), Job: j, Version: resp.GetVersion(), Result: resp.GetResult()})
+				default:
+					fmt.Fprintf(w, "job %s submitted (namespace %s, %d task(s))\n", resp.GetId(), j.GetNamespace(), j.GetSpec().GetReplicas())
+				}
 			})
 		},
 	}
@@ -148,17 +143,17 @@ func age(now, t time.Time) string {
 
 func newJobStatusCmd(g *cli.Globals) *cobra.Command {
 	return &cobra.Command{
-		Use:   "status ID",
+		Use:   "status ID|NAME",
 		Short: "Show a job and its tasks: where each runs, its state, and why",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c := newAPIClient(g)
-			job := &fathomv1.Job{}
-			if err := c.call(cmd.Context(), "GET", "/v1/jobs/"+url.PathEscape(args[0]), nil, "", nil, job); err != nil {
+			job, err := resolveJob(cmd.Context(), c, args[0], "")
+			if err != nil {
 				return err
 			}
 			tasks := &fathomv1.ListTasksResponse{}
-			if err := c.call(cmd.Context(), "GET", "/v1/jobs/"+url.PathEscape(args[0])+"/tasks", nil, "", nil, tasks); err != nil {
+			if err := c.call(cmd.Context(), "GET", "/v1/jobs/"+url.PathEscape(job.GetId())+"/tasks", nil, "", nil, tasks); err != nil {
 				return err
 			}
 			jv, err := marshalOut(job)
@@ -189,8 +184,10 @@ func newJobStatusCmd(g *cli.Globals) *cobra.Command {
 				if rules := placementRules(s); rules != "" {
 					fmt.Fprintf(w, "Placement:\t%s\n", rules)
 				}
-				fmt.Fprintf(w, "Created:\t%s\n\n", job.GetCreatedAt().AsTime().Local().Format(time.RFC3339))
-				fmt.Fprintln(w, "TASK\tNODE\tSTATE\tGEN\tCPU REQ/LIM\tMEM REQ/LIM\tRESTARTS\tREASON")
+				fmt.Fprintf(w, "Created:\t%s\n", job.GetCreatedAt().AsTime().Local().Format(time.RFC3339))
+				deploymentLines(w, job)
+				fmt.Fprintln(w)
+				fmt.Fprintln(w, "TASK\tNODE\tSTATE\tVER\tHEALTH\tGEN\tCPU REQ/LIM\tMEM REQ/LIM\tRESTARTS\tREASON")
 				var outputs []string
 				for _, t := range tasks.GetTasks() {
 					// A reason with the task's last output: its first line in
@@ -199,8 +196,8 @@ func newJobStatusCmd(g *cli.Globals) *cobra.Command {
 					if output != "" {
 						outputs = append(outputs, fmt.Sprintf("Last output of %s:\n  %s\n", t.GetId(), strings.ReplaceAll(output, "\n", "\n  ")))
 					}
-					fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s/%s\t%s/%s\t%d\t%s\n", t.GetId(), orDash(t.GetNode()), server.StateName(t.GetState()),
-						t.GetGeneration(), cores(t.GetCpuRequestCores()), cores(t.GetCpuLimitCores()),
+					fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%d\t%s/%s\t%s/%s\t%d\t%s\n", t.GetId(), orDash(t.GetNode()), server.StateName(t.GetState()),
+						t.GetVersion(), healthText(t), t.GetGeneration(), cores(t.GetCpuRequestCores()), cores(t.GetCpuLimitCores()),
 						bytesStr(t.GetMemoryRequestBytes()), bytesStr(t.GetMemoryLimitBytes()), t.GetRestarts(), reason)
 				}
 				for _, o := range outputs {

@@ -85,8 +85,8 @@ func Parse(data []byte) (*fathomv1.JobSpec, error) {
 
 // known fields per level, in spec order for messages.
 var (
-	topFields  = []string{"name", "namespace", "type", "priority", "replicas", "schedule", "task", "restart", "constraints", "spread"}
-	taskFields = []string{"command", "env", "user", "resources"}
+	topFields  = []string{"name", "namespace", "type", "priority", "replicas", "schedule", "task", "update", "restart", "constraints", "spread"}
+	taskFields = []string{"command", "env", "user", "resources", "health_check"}
 	resFields  = []string{"cpu", "memory"}
 )
 
@@ -151,6 +151,13 @@ func fromMap(m map[string]any) (*fathomv1.JobSpec, error) {
 			return nil, err
 		}
 		s.Task = t
+	}
+	if v, ok := m["update"]; ok && v != nil {
+		u, err := updateFromMap(v)
+		if err != nil {
+			return nil, err
+		}
+		s.Update = u
 	}
 	if err := rulesFromMap(m, s); err != nil {
 		return nil, err
@@ -236,6 +243,13 @@ func taskFromMap(m map[string]any) (*fathomv1.TaskSpec, error) {
 			}
 		}
 		t.Resources = r
+	}
+	if v, ok := m["health_check"]; ok && v != nil {
+		h, err := checkFromMap(v)
+		if err != nil {
+			return nil, err
+		}
+		t.HealthCheck = h
 	}
 	return t, nil
 }
@@ -419,7 +433,15 @@ func Normalize(in *fathomv1.JobSpec) (*fathomv1.JobSpec, error) {
 		}
 		ts.Resources = &fathomv1.Resources{Cpu: res.GetCpu(), Memory: res.GetMemory()}
 	}
+	hc, err := normalizeCheck(t.GetHealthCheck())
+	if err != nil {
+		return nil, err
+	}
+	ts.HealthCheck = hc
 	s.Task = ts
+	if s.Update, err = normalizeUpdate(in.GetUpdate(), s.Type, r); err != nil {
+		return nil, err
+	}
 	if err := normalizeRules(in, s); err != nil {
 		return nil, err
 	}

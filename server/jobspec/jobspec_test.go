@@ -90,6 +90,25 @@ func TestParseBadInput(t *testing.T) {
 		{"not a mapping", "- a\n- b", "", "expected a mapping"},
 		{"empty", "  \n", "", "empty"},
 		{"oversized", "name: a\n#" + strings.Repeat("x", MaxSpecBytes), "", "limit"},
+		{"update on batch", "name: a\ntype: batch\nupdate: {max_parallel: 1}\ntask: {command: [x]}", "update", "only for services"},
+		{"update unknown", "name: a\nupdate: {parallel: 1}\ntask: {command: [x]}", "update.parallel", "unknown field"},
+		{"update not a mapping", "name: a\nupdate: fast\ntask: {command: [x]}", "update", "expected a mapping"},
+		{"max_parallel zero", "name: a\nupdate: {max_parallel: 0}\ntask: {command: [x]}", "update.max_parallel", "out of range"},
+		{"max_parallel string", "name: a\nupdate: {max_parallel: one}\ntask: {command: [x]}", "update.max_parallel", "whole number"},
+		{"min_healthy_time number", "name: a\nupdate: {min_healthy_time: 10}\ntask: {command: [x]}", "update.min_healthy_time", "duration"},
+		{"min_healthy_time bad", "name: a\nupdate: {min_healthy_time: soon}\ntask: {command: [x]}", "update.min_healthy_time", "not a duration"},
+		{"deadline not after min", "name: a\nupdate: {min_healthy_time: 1m, healthy_deadline: 30s}\ntask: {command: [x]}", "update.healthy_deadline", "longer than"},
+		{"auto_revert string", "name: a\nupdate: {auto_revert: yes please}\ntask: {command: [x]}", "update.auto_revert", "true or false"},
+		{"canary above replicas", "name: a\nreplicas: 2\nupdate: {canary: 3}\ntask: {command: [x]}", "update.canary", "out of range"},
+		{"check none", "name: a\ntask: {command: [x], health_check: {interval: 1s}}", "task.health_check", "exactly one"},
+		{"check two", "name: a\ntask: {command: [x], health_check: {command: [z], tcp: {port: 80}}}", "task.health_check", "exactly one"},
+		{"check unknown", "name: a\ntask: {command: [x], health_check: {grpc: {port: 1}}}", "task.health_check.grpc", "unknown field"},
+		{"check http no port", "name: a\ntask: {command: [x], health_check: {http: {path: /}}}", "task.health_check.http.port", "required"},
+		{"check http bad path", "name: a\ntask: {command: [x], health_check: {http: {port: 80, path: health}}}", "task.health_check.http.path", "URL path"},
+		{"check tcp port range", "name: a\ntask: {command: [x], health_check: {tcp: {port: 70000}}}", "task.health_check.tcp.port", "out of range"},
+		{"check command string", "name: a\ntask: {command: [x], health_check: {command: true}}", "task.health_check.command", "list of strings"},
+		{"check interval short", "name: a\ntask: {command: [x], health_check: {command: [z], interval: 1ms}}", "task.health_check.interval", "out of range"},
+		{"check timeout over interval", "name: a\ntask: {command: [x], health_check: {command: [z], interval: 1s, timeout: 5s}}", "task.health_check.timeout", "longer than the interval"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -149,4 +168,28 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Normalize is not idempotent: %v != %v", s, again)
 		}
 	})
+}
+
+func TestParseDeploymentFields(t *testing.T) {
+	s, err := Parse([]byte("name: web\nreplicas: 4\nupdate: {max_parallel: 2, min_healthy_time: 5s, auto_revert: true, canary: 1}\n" +
+		"task: {command: [x], health_check: {http: {port: 8080}, interval: 1s}}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, h := s.GetUpdate(), s.GetTask().GetHealthCheck()
+	if u.GetMaxParallel() != 2 || u.GetMinHealthyTime() != "5s" || u.GetHealthyDeadline() != "5m" || !u.GetAutoRevert() || u.GetCanary() != 1 {
+		t.Errorf("update = %v", u)
+	}
+	if h.GetHttp().GetPort() != 8080 || h.GetHttp().GetPath() != "/" || h.GetInterval() != "1s" || h.GetTimeout() != "1s" {
+		t.Errorf("health_check = %v", h)
+	}
+	// A service without update gets the defaults; a batch job none.
+	s, _ = Parse([]byte("name: web\ntask: {command: [x]}"))
+	if u := s.GetUpdate(); u.GetMaxParallel() != 1 || u.GetMinHealthyTime() != "10s" || u.GetHealthyDeadline() != "5m" {
+		t.Errorf("default update = %v", u)
+	}
+	s, _ = Parse([]byte("name: b\ntype: batch\ntask: {command: [x]}"))
+	if s.GetUpdate() != nil {
+		t.Errorf("batch update = %v", s.GetUpdate())
+	}
 }

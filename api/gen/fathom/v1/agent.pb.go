@@ -529,7 +529,11 @@ type Assignment struct {
 	MemoryLimitBytes int64        `protobuf:"varint,14,opt,name=memory_limit_bytes,json=memoryLimitBytes,proto3" json:"memory_limit_bytes,omitempty"`
 	DesiredState     DesiredState `protobuf:"varint,15,opt,name=desired_state,json=desiredState,proto3,enum=fathom.v1.DesiredState" json:"desired_state,omitempty"`
 	// Bumps on any change; a change of limits only => resize in place.
-	Generation    int64 `protobuf:"varint,16,opt,name=generation,proto3" json:"generation,omitempty"`
+	Generation int64 `protobuf:"varint,16,opt,name=generation,proto3" json:"generation,omitempty"`
+	// The agent runs it while the task runs and reports the result.
+	HealthCheck *HealthCheck `protobuf:"bytes,40,opt,name=health_check,json=healthCheck,proto3" json:"health_check,omitempty"`
+	// The job version the assignment is of (informational).
+	Version       int64 `protobuf:"varint,41,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -676,6 +680,20 @@ func (x *Assignment) GetGeneration() int64 {
 	return 0
 }
 
+func (x *Assignment) GetHealthCheck() *HealthCheck {
+	if x != nil {
+		return x.HealthCheck
+	}
+	return nil
+}
+
+func (x *Assignment) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
 type ReportTaskStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -783,6 +801,10 @@ type TaskStatus struct {
 	// The task's memory use (working set) when it was evicted or killed;
 	// 0 when unknown.
 	MemoryUsedBytes int64 `protobuf:"varint,12,opt,name=memory_used_bytes,json=memoryUsedBytes,proto3" json:"memory_used_bytes,omitempty"`
+	// The health check's last result in this run (UNSPECIFIED: no check) and
+	// its output (bounded).
+	Health        HealthState `protobuf:"varint,40,opt,name=health,proto3,enum=fathom.v1.HealthState" json:"health,omitempty"`
+	HealthMessage string      `protobuf:"bytes,41,opt,name=health_message,json=healthMessage,proto3" json:"health_message,omitempty"`
 	// The last lines of the task's output when its process ended on its own
 	// (at most 10 lines and 1 KiB; field numbers 60-69 belong to restarts).
 	LogTail       string `protobuf:"bytes,60,opt,name=log_tail,json=logTail,proto3" json:"log_tail,omitempty"`
@@ -904,6 +926,20 @@ func (x *TaskStatus) GetMemoryUsedBytes() int64 {
 	return 0
 }
 
+func (x *TaskStatus) GetHealth() HealthState {
+	if x != nil {
+		return x.Health
+	}
+	return HealthState_HEALTH_STATE_UNSPECIFIED
+}
+
+func (x *TaskStatus) GetHealthMessage() string {
+	if x != nil {
+		return x.HealthMessage
+	}
+	return ""
+}
+
 func (x *TaskStatus) GetLogTail() string {
 	if x != nil {
 		return x.LogTail
@@ -915,7 +951,7 @@ var File_fathom_v1_agent_proto protoreflect.FileDescriptor
 
 const file_fathom_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x15fathom/v1/agent.proto\x12\tfathom.v1\x1a\x15fathom/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc9\x02\n" +
+	"\x15fathom/v1/agent.proto\x12\tfathom.v1\x1a\x16fathom/v1/deploy.proto\x1a\x15fathom/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc9\x02\n" +
 	"\x13RegisterNodeRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tcpu_cores\x18\x02 \x01(\x01R\bcpuCores\x12!\n" +
@@ -952,7 +988,7 @@ const file_fathom_v1_agent_proto_rawDesc = "" +
 	"\x06remove\x18\x03 \x01(\tH\x00R\x06remove\x12\x16\n" +
 	"\x05reset\x18\x05 \x01(\bH\x00R\x05reset\x12\x18\n" +
 	"\x06synced\x18\x04 \x01(\bH\x00R\x06syncedB\b\n" +
-	"\x06change\"\xf5\x04\n" +
+	"\x06change\"\xca\x05\n" +
 	"\n" +
 	"Assignment\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x15\n" +
@@ -974,14 +1010,16 @@ const file_fathom_v1_agent_proto_rawDesc = "" +
 	"\rdesired_state\x18\x0f \x01(\x0e2\x17.fathom.v1.DesiredStateR\fdesiredState\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x10 \x01(\x03R\n" +
-	"generation\x1a6\n" +
+	"generation\x129\n" +
+	"\fhealth_check\x18( \x01(\v2\x16.fathom.v1.HealthCheckR\vhealthCheck\x12\x18\n" +
+	"\aversion\x18) \x01(\x03R\aversion\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"e\n" +
 	"\x17ReportTaskStatusRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x121\n" +
 	"\bstatuses\x18\x02 \x03(\v2\x15.fathom.v1.TaskStatusR\bstatuses\"\x1a\n" +
-	"\x18ReportTaskStatusResponse\"\xcc\x03\n" +
+	"\x18ReportTaskStatusResponse\"\xa3\x04\n" +
 	"\n" +
 	"TaskStatus\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12*\n" +
@@ -1001,7 +1039,9 @@ const file_fathom_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"generation\x18\v \x01(\x03R\n" +
 	"generation\x12*\n" +
-	"\x11memory_used_bytes\x18\f \x01(\x03R\x0fmemoryUsedBytes\x12\x19\n" +
+	"\x11memory_used_bytes\x18\f \x01(\x03R\x0fmemoryUsedBytes\x12.\n" +
+	"\x06health\x18( \x01(\x0e2\x16.fathom.v1.HealthStateR\x06health\x12%\n" +
+	"\x0ehealth_message\x18) \x01(\tR\rhealthMessage\x12\x19\n" +
 	"\blog_tail\x18< \x01(\tR\alogTail2\xd8\x02\n" +
 	"\fAgentService\x12K\n" +
 	"\bRegister\x12\x1e.fathom.v1.RegisterNodeRequest\x1a\x1f.fathom.v1.RegisterNodeResponse\x12F\n" +
@@ -1036,31 +1076,35 @@ var file_fathom_v1_agent_proto_goTypes = []any{
 	nil,                              // 10: fathom.v1.RegisterNodeRequest.LabelsEntry
 	nil,                              // 11: fathom.v1.Assignment.EnvEntry
 	(DesiredState)(0),                // 12: fathom.v1.DesiredState
-	(TaskState)(0),                   // 13: fathom.v1.TaskState
-	(*timestamppb.Timestamp)(nil),    // 14: google.protobuf.Timestamp
+	(*HealthCheck)(nil),              // 13: fathom.v1.HealthCheck
+	(TaskState)(0),                   // 14: fathom.v1.TaskState
+	(*timestamppb.Timestamp)(nil),    // 15: google.protobuf.Timestamp
+	(HealthState)(0),                 // 16: fathom.v1.HealthState
 }
 var file_fathom_v1_agent_proto_depIdxs = []int32{
 	10, // 0: fathom.v1.RegisterNodeRequest.labels:type_name -> fathom.v1.RegisterNodeRequest.LabelsEntry
 	6,  // 1: fathom.v1.AssignmentUpdate.upsert:type_name -> fathom.v1.Assignment
 	11, // 2: fathom.v1.Assignment.env:type_name -> fathom.v1.Assignment.EnvEntry
 	12, // 3: fathom.v1.Assignment.desired_state:type_name -> fathom.v1.DesiredState
-	9,  // 4: fathom.v1.ReportTaskStatusRequest.statuses:type_name -> fathom.v1.TaskStatus
-	13, // 5: fathom.v1.TaskStatus.state:type_name -> fathom.v1.TaskState
-	14, // 6: fathom.v1.TaskStatus.started_at:type_name -> google.protobuf.Timestamp
-	14, // 7: fathom.v1.TaskStatus.finished_at:type_name -> google.protobuf.Timestamp
-	0,  // 8: fathom.v1.AgentService.Register:input_type -> fathom.v1.RegisterNodeRequest
-	2,  // 9: fathom.v1.AgentService.Heartbeat:input_type -> fathom.v1.HeartbeatRequest
-	4,  // 10: fathom.v1.AgentService.StreamAssignments:input_type -> fathom.v1.WatchAssignmentsRequest
-	7,  // 11: fathom.v1.AgentService.ReportTaskStatus:input_type -> fathom.v1.ReportTaskStatusRequest
-	1,  // 12: fathom.v1.AgentService.Register:output_type -> fathom.v1.RegisterNodeResponse
-	3,  // 13: fathom.v1.AgentService.Heartbeat:output_type -> fathom.v1.HeartbeatResponse
-	5,  // 14: fathom.v1.AgentService.StreamAssignments:output_type -> fathom.v1.AssignmentUpdate
-	8,  // 15: fathom.v1.AgentService.ReportTaskStatus:output_type -> fathom.v1.ReportTaskStatusResponse
-	12, // [12:16] is the sub-list for method output_type
-	8,  // [8:12] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	13, // 4: fathom.v1.Assignment.health_check:type_name -> fathom.v1.HealthCheck
+	9,  // 5: fathom.v1.ReportTaskStatusRequest.statuses:type_name -> fathom.v1.TaskStatus
+	14, // 6: fathom.v1.TaskStatus.state:type_name -> fathom.v1.TaskState
+	15, // 7: fathom.v1.TaskStatus.started_at:type_name -> google.protobuf.Timestamp
+	15, // 8: fathom.v1.TaskStatus.finished_at:type_name -> google.protobuf.Timestamp
+	16, // 9: fathom.v1.TaskStatus.health:type_name -> fathom.v1.HealthState
+	0,  // 10: fathom.v1.AgentService.Register:input_type -> fathom.v1.RegisterNodeRequest
+	2,  // 11: fathom.v1.AgentService.Heartbeat:input_type -> fathom.v1.HeartbeatRequest
+	4,  // 12: fathom.v1.AgentService.StreamAssignments:input_type -> fathom.v1.WatchAssignmentsRequest
+	7,  // 13: fathom.v1.AgentService.ReportTaskStatus:input_type -> fathom.v1.ReportTaskStatusRequest
+	1,  // 14: fathom.v1.AgentService.Register:output_type -> fathom.v1.RegisterNodeResponse
+	3,  // 15: fathom.v1.AgentService.Heartbeat:output_type -> fathom.v1.HeartbeatResponse
+	5,  // 16: fathom.v1.AgentService.StreamAssignments:output_type -> fathom.v1.AssignmentUpdate
+	8,  // 17: fathom.v1.AgentService.ReportTaskStatus:output_type -> fathom.v1.ReportTaskStatusResponse
+	14, // [14:18] is the sub-list for method output_type
+	10, // [10:14] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_fathom_v1_agent_proto_init() }
@@ -1068,6 +1112,7 @@ func file_fathom_v1_agent_proto_init() {
 	if File_fathom_v1_agent_proto != nil {
 		return
 	}
+	file_fathom_v1_deploy_proto_init()
 	file_fathom_v1_types_proto_init()
 	file_fathom_v1_agent_proto_msgTypes[5].OneofWrappers = []any{
 		(*AssignmentUpdate_Upsert)(nil),

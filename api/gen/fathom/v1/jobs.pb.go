@@ -158,6 +158,8 @@ type JobSpec struct {
 	// Cron expression; cron jobs only.
 	Schedule string    `protobuf:"bytes,6,opt,name=schedule,proto3" json:"schedule,omitempty"`
 	Task     *TaskSpec `protobuf:"bytes,7,opt,name=task,proto3" json:"task,omitempty"`
+	// Services: how a new version replaces the running one (deploy.proto).
+	Update *UpdateStrategy `protobuf:"bytes,40,opt,name=update,proto3" json:"update,omitempty"`
 	// What happens when a task's process ends on its own; the defaults of the
 	// job's type fill what is omitted (see RestartPolicy).
 	Restart *RestartPolicy `protobuf:"bytes,60,opt,name=restart,proto3" json:"restart,omitempty"`
@@ -244,6 +246,13 @@ func (x *JobSpec) GetSchedule() string {
 func (x *JobSpec) GetTask() *TaskSpec {
 	if x != nil {
 		return x.Task
+	}
+	return nil
+}
+
+func (x *JobSpec) GetUpdate() *UpdateStrategy {
+	if x != nil {
+		return x.Update
 	}
 	return nil
 }
@@ -470,6 +479,7 @@ type TaskSpec struct {
 	Env           map[string]string      `protobuf:"bytes,2,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	User          string                 `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
 	Resources     *Resources             `protobuf:"bytes,4,opt,name=resources,proto3" json:"resources,omitempty"`
+	HealthCheck   *HealthCheck           `protobuf:"bytes,40,opt,name=health_check,json=healthCheck,proto3" json:"health_check,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -528,6 +538,13 @@ func (x *TaskSpec) GetUser() string {
 func (x *TaskSpec) GetResources() *Resources {
 	if x != nil {
 		return x.Resources
+	}
+	return nil
+}
+
+func (x *TaskSpec) GetHealthCheck() *HealthCheck {
+	if x != nil {
+		return x.HealthCheck
 	}
 	return nil
 }
@@ -604,9 +621,20 @@ type Job struct {
 	MemoryHintBytes int64   `protobuf:"varint,11,opt,name=memory_hint_bytes,json=memoryHintBytes,proto3" json:"memory_hint_bytes,omitempty"`
 	// Cron jobs: when the current run started (unset = no run yet), how many
 	// runs have started, and when the next one is due (derived, not stored).
-	LastRunAt     *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=last_run_at,json=lastRunAt,proto3" json:"last_run_at,omitempty"`
-	Runs          int32                  `protobuf:"varint,13,opt,name=runs,proto3" json:"runs,omitempty"`
-	NextRunAt     *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=next_run_at,json=nextRunAt,proto3" json:"next_run_at,omitempty"`
+	LastRunAt *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=last_run_at,json=lastRunAt,proto3" json:"last_run_at,omitempty"`
+	Runs      int32                  `protobuf:"varint,13,opt,name=runs,proto3" json:"runs,omitempty"`
+	NextRunAt *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=next_run_at,json=nextRunAt,proto3" json:"next_run_at,omitempty"`
+	// The spec's version (1 for a new job; each update adds one), the last
+	// version whose rollout succeeded, and the latest rollout.
+	Version       int64       `protobuf:"varint,40,opt,name=version,proto3" json:"version,omitempty"`
+	StableVersion int64       `protobuf:"varint,41,opt,name=stable_version,json=stableVersion,proto3" json:"stable_version,omitempty"`
+	Deployment    *Deployment `protobuf:"bytes,42,opt,name=deployment,proto3" json:"deployment,omitempty"`
+	// Stored only: the specs of older versions that tasks still run, and of
+	// the stable version.
+	Previous []*JobVersion `protobuf:"bytes,43,rep,name=previous,proto3" json:"previous,omitempty"`
+	// When the current version was submitted, and why it exists.
+	VersionAt     *timestamppb.Timestamp `protobuf:"bytes,44,opt,name=version_at,json=versionAt,proto3" json:"version_at,omitempty"`
+	VersionReason string                 `protobuf:"bytes,45,opt,name=version_reason,json=versionReason,proto3" json:"version_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -739,6 +767,48 @@ func (x *Job) GetNextRunAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Job) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Job) GetStableVersion() int64 {
+	if x != nil {
+		return x.StableVersion
+	}
+	return 0
+}
+
+func (x *Job) GetDeployment() *Deployment {
+	if x != nil {
+		return x.Deployment
+	}
+	return nil
+}
+
+func (x *Job) GetPrevious() []*JobVersion {
+	if x != nil {
+		return x.Previous
+	}
+	return nil
+}
+
+func (x *Job) GetVersionAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.VersionAt
+	}
+	return nil
+}
+
+func (x *Job) GetVersionReason() string {
+	if x != nil {
+		return x.VersionReason
+	}
+	return ""
+}
+
 type Task struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "<job_id>-<index>", stable across moves.
@@ -779,6 +849,14 @@ type Task struct {
 	Evictions  int32                  `protobuf:"varint,27,opt,name=evictions,proto3" json:"evictions,omitempty"`
 	AvoidNode  string                 `protobuf:"bytes,28,opt,name=avoid_node,json=avoidNode,proto3" json:"avoid_node,omitempty"`
 	AvoidUntil *timestamppb.Timestamp `protobuf:"bytes,29,opt,name=avoid_until,json=avoidUntil,proto3" json:"avoid_until,omitempty"`
+	// The job version the task runs, and since when.
+	Version   int64                  `protobuf:"varint,40,opt,name=version,proto3" json:"version,omitempty"`
+	VersionAt *timestamppb.Timestamp `protobuf:"bytes,41,opt,name=version_at,json=versionAt,proto3" json:"version_at,omitempty"`
+	// Its health check's last result in this run (UNSPECIFIED: no check),
+	// the check's output, and since when it counts as healthy (unset: not).
+	Health        HealthState            `protobuf:"varint,42,opt,name=health,proto3,enum=fathom.v1.HealthState" json:"health,omitempty"`
+	HealthMessage string                 `protobuf:"bytes,43,opt,name=health_message,json=healthMessage,proto3" json:"health_message,omitempty"`
+	HealthySince  *timestamppb.Timestamp `protobuf:"bytes,44,opt,name=healthy_since,json=healthySince,proto3" json:"healthy_since,omitempty"`
 	// Restart policy bookkeeping (field numbers 60-69): restarts counted in
 	// the current interval, when that interval began, and when a restart
 	// waiting for its delay is due (unset: none waits).
@@ -1022,6 +1100,41 @@ func (x *Task) GetAvoidUntil() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Task) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Task) GetVersionAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.VersionAt
+	}
+	return nil
+}
+
+func (x *Task) GetHealth() HealthState {
+	if x != nil {
+		return x.Health
+	}
+	return HealthState_HEALTH_STATE_UNSPECIFIED
+}
+
+func (x *Task) GetHealthMessage() string {
+	if x != nil {
+		return x.HealthMessage
+	}
+	return ""
+}
+
+func (x *Task) GetHealthySince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.HealthySince
+	}
+	return nil
+}
+
 func (x *Task) GetRestartAttempts() int32 {
 	if x != nil {
 		return x.RestartAttempts
@@ -1193,9 +1306,13 @@ func (x *CreateJobRequest) GetSpec() *JobSpec {
 }
 
 type CreateJobResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Job           *Job                   `protobuf:"bytes,2,opt,name=job,proto3" json:"job,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Job   *Job                   `protobuf:"bytes,2,opt,name=job,proto3" json:"job,omitempty"`
+	// The job's version, and "created", "updated" (a job of that name was
+	// running: it moves to a new version) or "unchanged".
+	Version       int64  `protobuf:"varint,40,opt,name=version,proto3" json:"version,omitempty"`
+	Result        string `protobuf:"bytes,41,opt,name=result,proto3" json:"result,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1242,6 +1359,20 @@ func (x *CreateJobResponse) GetJob() *Job {
 		return x.Job
 	}
 	return nil
+}
+
+func (x *CreateJobResponse) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *CreateJobResponse) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
 }
 
 type ListJobsRequest struct {
@@ -1808,11 +1939,624 @@ func (x *TaskTransition) GetMessage() string {
 	return ""
 }
 
+// JobVersion is one version of a job's spec, as `fathom job history`
+// lists it. Stored under /fathom/v1/versions/<job id>/; the last
+// MaxVersions (10) are kept.
+type JobVersion struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	JobId       string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Version     int64                  `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Spec        *JobSpec               `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	SubmittedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=submitted_at,json=submittedAt,proto3" json:"submitted_at,omitempty"`
+	// Why it exists: "submitted", "scaled to 6", "reverted to version 2", "auto-revert: ...".
+	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Its rollout's status (see Deployment.status; "" for batch and cron).
+	Status        string `protobuf:"bytes,6,opt,name=status,proto3" json:"status,omitempty"`
+	StatusMessage string `protobuf:"bytes,7,opt,name=status_message,json=statusMessage,proto3" json:"status_message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobVersion) Reset() {
+	*x = JobVersion{}
+	mi := &file_fathom_v1_jobs_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobVersion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobVersion) ProtoMessage() {}
+
+func (x *JobVersion) ProtoReflect() protoreflect.Message {
+	mi := &file_fathom_v1_jobs_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobVersion.ProtoReflect.Descriptor instead.
+func (*JobVersion) Descriptor() ([]byte, []int) {
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *JobVersion) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *JobVersion) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *JobVersion) GetSpec() *JobSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *JobVersion) GetSubmittedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SubmittedAt
+	}
+	return nil
+}
+
+func (x *JobVersion) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *JobVersion) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *JobVersion) GetStatusMessage() string {
+	if x != nil {
+		return x.StatusMessage
+	}
+	return ""
+}
+
+type UpdateJobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Spec          *JobSpec               `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateJobRequest) Reset() {
+	*x = UpdateJobRequest{}
+	mi := &file_fathom_v1_jobs_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateJobRequest) ProtoMessage() {}
+
+func (x *UpdateJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fathom_v1_jobs_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateJobRequest.ProtoReflect.Descriptor instead.
+func (*UpdateJobRequest) Descriptor() ([]byte, []int) {
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *UpdateJobRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *UpdateJobRequest) GetSpec() *JobSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+// UpdateJobResponse: result is "created", "updated" or "unchanged" (a spec
+// identical to the current one is a no-op).
+type UpdateJobResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Job           *Job                   `protobuf:"bytes,2,opt,name=job,proto3" json:"job,omitempty"`
+	Version       int64                  `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	Result        string                 `protobuf:"bytes,4,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateJobResponse) Reset() {
+	*x = UpdateJobResponse{}
+	mi := &file_fathom_v1_jobs_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateJobResponse) ProtoMessage() {}
+
+func (x *UpdateJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fathom_v1_jobs_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateJobResponse.ProtoReflect.Descriptor instead.
+func (*UpdateJobResponse) Descriptor() ([]byte, []int) {
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *UpdateJobResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *UpdateJobResponse) GetJob() *Job {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
+func (x *UpdateJobResponse) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *UpdateJobResponse) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+type ListJobVersionsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJobVersionsRequest) Reset() {
+	*x = ListJobVersionsRequest{}
+	mi := &file_fathom_v1_jobs_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJobVersionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJobVersionsRequest) ProtoMessage() {}
+
+func (x *ListJobVersionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fathom_v1_jobs_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJobVersionsRequest.ProtoReflect.Descriptor instead.
+func (*ListJobVersionsRequest) Descriptor() ([]byte, []int) {
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ListJobVersionsRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type ListJobVersionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Newest first.
+	Versions      []*JobVersion `protobuf:"bytes,1,rep,name=versions,proto3" json:"versions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJobVersionsResponse) Reset() {
+	*x = ListJobVersionsResponse{}
+	mi := &file_fathom_v1_jobs_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJobVersionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJobVersionsResponse) ProtoMessage() {}
+
+func (x *ListJobVersionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fathom_v1_jobs_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJobVersionsResponse.ProtoReflect.Descriptor instead.
+func (*ListJobVersionsResponse) Descriptor() ([]byte, []int) {
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ListJobVersionsResponse) GetVersions() []*JobVersion {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+type RevertJobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Version       int64                  `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevertJobRequest) Reset() {
+	*x = RevertJobRequest{}
+	mi := &file_fathom_v1_jobs_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevertJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevertJobRequest) ProtoMessage() {}
+
+func (x *RevertJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fathom_v1_jobs_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevertJobRequest.ProtoReflect.Descriptor instead.
+func (*RevertJobRequest) Descriptor() ([]byte, []int) {
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RevertJobRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RevertJobRequest) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+type ScaleJobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Replicas      int32                  `protobuf:"varint,2,opt,name=replicas,proto3" json:"replicas,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScaleJobRequest) Reset() {
+	*x = ScaleJobRequest{}
+	mi := &file_fathom_v1_jobs_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScaleJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScaleJobRequest) ProtoMessage() {}
+
+func (x *ScaleJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fathom_v1_jobs_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScaleJobRequest.ProtoReflect.Descriptor instead.
+func (*ScaleJobRequest) Descriptor() ([]byte, []int) {
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ScaleJobRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ScaleJobRequest) GetReplicas() int32 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
+}
+
+type PromoteJobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromoteJobRequest) Reset() {
+	*x = PromoteJobRequest{}
+	mi := &file_fathom_v1_jobs_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromoteJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromoteJobRequest) ProtoMessage() {}
+
+func (x *PromoteJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fathom_v1_jobs_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromoteJobRequest.ProtoReflect.Descriptor instead.
+func (*PromoteJobRequest) Descriptor() ([]byte, []int) {
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *PromoteJobRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type PlanJobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Spec          *JobSpec               `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanJobRequest) Reset() {
+	*x = PlanJobRequest{}
+	mi := &file_fathom_v1_jobs_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanJobRequest) ProtoMessage() {}
+
+func (x *PlanJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fathom_v1_jobs_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanJobRequest.ProtoReflect.Descriptor instead.
+func (*PlanJobRequest) Descriptor() ([]byte, []int) {
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *PlanJobRequest) GetSpec() *JobSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+// PlanJobResponse says what `fathom job run` of the spec would do.
+type PlanJobResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// create | update | scale | none
+	Action string `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"`
+	// The job it would update ("" for create), its version now and the next.
+	JobId       string         `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Version     int64          `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	NextVersion int64          `protobuf:"varint,4,opt,name=next_version,json=nextVersion,proto3" json:"next_version,omitempty"`
+	Changes     []*FieldChange `protobuf:"bytes,5,rep,name=changes,proto3" json:"changes,omitempty"`
+	// What happens to the tasks, for a person.
+	Message string `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
+	// Tasks that would be replaced (a rolling update) and added or stopped.
+	Replace       int32 `protobuf:"varint,7,opt,name=replace,proto3" json:"replace,omitempty"`
+	Add           int32 `protobuf:"varint,8,opt,name=add,proto3" json:"add,omitempty"`
+	Remove        int32 `protobuf:"varint,9,opt,name=remove,proto3" json:"remove,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanJobResponse) Reset() {
+	*x = PlanJobResponse{}
+	mi := &file_fathom_v1_jobs_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanJobResponse) ProtoMessage() {}
+
+func (x *PlanJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fathom_v1_jobs_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanJobResponse.ProtoReflect.Descriptor instead.
+func (*PlanJobResponse) Descriptor() ([]byte, []int) {
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *PlanJobResponse) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *PlanJobResponse) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *PlanJobResponse) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *PlanJobResponse) GetNextVersion() int64 {
+	if x != nil {
+		return x.NextVersion
+	}
+	return 0
+}
+
+func (x *PlanJobResponse) GetChanges() []*FieldChange {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *PlanJobResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *PlanJobResponse) GetReplace() int32 {
+	if x != nil {
+		return x.Replace
+	}
+	return 0
+}
+
+func (x *PlanJobResponse) GetAdd() int32 {
+	if x != nil {
+		return x.Add
+	}
+	return 0
+}
+
+func (x *PlanJobResponse) GetRemove() int32 {
+	if x != nil {
+		return x.Remove
+	}
+	return 0
+}
+
 var File_fathom_v1_jobs_proto protoreflect.FileDescriptor
 
 const file_fathom_v1_jobs_proto_rawDesc = "" +
 	"\n" +
-	"\x14fathom/v1/jobs.proto\x12\tfathom.v1\x1a\x15fathom/v1/types.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf6\x02\n" +
+	"\x14fathom/v1/jobs.proto\x12\tfathom.v1\x1a\x16fathom/v1/deploy.proto\x1a\x15fathom/v1/types.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\x03\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x12\n" +
@@ -1820,7 +2564,8 @@ const file_fathom_v1_jobs_proto_rawDesc = "" +
 	"\bpriority\x18\x04 \x01(\tR\bpriority\x12\x1f\n" +
 	"\breplicas\x18\x05 \x01(\x05H\x00R\breplicas\x88\x01\x01\x12\x1a\n" +
 	"\bschedule\x18\x06 \x01(\tR\bschedule\x12'\n" +
-	"\x04task\x18\a \x01(\v2\x13.fathom.v1.TaskSpecR\x04task\x122\n" +
+	"\x04task\x18\a \x01(\v2\x13.fathom.v1.TaskSpecR\x04task\x121\n" +
+	"\x06update\x18( \x01(\v2\x19.fathom.v1.UpdateStrategyR\x06update\x122\n" +
 	"\arestart\x18< \x01(\v2\x18.fathom.v1.RestartPolicyR\arestart\x127\n" +
 	"\vconstraints\x18= \x03(\v2\x15.fathom.v1.ConstraintR\vconstraints\x12)\n" +
 	"\x06spread\x18> \x01(\v2\x11.fathom.v1.SpreadR\x06spreadB\v\n" +
@@ -1838,18 +2583,19 @@ const file_fathom_v1_jobs_proto_rawDesc = "" +
 	"\x05value\x18\x03 \x01(\tR\x05value\x12\x16\n" +
 	"\x06values\x18\x04 \x03(\tR\x06values\"\x1e\n" +
 	"\x06Spread\x12\x14\n" +
-	"\x05label\x18\x01 \x01(\tR\x05label\"\xd4\x01\n" +
+	"\x05label\x18\x01 \x01(\tR\x05label\"\x8f\x02\n" +
 	"\bTaskSpec\x12\x18\n" +
 	"\acommand\x18\x01 \x03(\tR\acommand\x12.\n" +
 	"\x03env\x18\x02 \x03(\v2\x1c.fathom.v1.TaskSpec.EnvEntryR\x03env\x12\x12\n" +
 	"\x04user\x18\x03 \x01(\tR\x04user\x122\n" +
-	"\tresources\x18\x04 \x01(\v2\x14.fathom.v1.ResourcesR\tresources\x1a6\n" +
+	"\tresources\x18\x04 \x01(\v2\x14.fathom.v1.ResourcesR\tresources\x129\n" +
+	"\fhealth_check\x18( \x01(\v2\x16.fathom.v1.HealthCheckR\vhealthCheck\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"5\n" +
 	"\tResources\x12\x10\n" +
 	"\x03cpu\x18\x01 \x01(\tR\x03cpu\x12\x16\n" +
-	"\x06memory\x18\x02 \x01(\tR\x06memory\"\x95\x05\n" +
+	"\x06memory\x18\x02 \x01(\tR\x06memory\"\xa2\a\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x12\n" +
@@ -1868,11 +2614,19 @@ const file_fathom_v1_jobs_proto_rawDesc = "" +
 	"\x11memory_hint_bytes\x18\v \x01(\x03R\x0fmemoryHintBytes\x12:\n" +
 	"\vlast_run_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tlastRunAt\x12\x12\n" +
 	"\x04runs\x18\r \x01(\x05R\x04runs\x12:\n" +
-	"\vnext_run_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tnextRunAt\x1a=\n" +
+	"\vnext_run_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tnextRunAt\x12\x18\n" +
+	"\aversion\x18( \x01(\x03R\aversion\x12%\n" +
+	"\x0estable_version\x18) \x01(\x03R\rstableVersion\x125\n" +
+	"\n" +
+	"deployment\x18* \x01(\v2\x15.fathom.v1.DeploymentR\n" +
+	"deployment\x121\n" +
+	"\bprevious\x18+ \x03(\v2\x15.fathom.v1.JobVersionR\bprevious\x129\n" +
+	"\n" +
+	"version_at\x18, \x01(\v2\x1a.google.protobuf.TimestampR\tversionAt\x12%\n" +
+	"\x0eversion_reason\x18- \x01(\tR\rversionReason\x1a=\n" +
 	"\x0fTaskCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\x9f\n" +
-	"\n" +
+	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\x8c\f\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x1c\n" +
@@ -1912,7 +2666,13 @@ const file_fathom_v1_jobs_proto_rawDesc = "" +
 	"\n" +
 	"avoid_node\x18\x1c \x01(\tR\tavoidNode\x12;\n" +
 	"\vavoid_until\x18\x1d \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"avoidUntil\x12)\n" +
+	"avoidUntil\x12\x18\n" +
+	"\aversion\x18( \x01(\x03R\aversion\x129\n" +
+	"\n" +
+	"version_at\x18) \x01(\v2\x1a.google.protobuf.TimestampR\tversionAt\x12.\n" +
+	"\x06health\x18* \x01(\x0e2\x16.fathom.v1.HealthStateR\x06health\x12%\n" +
+	"\x0ehealth_message\x18+ \x01(\tR\rhealthMessage\x12?\n" +
+	"\rhealthy_since\x18, \x01(\v2\x1a.google.protobuf.TimestampR\fhealthySince\x12)\n" +
 	"\x10restart_attempts\x18< \x01(\x05R\x0frestartAttempts\x12L\n" +
 	"\x14restart_window_start\x18= \x01(\v2\x1a.google.protobuf.TimestampR\x12restartWindowStart\x129\n" +
 	"\n" +
@@ -1929,10 +2689,12 @@ const file_fathom_v1_jobs_proto_rawDesc = "" +
 	"\x12memory_limit_bytes\x18\a \x01(\x03R\x10memoryLimitBytes\x120\n" +
 	"\x05since\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x05since\":\n" +
 	"\x10CreateJobRequest\x12&\n" +
-	"\x04spec\x18\x01 \x01(\v2\x12.fathom.v1.JobSpecR\x04spec\"E\n" +
+	"\x04spec\x18\x01 \x01(\v2\x12.fathom.v1.JobSpecR\x04spec\"w\n" +
 	"\x11CreateJobResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
-	"\x03job\x18\x02 \x01(\v2\x0e.fathom.v1.JobR\x03job\"Y\n" +
+	"\x03job\x18\x02 \x01(\v2\x0e.fathom.v1.JobR\x03job\x12\x18\n" +
+	"\aversion\x18( \x01(\x03R\aversion\x12\x16\n" +
+	"\x06result\x18) \x01(\tR\x06result\"Y\n" +
 	"\x0fListJobsRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x12\n" +
@@ -1963,7 +2725,48 @@ const file_fathom_v1_jobs_proto_rawDesc = "" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12*\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x14.fathom.v1.TaskStateR\x05state\x12\x12\n" +
 	"\x04node\x18\x03 \x01(\tR\x04node\x12\x18\n" +
-	"\amessage\x18\x04 \x01(\tR\amessage*\x99\x01\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"\xfb\x01\n" +
+	"\n" +
+	"JobVersion\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\x12&\n" +
+	"\x04spec\x18\x03 \x01(\v2\x12.fathom.v1.JobSpecR\x04spec\x12=\n" +
+	"\fsubmitted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vsubmittedAt\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x16\n" +
+	"\x06status\x18\x06 \x01(\tR\x06status\x12%\n" +
+	"\x0estatus_message\x18\a \x01(\tR\rstatusMessage\"J\n" +
+	"\x10UpdateJobRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
+	"\x04spec\x18\x02 \x01(\v2\x12.fathom.v1.JobSpecR\x04spec\"w\n" +
+	"\x11UpdateJobResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
+	"\x03job\x18\x02 \x01(\v2\x0e.fathom.v1.JobR\x03job\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x03R\aversion\x12\x16\n" +
+	"\x06result\x18\x04 \x01(\tR\x06result\"(\n" +
+	"\x16ListJobVersionsRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"L\n" +
+	"\x17ListJobVersionsResponse\x121\n" +
+	"\bversions\x18\x01 \x03(\v2\x15.fathom.v1.JobVersionR\bversions\"<\n" +
+	"\x10RevertJobRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\"=\n" +
+	"\x0fScaleJobRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
+	"\breplicas\x18\x02 \x01(\x05R\breplicas\"#\n" +
+	"\x11PromoteJobRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"8\n" +
+	"\x0ePlanJobRequest\x12&\n" +
+	"\x04spec\x18\x01 \x01(\v2\x12.fathom.v1.JobSpecR\x04spec\"\x8d\x02\n" +
+	"\x0fPlanJobResponse\x12\x16\n" +
+	"\x06action\x18\x01 \x01(\tR\x06action\x12\x15\n" +
+	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x03R\aversion\x12!\n" +
+	"\fnext_version\x18\x04 \x01(\x03R\vnextVersion\x120\n" +
+	"\achanges\x18\x05 \x03(\v2\x16.fathom.v1.FieldChangeR\achanges\x12\x18\n" +
+	"\amessage\x18\x06 \x01(\tR\amessage\x12\x18\n" +
+	"\areplace\x18\a \x01(\x05R\areplace\x12\x10\n" +
+	"\x03add\x18\b \x01(\x05R\x03add\x12\x16\n" +
+	"\x06remove\x18\t \x01(\x05R\x06remove*\x99\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11JOB_STATE_PENDING\x10\x01\x12\x15\n" +
@@ -1976,7 +2779,7 @@ const file_fathom_v1_jobs_proto_rawDesc = "" +
 	"\x13EVENT_TYPE_EXISTING\x10\x01\x12\x16\n" +
 	"\x12EVENT_TYPE_CREATED\x10\x02\x12\x16\n" +
 	"\x12EVENT_TYPE_UPDATED\x10\x03\x12\x16\n" +
-	"\x12EVENT_TYPE_DELETED\x10\x042\xfa\x04\n" +
+	"\x12EVENT_TYPE_DELETED\x10\x042\xe5\t\n" +
 	"\n" +
 	"JobService\x12^\n" +
 	"\tCreateJob\x12\x1b.fathom.v1.CreateJobRequest\x1a\x1c.fathom.v1.CreateJobResponse\"\x16\x82\xd3\xe4\x93\x02\x10:\x04spec\"\b/v1/jobs\x12U\n" +
@@ -1984,7 +2787,14 @@ const file_fathom_v1_jobs_proto_rawDesc = "" +
 	"\x12\b/v1/jobs\x12I\n" +
 	"\x06GetJob\x12\x18.fathom.v1.GetJobRequest\x1a\x0e.fathom.v1.Job\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/jobs/{id}\x12K\n" +
 	"\aStopJob\x12\x19.fathom.v1.StopJobRequest\x1a\x0e.fathom.v1.Job\"\x15\x82\xd3\xe4\x93\x02\x0f*\r/v1/jobs/{id}\x12g\n" +
-	"\tListTasks\x12\x1b.fathom.v1.ListTasksRequest\x1a\x1c.fathom.v1.ListTasksResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/jobs/{job_id}/tasks\x12W\n" +
+	"\tListTasks\x12\x1b.fathom.v1.ListTasksRequest\x1a\x1c.fathom.v1.ListTasksResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/jobs/{job_id}/tasks\x12c\n" +
+	"\tUpdateJob\x12\x1b.fathom.v1.UpdateJobRequest\x1a\x1c.fathom.v1.UpdateJobResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x04spec\x1a\r/v1/jobs/{id}\x12x\n" +
+	"\x0fListJobVersions\x12!.fathom.v1.ListJobVersionsRequest\x1a\".fathom.v1.ListJobVersionsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/jobs/{id}/versions\x12g\n" +
+	"\tRevertJob\x12\x1b.fathom.v1.RevertJobRequest\x1a\x1c.fathom.v1.UpdateJobResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/jobs/{id}:revert\x12d\n" +
+	"\bScaleJob\x12\x1a.fathom.v1.ScaleJobRequest\x1a\x1c.fathom.v1.UpdateJobResponse\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/jobs/{id}:scale\x12\\\n" +
+	"\n" +
+	"PromoteJob\x12\x1c.fathom.v1.PromoteJobRequest\x1a\x0e.fathom.v1.Job\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/jobs/{id}:promote\x12]\n" +
+	"\aPlanJob\x12\x19.fathom.v1.PlanJobRequest\x1a\x1a.fathom.v1.PlanJobResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x04spec\"\r/v1/jobs:plan\x12W\n" +
 	"\tWatchJobs\x12\x1b.fathom.v1.WatchJobsRequest\x1a\x13.fathom.v1.JobEvent\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/watch/jobs0\x01\x12[\n" +
 	"\n" +
 	"WatchTasks\x12\x1c.fathom.v1.WatchTasksRequest\x1a\x14.fathom.v1.TaskEvent\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/watch/tasks0\x01B?Z=github.com/fathom-scheduler/fathom/api/gen/fathom/v1;fathomv1b\x06proto3"
@@ -2002,93 +2812,135 @@ func file_fathom_v1_jobs_proto_rawDescGZIP() []byte {
 }
 
 var file_fathom_v1_jobs_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_fathom_v1_jobs_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_fathom_v1_jobs_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_fathom_v1_jobs_proto_goTypes = []any{
-	(JobState)(0),                 // 0: fathom.v1.JobState
-	(EventType)(0),                // 1: fathom.v1.EventType
-	(*JobSpec)(nil),               // 2: fathom.v1.JobSpec
-	(*RestartPolicy)(nil),         // 3: fathom.v1.RestartPolicy
-	(*Constraint)(nil),            // 4: fathom.v1.Constraint
-	(*Spread)(nil),                // 5: fathom.v1.Spread
-	(*TaskSpec)(nil),              // 6: fathom.v1.TaskSpec
-	(*Resources)(nil),             // 7: fathom.v1.Resources
-	(*Job)(nil),                   // 8: fathom.v1.Job
-	(*Task)(nil),                  // 9: fathom.v1.Task
-	(*TaskCopy)(nil),              // 10: fathom.v1.TaskCopy
-	(*CreateJobRequest)(nil),      // 11: fathom.v1.CreateJobRequest
-	(*CreateJobResponse)(nil),     // 12: fathom.v1.CreateJobResponse
-	(*ListJobsRequest)(nil),       // 13: fathom.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),      // 14: fathom.v1.ListJobsResponse
-	(*GetJobRequest)(nil),         // 15: fathom.v1.GetJobRequest
-	(*StopJobRequest)(nil),        // 16: fathom.v1.StopJobRequest
-	(*ListTasksRequest)(nil),      // 17: fathom.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),     // 18: fathom.v1.ListTasksResponse
-	(*WatchJobsRequest)(nil),      // 19: fathom.v1.WatchJobsRequest
-	(*WatchTasksRequest)(nil),     // 20: fathom.v1.WatchTasksRequest
-	(*JobEvent)(nil),              // 21: fathom.v1.JobEvent
-	(*TaskEvent)(nil),             // 22: fathom.v1.TaskEvent
-	(*TaskTransition)(nil),        // 23: fathom.v1.TaskTransition
-	nil,                           // 24: fathom.v1.TaskSpec.EnvEntry
-	nil,                           // 25: fathom.v1.Job.TaskCountsEntry
-	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
-	(TaskState)(0),                // 27: fathom.v1.TaskState
-	(DesiredState)(0),             // 28: fathom.v1.DesiredState
+	(JobState)(0),                   // 0: fathom.v1.JobState
+	(EventType)(0),                  // 1: fathom.v1.EventType
+	(*JobSpec)(nil),                 // 2: fathom.v1.JobSpec
+	(*RestartPolicy)(nil),           // 3: fathom.v1.RestartPolicy
+	(*Constraint)(nil),              // 4: fathom.v1.Constraint
+	(*Spread)(nil),                  // 5: fathom.v1.Spread
+	(*TaskSpec)(nil),                // 6: fathom.v1.TaskSpec
+	(*Resources)(nil),               // 7: fathom.v1.Resources
+	(*Job)(nil),                     // 8: fathom.v1.Job
+	(*Task)(nil),                    // 9: fathom.v1.Task
+	(*TaskCopy)(nil),                // 10: fathom.v1.TaskCopy
+	(*CreateJobRequest)(nil),        // 11: fathom.v1.CreateJobRequest
+	(*CreateJobResponse)(nil),       // 12: fathom.v1.CreateJobResponse
+	(*ListJobsRequest)(nil),         // 13: fathom.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),        // 14: fathom.v1.ListJobsResponse
+	(*GetJobRequest)(nil),           // 15: fathom.v1.GetJobRequest
+	(*StopJobRequest)(nil),          // 16: fathom.v1.StopJobRequest
+	(*ListTasksRequest)(nil),        // 17: fathom.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),       // 18: fathom.v1.ListTasksResponse
+	(*WatchJobsRequest)(nil),        // 19: fathom.v1.WatchJobsRequest
+	(*WatchTasksRequest)(nil),       // 20: fathom.v1.WatchTasksRequest
+	(*JobEvent)(nil),                // 21: fathom.v1.JobEvent
+	(*TaskEvent)(nil),               // 22: fathom.v1.TaskEvent
+	(*TaskTransition)(nil),          // 23: fathom.v1.TaskTransition
+	(*JobVersion)(nil),              // 24: fathom.v1.JobVersion
+	(*UpdateJobRequest)(nil),        // 25: fathom.v1.UpdateJobRequest
+	(*UpdateJobResponse)(nil),       // 26: fathom.v1.UpdateJobResponse
+	(*ListJobVersionsRequest)(nil),  // 27: fathom.v1.ListJobVersionsRequest
+	(*ListJobVersionsResponse)(nil), // 28: fathom.v1.ListJobVersionsResponse
+	(*RevertJobRequest)(nil),        // 29: fathom.v1.RevertJobRequest
+	(*ScaleJobRequest)(nil),         // 30: fathom.v1.ScaleJobRequest
+	(*PromoteJobRequest)(nil),       // 31: fathom.v1.PromoteJobRequest
+	(*PlanJobRequest)(nil),          // 32: fathom.v1.PlanJobRequest
+	(*PlanJobResponse)(nil),         // 33: fathom.v1.PlanJobResponse
+	nil,                             // 34: fathom.v1.TaskSpec.EnvEntry
+	nil,                             // 35: fathom.v1.Job.TaskCountsEntry
+	(*UpdateStrategy)(nil),          // 36: fathom.v1.UpdateStrategy
+	(*HealthCheck)(nil),             // 37: fathom.v1.HealthCheck
+	(*timestamppb.Timestamp)(nil),   // 38: google.protobuf.Timestamp
+	(*Deployment)(nil),              // 39: fathom.v1.Deployment
+	(TaskState)(0),                  // 40: fathom.v1.TaskState
+	(DesiredState)(0),               // 41: fathom.v1.DesiredState
+	(HealthState)(0),                // 42: fathom.v1.HealthState
+	(*FieldChange)(nil),             // 43: fathom.v1.FieldChange
 }
 var file_fathom_v1_jobs_proto_depIdxs = []int32{
 	6,  // 0: fathom.v1.JobSpec.task:type_name -> fathom.v1.TaskSpec
-	3,  // 1: fathom.v1.JobSpec.restart:type_name -> fathom.v1.RestartPolicy
-	4,  // 2: fathom.v1.JobSpec.constraints:type_name -> fathom.v1.Constraint
-	5,  // 3: fathom.v1.JobSpec.spread:type_name -> fathom.v1.Spread
-	24, // 4: fathom.v1.TaskSpec.env:type_name -> fathom.v1.TaskSpec.EnvEntry
-	7,  // 5: fathom.v1.TaskSpec.resources:type_name -> fathom.v1.Resources
-	2,  // 6: fathom.v1.Job.spec:type_name -> fathom.v1.JobSpec
-	0,  // 7: fathom.v1.Job.state:type_name -> fathom.v1.JobState
-	26, // 8: fathom.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	26, // 9: fathom.v1.Job.stopped_at:type_name -> google.protobuf.Timestamp
-	25, // 10: fathom.v1.Job.task_counts:type_name -> fathom.v1.Job.TaskCountsEntry
-	26, // 11: fathom.v1.Job.last_run_at:type_name -> google.protobuf.Timestamp
-	26, // 12: fathom.v1.Job.next_run_at:type_name -> google.protobuf.Timestamp
-	27, // 13: fathom.v1.Task.state:type_name -> fathom.v1.TaskState
-	28, // 14: fathom.v1.Task.desired_state:type_name -> fathom.v1.DesiredState
-	26, // 15: fathom.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	26, // 16: fathom.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	26, // 17: fathom.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	23, // 18: fathom.v1.Task.history:type_name -> fathom.v1.TaskTransition
-	26, // 19: fathom.v1.Task.placed_at:type_name -> google.protobuf.Timestamp
-	26, // 20: fathom.v1.Task.resized_at:type_name -> google.protobuf.Timestamp
-	26, // 21: fathom.v1.Task.avoid_until:type_name -> google.protobuf.Timestamp
-	26, // 22: fathom.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
-	26, // 23: fathom.v1.Task.restart_at:type_name -> google.protobuf.Timestamp
-	26, // 24: fathom.v1.TaskCopy.since:type_name -> google.protobuf.Timestamp
-	2,  // 25: fathom.v1.CreateJobRequest.spec:type_name -> fathom.v1.JobSpec
-	8,  // 26: fathom.v1.CreateJobResponse.job:type_name -> fathom.v1.Job
-	8,  // 27: fathom.v1.ListJobsResponse.jobs:type_name -> fathom.v1.Job
-	9,  // 28: fathom.v1.ListTasksResponse.tasks:type_name -> fathom.v1.Task
-	1,  // 29: fathom.v1.JobEvent.type:type_name -> fathom.v1.EventType
-	8,  // 30: fathom.v1.JobEvent.job:type_name -> fathom.v1.Job
-	1,  // 31: fathom.v1.TaskEvent.type:type_name -> fathom.v1.EventType
-	9,  // 32: fathom.v1.TaskEvent.task:type_name -> fathom.v1.Task
-	26, // 33: fathom.v1.TaskTransition.time:type_name -> google.protobuf.Timestamp
-	27, // 34: fathom.v1.TaskTransition.state:type_name -> fathom.v1.TaskState
-	11, // 35: fathom.v1.JobService.CreateJob:input_type -> fathom.v1.CreateJobRequest
-	13, // 36: fathom.v1.JobService.ListJobs:input_type -> fathom.v1.ListJobsRequest
-	15, // 37: fathom.v1.JobService.GetJob:input_type -> fathom.v1.GetJobRequest
-	16, // 38: fathom.v1.JobService.StopJob:input_type -> fathom.v1.StopJobRequest
-	17, // 39: fathom.v1.JobService.ListTasks:input_type -> fathom.v1.ListTasksRequest
-	19, // 40: fathom.v1.JobService.WatchJobs:input_type -> fathom.v1.WatchJobsRequest
-	20, // 41: fathom.v1.JobService.WatchTasks:input_type -> fathom.v1.WatchTasksRequest
-	12, // 42: fathom.v1.JobService.CreateJob:output_type -> fathom.v1.CreateJobResponse
-	14, // 43: fathom.v1.JobService.ListJobs:output_type -> fathom.v1.ListJobsResponse
-	8,  // 44: fathom.v1.JobService.GetJob:output_type -> fathom.v1.Job
-	8,  // 45: fathom.v1.JobService.StopJob:output_type -> fathom.v1.Job
-	18, // 46: fathom.v1.JobService.ListTasks:output_type -> fathom.v1.ListTasksResponse
-	21, // 47: fathom.v1.JobService.WatchJobs:output_type -> fathom.v1.JobEvent
-	22, // 48: fathom.v1.JobService.WatchTasks:output_type -> fathom.v1.TaskEvent
-	42, // [42:49] is the sub-list for method output_type
-	35, // [35:42] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	36, // 1: fathom.v1.JobSpec.update:type_name -> fathom.v1.UpdateStrategy
+	3,  // 2: fathom.v1.JobSpec.restart:type_name -> fathom.v1.RestartPolicy
+	4,  // 3: fathom.v1.JobSpec.constraints:type_name -> fathom.v1.Constraint
+	5,  // 4: fathom.v1.JobSpec.spread:type_name -> fathom.v1.Spread
+	34, // 5: fathom.v1.TaskSpec.env:type_name -> fathom.v1.TaskSpec.EnvEntry
+	7,  // 6: fathom.v1.TaskSpec.resources:type_name -> fathom.v1.Resources
+	37, // 7: fathom.v1.TaskSpec.health_check:type_name -> fathom.v1.HealthCheck
+	2,  // 8: fathom.v1.Job.spec:type_name -> fathom.v1.JobSpec
+	0,  // 9: fathom.v1.Job.state:type_name -> fathom.v1.JobState
+	38, // 10: fathom.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	38, // 11: fathom.v1.Job.stopped_at:type_name -> google.protobuf.Timestamp
+	35, // 12: fathom.v1.Job.task_counts:type_name -> fathom.v1.Job.TaskCountsEntry
+	38, // 13: fathom.v1.Job.last_run_at:type_name -> google.protobuf.Timestamp
+	38, // 14: fathom.v1.Job.next_run_at:type_name -> google.protobuf.Timestamp
+	39, // 15: fathom.v1.Job.deployment:type_name -> fathom.v1.Deployment
+	24, // 16: fathom.v1.Job.previous:type_name -> fathom.v1.JobVersion
+	38, // 17: fathom.v1.Job.version_at:type_name -> google.protobuf.Timestamp
+	40, // 18: fathom.v1.Task.state:type_name -> fathom.v1.TaskState
+	41, // 19: fathom.v1.Task.desired_state:type_name -> fathom.v1.DesiredState
+	38, // 20: fathom.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	38, // 21: fathom.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	38, // 22: fathom.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	23, // 23: fathom.v1.Task.history:type_name -> fathom.v1.TaskTransition
+	38, // 24: fathom.v1.Task.placed_at:type_name -> google.protobuf.Timestamp
+	38, // 25: fathom.v1.Task.resized_at:type_name -> google.protobuf.Timestamp
+	38, // 26: fathom.v1.Task.avoid_until:type_name -> google.protobuf.Timestamp
+	38, // 27: fathom.v1.Task.version_at:type_name -> google.protobuf.Timestamp
+	42, // 28: fathom.v1.Task.health:type_name -> fathom.v1.HealthState
+	38, // 29: fathom.v1.Task.healthy_since:type_name -> google.protobuf.Timestamp
+	38, // 30: fathom.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
+	38, // 31: fathom.v1.Task.restart_at:type_name -> google.protobuf.Timestamp
+	38, // 32: fathom.v1.TaskCopy.since:type_name -> google.protobuf.Timestamp
+	2,  // 33: fathom.v1.CreateJobRequest.spec:type_name -> fathom.v1.JobSpec
+	8,  // 34: fathom.v1.CreateJobResponse.job:type_name -> fathom.v1.Job
+	8,  // 35: fathom.v1.ListJobsResponse.jobs:type_name -> fathom.v1.Job
+	9,  // 36: fathom.v1.ListTasksResponse.tasks:type_name -> fathom.v1.Task
+	1,  // 37: fathom.v1.JobEvent.type:type_name -> fathom.v1.EventType
+	8,  // 38: fathom.v1.JobEvent.job:type_name -> fathom.v1.Job
+	1,  // 39: fathom.v1.TaskEvent.type:type_name -> fathom.v1.EventType
+	9,  // 40: fathom.v1.TaskEvent.task:type_name -> fathom.v1.Task
+	38, // 41: fathom.v1.TaskTransition.time:type_name -> google.protobuf.Timestamp
+	40, // 42: fathom.v1.TaskTransition.state:type_name -> fathom.v1.TaskState
+	2,  // 43: fathom.v1.JobVersion.spec:type_name -> fathom.v1.JobSpec
+	38, // 44: fathom.v1.JobVersion.submitted_at:type_name -> google.protobuf.Timestamp
+	2,  // 45: fathom.v1.UpdateJobRequest.spec:type_name -> fathom.v1.JobSpec
+	8,  // 46: fathom.v1.UpdateJobResponse.job:type_name -> fathom.v1.Job
+	24, // 47: fathom.v1.ListJobVersionsResponse.versions:type_name -> fathom.v1.JobVersion
+	2,  // 48: fathom.v1.PlanJobRequest.spec:type_name -> fathom.v1.JobSpec
+	43, // 49: fathom.v1.PlanJobResponse.changes:type_name -> fathom.v1.FieldChange
+	11, // 50: fathom.v1.JobService.CreateJob:input_type -> fathom.v1.CreateJobRequest
+	13, // 51: fathom.v1.JobService.ListJobs:input_type -> fathom.v1.ListJobsRequest
+	15, // 52: fathom.v1.JobService.GetJob:input_type -> fathom.v1.GetJobRequest
+	16, // 53: fathom.v1.JobService.StopJob:input_type -> fathom.v1.StopJobRequest
+	17, // 54: fathom.v1.JobService.ListTasks:input_type -> fathom.v1.ListTasksRequest
+	25, // 55: fathom.v1.JobService.UpdateJob:input_type -> fathom.v1.UpdateJobRequest
+	27, // 56: fathom.v1.JobService.ListJobVersions:input_type -> fathom.v1.ListJobVersionsRequest
+	29, // 57: fathom.v1.JobService.RevertJob:input_type -> fathom.v1.RevertJobRequest
+	30, // 58: fathom.v1.JobService.ScaleJob:input_type -> fathom.v1.ScaleJobRequest
+	31, // 59: fathom.v1.JobService.PromoteJob:input_type -> fathom.v1.PromoteJobRequest
+	32, // 60: fathom.v1.JobService.PlanJob:input_type -> fathom.v1.PlanJobRequest
+	19, // 61: fathom.v1.JobService.WatchJobs:input_type -> fathom.v1.WatchJobsRequest
+	20, // 62: fathom.v1.JobService.WatchTasks:input_type -> fathom.v1.WatchTasksRequest
+	12, // 63: fathom.v1.JobService.CreateJob:output_type -> fathom.v1.CreateJobResponse
+	14, // 64: fathom.v1.JobService.ListJobs:output_type -> fathom.v1.ListJobsResponse
+	8,  // 65: fathom.v1.JobService.GetJob:output_type -> fathom.v1.Job
+	8,  // 66: fathom.v1.JobService.StopJob:output_type -> fathom.v1.Job
+	18, // 67: fathom.v1.JobService.ListTasks:output_type -> fathom.v1.ListTasksResponse
+	26, // 68: fathom.v1.JobService.UpdateJob:output_type -> fathom.v1.UpdateJobResponse
+	28, // 69: fathom.v1.JobService.ListJobVersions:output_type -> fathom.v1.ListJobVersionsResponse
+	26, // 70: fathom.v1.JobService.RevertJob:output_type -> fathom.v1.UpdateJobResponse
+	26, // 71: fathom.v1.JobService.ScaleJob:output_type -> fathom.v1.UpdateJobResponse
+	8,  // 72: fathom.v1.JobService.PromoteJob:output_type -> fathom.v1.Job
+	33, // 73: fathom.v1.JobService.PlanJob:output_type -> fathom.v1.PlanJobResponse
+	21, // 74: fathom.v1.JobService.WatchJobs:output_type -> fathom.v1.JobEvent
+	22, // 75: fathom.v1.JobService.WatchTasks:output_type -> fathom.v1.TaskEvent
+	63, // [63:76] is the sub-list for method output_type
+	50, // [50:63] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_fathom_v1_jobs_proto_init() }
@@ -2096,6 +2948,7 @@ func file_fathom_v1_jobs_proto_init() {
 	if File_fathom_v1_jobs_proto != nil {
 		return
 	}
+	file_fathom_v1_deploy_proto_init()
 	file_fathom_v1_types_proto_init()
 	file_fathom_v1_jobs_proto_msgTypes[0].OneofWrappers = []any{}
 	file_fathom_v1_jobs_proto_msgTypes[1].OneofWrappers = []any{}
@@ -2105,7 +2958,7 @@ func file_fathom_v1_jobs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fathom_v1_jobs_proto_rawDesc), len(file_fathom_v1_jobs_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   24,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

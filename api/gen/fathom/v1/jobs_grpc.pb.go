@@ -19,13 +19,19 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	JobService_CreateJob_FullMethodName  = "/fathom.v1.JobService/CreateJob"
-	JobService_ListJobs_FullMethodName   = "/fathom.v1.JobService/ListJobs"
-	JobService_GetJob_FullMethodName     = "/fathom.v1.JobService/GetJob"
-	JobService_StopJob_FullMethodName    = "/fathom.v1.JobService/StopJob"
-	JobService_ListTasks_FullMethodName  = "/fathom.v1.JobService/ListTasks"
-	JobService_WatchJobs_FullMethodName  = "/fathom.v1.JobService/WatchJobs"
-	JobService_WatchTasks_FullMethodName = "/fathom.v1.JobService/WatchTasks"
+	JobService_CreateJob_FullMethodName       = "/fathom.v1.JobService/CreateJob"
+	JobService_ListJobs_FullMethodName        = "/fathom.v1.JobService/ListJobs"
+	JobService_GetJob_FullMethodName          = "/fathom.v1.JobService/GetJob"
+	JobService_StopJob_FullMethodName         = "/fathom.v1.JobService/StopJob"
+	JobService_ListTasks_FullMethodName       = "/fathom.v1.JobService/ListTasks"
+	JobService_UpdateJob_FullMethodName       = "/fathom.v1.JobService/UpdateJob"
+	JobService_ListJobVersions_FullMethodName = "/fathom.v1.JobService/ListJobVersions"
+	JobService_RevertJob_FullMethodName       = "/fathom.v1.JobService/RevertJob"
+	JobService_ScaleJob_FullMethodName        = "/fathom.v1.JobService/ScaleJob"
+	JobService_PromoteJob_FullMethodName      = "/fathom.v1.JobService/PromoteJob"
+	JobService_PlanJob_FullMethodName         = "/fathom.v1.JobService/PlanJob"
+	JobService_WatchJobs_FullMethodName       = "/fathom.v1.JobService/WatchJobs"
+	JobService_WatchTasks_FullMethodName      = "/fathom.v1.JobService/WatchTasks"
 )
 
 // JobServiceClient is the client API for JobService service.
@@ -42,6 +48,20 @@ type JobServiceClient interface {
 	// StopJob stops every task of the job. Idempotent.
 	StopJob(ctx context.Context, in *StopJobRequest, opts ...grpc.CallOption) (*Job, error)
 	ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error)
+	// UpdateJob moves the job to a new version of its spec (a rolling update
+	// for services); a spec identical to the current one is a no-op. The type
+	// and namespace cannot change.
+	UpdateJob(ctx context.Context, in *UpdateJobRequest, opts ...grpc.CallOption) (*UpdateJobResponse, error)
+	// ListJobVersions lists the kept versions of the job's spec, newest first.
+	ListJobVersions(ctx context.Context, in *ListJobVersionsRequest, opts ...grpc.CallOption) (*ListJobVersionsResponse, error)
+	// RevertJob submits a kept version's spec again, as a new version.
+	RevertJob(ctx context.Context, in *RevertJobRequest, opts ...grpc.CallOption) (*UpdateJobResponse, error)
+	// ScaleJob sets the number of tasks (a new version; no rolling update).
+	ScaleJob(ctx context.Context, in *ScaleJobRequest, opts ...grpc.CallOption) (*UpdateJobResponse, error)
+	// PromoteJob lets a rollout paused on its canaries continue.
+	PromoteJob(ctx context.Context, in *PromoteJobRequest, opts ...grpc.CallOption) (*Job, error)
+	// PlanJob says what submitting the spec would change, changing nothing.
+	PlanJob(ctx context.Context, in *PlanJobRequest, opts ...grpc.CallOption) (*PlanJobResponse, error)
 	// WatchJobs streams the current jobs, then every change.
 	WatchJobs(ctx context.Context, in *WatchJobsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[JobEvent], error)
 	// WatchTasks streams the current tasks, then every change.
@@ -106,6 +126,66 @@ func (c *jobServiceClient) ListTasks(ctx context.Context, in *ListTasksRequest, 
 	return out, nil
 }
 
+func (c *jobServiceClient) UpdateJob(ctx context.Context, in *UpdateJobRequest, opts ...grpc.CallOption) (*UpdateJobResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateJobResponse)
+	err := c.cc.Invoke(ctx, JobService_UpdateJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) ListJobVersions(ctx context.Context, in *ListJobVersionsRequest, opts ...grpc.CallOption) (*ListJobVersionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListJobVersionsResponse)
+	err := c.cc.Invoke(ctx, JobService_ListJobVersions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) RevertJob(ctx context.Context, in *RevertJobRequest, opts ...grpc.CallOption) (*UpdateJobResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateJobResponse)
+	err := c.cc.Invoke(ctx, JobService_RevertJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) ScaleJob(ctx context.Context, in *ScaleJobRequest, opts ...grpc.CallOption) (*UpdateJobResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateJobResponse)
+	err := c.cc.Invoke(ctx, JobService_ScaleJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) PromoteJob(ctx context.Context, in *PromoteJobRequest, opts ...grpc.CallOption) (*Job, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Job)
+	err := c.cc.Invoke(ctx, JobService_PromoteJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) PlanJob(ctx context.Context, in *PlanJobRequest, opts ...grpc.CallOption) (*PlanJobResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PlanJobResponse)
+	err := c.cc.Invoke(ctx, JobService_PlanJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *jobServiceClient) WatchJobs(ctx context.Context, in *WatchJobsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[JobEvent], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &JobService_ServiceDesc.Streams[0], JobService_WatchJobs_FullMethodName, cOpts...)
@@ -158,6 +238,20 @@ type JobServiceServer interface {
 	// StopJob stops every task of the job. Idempotent.
 	StopJob(context.Context, *StopJobRequest) (*Job, error)
 	ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error)
+	// UpdateJob moves the job to a new version of its spec (a rolling update
+	// for services); a spec identical to the current one is a no-op. The type
+	// and namespace cannot change.
+	UpdateJob(context.Context, *UpdateJobRequest) (*UpdateJobResponse, error)
+	// ListJobVersions lists the kept versions of the job's spec, newest first.
+	ListJobVersions(context.Context, *ListJobVersionsRequest) (*ListJobVersionsResponse, error)
+	// RevertJob submits a kept version's spec again, as a new version.
+	RevertJob(context.Context, *RevertJobRequest) (*UpdateJobResponse, error)
+	// ScaleJob sets the number of tasks (a new version; no rolling update).
+	ScaleJob(context.Context, *ScaleJobRequest) (*UpdateJobResponse, error)
+	// PromoteJob lets a rollout paused on its canaries continue.
+	PromoteJob(context.Context, *PromoteJobRequest) (*Job, error)
+	// PlanJob says what submitting the spec would change, changing nothing.
+	PlanJob(context.Context, *PlanJobRequest) (*PlanJobResponse, error)
 	// WatchJobs streams the current jobs, then every change.
 	WatchJobs(*WatchJobsRequest, grpc.ServerStreamingServer[JobEvent]) error
 	// WatchTasks streams the current tasks, then every change.
@@ -186,6 +280,24 @@ func (UnimplementedJobServiceServer) StopJob(context.Context, *StopJobRequest) (
 }
 func (UnimplementedJobServiceServer) ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListTasks not implemented")
+}
+func (UnimplementedJobServiceServer) UpdateJob(context.Context, *UpdateJobRequest) (*UpdateJobResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateJob not implemented")
+}
+func (UnimplementedJobServiceServer) ListJobVersions(context.Context, *ListJobVersionsRequest) (*ListJobVersionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListJobVersions not implemented")
+}
+func (UnimplementedJobServiceServer) RevertJob(context.Context, *RevertJobRequest) (*UpdateJobResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevertJob not implemented")
+}
+func (UnimplementedJobServiceServer) ScaleJob(context.Context, *ScaleJobRequest) (*UpdateJobResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ScaleJob not implemented")
+}
+func (UnimplementedJobServiceServer) PromoteJob(context.Context, *PromoteJobRequest) (*Job, error) {
+	return nil, status.Error(codes.Unimplemented, "method PromoteJob not implemented")
+}
+func (UnimplementedJobServiceServer) PlanJob(context.Context, *PlanJobRequest) (*PlanJobResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PlanJob not implemented")
 }
 func (UnimplementedJobServiceServer) WatchJobs(*WatchJobsRequest, grpc.ServerStreamingServer[JobEvent]) error {
 	return status.Error(codes.Unimplemented, "method WatchJobs not implemented")
@@ -304,6 +416,114 @@ func _JobService_ListTasks_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _JobService_UpdateJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).UpdateJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_UpdateJob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).UpdateJob(ctx, req.(*UpdateJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_ListJobVersions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListJobVersionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).ListJobVersions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_ListJobVersions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).ListJobVersions(ctx, req.(*ListJobVersionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_RevertJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevertJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).RevertJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_RevertJob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).RevertJob(ctx, req.(*RevertJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_ScaleJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ScaleJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).ScaleJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_ScaleJob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).ScaleJob(ctx, req.(*ScaleJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_PromoteJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PromoteJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).PromoteJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_PromoteJob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).PromoteJob(ctx, req.(*PromoteJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_PlanJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PlanJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).PlanJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_PlanJob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).PlanJob(ctx, req.(*PlanJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _JobService_WatchJobs_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(WatchJobsRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -352,6 +572,30 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListTasks",
 			Handler:    _JobService_ListTasks_Handler,
+		},
+		{
+			MethodName: "UpdateJob",
+			Handler:    _JobService_UpdateJob_Handler,
+		},
+		{
+			MethodName: "ListJobVersions",
+			Handler:    _JobService_ListJobVersions_Handler,
+		},
+		{
+			MethodName: "RevertJob",
+			Handler:    _JobService_RevertJob_Handler,
+		},
+		{
+			MethodName: "ScaleJob",
+			Handler:    _JobService_ScaleJob_Handler,
+		},
+		{
+			MethodName: "PromoteJob",
+			Handler:    _JobService_PromoteJob_Handler,
+		},
+		{
+			MethodName: "PlanJob",
+			Handler:    _JobService_PlanJob_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
