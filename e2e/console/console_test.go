@@ -182,6 +182,10 @@ type job struct {
 	Name       string           `json:"name"`
 	State      string           `json:"state"`
 	TaskCounts map[string]int32 `json:"task_counts"`
+	Deployment *struct {
+		Version string `json:"version"`
+		Status  string `json:"status"`
+	} `json:"deployment"`
 }
 
 // submit posts an example spec the way `fathom job run` does.
@@ -321,6 +325,22 @@ func TestConsole(t *testing.T) {
 	// The tasks' placement explanation and history, from the API.
 	poll(t, ctx, 20*time.Second, "both tasks with where they run and why",
 		`document.querySelectorAll('#tasks-table tbody tr').length === 2 && [...document.querySelectorAll('#tasks-table .reason')].every(td => td.textContent.length > 10) && document.querySelector('#tasks-table details summary')?.textContent.startsWith('History')`)
+	// The rollout card: scaling web to 3 is version 2, a deployment that
+	// replaces nothing (docs/deployments.md); the page shows what the API
+	// reports.
+	if resp, err := http.Post(d.api+"/v1/jobs/"+web.ID+":scale", "application/json", strings.NewReader(`{"replicas": 3}`)); err != nil {
+		t.Fatal(err)
+	} else if b, _ := io.ReadAll(resp.Body); resp.StatusCode != 200 {
+		t.Fatalf("scale web: %s: %s", resp.Status, b)
+	} else {
+		resp.Body.Close()
+	}
+	waitFor(t, 30*time.Second, "web's rollout successful in the API", func() bool {
+		j := getJob(t, d.api, web.ID)
+		return j.Deployment != nil && j.Deployment.Status == "successful"
+	})
+	poll(t, ctx, 20*time.Second, "the rollout card with web's deployment", `document.querySelector('#rollout-status')?.textContent === 'successful' && document.querySelector('#job-rollout-h')?.textContent === 'Rollout' && document.querySelector('#job-rollout-h').parentElement.textContent.includes('1 → 2')`)
+	poll(t, ctx, 30*time.Second, "the third task", `document.querySelectorAll('#tasks-table tbody tr').length === 3`)
 	// The charts: request lines appear with the agent's first push (every
 	// few seconds), usage with the second.
 	poll(t, ctx, 90*time.Second, "the CPU and memory charts drawn from samples",
@@ -339,7 +359,7 @@ func TestConsole(t *testing.T) {
 	}
 	waitFor(t, 30*time.Second, "web stopped through the console", func() bool {
 		j := getJob(t, d.api, web.ID)
-		return j.State == "JOB_STATE_STOPPED" && j.TaskCounts["stopped"] == 2
+		return j.State == "JOB_STATE_STOPPED" && j.TaskCounts["stopped"] == 3
 	})
 	poll(t, ctx, 20*time.Second, "the page shows the job stopped", `document.querySelector('.title-row .badge')?.textContent === 'stopped' && document.querySelector('#stop-job').disabled`)
 

@@ -87,14 +87,23 @@ export async function render(main, [id], ctx) {
     drawSlots();
   }
 
-  // Health and rollout: drawn from the job's own fields when the server
-  // reports them (job.health, job.rollout, task.health), hidden otherwise.
+  // Rollout: the job's version and its latest deployment (service jobs;
+  // docs/deployments.md), hidden when the server reports none.
   function drawSlots() {
-    const parts = [];
-    for (const [key, title] of [['health', 'Health'], ['rollout', 'Rollout']]) {
-      if (job[key] && typeof job[key] === 'object') parts.push(section(`job-${key}`, title, fields(job[key])));
+    const d = job.deployment;
+    if (!d || !num(d.version)) {
+      slots.replaceChildren();
+      return;
     }
-    slots.replaceChildren(...parts);
+    const stable = num(job.stable_version);
+    slots.replaceChildren(section('job-rollout', 'Rollout',
+      h('dl', { class: 'facts' },
+        fact('Version', `${num(job.version)}${stable ? `, stable ${stable}` : ''}${job.version_reason ? ` (${job.version_reason})` : ''}`),
+        fact('Deployment', [num(d.from_version) ? `${num(d.from_version)} → ${num(d.version)} ` : `version ${num(d.version)} `,
+          h('span', { class: `badge s-${rolloutKind(d.status)}`, id: 'rollout-status' }, d.status || 'unknown'), d.revert ? ' (a rollback)' : '', d.promoted ? ' (promoted)' : '']),
+        fact('Tasks', `${num(d.placed)} of ${num(d.desired)} on the new version, ${num(d.healthy)} healthy`),
+        d.message ? fact('Why', d.message) : null,
+        d.started_at ? fact('Started', `${clock(d.started_at)} (${age(d.started_at)} ago)`) : null)));
   }
 
   function drawTasks() {
@@ -115,7 +124,7 @@ export async function render(main, [id], ctx) {
         h('td', { class: 'num' }, num(t.restarts)),
         h('td', { class: 'reason' },
           h('p', {}, t.reason || '-'),
-          t.health ? fields(t.health) : null,
+          health(t),
           hist.length ? h('details', { 'data-key': 'hist-' + t.id },
             h('summary', {}, `History (${hist.length})`),
             h('ol', { class: 'history' }, hist.map((x) => h('li', {},
@@ -277,11 +286,22 @@ function fact(term, value) {
   return [h('dt', {}, term), h('dd', {}, value)];
 }
 
-// fields renders an object the API returns as a definition list (the
-// health and rollout slots, which take whatever fields the server sends).
-function fields(obj) {
-  return h('dl', { class: 'facts' }, Object.entries(obj).map(([k, v]) => fact(k.replace(/_/g, ' '),
-    typeof v === 'object' && v !== null ? JSON.stringify(v) : /_STATE_|^[A-Z_]+$/.test(String(v)) ? stateName(v) : String(v))));
+// rolloutKind is the badge colour of a deployment's status: running and
+// paused wait, successful is done, failed and cancelled are not.
+function rolloutKind(status) {
+  return { running: 'pending', paused: 'pending', successful: 'succeeded', failed: 'failed', cancelled: 'failed' }[status] || 'unknown';
+}
+
+// health is a task's health check line (none for a task without a check):
+// its state, since when it is healthy, its version and the check's output.
+function health(t) {
+  const st = stateName(t.health);
+  if (!t.health || st === 'unspecified') return null;
+  const kind = { healthy: 'running', unhealthy: 'failed', unknown: 'pending' }[st] || st;
+  return h('p', { class: 'health' }, h('span', { class: `badge s-${kind}` }, st),
+    t.healthy_since ? ` since ${clock(t.healthy_since)}` : '',
+    num(t.version) ? `, version ${num(t.version)}` : '',
+    t.health_message ? h('span', { class: 'small muted' }, `: ${t.health_message}`) : '');
 }
 
 function stopDialog(job, onConfirm) {
