@@ -75,7 +75,10 @@ func Handler() http.Handler {
 		}
 		p := path.Clean("/" + r.URL.Path)
 		a, ok := assets[p]
-		if !ok && !strings.HasPrefix(p, "/assets/") && acceptsHTML(r) {
+		// "/" is the console for anyone (curl of the printed URL too); a
+		// deeper path only for a browser navigation, so that an API client
+		// with a wrong path gets a 404 that says where things are.
+		if !ok && (p == "/" || !strings.HasPrefix(p, "/assets/") && acceptsHTML(r)) {
 			a, ok = assets["/index.html"]
 		}
 		if !ok {

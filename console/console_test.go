@@ -54,6 +54,11 @@ func TestHandlerServesAssetsAndRoutes(t *testing.T) {
 	if w := get(t, h, "HEAD", "/assets/style.css", nil); w.Code != 200 || w.Header().Get("Content-Type") != "text/css; charset=utf-8" {
 		t.Errorf("HEAD style.css: %d %q", w.Code, w.Header().Get("Content-Type"))
 	}
+	// "/" is the console without a browser's Accept too (curl of the URL
+	// fathom dev prints).
+	if w := get(t, h, "GET", "/", nil); w.Code != 200 || !strings.Contains(w.Body.String(), `src="/assets/app.js"`) {
+		t.Errorf("GET / without Accept: %d %q, want the console", w.Code, w.Header().Get("Content-Type"))
+	}
 	// Not a file, not a browser: a plain 404 that says where things are.
 	for _, p := range []string{"/assets/nope.js", "/v2/jobs", "/jobs/x"} {
 		accept := html
