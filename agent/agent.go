@@ -289,12 +289,56 @@ func advertise(cfg Config, listen string) string {
 	return net.JoinHostPort(host, port)
 }
 
+// sessionHost is what a control-plane session drives: the agent's executor,
+// sampler and remote writer (agentRuntime), or a hollow node's stand-ins
+// (hollow.go). The session itself — register, heartbeat, report, watch the
+// assignment stream, retry — is the same code for both.
+type sessionHost interface {
+	// registered is told each successful registration.
+	registered(Registration)
+	// reconcile applies the whole desired set.
+	reconcile([]Assignment)
+	// statuses is every task's current status (the snapshot reported on
+	// each new session).
+	statuses() []TaskStatus
+	// usage is the node's liveness and usage for a heartbeat (NodeID is
+	// filled in by the session).
+	usage() NodeHeartbeat
+}
+
+func (a *agentRuntime) registered(reg Registration) {
+	a.mu.Lock()
+	a.nodeID = reg.NodeID
+	a.mu.Unlock()
+	if a.cfg.RemoteWriteURL == "" && reg.RemoteWriteURL != "" {
+		a.rw.SetURL(reg.RemoteWriteURL)
+	}
+	a.setPushInterval(reg.MaxPushInterval)
+	a.log.Info("usage pushed by remote write", "url", a.rw.URL(), "every", a.pushInterval())
+}
+
+func (a *agentRuntime) reconcile(set []Assignment) { a.exec.Reconcile(set) }
+func (a *agentRuntime) statuses() []TaskStatus     { return a.exec.Statuses() }
+func (a *agentRuntime) usage() NodeHeartbeat {
+	n := a.sampler.Node()
+	return NodeHeartbeat{CPUUsedCores: n.CPUUsedCores, MemoryUsedBytes: n.MemoryUsed, MemoryAvailableBytes: n.MemoryAvailable, MemoryPressure: n.MemoryPressure,
+		TaskCPUUsedCores: n.TasksCPUCores, TaskMemoryUsedBytes: n.TasksWorkingSet}
+}
+
 // sessions keeps a session with the control plane alive: register, then
 // heartbeat, report and watch until any of them fails, then back off and
 // start over. Tasks keep running throughout.
 func (a *agentRuntime) sessions(ctx context.Context, cp ControlPlane, addr string, mode cgroups.Mode) {
-	retrySessions(ctx, func(ctx context.Context) error { return a.session(ctx, cp, addr, mode) }, func(err error, in time.Duration) {
-		a.log.Warn("control plane session ended; reconnecting", "err", err, "in", in)
+	info := NodeInfo{Name: a.cfg.Name, CPUCores: a.cfg.CPU, MemoryBytes: a.cfg.Memory, Labels: a.cfg.Labels,
+		Enforcement: string(mode), AgentAddress: addr, Version: a.cfg.Version}
+	runSessions(ctx, cp, info, a.rep, a, a.log)
+}
+
+// runSessions keeps host's session with the control plane alive until ctx
+// ends (see session and retrySessions).
+func runSessions(ctx context.Context, cp ControlPlane, info NodeInfo, rep *reporter, host sessionHost, log *slog.Logger) {
+	retrySessions(ctx, func(ctx context.Context) error { return session(ctx, cp, info, rep, host, log) }, func(err error, in time.Duration) {
+		log.Warn("control plane session ended; reconnecting", "err", err, "in", in)
 	})
 }
 
@@ -336,26 +380,22 @@ const maxSessionBackoff = 2 * time.Second
 // errSessionHealthy marks a session that worked for a while before ending.
 var errSessionHealthy = errors.New("session ended after working")
 
-func (a *agentRuntime) session(ctx context.Context, cp ControlPlane, addr string, mode cgroups.Mode) error {
+// session is one session with the control plane: register, then heartbeat,
+// report (a full snapshot first, then every change) and watch the
+// assignment stream until one of them fails or ctx ends.
+func session(ctx context.Context, cp ControlPlane, info NodeInfo, rep *reporter, host sessionHost, log *slog.Logger) error {
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	reg, err := cp.Register(rctx, NodeInfo{Name: a.cfg.Name, CPUCores: a.cfg.CPU, MemoryBytes: a.cfg.Memory, Labels: a.cfg.Labels,
-		Enforcement: string(mode), AgentAddress: addr, Version: a.cfg.Version})
+	reg, err := cp.Register(rctx, info)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("register: %w", err)
 	}
-	a.mu.Lock()
-	a.nodeID = reg.NodeID
-	a.mu.Unlock()
-	if a.cfg.RemoteWriteURL == "" && reg.RemoteWriteURL != "" {
-		a.rw.SetURL(reg.RemoteWriteURL)
-	}
-	a.setPushInterval(reg.MaxPushInterval)
+	host.registered(reg)
 	hb := time.Duration(reg.HeartbeatInterval) * time.Second
 	if hb <= 0 {
 		hb = 5 * time.Second
 	}
-	a.log.Info("registered", "node_id", reg.NodeID, "heartbeat", hb, "remote_write", a.rw.URL(), "enforcement", mode)
+	log.Info("registered", "node_id", reg.NodeID, "heartbeat", hb, "enforcement", info.Enforcement)
 	started := time.Now()
 
 	sctx, stop := context.WithCancelCause(ctx)
@@ -364,15 +404,15 @@ func (a *agentRuntime) session(ctx context.Context, cp ControlPlane, addr string
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		stop(a.heartbeats(sctx, cp, reg.NodeID, hb))
+		stop(heartbeats(sctx, cp, reg.NodeID, hb, host))
 	}()
 	go func() {
 		defer wg.Done()
-		stop(fmt.Errorf("report status: %w", a.rep.run(sctx, cp, reg.NodeID, a.exec.Statuses)))
+		stop(fmt.Errorf("report status: %w", rep.run(sctx, cp, reg.NodeID, host.statuses)))
 	}()
 	err = cp.WatchAssignments(sctx, reg.NodeID, func(set AssignmentSet) {
-		a.log.Debug("assignments", "revision", set.Revision, "tasks", len(set.Assignments))
-		a.exec.Reconcile(set.Assignments)
+		log.Debug("assignments", "revision", set.Revision, "tasks", len(set.Assignments))
+		host.reconcile(set.Assignments)
 	})
 	if cause := context.Cause(sctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		err = cause
@@ -385,8 +425,10 @@ func (a *agentRuntime) session(ctx context.Context, cp ControlPlane, addr string
 	return fmt.Errorf("watch assignments: %w", err)
 }
 
-func (a *agentRuntime) heartbeats(ctx context.Context, cp ControlPlane, nodeID string, every time.Duration) error {
-	t := time.NewTicker(every)
+func heartbeats(ctx context.Context, cp ControlPlane, nodeID string, every time.Duration, host sessionHost) error {
+	// The first beat comes at a random point of the first interval, so
+	// agents that registered together do not beat in step.
+	t := time.NewTimer(time.Duration(rand.Int64N(int64(every))) + time.Millisecond)
 	defer t.Stop()
 	for {
 		select {
@@ -394,11 +436,14 @@ func (a *agentRuntime) heartbeats(ctx context.Context, cp ControlPlane, nodeID s
 			return nil
 		case <-t.C:
 		}
-		n := a.sampler.Node()
-		hctx, cancel := context.WithTimeout(ctx, every)
-		rereg, err := cp.Heartbeat(hctx, NodeHeartbeat{NodeID: nodeID, CPUUsedCores: n.CPUUsedCores, MemoryUsedBytes: n.MemoryUsed,
-			MemoryAvailableBytes: n.MemoryAvailable, MemoryPressure: n.MemoryPressure,
-			TaskCPUUsedCores: n.TasksCPUCores, TaskMemoryUsedBytes: n.TasksWorkingSet})
+		t.Reset(every)
+		h := host.usage()
+		h.NodeID = nodeID
+		// A beat may take up to three intervals (about the server's
+		// heartbeat timeout) before the session is given up: a server
+		// busy for a moment must not make every agent register again.
+		hctx, cancel := context.WithTimeout(ctx, 3*every)
+		rereg, err := cp.Heartbeat(hctx, h)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("heartbeat: %w", err)

@@ -37,7 +37,14 @@ type Controller struct {
 	trimming  map[string]*jobEntry
 	names     map[string]string // "<namespace>/<name>" -> id of the job holding it
 	nodes     map[string]*nodeEntry
-	sched     *scheduler.State
+	// big caches the largest node's capacity (largest); big.ok false
+	// after any change of the nodes.
+	big struct {
+		ok  bool
+		cpu float64
+		mem int64
+	}
+	sched *scheduler.State
 	// ghosts: task id -> node -> the copy that node keeps (see Ghost).
 	ghosts map[string]map[string]*Ghost
 	// queue holds the tasks that wait for a node, in arrival order (entries
@@ -149,6 +156,7 @@ func (c *Controller) reset() {
 	c.blocked, c.blockedDirty, c.blockedRoom = nil, false, nil
 	c.names = map[string]string{}
 	c.nodes = map[string]*nodeEntry{}
+	c.big.ok = false
 	c.sched, _ = scheduler.NewState(scheduler.ClusterView{})
 	c.ghosts = map[string]map[string]*Ghost{}
 	c.queue = nil

@@ -22,6 +22,7 @@ func (c *Controller) Register(info NodeInfo, now time.Time) (bool, error) {
 	}
 	old := ne.node.clone()
 	n := &ne.node
+	c.big.ok = false
 	n.CPU, n.Memory, n.Labels = info.CPU, info.Memory, maps.Clone(info.Labels)
 	n.Enforcement, n.AgentAddress, n.Version = info.Enforcement, info.AgentAddress, info.Version
 	ne.lastSeen, ne.restored = now, false
@@ -136,6 +137,7 @@ func (c *Controller) RemoveNode(name string, now time.Time) error {
 	}
 	_ = c.sched.RemoveNode(name)
 	delete(c.nodes, name)
+	c.big.ok = false
 	c.out.nodes[name] = struct{}{} // Ready omits it: the caller deletes the record
 	c.out.removedNodes = append(c.out.removedNodes, name)
 	return nil

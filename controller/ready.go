@@ -70,6 +70,9 @@ type Stats struct {
 	NodesDown, NodesUp int
 	// JobsDeleted counts finished jobs collected (gc.go).
 	JobsDeleted int
+	// Deferred counts waiting tasks a round left for a later one
+	// (MaxPlacePerRound): the caller should run another round soon.
+	Deferred int
 	// PreemptedBy counts victims by their priority; MovedBy moves by why
 	// (resize, drain, consolidation).
 	PreemptedBy map[string]int

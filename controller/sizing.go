@@ -37,7 +37,8 @@ func features(s *Spec) models.JobFeatures {
 // startSizes are the sizes a waiting task is placed with, in order: the
 // predictor's recommendation when the job's name has history (hints are
 // then ignored: measured beats guessed); for a job with none, the
-// cold-start model, never below a hint; then the hints; then the cold-start
+// cold-start model (predictor.RecommendNew: its limits never below a
+// hint); then the hints; then the cold-start
 // defaults. A task placed before (lost, evicted, preempted) never starts
 // below what its last OOM kill or eviction showed it needs.
 func (c *Controller) startSizes(r ref, now time.Time) Sizing {
@@ -49,15 +50,10 @@ func (c *Controller) startSizes(r ref, now time.Time) Sizing {
 			z = c.sizing(rec)
 			z.Source = fmt.Sprintf("recommendation of the %s model (confidence %.2f)", rec.Model, rec.Confidence)
 		} else if rec, err := c.pred.RecommendNew(k, features(s), now); err == nil && rec.Model == coldStartKind {
-			cs := c.sizing(rec)
-			cs.Source = "cold-start model: " + rec.Why
-			if s.CPUHint > 0 {
-				cs.CPURequest, cs.CPULimit = max(cs.CPURequest, s.CPUHint), max(cs.CPULimit, s.CPUHint)
-			}
-			if s.MemoryHint > 0 {
-				cs.MemoryRequest, cs.MemoryLimit = max(cs.MemoryRequest, s.MemoryHint), max(cs.MemoryLimit, s.MemoryHint)
-			}
-			z = cs
+			// The predictor keeps every limit at least the spec's hint
+			// (models.ColdStartAdvice.Limit, the one place that rule lives).
+			z = c.sizing(rec)
+			z.Source = "cold-start model: " + rec.Why
 		}
 	}
 	if f := r.meta().floor; f != (Sizes{}) {
@@ -147,11 +143,15 @@ func capAt(z Sizes, cpu float64, mem int64) Sizes {
 
 // largest is the largest node's capacity (per resource; zero without nodes).
 func (c *Controller) largest() (float64, int64) {
+	if c.big.ok {
+		return c.big.cpu, c.big.mem
+	}
 	var cpu float64
 	var mem int64
 	for _, ne := range c.nodes {
 		cpu, mem = math.Max(cpu, ne.node.CPU), max(mem, ne.node.Memory)
 	}
+	c.big.ok, c.big.cpu, c.big.mem = true, cpu, mem
 	return cpu, mem
 }
 

@@ -108,6 +108,7 @@ func (c *Controller) place(now time.Time) (map[string]bool, []scheduler.Task) {
 		}
 		if len(cands) >= c.cfg.MaxPlacePerRound {
 			m.wait = fmt.Sprintf("more than %d tasks wait; considered in a later round", c.cfg.MaxPlacePerRound)
+			c.out.stats.Deferred++
 			continue
 		}
 		t := r.task()

@@ -38,6 +38,15 @@ func (c *Controller) Job(id string) (JobView, bool) {
 	return c.jobView(e), true
 }
 
+// JobSpec returns a job's spec (without deriving its state, as Job does).
+func (c *Controller) JobSpec(id string) (Spec, bool) {
+	e := c.jobs[id]
+	if e == nil {
+		return Spec{}, false
+	}
+	return e.job.Spec.clone(), true
+}
+
 // Jobs returns the jobs match accepts (nil: all), oldest first.
 func (c *Controller) Jobs(match func(*Job) bool) []JobView {
 	var out []JobView
@@ -61,6 +70,27 @@ func (c *Controller) JobTasks(id string) ([]Task, bool) {
 		out[i] = c.taskView(ref{e, int32(i)})
 	}
 	return out, true
+}
+
+// JobTasksFrom returns, by index, up to limit (0: no limit) of a job's
+// tasks from index from on that keep accepts (nil: all), as JobTasks does,
+// and the index to continue from (-1: none left).
+func (c *Controller) JobTasksFrom(id string, from int32, limit int, keep func(*Task) bool) ([]Task, int32, bool) {
+	e := c.jobs[id]
+	if e == nil {
+		return nil, -1, false
+	}
+	var out []Task
+	for i := max(from, 0); int(i) < len(e.tasks); i++ {
+		if keep != nil && !keep(e.tasks[i]) {
+			continue
+		}
+		if limit > 0 && len(out) == limit {
+			return out, i, true
+		}
+		out = append(out, c.taskView(ref{e, i}))
+	}
+	return out, -1, true
 }
 
 // Task returns one task (see JobTasks).
@@ -184,6 +214,26 @@ func (c *Controller) Nodes() []NodeView {
 		out = append(out, c.nodeView(c.nodes[name]))
 	}
 	return out
+}
+
+// NodesAfter lists, by name, up to limit (0: no limit) nodes whose names
+// sort after after, and whether more follow.
+func (c *Controller) NodesAfter(after string, limit int) ([]NodeView, bool) {
+	names := sortedNames(c.nodes)
+	i, found := slices.BinarySearch(names, after)
+	if found {
+		i++
+	}
+	names = names[i:]
+	more := limit > 0 && len(names) > limit
+	if more {
+		names = names[:limit]
+	}
+	out := make([]NodeView, 0, len(names))
+	for _, name := range names {
+		out = append(out, c.nodeView(c.nodes[name]))
+	}
+	return out, more
 }
 
 // NodeByName returns one node.

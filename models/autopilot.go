@@ -2,17 +2,22 @@ package models
 
 import (
 	"fmt"
+	"math"
+	"math/bits"
 	"time"
 )
 
 // AutopilotParams are the moving-window recommender's parameters.
 type AutopilotParams struct {
-	CPUHalfLife     float64          `json:"cpu_half_life_s"`    // 12 h
-	CPUPercentile   float64          `json:"cpu_percentile"`     // 0.95
-	MemoryWindow    float64          `json:"memory_window_s"`    // max over the last 48 h
-	Margin          float64          `json:"margin"`             // 0.10
-	StabilizeWindow float64          `json:"stabilize_window_s"` // max of recommendations over 1 h
-	CPUHistogram    HistogramOptions `json:"cpu_histogram"`
+	CPUHalfLife   float64 `json:"cpu_half_life_s"` // 12 h
+	CPUPercentile float64 `json:"cpu_percentile"`  // 0.95
+	MemoryWindow  float64 `json:"memory_window_s"` // max over the last 48 h
+	// MemoryPercentile of the memory samples in the window (1 or 0: the
+	// maximum, §3.2.2's choice for memory), exact (nearest rank).
+	MemoryPercentile float64          `json:"memory_percentile,omitempty"`
+	Margin           float64          `json:"margin"`             // 0.10
+	StabilizeWindow  float64          `json:"stabilize_window_s"` // max of recommendations over 1 h
+	CPUHistogram     HistogramOptions `json:"cpu_histogram"`
 }
 
 // DefaultAutopilotParams are the values of Autopilot (EuroSys 2020) §3.2.2
@@ -42,6 +47,8 @@ type Autopilot struct {
 	N        int                `json:"n"`
 	CPUStats Moments            `json:"cpu_stats"`
 	MemStats Moments            `json:"mem_stats"`
+	// MemWin holds the window's memory samples when MemoryPercentile < 1.
+	MemWin *MovingQuantile `json:"mem_win,omitempty"`
 }
 
 // NewAutopilot returns an empty moving-window recommender.
@@ -54,6 +61,29 @@ func NewAutopilot(p AutopilotParams) *Autopilot {
 		MemRecs:  RollingMax{Window: int64(p.StabilizeWindow)},
 		CPUStats: Moments{HalfLife: p.CPUHalfLife},
 		MemStats: Moments{HalfLife: p.CPUHalfLife},
+		MemWin:   newMovingQuantile(p),
+	}
+}
+
+func newMovingQuantile(p AutopilotParams) *MovingQuantile {
+	if p.MemoryPercentile <= 0 || p.MemoryPercentile >= 1 {
+		return nil
+	}
+	return &MovingQuantile{Window: int64(p.MemoryWindow)}
+}
+
+// memoryStat is the window's memory statistic at t.
+func (a *Autopilot) memoryStat(t int64) float64 {
+	if a.MemWin != nil {
+		return a.MemWin.Percentile(t, a.Params.MemoryPercentile)
+	}
+	return a.Mem.Max(t)
+}
+
+func (a *Autopilot) pushMemory(t int64, v float64) {
+	a.Mem.Push(t, v)
+	if a.MemWin != nil {
+		a.MemWin.Push(t, v)
 	}
 }
 
@@ -70,13 +100,13 @@ func (a *Autopilot) Observe(w Window) {
 	a.Last = t
 	a.N++
 	a.CPUHist.Add(w.CPU, 1, t)
-	a.Mem.Push(t, w.Memory)
+	a.pushMemory(t, w.Memory)
 	a.CPUStats.Add(w.CPU, t)
 	a.MemStats.Add(w.Memory, t)
 	// The raw recommendation made with this window stands from its start.
 	m := 1 + a.Params.Margin
 	a.CPURecs.Push(t, a.CPUHist.Percentile(a.Params.CPUPercentile)*m)
-	a.MemRecs.Push(t, a.Mem.Max(t)*m)
+	a.MemRecs.Push(t, a.memoryStat(t)*m)
 }
 
 // ObserveOOM implements Recommender. The moving-window recommender of
@@ -85,8 +115,8 @@ func (a *Autopilot) Observe(w Window) {
 // at once and the limit becomes that plus the 10% margin.
 func (a *Autopilot) ObserveOOM(at time.Time, memory float64) {
 	t := max(unix(at), a.Mem.LastT())
-	a.Mem.Push(t, memory)
-	a.MemRecs.Push(max(t, a.MemRecs.LastT()), a.Mem.Max(t)*(1+a.Params.Margin))
+	a.pushMemory(t, memory)
+	a.MemRecs.Push(max(t, a.MemRecs.LastT()), a.memoryStat(t)*(1+a.Params.Margin))
 }
 
 // Limit implements Recommender.
@@ -102,7 +132,7 @@ func (a *Autopilot) Recommend(now time.Time) Recommendation {
 		CPU:     Estimate{Request: l.CPU, Limit: l.CPU, Mean: a.CPUStats.Mean, StdDev: a.CPUStats.StdDev(), Quantiles: quantiles(a.CPUHist)},
 		Memory:  Estimate{Request: l.Memory, Limit: l.Memory, Mean: a.MemStats.Mean, StdDev: a.MemStats.StdDev()},
 		Samples: a.N,
-		Why:     fmt.Sprintf("autopilot: cpu p%.0f (half-life 12h), memory max over 48h, +%.0f%%, max over the last hour", a.Params.CPUPercentile*100, a.Params.Margin*100),
+		Why:     fmt.Sprintf("autopilot: cpu p%g (half-life %s), memory %s over %s, +%g%%, max over the last %s", a.Params.CPUPercentile*100, time.Duration(a.Params.CPUHalfLife)*time.Second, a.memName(), time.Duration(a.Params.MemoryWindow)*time.Second, a.Params.Margin*100, time.Duration(a.Params.StabilizeWindow)*time.Second),
 	}
 }
 
@@ -152,4 +182,87 @@ func (r *RollingMax) Max(now int64) float64 {
 		}
 	}
 	return 0
+}
+
+func (a *Autopilot) memName() string {
+	if a.MemWin != nil {
+		return fmt.Sprintf("p%g", a.Params.MemoryPercentile*100)
+	}
+	return "max"
+}
+
+// MovingQuantile answers percentiles of the samples of a trailing window
+// (a sample leaves it Window seconds after it came) to the resolution of
+// MemoryHistogram's buckets, like the VPA's histograms: counts per bucket
+// in a Fenwick tree, so adding, expiring and asking are O(log buckets).
+type MovingQuantile struct {
+	Window int64     `json:"window_s"`
+	T      []int64   `json:"t"` // arrival order
+	V      []float64 `json:"v"`
+	tree   []int32   // Fenwick tree of counts per bucket, rebuilt from V
+	lay    *layout
+}
+
+func (w *MovingQuantile) init() {
+	if w.lay != nil {
+		return
+	}
+	w.lay = MemoryHistogram.layout()
+	w.tree = make([]int32, len(w.lay.starts))
+	for _, v := range w.V {
+		w.add(w.lay.find(v), 1)
+	}
+}
+
+func (w *MovingQuantile) add(b int, d int32) {
+	for i := b + 1; i < len(w.tree); i += i & -i {
+		w.tree[i] += d
+	}
+}
+
+// Push adds v at t (t must not go backwards).
+func (w *MovingQuantile) Push(t int64, v float64) {
+	w.init()
+	w.expire(t)
+	w.T = append(w.T, t)
+	w.V = append(w.V, v)
+	w.add(w.lay.find(v), 1)
+}
+
+func (w *MovingQuantile) expire(now int64) {
+	i := 0
+	for i < len(w.T) && w.T[i] <= now-w.Window {
+		w.add(w.lay.find(w.V[i]), -1)
+		i++
+	}
+	if i > 0 {
+		w.T, w.V = w.T[i:], w.V[i:]
+		if cap(w.T) > 64 && len(w.T) < cap(w.T)/4 {
+			w.T = append([]int64(nil), w.T...)
+			w.V = append([]float64(nil), w.V...)
+		}
+	}
+}
+
+// Percentile is the end of the bucket holding the nearest-rank p-th
+// percentile of the samples in (now-Window, now] (the ⌈p·n⌉-th smallest),
+// or 0 when there are none.
+func (w *MovingQuantile) Percentile(now int64, p float64) float64 {
+	w.init()
+	w.expire(now)
+	n := len(w.V)
+	if n == 0 {
+		return 0
+	}
+	k := int32(min(max(int(math.Ceil(min(max(p, 0), 1)*float64(n))), 1), n))
+	// Fenwick descent: the smallest bucket whose cumulative count >= k.
+	pos, rem := 0, k
+	for step := 1 << (bits.Len(uint(len(w.tree)-1)) - 1); step > 0; step >>= 1 {
+		if pos+step < len(w.tree) && w.tree[pos+step] < rem {
+			pos += step
+			rem -= w.tree[pos]
+		}
+	}
+	// pos is the count of buckets before the answer: bucket pos.
+	return w.lay.starts[min(pos+1, len(w.lay.starts)-1)]
 }

@@ -23,8 +23,18 @@
 //   - provisioned: what the owner asked for (the trace's own sizes); a
 //     reference, not a predictor.
 //
+// ViolationBudget (budget.go) is the operator's knob: the share of
+// task-windows whose usage may exceed the limit, per resource
+// (ParseViolationBudget, DefaultViolationBudget: the one parser and
+// default every command uses). A fleet's fathom recommenders steer to it
+// through one BudgetPool (a fleet-wide overrun weight λ moved on the
+// fleet's own misses); Factory builds such a fleet.
+//
 // ColdStart (coldstart.go) sizes a job with no history from the sizes
-// learned for past jobs with golearn regression trees on its spec.
+// learned for past jobs with golearn regression trees on its spec, served
+// per resource only where its cross-validated error beats the baseline
+// (Advise), its limit never below the spec's hint (ColdStartAdvice.Limit,
+// the one place that rule lives).
 //
 // The registry encoding (RegistryEntry) describes a trained, versioned model
 // with its evaluation figures, as the server stores it.

@@ -46,6 +46,14 @@ type FathomParams struct {
 	// is at least max(m×OOMBumpRatio, m+OOMMinBump).
 	OOMBumpRatio float64 `json:"oom_bump_ratio"`
 	OOMMinBump   float64 `json:"oom_min_bump"`
+	// Budget is the share of windows whose usage may exceed the limit,
+	// per resource. It sets the weight λ of overruns against size: a
+	// recommender built by a Factory shares λ with its fleet, which
+	// steers it to the budget (see BudgetPool); one built alone uses the
+	// λ the budget had on the tuning data (open loop).
+	Budget ViolationBudget `json:"budget"`
+	// Steer tunes how a fleet tracks Budget.
+	Steer SteerParams `json:"steer"`
 }
 
 // FathomResourceParams are one resource's cost weights.
@@ -87,8 +95,8 @@ type FathomResourceParams struct {
 	OOMRecall bool `json:"oom_recall,omitempty"`
 }
 
-// DefaultFathomParams were chosen on Bitbrains VMs 1-150 and checked on
-// VMs 151-200 (see docs/predictor.md); VMs 201-250 are held out.
+// DefaultFathomParams were chosen on Bitbrains VMs 1-150 (see
+// docs/predictor.md); VMs 151-250 are the validation VMs.
 func DefaultFathomParams() FathomParams {
 	return FathomParams{
 		// CPU: no near-miss charge (throttling is mild, and near misses
@@ -107,6 +115,8 @@ func DefaultFathomParams() FathomParams {
 		OOMBumpRatio:  1.2,
 		OOMMinBump:    100 << 20,
 		NearMiss:      0.85,
+		Budget:        DefaultViolationBudget(),
+		Steer:         SteerParams{Gain: [2]float64{2, 2}, MaxStep: 0.3, WarmUp: 24 * 3600, MaxLog: 12},
 	}
 }
 
@@ -131,6 +141,17 @@ func (p FathomParams) Validate() error {
 	default:
 		return fmt.Errorf("fathom params: priority %q: want prod, batch or best-effort", p.Priority)
 	}
+	if err := p.Budget.OrDefault().Validate(); err != nil {
+		return fmt.Errorf("fathom params: %w", err)
+	}
+	for _, g := range p.Steer.Gain {
+		if g < 0 || math.IsNaN(g) || math.IsInf(g, 0) {
+			return fmt.Errorf("fathom params: steer gain %v must be a finite number >= 0", g)
+		}
+	}
+	if p.Steer.MaxLog < 0 || p.Steer.MaxStep < 0 {
+		return fmt.Errorf("fathom params: steer max_log %v and max_step %v must be >= 0", p.Steer.MaxLog, p.Steer.MaxStep)
+	}
 	return nil
 }
 
@@ -154,36 +175,55 @@ var fathomBases = []string{
 // Fathom is Fathom's own recommender for one task. For each resource it
 // keeps a set of candidate limits (base signal × margin); after every
 // window each candidate is charged what it would have cost had it been the
-// limit for that window (size, overrun, severe overrun), with costs decaying
-// over days; the cheapest candidate is the proposal. Proposals pass a
-// deadband and a hold-down before they move the served limit, and an OOM
-// raises the memory limit at once.
+// limit for that window — its size, and its overrun and severe-overrun
+// costs — with costs decaying over days; the candidate with the least
+// size + λ × overrun cost is the proposal, λ being the fleet's weight for
+// its violation budget (BudgetPool). Proposals pass a deadband and a
+// hold-down before they move the served limit, and an OOM raises the memory
+// limit at once.
 type Fathom struct {
 	Params FathomParams `json:"params"`
 	CPU    FathomTrack  `json:"cpu_track"`
 	Mem    FathomTrack  `json:"mem_track"`
 	Last   int64        `json:"last"`
 	N      int          `json:"n"`
+	// pool is the fleet's shared λ (nil: the open-loop prior for Budget).
+	pool *BudgetPool
 }
 
 // FathomTrack is the per-resource state of the ensemble.
 type FathomTrack struct {
-	Hist    *DecayingHistogram `json:"hist"`
-	Stats   Moments            `json:"stats"`
-	Jump    Moments            `json:"jump"` // decayed mean of squared upward steps
-	Prev    float64            `json:"prev"`
-	Max     [6]RollingMax      `json:"max"` // 1h, 6h, 24h, 72h, 7d, all (10 y)
-	RingT   []int64            `json:"ring_t"`
-	RingV   []float64          `json:"ring_v"`
-	Arms    []float64          `json:"arms"`  // candidate limits for the next window
-	Costs   []float64          `json:"costs"` // decayed cost per candidate
-	CostRef int64              `json:"cost_ref"`
-	Best    int                `json:"best"`
-	Props   RollingMax         `json:"props"` // proposals over the hold-down
-	Cur     float64            `json:"cur"`   // served limit
-	OOMAt   int64              `json:"oom_at"`
-	OOMMin  float64            `json:"oom_min"`
-	First   int64              `json:"first"` // time of the first window
+	Hist  *DecayingHistogram `json:"hist"`
+	Stats Moments            `json:"stats"`
+	Jump  Moments            `json:"jump"` // decayed mean of squared upward steps
+	Prev  float64            `json:"prev"`
+	Max   [6]RollingMax      `json:"max"` // 1h, 6h, 24h, 72h, 7d, all (10 y)
+	RingT []int64            `json:"ring_t"`
+	RingV []float64          `json:"ring_v"`
+	// ringBase counts the ring entries dropped so far (positions in win
+	// are ringBase + index); win are the sliding maxima of the periodic
+	// windows bases reads (derived from the ring, rebuilt after Restore).
+	ringBase int64
+	win      []slidingMax
+	Arms     []float64 `json:"arms"`      // candidate limits for the next window
+	Size     []float64 `json:"size_cost"` // decayed size cost per candidate
+	Over     []float64 `json:"over_cost"` // decayed overrun cost per candidate, at λ = 1
+	CostRef  int64     `json:"cost_ref"`
+	// Served is the limit served for the next window before any OOM
+	// raise: what the window is a miss against.
+	Served float64 `json:"served"`
+	// Scored and Misses count the windows after the warm-up and those over
+	// the served limit.
+	Scored int `json:"scored"`
+	Misses int `json:"misses"`
+	// LogLambda is the log λ of the last proposal.
+	LogLambda float64    `json:"log_lambda"`
+	Best      int        `json:"best"`
+	Props     RollingMax `json:"props"` // proposals over the hold-down
+	Cur       float64    `json:"cur"`   // served limit
+	OOMAt     int64      `json:"oom_at"`
+	OOMMin    float64    `json:"oom_min"`
+	First     int64      `json:"first"` // time of the first window
 }
 
 // NewFathom returns an empty ensemble recommender. Invalid parameters are
@@ -207,7 +247,8 @@ func newTrack(o HistogramOptions, p FathomParams, rp FathomResourceParams) Fatho
 	}
 	n := len(fathomBases) * len(p.Margins)
 	tr.Arms = make([]float64, n)
-	tr.Costs = make([]float64, n)
+	tr.Size = make([]float64, n)
+	tr.Over = make([]float64, n)
 	hold := p.HoldDown
 	if rp.HoldDown > 0 {
 		hold = rp.HoldDown
@@ -228,13 +269,48 @@ func (f *Fathom) Observe(w Window) {
 	f.Last = t
 	f.N++
 	ps := f.Params.priorityScale()
-	f.CPU.observe(t, w.CPU, &f.Params, f.Params.CPU, 1, ps)
-	f.Mem.observe(t, w.Memory, &f.Params, f.Params.Memory, 1<<30, ps)
+	f.CPU.observe(t, w.CPU, &f.Params, f.Params.CPU, 1, ps, f.steer(0))
+	f.Mem.observe(t, w.Memory, &f.Params, f.Params.Memory, 1<<30, ps, f.steer(1))
+}
+
+// steering is how one resource's track meets the budget: it reports its
+// windows to the fleet's pool and reads λ from it, or uses the prior.
+type steering struct {
+	pool   *BudgetPool
+	res    int
+	budget float64
+}
+
+func (f *Fathom) steer(res int) steering {
+	return steering{pool: f.pool, res: res, budget: f.Params.Budget.OrDefault().of(res)}
+}
+
+// logLambda is the overrun weight for proposals made at t.
+func (s steering) logLambda(t int64) float64 {
+	if s.pool != nil {
+		return s.pool.logLambda(s.res, t)
+	}
+	return priorLogLambda(s.res, s.budget)
 }
 
 // observe charges the candidates for the window (t, u), learns it, then
 // proposes the limit for the next window.
-func (tr *FathomTrack) observe(t int64, u float64, p *FathomParams, rp FathomResourceParams, unit, prio float64) {
+func (tr *FathomTrack) observe(t int64, u float64, p *FathomParams, rp FathomResourceParams, unit, prio float64, st steering) {
+	if len(tr.Size) != len(tr.Arms) || len(tr.Over) != len(tr.Arms) {
+		// State from before the costs were split: start them afresh.
+		tr.Size = make([]float64, len(tr.Arms))
+		tr.Over = make([]float64, len(tr.Arms))
+	}
+	if tr.Stats.N > 0 && float64(t-tr.First) >= p.Steer.WarmUp {
+		miss := u > tr.Served
+		tr.Scored++
+		if miss {
+			tr.Misses++
+		}
+		if st.pool != nil {
+			st.pool.record(st.res, t, miss)
+		}
+	}
 	if tr.Stats.N > 0 {
 		d := math.Exp2(-float64(t-tr.CostRef) / p.CostHalfLife)
 		size := rp.SizeCost / unit
@@ -243,7 +319,8 @@ func (tr *FathomTrack) observe(t int64, u float64, p *FathomParams, rp FathomRes
 			nm = rp.NearMiss
 		}
 		for i, l := range tr.Arms {
-			c := size * l
+			tr.Size[i] = tr.Size[i]*d + size*l
+			c := 0.0
 			// Near misses cost part of an overrun: rare events alone
 			// give too little signal to rank candidates per task.
 			if r := u - nm*l; r > 0 {
@@ -255,7 +332,7 @@ func (tr *FathomTrack) observe(t int64, u float64, p *FathomParams, rp FathomRes
 					c += rp.SevereCost * prio
 				}
 			}
-			tr.Costs[i] = tr.Costs[i]*d + c
+			tr.Over[i] = tr.Over[i]*d + c
 		}
 	}
 	tr.CostRef = t
@@ -278,15 +355,7 @@ func (tr *FathomTrack) observe(t int64, u float64, p *FathomParams, rp FathomRes
 	for i := range tr.Max {
 		tr.Max[i].Push(t, u)
 	}
-	tr.RingT = append(tr.RingT, t)
-	tr.RingV = append(tr.RingV, u)
-	if cut := t - 7*24*3600 - 3*3600; len(tr.RingT) > 0 && tr.RingT[0] <= cut {
-		i := sort.Search(len(tr.RingT), func(i int) bool { return tr.RingT[i] > cut })
-		if i > len(tr.RingT)/2 { // compact in bulk
-			tr.RingT = append(tr.RingT[:0:0], tr.RingT[i:]...)
-			tr.RingV = append(tr.RingV[:0:0], tr.RingV[i:]...)
-		}
-	}
+	tr.ringPush(t, u)
 	// Candidates for the next window.
 	next := t + WindowSeconds
 	bases := tr.bases(next)
@@ -301,10 +370,12 @@ func (tr *FathomTrack) observe(t int64, u float64, p *FathomParams, rp FathomRes
 			k++
 		}
 	}
-	best := 0
-	for i, c := range tr.Costs {
-		if c < tr.Costs[best] {
-			best = i
+	tr.LogLambda = st.logLambda(t)
+	lam := math.Exp(tr.LogLambda)
+	best, bc := 0, math.Inf(1)
+	for i := range tr.Arms {
+		if c := tr.Size[i] + lam*tr.Over[i]; c < bc {
+			best, bc = i, c
 		}
 	}
 	tr.Best = best
@@ -330,6 +401,7 @@ func (tr *FathomTrack) observe(t int64, u float64, p *FathomParams, rp FathomRes
 	case hold < tr.Cur*(1-band):
 		tr.Cur = hold
 	}
+	tr.Served = tr.Cur
 }
 
 // bases computes the base signals at time now, in fathomBases order.
@@ -343,17 +415,19 @@ func (tr *FathomTrack) bases(now int64) [14]float64 {
 	b[6] = tr.Hist.Percentile(0.99)
 	// Periodic: the last hour, plus the same time of day yesterday and of
 	// week a week ago, from an hour before to two hours after.
-	per := b[0]
-	for _, lag := range []int64{24 * 3600, 7 * 24 * 3600} {
-		per = max(per, tr.rangeMax(now-lag-3600, now-lag+2*3600))
+	if len(tr.win) != len(periodicWindows) {
+		tr.win = make([]slidingMax, len(periodicWindows))
+	}
+	per, day := b[0], b[1]
+	for k, w := range periodicWindows {
+		m := tr.win[k].max(tr, now-w.lag-w.before, now-w.lag+w.after)
+		if k < 2 {
+			per = max(per, m)
+		} else {
+			day = max(day, m)
+		}
 	}
 	b[7] = per
-	// Daily: the last 6 hours, plus the same time of day on each of the
-	// last 7 days, from an hour before to an hour after.
-	day := b[1]
-	for d := int64(1); d <= 7; d++ {
-		day = max(day, tr.rangeMax(now-d*86400-3600, now-d*86400+3600))
-	}
 	b[11] = day
 	// Volatility: the typical size of an upward jump between windows.
 	j := math.Sqrt(max(tr.Jump.Mean, 0))
@@ -365,7 +439,85 @@ func (tr *FathomTrack) bases(now int64) [14]float64 {
 	return b
 }
 
-// rangeMax is the largest value kept with time in [from, to].
+// ringPush keeps u at t in the ring of the last 7 days and 3 hours
+// (dropping older values in bulk).
+func (tr *FathomTrack) ringPush(t int64, u float64) {
+	tr.RingT = append(tr.RingT, t)
+	tr.RingV = append(tr.RingV, u)
+	if cut := t - 7*24*3600 - 3*3600; len(tr.RingT) > 0 && tr.RingT[0] <= cut {
+		i := sort.Search(len(tr.RingT), func(i int) bool { return tr.RingT[i] > cut })
+		if i > len(tr.RingT)/2 { // compact in bulk
+			tr.RingT = append(tr.RingT[:0:0], tr.RingT[i:]...)
+			tr.RingV = append(tr.RingV[:0:0], tr.RingV[i:]...)
+			tr.ringBase += int64(i)
+		}
+	}
+}
+
+// periodicWindows are the ring's windows bases reads, relative to now:
+// [now−lag−before, now−lag+after]. The first two are the periodic signal
+// (the same time of day yesterday and of week a week ago, from an hour
+// before to two hours after); the other seven the daily one (the same time
+// of day on each of the last 7 days, ± an hour).
+var periodicWindows = func() []struct{ lag, before, after int64 } {
+	w := []struct{ lag, before, after int64 }{{24 * 3600, 3600, 2 * 3600}, {7 * 24 * 3600, 3600, 2 * 3600}}
+	for d := int64(1); d <= 7; d++ {
+		w = append(w, struct{ lag, before, after int64 }{d * 86400, 3600, 3600})
+	}
+	return w
+}()
+
+// slidingMax is the largest ring value in a window that only moves
+// forward: a monotonic deque of ring positions (values decreasing), so
+// each value enters and leaves once (amortised O(1) per window where
+// rangeMax scans the window). A window that moves back starts over.
+type slidingMax struct {
+	next     int64   // ring position of the next value to enter
+	from, to int64   // the last window read
+	dq       []int64 // ring positions, values decreasing
+	used     bool
+}
+
+// max is rangeMax(from, to) for windows that only move forward.
+func (s *slidingMax) max(tr *FathomTrack, from, to int64) float64 {
+	base, n := tr.ringBase, tr.ringBase+int64(len(tr.RingT))
+	if !s.used || from < s.from || to < s.to {
+		i := sort.Search(len(tr.RingT), func(i int) bool { return tr.RingT[i] >= from })
+		*s = slidingMax{next: base + int64(i), dq: s.dq[:0], used: true}
+	}
+	s.from, s.to = from, to
+	if s.next < base {
+		s.next = base // dropped values are older than any window
+	}
+	k := 0
+	for k < len(s.dq) && s.dq[k] < base {
+		k++
+	}
+	if k > 0 {
+		s.dq = append(s.dq[:0], s.dq[k:]...)
+	}
+	for ; s.next < n && tr.RingT[s.next-base] <= to; s.next++ {
+		v := tr.RingV[s.next-base]
+		for len(s.dq) > 0 && tr.RingV[s.dq[len(s.dq)-1]-base] <= v {
+			s.dq = s.dq[:len(s.dq)-1]
+		}
+		s.dq = append(s.dq, s.next)
+	}
+	k = 0
+	for k < len(s.dq) && tr.RingT[s.dq[k]-base] < from {
+		k++
+	}
+	if k > 0 {
+		s.dq = append(s.dq[:0], s.dq[k:]...)
+	}
+	if len(s.dq) == 0 {
+		return 0
+	}
+	return max(tr.RingV[s.dq[0]-base], 0)
+}
+
+// rangeMax is the largest value kept with time in [from, to] (0 when none):
+// what slidingMax computes, kept as its dumb twin for tests.
 func (tr *FathomTrack) rangeMax(from, to int64) float64 {
 	i := sort.Search(len(tr.RingT), func(i int) bool { return tr.RingT[i] >= from })
 	m := 0.0

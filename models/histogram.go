@@ -3,6 +3,7 @@ package models
 import (
 	"fmt"
 	"math"
+	"sync"
 )
 
 // maxDecayExponent bounds the exponent of sample weights before a histogram
@@ -45,19 +46,45 @@ func (o HistogramOptions) BucketStart(i int) float64 {
 }
 
 // FindBucket returns the bucket holding v (negative values go to bucket 0).
-func (o HistogramOptions) FindBucket(v float64) int {
+func (o HistogramOptions) FindBucket(v float64) int { return o.layout().find(v) }
+
+// layout is the options' bucket starts, computed once per distinct
+// options: the histograms of every task share it.
+type layout struct {
+	o      HistogramOptions
+	logR   float64
+	starts []float64 // starts[i] = BucketStart(i), one past the last bucket too
+}
+
+var layouts sync.Map // HistogramOptions -> *layout
+
+func (o HistogramOptions) layout() *layout {
+	if l, ok := layouts.Load(o); ok {
+		return l.(*layout)
+	}
+	n := o.NumBuckets()
+	l := &layout{o: o, logR: math.Log(o.Ratio), starts: make([]float64, n+1)}
+	for i := range l.starts {
+		l.starts[i] = o.BucketStart(i)
+	}
+	v, _ := layouts.LoadOrStore(o, l)
+	return v.(*layout)
+}
+
+func (l *layout) find(v float64) int {
+	o := l.o
 	if v < o.First {
 		return 0
 	}
-	b := int(math.Log(v*(o.Ratio-1)/o.First+1) / math.Log(o.Ratio))
-	n := o.NumBuckets()
+	b := int(math.Log(v*(o.Ratio-1)/o.First+1) / l.logR)
+	n := len(l.starts) - 1
 	if b >= n {
 		return n - 1
 	}
 	// Guard against floating point at bucket edges.
-	if b+1 < n && v >= o.BucketStart(b+1) {
+	if b+1 < n && v >= l.starts[b+1] {
 		b++
-	} else if b > 0 && v < o.BucketStart(b) {
+	} else if b > 0 && v < l.starts[b] {
 		b--
 	}
 	return b
@@ -76,6 +103,14 @@ type DecayingHistogram struct {
 	Total    float64          `json:"total"`
 	Min      int              `json:"min"` // lowest bucket with weight (valid when Total > 0)
 	MaxB     int              `json:"max"` // highest bucket with weight
+	lay      *layout          // Options' layout, looked up once
+}
+
+func (h *DecayingHistogram) layout() *layout {
+	if h.lay == nil || h.lay.o != h.Options {
+		h.lay = h.Options.layout()
+	}
+	return h.lay
 }
 
 // NewDecayingHistogram returns an empty histogram. halfLife is in seconds.
@@ -118,7 +153,7 @@ func (h *DecayingHistogram) Add(v, w float64, t int64) {
 		return
 	}
 	w *= h.factor(t)
-	b := h.Options.FindBucket(v)
+	b := h.layout().find(v)
 	if h.Total <= epsilon {
 		h.Min, h.MaxB = b, b
 	} else {
@@ -136,7 +171,7 @@ func (h *DecayingHistogram) Subtract(v, w float64, t int64) {
 		return
 	}
 	w *= h.factor(t)
-	b := h.Options.FindBucket(v)
+	b := h.layout().find(v)
 	w = min(w, h.Weights[b])
 	h.Weights[b] -= w
 	h.Total -= w
@@ -190,8 +225,9 @@ func (h *DecayingHistogram) Percentile(p float64) float64 {
 			}
 		}
 	}
+	starts := h.layout().starts
 	if b < len(h.Weights)-1 {
-		return h.Options.BucketStart(b + 1)
+		return starts[b+1]
 	}
-	return h.Options.BucketStart(b)
+	return starts[b]
 }

@@ -1,7 +1,9 @@
 package models
 
 import (
+	"encoding/json"
 	"math"
+	"sort"
 	"testing"
 
 	"pgregory.net/rapid"
@@ -129,6 +131,48 @@ func TestRollingMaxAgainstNaive(t *testing.T) {
 				t.Fatalf("max at %d over %d = %v, naive %v", q, win, got, want)
 			}
 			now = q
+		}
+	})
+}
+
+// MovingQuantile against a sorted copy of the window: the answer is the end
+// of the bucket holding the ⌈p·n⌉-th smallest sample in (now-Window, now].
+func TestMovingQuantileAgainstNaive(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		win := rapid.Int64Range(1, 5000).Draw(t, "window")
+		w := MovingQuantile{Window: win}
+		var ts []int64
+		var vs []float64
+		now := int64(0)
+		for range rapid.IntRange(1, 80).Draw(t, "n") {
+			now += rapid.Int64Range(1, 1000).Draw(t, "dt")
+			v := math.Exp(rapid.Float64Range(math.Log(1e6), math.Log(1e11)).Draw(t, "v"))
+			w.Push(now, v)
+			ts, vs = append(ts, now), append(vs, v)
+			q := now + rapid.Int64Range(0, 500).Draw(t, "ahead")
+			p := rapid.Float64Range(0, 1).Draw(t, "p")
+			var in []float64
+			for i := range ts {
+				if ts[i] > q-win && ts[i] <= q {
+					in = append(in, vs[i])
+				}
+			}
+			want := 0.0
+			if len(in) > 0 {
+				sort.Float64s(in)
+				k := min(max(int(math.Ceil(p*float64(len(in)))), 1), len(in))
+				want = MemoryHistogram.BucketStart(MemoryHistogram.FindBucket(in[k-1]) + 1)
+			}
+			if got := w.Percentile(q, p); math.Abs(got-want) > 1e-6*want {
+				t.Fatalf("p%.3f at %d over %d of %v = %v, naive %v", p, q, win, in, got, want)
+			}
+			now = q
+		}
+		// Its JSON round-trips (the tree is rebuilt from the samples).
+		b, _ := json.Marshal(&w)
+		var back MovingQuantile
+		if err := json.Unmarshal(b, &back); err != nil || back.Percentile(now, 0.9) != w.Percentile(now, 0.9) {
+			t.Fatalf("round trip: %v", err)
 		}
 	})
 }

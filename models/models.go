@@ -140,12 +140,18 @@ type Moments struct {
 	Mean     float64 `json:"mean"`
 	M2       float64 `json:"m2"` // decayed sum of weighted squared deviations
 	N        int     `json:"n"`
+	// the decay of the last step, kept: windows mostly come a fixed step apart
+	lastDt  int64
+	lastDec float64
 }
 
 // Add adds x observed at unix time t.
 func (m *Moments) Add(x float64, t int64) {
 	if m.N > 0 && m.HalfLife > 0 && t > m.Last {
-		d := math.Exp2(-float64(t-m.Last) / m.HalfLife)
+		if dt := t - m.Last; dt != m.lastDt || m.lastDec == 0 {
+			m.lastDt, m.lastDec = dt, math.Exp2(-float64(dt)/m.HalfLife)
+		}
+		d := m.lastDec
 		m.W *= d
 		m.M2 *= d
 	}

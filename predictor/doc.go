@@ -14,5 +14,8 @@
 // call takes now. Evaluate replays series with no look-ahead and computes
 // the published figures (slack, footprint, violations, severe violations,
 // limit changes per task-day); the simulator uses the same Tally so that
-// its figures are the same.
+// its figures are the same. Config.Budget and EvalOptions.Budget are the
+// violation budget a Predictor's or an evaluation's fathom fleet steers
+// to; Sweep compares fathom with the baselines at equal violations
+// (`fathom model eval --sweep`, docs/predictor.md).
 package predictor

@@ -26,9 +26,14 @@ type EvalOptions struct {
 	// Workers is how many tasks are replayed at once (GOMAXPROCS when
 	// zero). Tasks are independent, so the figures do not depend on it.
 	Workers int
-	// New builds a recommender for a policy (models.New when nil), so that
-	// callers can evaluate tuned parameters.
+	// New builds a recommender for a policy, so that callers can evaluate
+	// tuned parameters. When nil, one models.Factory with Budget builds
+	// every task's recommenders: the fathom ones steer the fleet's share of
+	// windows over the limit to the budget together, as in a server.
 	New func(policy string) (models.Recommender, error)
+	// Budget is the violation budget the fathom recommenders steer to when
+	// New is nil (zero fields: models.DefaultViolationBudget).
+	Budget models.ViolationBudget
 	// NoOOMFeedback turns off what happens in production after a memory
 	// violation: the task is OOM-killed at its limit and the recommender
 	// hears of it (ObserveOOM) before the next window. On by default, as in
@@ -132,8 +137,11 @@ func (t Tally) Result(policy, resource string) Result {
 // Evaluate replays every series through every policy with no look-ahead:
 // the limit for a window is asked for at the window's start, before the
 // window is observed. Windows in the first WarmUp of each task are observed
-// but not scored. Results come per policy, CPU then memory. It does no I/O
-// and is deterministic for any Workers.
+// but not scored. The series are one fleet, replayed in time order across
+// tasks (every window of a 5-minute slot before any of the next), so
+// recommenders that steer a shared violation budget learn from each
+// other's misses as they would live. Results come per policy, CPU then
+// memory. It does no I/O and is deterministic for any Workers.
 func Evaluate(series []Series, opts EvalOptions) ([]Result, error) {
 	tt, err := EvaluateTasks(series, opts)
 	if err != nil {
@@ -151,8 +159,9 @@ type TaskTallies struct {
 }
 
 // EvaluateTasks is Evaluate without the final sum: per-task tallies, in
-// series order, so that callers can report subsets (e.g. held-out tasks)
-// from one replay with Summarize.
+// series order, so that callers can report subsets from one replay with
+// Summarize. (A subset's figures then come from a fleet that also held the
+// other tasks: the fathom recommenders shared one budget pool with them.)
 func EvaluateTasks(series []Series, opts EvalOptions) ([]TaskTallies, error) {
 	if len(opts.Policies) == 0 {
 		opts.Policies = models.Kinds
@@ -163,8 +172,11 @@ func EvaluateTasks(series []Series, opts EvalOptions) ([]TaskTallies, error) {
 	if opts.ChangeThreshold == 0 {
 		opts.ChangeThreshold = 0.05
 	}
+	if err := opts.Budget.OrDefault().Validate(); err != nil {
+		return nil, err
+	}
 	if opts.New == nil {
-		opts.New = models.New
+		opts.New = models.NewFactory(opts.Budget).New
 	}
 	for _, p := range opts.Policies {
 		if p == PolicyProvisioned {
@@ -183,28 +195,96 @@ func EvaluateTasks(series []Series, opts EvalOptions) ([]TaskTallies, error) {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
+	// Policies whose recommenders share state across tasks (fathom's
+	// budget pool) are one fleet: their replays are stepped in time order
+	// across tasks (lockstep), so that they learn from the fleet's misses
+	// as they would live. The others are replayed task by task.
+	var fleet, alone []int
+	for j, p := range opts.Policies {
+		if p != PolicyProvisioned {
+			if r, _ := opts.New(p); shared(r) {
+				fleet = append(fleet, j)
+				continue
+			}
+		}
+		alone = append(alone, j)
+	}
+	newReplay := func(i, j int) *Replay {
+		var rec models.Recommender
+		if p := opts.Policies[j]; p != PolicyProvisioned {
+			rec, _ = opts.New(p) // checked above
+		}
+		return NewReplay(rec, series[i].Windows[0].Start, opts)
+	}
 	out := make([]TaskTallies, len(series))
-	var wg sync.WaitGroup
+	for i := range series {
+		out[i] = TaskTallies{Task: series[i].Task, Policies: opts.Policies, Tallies: make([][2]Tally, len(opts.Policies))}
+	}
 	var mu sync.Mutex
-	done := 0
+	done := make([]int, len(series)) // parts of each task replayed (0..2)
+	finished := 0
+	progress := func(i int) {
+		if opts.Progress == nil {
+			return
+		}
+		mu.Lock()
+		done[i]++
+		d := done[i] == 2
+		if d {
+			finished++
+		}
+		f := finished
+		mu.Unlock()
+		if d {
+			opts.Progress(f, len(series))
+		}
+	}
+	if len(fleet) > 0 {
+		reps := make([][]*Replay, len(series))
+		for i := range series {
+			if len(series[i].Windows) == 0 {
+				continue
+			}
+			for _, j := range fleet {
+				reps[i] = append(reps[i], newReplay(i, j))
+			}
+		}
+		lockstep(series, workers, func(i, k int) {
+			w, prov := series[i].Windows[k], series[i].provisioned(k)
+			for _, rp := range reps[i] {
+				rp.Step(w, prov)
+			}
+			if k == len(series[i].Windows)-1 {
+				progress(i)
+			}
+		})
+		for i := range series {
+			for x, rp := range reps[i] {
+				out[i].Tallies[fleet[x]] = rp.Tallies()
+			}
+		}
+	} else {
+		for i := range series {
+			progress(i)
+		}
+	}
 	next := make(chan int)
+	var wg sync.WaitGroup
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				tt := TaskTallies{Task: series[i].Task, Policies: opts.Policies, Tallies: make([][2]Tally, len(opts.Policies))}
-				for j, p := range opts.Policies {
-					tt.Tallies[j] = replay(&series[i], p, opts)
+				if len(series[i].Windows) > 0 {
+					for _, j := range alone {
+						rp := newReplay(i, j)
+						for k, w := range series[i].Windows {
+							rp.Step(w, series[i].provisioned(k))
+						}
+						out[i].Tallies[j] = rp.Tallies()
+					}
 				}
-				out[i] = tt
-				if opts.Progress != nil {
-					mu.Lock()
-					done++
-					d := done
-					mu.Unlock()
-					opts.Progress(d, len(series))
-				}
+				progress(i)
 			}
 		}()
 	}
@@ -214,6 +294,13 @@ func EvaluateTasks(series []Series, opts EvalOptions) ([]TaskTallies, error) {
 	close(next)
 	wg.Wait()
 	return out, nil
+}
+
+// shared reports whether a recommender shares state with the other tasks'
+// (a fathom recommender in a budget pool).
+func shared(r models.Recommender) bool {
+	s, ok := r.(interface{ Pooled() bool })
+	return ok && s.Pooled()
 }
 
 // Summarize sums per-task tallies (of the tasks keep accepts; all when keep
@@ -237,22 +324,6 @@ func Summarize(tt []TaskTallies, keep func(TaskKey) bool) []Result {
 		out = append(out, cpu.Result(p, "cpu"), mem.Result(p, "memory"))
 	}
 	return out
-}
-
-// replay runs one series through one policy.
-func replay(s *Series, policy string, opts EvalOptions) [2]Tally {
-	if len(s.Windows) == 0 {
-		return [2]Tally{}
-	}
-	var rec models.Recommender
-	if policy != PolicyProvisioned {
-		rec, _ = opts.New(policy) // checked by Evaluate
-	}
-	rp := NewReplay(rec, s.Windows[0].Start, opts)
-	for i, w := range s.Windows {
-		rp.Step(w, s.provisioned(i))
-	}
-	return rp.Tallies()
 }
 
 // Replay is one task's replay through one policy, window by window, with

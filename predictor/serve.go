@@ -60,8 +60,14 @@ func (r Recommendation) Quantiles() map[string][]models.Quantile {
 type Config struct {
 	// Kind is the recommender each task gets ("fathom" when empty).
 	Kind string
-	// New builds a recommender (models.New(Kind) when nil).
+	// New builds a recommender. When nil, the predictor's own
+	// models.Factory for Budget builds them: every task's fathom
+	// recommender then steers the fleet's violation budget with the others.
 	New func(kind string) (models.Recommender, error)
+	// Budget is the share of task-windows whose usage may exceed the limit,
+	// per resource, when New is nil (zero fields:
+	// models.DefaultViolationBudget).
+	Budget ViolationBudget
 	// NewFor, when set, builds the recommender of one task instead of New
 	// (the simulator's provisioned and oracle policies know each task's
 	// trace).
@@ -101,10 +107,11 @@ type Config struct {
 // recommendations. It is safe for concurrent use. It reads no clock: every
 // call takes now.
 type Predictor struct {
-	cfg   Config
-	mu    sync.Mutex
-	tasks map[TaskKey]*taskState
-	corr  correlation
+	cfg     Config
+	factory *models.Factory // nil when Config.New was given
+	mu      sync.Mutex
+	tasks   map[TaskKey]*taskState
+	corr    correlation
 }
 
 type taskState struct {
@@ -148,8 +155,13 @@ func New(cfg Config) (*Predictor, error) {
 	if cfg.Kind == "" {
 		cfg.Kind = "fathom"
 	}
+	if err := cfg.Budget.OrDefault().Validate(); err != nil {
+		return nil, err
+	}
+	var factory *models.Factory
 	if cfg.New == nil {
-		cfg.New = models.New
+		factory = models.NewFactory(cfg.Budget)
+		cfg.New = factory.New
 	}
 	if cfg.Lookback == 0 {
 		cfg.Lookback = 8 * 24 * time.Hour
@@ -172,7 +184,7 @@ func New(cfg Config) (*Predictor, error) {
 	if _, err := cfg.New(cfg.Kind); err != nil {
 		return nil, err
 	}
-	return &Predictor{cfg: cfg, tasks: map[TaskKey]*taskState{}, corr: correlation{width: cfg.Window}}, nil
+	return &Predictor{cfg: cfg, factory: factory, tasks: map[TaskKey]*taskState{}, corr: correlation{width: cfg.Window}}, nil
 }
 
 func (p *Predictor) state(task TaskKey) *taskState {
@@ -334,32 +346,22 @@ func (p *Predictor) Train(series []Series, workers int) (int, error) {
 		workers = runtime.GOMAXPROCS(0)
 	}
 	states := make([]*taskState, len(series))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				rec := p.newRecommender(series[i].Task)
-				st := &taskState{rec: rec}
-				for _, w := range series[i].Windows {
-					rec.Observe(w)
-					st.step.observe(w)
-					st.last = w.Start
-					st.n++
-				}
-				st.seen, st.fed = st.last, st.n > 0
-				st.early.covered = float64(st.n) * p.cfg.Window.Seconds()
-				states[i] = st
-			}
-		}()
-	}
 	for i := range series {
-		next <- i
+		states[i] = &taskState{rec: p.newRecommender(series[i].Task)}
 	}
-	close(next)
-	wg.Wait()
+	// In time order across tasks, as they would have been fed live: the
+	// tasks' recommenders share the fleet's violation budget.
+	lockstep(series, workers, func(i, j int) {
+		st, w := states[i], series[i].Windows[j]
+		st.rec.Observe(w)
+		st.step.observe(w)
+		st.last = w.Start
+		st.n++
+	})
+	for _, st := range states {
+		st.seen, st.fed = st.last, st.n > 0
+		st.early.covered = float64(st.n) * p.cfg.Window.Seconds()
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := 0
@@ -502,10 +504,17 @@ func (p *Predictor) provisional(st *taskState, task TaskKey, ev evidence, now ti
 
 func secs(s float64) string { return (time.Duration(s) * time.Second).String() }
 
-// RecommendNew sizes a task that has no history from its job's features:
-// the cold-start model's prediction as the request and (1+margin)× as the
-// limit, with confidence 0. With no model it falls back to the hints, and
-// without hints it answers ErrNoHistory. A task with history gets Recommend.
+// RecommendNew sizes a task that has no history from its job's features.
+// With a cold-start model, each resource is sized by models.ColdStart.Advise:
+// the model's prediction where its held-out error beats the baseline it
+// replaces (the spec's hint for a hinted resource, the global median of
+// past jobs otherwise), else that baseline; the request is that size, the
+// limit models.ColdStartAdvice.Limit: (1+margin)× it (1× for a hint served
+// as is) and never below the spec's hint (the request may be lower). This
+// is the only place a cold start is sized; the controller serves it as
+// is. With no model it serves the
+// hints, and without hints it answers ErrNoHistory. Confidence is 0. A task
+// with history gets Recommend.
 func (p *Predictor) RecommendNew(task TaskKey, f models.JobFeatures, now time.Time) (Recommendation, error) {
 	if r, err := p.Recommend(task, now); err == nil {
 		return r, nil
@@ -514,30 +523,36 @@ func (p *Predictor) RecommendNew(task TaskKey, f models.JobFeatures, now time.Ti
 	if m == 0 {
 		m = 1
 	}
-	var need models.Size
-	model, why := "coldstart", ""
-	p.mu.Lock() // Predict refits a restored model: one caller at a time
+	p.mu.Lock() // Advise refits a restored model: one caller at a time
 	cs := p.cfg.ColdStart
-	var pred []models.Size
+	var adv models.ColdStartAdvice
 	var err error
 	if cs != nil {
-		pred, err = cs.Predict([]models.JobFeatures{f})
+		adv, err = cs.Advise(f)
 	}
 	p.mu.Unlock()
-	if cs != nil {
-		if err == nil {
-			need = pred[0]
-			why = fmt.Sprintf("predicted from the learned sizes of %d past jobs with similar features (namespace, name, type, priority, hints)", len(cs.Examples))
-		}
-	}
-	if need.CPU <= 0 || need.Memory <= 0 {
-		if f.HintCPU <= 0 || f.HintMemory <= 0 {
+	hint := models.Size{CPU: max(f.HintCPU, 0), Memory: max(f.HintMemory, 0)}
+	if cs == nil || err != nil {
+		if hint.CPU <= 0 || hint.Memory <= 0 {
 			return Recommendation{}, fmt.Errorf("%w %s and no cold-start model or spec hints", ErrNoHistory, task)
 		}
-		need = models.Size{CPU: f.HintCPU, Memory: f.HintMemory}
-		model, why, m = "hints", "no history and no cold-start model: the spec's hints", 0
+		return Recommendation{
+			Task: task, At: now, Request: hint, Limit: hint,
+			CPU:    models.Estimate{Request: hint.CPU, Limit: hint.CPU, Mean: hint.CPU},
+			Memory: models.Estimate{Request: hint.Memory, Limit: hint.Memory, Mean: hint.Memory},
+			Model:  "hints", Why: "no history and no cold-start model: the spec's hints",
+		}, nil
 	}
-	lim := models.Size{CPU: need.CPU * (1 + m), Memory: need.Memory * (1 + m)}
+	need := adv.Size
+	lim, raised := adv.Limit(f, m)
+	why := "cold start: " + adv.Why
+	if len(raised) > 0 {
+		why += fmt.Sprintf("; %s limit kept at the spec's hint (a hint is never shrunk without history)", strings.Join(raised, " and "))
+	}
+	model := "coldstart"
+	if adv.Source == [2]string{"hint", "hint"} {
+		model = "hints"
+	}
 	return Recommendation{
 		Task: task, At: now, Request: need, Limit: lim,
 		CPU:    models.Estimate{Request: need.CPU, Limit: lim.CPU, Mean: need.CPU},
@@ -589,6 +604,9 @@ func (p *Predictor) Restore(task TaskKey, state []byte, last time.Time, windows 
 	rec, err := models.Unmarshal(state)
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", task, err)
+	}
+	if p.factory != nil {
+		p.factory.Attach(rec) // rejoin the fleet's budget pool
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -3,6 +3,7 @@ package predictor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -108,9 +109,13 @@ func TestTrainMatchesObserve(t *testing.T) {
 	if n, err := a.Train(series, 2); err != nil || n != 5000 {
 		t.Fatalf("train: %d, %v", n, err)
 	}
+	// The tasks' fathom recommenders share the fleet's violation budget,
+	// so Train matches feeding them live: in time order across tasks.
 	b, _ := New(Config{})
-	for _, s := range series {
-		b.Observe(s.Task, s.Windows)
+	for i := range series[0].Windows {
+		for _, s := range series {
+			b.Observe(s.Task, s.Windows[i:i+1])
+		}
 	}
 	now := epoch.Add(1000 * 5 * time.Minute)
 	for _, s := range series {
@@ -180,9 +185,10 @@ func synthSeries(tasks, windows int, seed uint64) []Series {
 func TestRecommendNew(t *testing.T) {
 	var ex []models.ColdStartExample
 	for i := range 60 {
-		name, size := "web", models.Size{CPU: 0.2, Memory: 256 << 20}
+		// One example per job name, as the server stores them.
+		name, size := fmt.Sprintf("web-%d", i), models.Size{CPU: 0.2, Memory: 256 << 20}
 		if i%2 == 1 {
-			name, size = "db", models.Size{CPU: 2, Memory: 8 * gib}
+			name, size = fmt.Sprintf("db-%d", i), models.Size{CPU: 2, Memory: 8 * gib}
 		}
 		ex = append(ex, models.ColdStartExample{Features: models.JobFeatures{Namespace: "a", Name: name, Priority: "prod"}, Size: size})
 	}
@@ -195,7 +201,8 @@ func TestRecommendNew(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Model != "coldstart" || r.Request.Memory < 7*gib || r.Limit.Memory < r.Request.Memory || r.Confidence != 0 {
+	if r.Model != "coldstart" || r.Request.Memory < 7*gib || r.Limit.Memory < r.Request.Memory || r.Confidence != 0 ||
+		!strings.Contains(r.Why, "memory from the model") || !strings.Contains(r.Why, "median") {
 		t.Errorf("cold start for a db job: %+v", r)
 	}
 	q, _ := New(Config{})
@@ -205,6 +212,77 @@ func TestRecommendNew(t *testing.T) {
 	h, err := q.RecommendNew(task, models.JobFeatures{Name: "x", HintCPU: 0.5, HintMemory: gib}, epoch)
 	if err != nil || h.Model != "hints" || h.Limit.CPU != 0.5 {
 		t.Errorf("hints fallback: %+v %v", h, err)
+	}
+}
+
+// The cold-start model never shrinks a hint: a web job hinting 80 MiB of
+// memory gets a limit of at least 80 MiB though the model predicts 32 MiB
+// for web jobs (the OOM at start).
+func TestRecommendNewNeverShrinksAHint(t *testing.T) {
+	var ex []models.ColdStartExample
+	for i := range 60 {
+		// Hints vary wildly while the size follows the name: the model
+		// beats the hint as a predictor, and is served.
+		hint := float64(int64(1) << (20 + i%12))
+		size := models.Size{CPU: 0.05, Memory: 32 << 20}
+		name := fmt.Sprintf("web-%d", i)
+		if i%2 == 1 {
+			size, name = models.Size{CPU: 1, Memory: 2 * gib}, fmt.Sprintf("batch-%d", i)
+		}
+		ex = append(ex, models.ColdStartExample{Features: models.JobFeatures{Namespace: "a", Name: name, HintCPU: 0.001 * float64(1+i%7), HintMemory: hint}, Size: size})
+	}
+	cs := models.NewColdStart(4)
+	if err := cs.Fit(ex); err != nil {
+		t.Fatal(err)
+	}
+	if !cs.Gate.Hinted[1].Wins() {
+		t.Fatalf("gate %+v: the model should beat the hints here", cs.Gate)
+	}
+	p, _ := New(Config{ColdStart: cs})
+	r, err := p.RecommendNew(task, models.JobFeatures{Namespace: "a", Name: "web-new", HintCPU: 0.5, HintMemory: 80 << 20}, epoch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Request.Memory > 40<<20 {
+		t.Errorf("request %v MiB: the model's 32 MiB was not served", r.Request.Memory/(1<<20))
+	}
+	if r.Limit.Memory < 80<<20 || r.Limit.CPU < 0.5 {
+		t.Errorf("limit %+v shrinks the hints (cpu 0.5, memory 80 MiB): %s", r.Limit, r.Why)
+	}
+	if !strings.Contains(r.Why, "never shrunk") {
+		t.Errorf("why %q does not say the hint held the limit up", r.Why)
+	}
+}
+
+// Where the baseline wins, the model is not served: sizes that follow the
+// hints exactly make the hint the better predictor, and sizes unrelated
+// to any feature make the median as good as the model.
+func TestRecommendNewServesTheBaselineWhenItWins(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 3))
+	var ex []models.ColdStartExample
+	for i := range 80 {
+		hint := 0.1 * float64(1+rng.IntN(20))
+		mem := float64(int64(64<<20) * int64(1+rng.IntN(30)))
+		ex = append(ex, models.ColdStartExample{Features: models.JobFeatures{Namespace: "a", Name: fmt.Sprintf("j%d", i), HintCPU: hint},
+			Size: models.Size{CPU: hint, Memory: mem}})
+	}
+	cs := models.NewColdStart(4)
+	if err := cs.Fit(ex); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := New(Config{ColdStart: cs})
+	r, err := p.RecommendNew(task, models.JobFeatures{Namespace: "a", Name: "fresh", HintCPU: 0.7}, epoch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs.Gate.Hinted[0].Wins() || r.Request.CPU != 0.7 || r.Limit.CPU != 0.7 || !strings.Contains(r.Why, "cpu from the spec's hint (the model's held-out error") {
+		t.Errorf("cpu: gate %+v, served %+v, why %q; want the hint, request = limit = 0.7", cs.Gate.Hinted[0], r, r.Why)
+	}
+	if g := cs.Gate.Bare[1]; g.Wins() {
+		t.Errorf("memory unrelated to the features, yet the model beat the median: %+v", g)
+	}
+	if r.Request.Memory != cs.MedianMem || !strings.Contains(r.Why, "memory from the median of 80 past jobs") {
+		t.Errorf("memory: served %v, want the median %v; why %q", r.Request.Memory, cs.MedianMem, r.Why)
 	}
 }
 

@@ -51,10 +51,15 @@ type placeCtx struct {
 	s    *State
 	risk riskParams
 	// For the task being placed (see forTask):
-	cur  *Task
-	job  int32  // interned job, for spread
-	cons []int8 // constraint results per node, shared by the class
-	fill bool   // Options.fill
+	cur *Task
+	job int32 // interned job, for spread
+	// dense is the job's per-node counts when it keeps them (State.jobDense)
+	// and spread applies: the walk skips nodes already holding the
+	// job's share before running the other filters.
+	dense  []int32
+	maxPer int32
+	cons   []int8 // constraint results per node, shared by the class
+	fill   bool   // Options.fill
 	// Spread over a label (spread.go): the task's interned job, whether
 	// the spread-label filter is on and the most tasks a value may hold.
 	sjob      int32
@@ -70,8 +75,10 @@ type placeCtx struct {
 func (c *placeCtx) forTask(t *Task) {
 	c.cur = t
 	c.cons = nil
+	c.dense = nil
 	if t.MaxPerNode > 0 && t.Job != "" {
 		c.job = c.s.jobID(t.Job)
+		c.dense, c.maxPer = c.s.jobDense[c.job], int32(t.MaxPerNode)
 	}
 	if t.Spread != "" && t.Job != "" {
 		c.sjob = c.s.jobID(t.Job)
@@ -196,7 +203,7 @@ func (spreadFilter) Filter(c *placeCtx, t *Task, n int32) Reason {
 	if c.cur != t {
 		c.forTask(t)
 	}
-	if int(c.s.jobCount[jobNode{c.job, n}]) >= t.MaxPerNode {
+	if int(c.s.jobOn(c.job, n)) >= t.MaxPerNode {
 		return ReasonSpread
 	}
 	return ReasonNone

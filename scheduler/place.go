@@ -438,11 +438,19 @@ func (c *placeCtx) selectNode(t *Task, opts Options, seq uint64, buf *[]int32) (
 		start, done int
 	}
 	var later []rest
+	if c.cur != t {
+		c.forTask(t)
+	}
 	scan := func(nodes []int32, start, from, to int) bool {
 		l := len(nodes)
 		for i := from; i < to; i++ {
 			n := nodes[(start+i)%l]
 			why.Examined++
+			if c.dense != nil && int(n) < len(c.dense) && c.dense[n] >= c.maxPer {
+				// Holds its job's share already (see placeCtx.dense).
+				why.Filtered[ReasonSpread]++
+				continue
+			}
 			if r := c.filter(t, n); r != ReasonNone {
 				why.Filtered[r]++
 				continue

@@ -22,6 +22,12 @@ type State struct {
 	byID     map[string]int32
 	freeTask []int32
 	jobCount map[jobNode]int32
+	// jobTotal counts each job's placed tasks; a job with at least
+	// denseAt of them also keeps its per-node counts in jobDense, indexed
+	// by node, so that the spread check of its tasks is an array read (a
+	// 10,000-replica job walks past every node already holding its share).
+	jobTotal map[int32]int32
+	jobDense map[int32][]int32
 	jobIDs   map[string]int32
 	idx      freeIndex
 	// epoch grows whenever capacity is freed or added, so a class that failed
@@ -84,6 +90,8 @@ func NewState(view ClusterView) (*State, error) {
 		byName:    make(map[string]int32, len(view.Nodes)),
 		byID:      make(map[string]int32, len(view.Running)),
 		jobCount:  make(map[jobNode]int32),
+		jobTotal:  make(map[int32]int32),
+		jobDense:  make(map[int32][]int32),
 		jobIDs:    make(map[string]int32),
 		consCache: make(map[string][]int8),
 
@@ -375,11 +383,41 @@ func (s *State) commit(t Task, n int32) int32 {
 	}
 	ns.tasks = append(ns.tasks, i)
 	if t.Job != "" {
-		s.jobCount[jobNode{s.jobID(t.Job), n}]++
+		j := s.jobID(t.Job)
+		s.jobCount[jobNode{j, n}]++
+		s.jobTotal[j]++
+		if d, ok := s.jobDense[j]; ok {
+			if int(n) >= len(d) {
+				d = append(d, make([]int32, len(s.nodes)-len(d))...)
+				s.jobDense[j] = d
+			}
+			d[n]++
+		} else if s.jobTotal[j] >= denseAt {
+			d := make([]int32, len(s.nodes))
+			for m := range d {
+				d[m] = s.jobCount[jobNode{j, int32(m)}]
+			}
+			s.jobDense[j] = d
+		}
 	}
 	s.countSpread(i, 1)
 	s.idx.update(s, n)
 	return i
+}
+
+// denseAt is the number of placed tasks from which a job's per-node
+// counts are kept in an array (see State.jobDense).
+const denseAt = 256
+
+// jobOn is how many tasks of job j node n holds.
+func (s *State) jobOn(j, n int32) int32 {
+	if d, ok := s.jobDense[j]; ok {
+		if int(n) < len(d) {
+			return d[n]
+		}
+		return 0
+	}
+	return s.jobCount[jobNode{j, n}]
 }
 
 // effLimit is the limit counted against capacity for prod tasks: the limit,
@@ -428,9 +466,17 @@ func (s *State) uncommit(i int32) {
 	}
 	s.countSpread(i, -1)
 	if ts.Job != "" {
-		k := jobNode{s.jobID(ts.Job), n}
+		j := s.jobID(ts.Job)
+		k := jobNode{j, n}
 		if s.jobCount[k]--; s.jobCount[k] <= 0 {
 			delete(s.jobCount, k)
+		}
+		if d, ok := s.jobDense[j]; ok && int(n) < len(d) {
+			d[n]--
+		}
+		if s.jobTotal[j]--; s.jobTotal[j] <= 0 {
+			delete(s.jobTotal, j)
+			delete(s.jobDense, j)
 		}
 	}
 	delete(s.byID, ts.ID)

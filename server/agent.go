@@ -43,6 +43,7 @@ func (s *Server) Register(ctx context.Context, req *fathomv1.RegisterNodeRequest
 	if err != nil {
 		return nil, err
 	}
+	s.beats.add(info.Name)
 	if changed {
 		s.log.Info("node registered", "node", info.Name, "cpu", info.CPU, "memory", info.Memory, "agent", info.AgentAddress)
 		s.Kick()
@@ -83,20 +84,14 @@ func (s *Server) remoteWriteURL(ctx context.Context) string {
 	return "http://" + net.JoinHostPort(host, s.o.RemoteWriteHTTPPort) + "/api/v1/write"
 }
 
-// Heartbeat records liveness and usage. It writes to etcd only when a down
-// node comes back.
-func (s *Server) Heartbeat(ctx context.Context, req *fathomv1.HeartbeatRequest) (*fathomv1.HeartbeatResponse, error) {
+// Heartbeat records liveness and usage, coalesced (beats.go): the loop
+// applies the latest of each node with its next step. It writes to etcd
+// only when a down node comes back.
+func (s *Server) Heartbeat(_ context.Context, req *fathomv1.HeartbeatRequest) (*fathomv1.HeartbeatResponse, error) {
 	u := controller.Usage{CPUUsed: req.GetCpuUsedCores(), MemoryUsed: req.GetMemoryUsedBytes(),
 		MemoryAvailable: req.GetMemoryAvailableBytes(), MemoryPressure: req.GetMemoryPressure(),
 		TasksCPUUsed: req.GetTaskCpuUsedCores(), TasksMemoryUsed: req.GetTaskMemoryUsedBytes()}
-	known := true
-	err := s.do(ctx, func(c *controller.Controller, now time.Time) error {
-		known = c.Heartbeat(req.GetNodeId(), u, now)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
+	known := s.beats.record(req.GetNodeId(), u, s.now())
 	return &fathomv1.HeartbeatResponse{Reregister: !known}, nil
 }
 

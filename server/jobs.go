@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -64,15 +65,35 @@ func (s *Server) ListJobs(_ context.Context, req *fathomv1.ListJobsRequest) (*fa
 	if want != "" && !slices.Contains(jobStateNames, want) {
 		return nil, status.Errorf(codes.InvalidArgument, "state %q is not a job state; allowed: %s", req.GetState(), strings.Join(jobStateNames, ", "))
 	}
+	size, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	after, err := parseToken("jobs", req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
 	s.mu.RLock()
 	views := s.c.Jobs(func(j *controller.Job) bool {
 		return (req.GetNamespace() == "" || j.Spec.Namespace == req.GetNamespace()) && (req.GetName() == "" || j.Spec.Name == req.GetName())
 	})
 	s.mu.RUnlock()
+	if after != "" {
+		// Oldest first: continue after the token's job.
+		i := slices.IndexFunc(views, func(v controller.JobView) bool { return v.Job.ID == after })
+		if i < 0 {
+			return nil, status.Errorf(codes.InvalidArgument, "page_token: job %q is gone (deleted); list again from the start", after)
+		}
+		views = views[i+1:]
+	}
 	resp := &fathomv1.ListJobsResponse{}
 	for i := range views {
 		st := views[i].State.String()
 		if want == "" || want == st || (want == "active" && (st == "pending" || st == "running")) {
+			if size > 0 && len(resp.Jobs) == size {
+				resp.NextPageToken = pageToken("jobs", resp.Jobs[size-1].GetId())
+				break
+			}
 			resp.Jobs = append(resp.Jobs, jobView(&views[i]))
 		}
 	}
@@ -99,19 +120,29 @@ func (s *Server) GetJob(_ context.Context, req *fathomv1.GetJobRequest) (*fathom
 
 // ListTasks lists the tasks of a job by index.
 func (s *Server) ListTasks(_ context.Context, req *fathomv1.ListTasksRequest) (*fathomv1.ListTasksResponse, error) {
+	size, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	from, err := parseIndexToken("tasks", req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	want := strings.ToLower(strings.TrimPrefix(strings.ToUpper(req.GetState()), "TASK_STATE_"))
+	keep := func(t *controller.Task) bool { return want == "" || t.State.String() == want }
 	s.mu.RLock()
-	v, ok := s.c.Job(req.GetJobId())
-	ts, _ := s.c.JobTasks(req.GetJobId())
+	spec, ok := s.c.JobSpec(req.GetJobId())
+	ts, next, _ := s.c.JobTasksFrom(req.GetJobId(), from, size, keep)
 	s.mu.RUnlock()
 	if !ok {
 		return nil, notFound(req.GetJobId())
 	}
-	want := strings.ToLower(strings.TrimPrefix(strings.ToUpper(req.GetState()), "TASK_STATE_"))
-	resp := &fathomv1.ListTasksResponse{}
+	resp := &fathomv1.ListTasksResponse{Tasks: make([]*fathomv1.Task, 0, len(ts))}
 	for i := range ts {
-		if want == "" || ts[i].State.String() == want {
-			resp.Tasks = append(resp.Tasks, taskProto(&ts[i], &v.Job.Spec))
-		}
+		resp.Tasks = append(resp.Tasks, taskProto(&ts[i], &spec))
+	}
+	if next >= 0 {
+		resp.NextPageToken = pageToken("tasks", strconv.Itoa(int(next)))
 	}
 	return resp, nil
 }

@@ -29,8 +29,15 @@ type op struct {
 	done chan error
 }
 
-// maxBatch bounds the ops applied together.
-const maxBatch = 4096
+// maxBatch bounds the ops applied together: with a round, what one step
+// holds the state for (readers wait for it).
+const maxBatch = 1024
+
+// placePerRound is the server's MaxPlacePerRound (unless configured): a
+// round's placements are committed before readers see them, so a round of
+// 2,000 keeps a step to about 100 ms of work; the loop runs the next round
+// at once when tasks were left waiting (Stats.Deferred).
+const placePerRound = 2000
 
 // do runs fn in the loop and waits until what it changed is committed. An
 // error fn returns is the request's answer (nothing it changed is kept...
@@ -57,6 +64,10 @@ func (s *Server) do(ctx context.Context, fn func(c *controller.Controller, now t
 func (s *Server) roundPeriod() time.Duration {
 	return min(max(s.o.Controller.HeartbeatTimeout/10, 100*time.Millisecond), time.Second)
 }
+
+// slowStep: a step that holds the state longer is logged (readers and
+// every queued request wait for it).
+const slowStep = 500 * time.Millisecond
 
 // minRoundGap coalesces bursts (a job submitted, many reports) into one
 // round.
@@ -121,6 +132,7 @@ func (s *Server) drain(err error) {
 func (s *Server) step(ctx context.Context, batch []*op, round bool) {
 	now := s.now()
 	errs := make([]error, len(batch))
+	t0 := time.Now()
 	s.mu.Lock()
 	if s.stale {
 		if err := s.restore(ctx); err != nil {
@@ -133,6 +145,9 @@ func (s *Server) step(ctx context.Context, batch []*op, round bool) {
 		}
 		s.streams.resyncAll()
 	}
+	for node, b := range s.beats.take() {
+		s.c.Heartbeat(node, b.u, b.at)
+	}
 	for i, o := range batch {
 		errs[i] = o.fn(s.c, now)
 	}
@@ -143,9 +158,15 @@ func (s *Server) step(ctx context.Context, batch []*op, round bool) {
 		took = time.Since(start)
 	}
 	rd := s.c.Ready()
+	t1 := time.Now()
 	var err error
 	if !rd.Empty() {
 		err = s.persist(ctx, &rd)
+	}
+	if held := time.Since(t0); held > slowStep {
+		s.log.Warn("slow control-loop step", "held", held.Round(time.Millisecond), "ops", len(batch), "round", round,
+			"tick", took.Round(time.Millisecond), "apply", (t1.Sub(t0) - took).Round(time.Millisecond),
+			"commit", time.Since(t1).Round(time.Millisecond), "tasks", len(rd.Tasks), "jobs", len(rd.Jobs), "nodes", len(rd.Nodes))
 	}
 	var events []event
 	if err != nil {
@@ -178,8 +199,12 @@ func (s *Server) step(ctx context.Context, batch []*op, round bool) {
 	if err != nil {
 		return
 	}
+	s.beats.remove(rd.RemovedNodes)
 	s.hub.publish(events...)
 	s.observe(&rd, round, took)
+	if rd.Stats.Deferred > 0 {
+		s.Kick() // the round left waiting tasks for the next
+	}
 }
 
 // MaxVersions is how many versions of a job's spec are kept in etcd (the

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -15,13 +16,24 @@ import (
 // ListNodes lists nodes by name with their requested sums and usage, and the
 // controller's latest autoscaling report: which nodes could go, how many
 // machines the work needs, and what the node provider hook is doing.
-func (s *Server) ListNodes(context.Context, *fathomv1.ListNodesRequest) (*fathomv1.ListNodesResponse, error) {
+func (s *Server) ListNodes(_ context.Context, req *fathomv1.ListNodesRequest) (*fathomv1.ListNodesResponse, error) {
+	size, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	after, err := parseToken("nodes", req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
 	now := s.now()
 	s.mu.RLock()
-	views := s.c.Nodes()
+	views, more := s.c.NodesAfter(after, size)
 	as := s.c.AutoscaleView(now)
 	s.mu.RUnlock()
 	resp := &fathomv1.ListNodesResponse{}
+	if more {
+		resp.NextPageToken = pageToken("nodes", views[len(views)-1].Node.Name)
+	}
 	removable := map[string]bool{}
 	for _, n := range as.Report.CouldRemove {
 		removable[n] = true
@@ -44,6 +56,25 @@ func (s *Server) ListNodes(context.Context, *fathomv1.ListNodesRequest) (*fathom
 		resp.Autoscale = rep
 	}
 	return resp, nil
+}
+
+// GetNode returns one node, as ListNodes shows it.
+func (s *Server) GetNode(_ context.Context, req *fathomv1.GetNodeRequest) (*fathomv1.Node, error) {
+	now := s.now()
+	s.mu.RLock()
+	v, ok := s.c.NodeByName(req.GetName())
+	var as controller.Autoscale
+	if ok {
+		as = s.c.AutoscaleView(now)
+	}
+	s.mu.RUnlock()
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "node %q not found; list nodes with 'fathom node list'", req.GetName())
+	}
+	n := nodeView(&v)
+	n.Removable = slices.Contains(as.Report.CouldRemove, n.GetName()) || n.GetRemovalRequestedAt() != nil
+	n.Removal = as.Notes[n.GetName()]
+	return n, nil
 }
 
 // CordonNode makes a node unschedulable (or schedulable again).

@@ -164,7 +164,7 @@ func (m modelService) RetrainModels(ctx context.Context, req *fathomv1.RetrainMo
 			resp.Models = append(resp.Models, mo)
 			continue // nothing to learn: no version is stored
 		}
-		p, err := predictor.New(predictor.Config{Kind: kind})
+		p, err := predictor.New(predictor.Config{Kind: kind, Budget: rs.o.Predictor.Budget})
 		if err != nil {
 			return nil, status.Errorf(codes.Internal, "predictor: %v", err)
 		}
@@ -181,7 +181,7 @@ func (m modelService) RetrainModels(ctx context.Context, req *fathomv1.RetrainMo
 			span = max(span, se.Windows[len(se.Windows)-1].Start.Sub(se.Windows[0].Start))
 		}
 		warm := max(min(24*time.Hour, span/4), time.Nanosecond)
-		res, err := predictor.Evaluate(series, predictor.EvalOptions{Policies: []string{kind}, WarmUp: warm, Workers: 1})
+		res, err := predictor.Evaluate(series, predictor.EvalOptions{Policies: []string{kind}, WarmUp: warm, Workers: 1, Budget: rs.o.Predictor.Budget})
 		if err != nil {
 			return nil, status.Errorf(codes.Internal, "evaluate %s: %v", mo.GetName(), err)
 		}

@@ -149,11 +149,21 @@ func (s *Server) rightsizeRound(ctx context.Context, onlyNew bool) error {
 	s.mu.RLock()
 	running := s.c.Running()
 	s.mu.RUnlock()
+	// One look at the series index says which jobs have usage at all;
+	// tasks of the others have nothing to read (100,000 tasks just
+	// placed would otherwise be 100,000 queries a round).
+	withUsage, known, err := rs.o.History.UsageJobs(ctx, now.Add(-rs.o.Lookback), now)
+	if err != nil {
+		s.log.Warn("right-sizing: listing the jobs with usage failed; querying every task", "err", err)
+	}
 	var firstErr error
 	ids := make([]string, 0, len(running))
 	live := make(map[string]bool, len(running))
 	for _, rt := range running {
 		live[rt.ID] = true
+		if known && !withUsage[promhistory.JobName{Namespace: rt.Key.Namespace, Job: rt.Key.Job}] {
+			continue
+		}
 		if onlyNew {
 			if _, err := rs.pred.Recommend(rt.Key, now); err == nil {
 				continue

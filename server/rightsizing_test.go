@@ -371,11 +371,13 @@ func TestFirstRecommendationWithDefaultWindows(t *testing.T) {
 	}
 }
 
-// TestColdStartSizesNewJobsAfterRetrain: four jobs' usage in a real
-// embedded store; a retrain learns their sizes and fits the cold-start
-// model; a new job with a similar name is then sized by it (not by the
-// default), the recommendation service says so, and a restarted right-sizer
-// restores the model from the store.
+// TestColdStartSizesNewJobsAfterRetrain: twelve jobs' usage in a real
+// embedded store (the cold-start model is served only once its held-out
+// error over at least models.MinGateExamples past jobs beats the median's);
+// a retrain learns their sizes and fits the cold-start model; a new job
+// with a similar name is then sized by it (not by the default), the
+// recommendation service says so, and a restarted right-sizer restores the
+// model from the store.
 func TestColdStartSizesNewJobsAfterRetrain(t *testing.T) {
 	ms, err := metrics.OpenStore(metrics.StoreOptions{Dir: t.TempDir()})
 	if err != nil {
@@ -393,7 +395,11 @@ func TestColdStartSizesNewJobsAfterRetrain(t *testing.T) {
 		cpu, mem  float64
 	}{
 		{"web-frontend", "service", 0.2, 100 << 20}, {"web-backend", "service", 0.3, 120 << 20},
+		{"web-search", "service", 0.25, 110 << 20}, {"web-cart", "service", 0.2, 105 << 20},
+		{"web-login", "service", 0.3, 115 << 20}, {"web-static", "service", 0.2, 100 << 20},
 		{"etl-nightly", "batch", 2, 2 << 30}, {"etl-hourly", "batch", 1.5, 1.5 * (1 << 30)},
+		{"etl-daily", "batch", 2, 1.8 * (1 << 30)}, {"etl-backfill", "batch", 1.8, 2 << 30},
+		{"etl-export", "batch", 1.5, 1.6 * (1 << 30)}, {"etl-import", "batch", 1.7, 1.7 * (1 << 30)},
 	}
 	for _, j := range jobs {
 		created, err := h.jobs.CreateJob(t.Context(), &fathomv1.CreateJobRequest{Spec: &fathomv1.JobSpec{
@@ -430,8 +436,8 @@ func TestColdStartSizesNewJobsAfterRetrain(t *testing.T) {
 		mm := m.(map[string]any)
 		if mm["kind"] == "coldstart" {
 			found = true
-			if figs, _ := mm["metrics"].(map[string]any); figs["examples"] != 4.0 {
-				t.Errorf("cold-start model figures %v; want 4 examples", figs)
+			if figs, _ := mm["metrics"].(map[string]any); figs["examples"] != float64(len(jobs)) {
+				t.Errorf("cold-start model figures %v; want %d examples", figs, len(jobs))
 			}
 		}
 	}

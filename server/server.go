@@ -83,6 +83,7 @@ type Server struct {
 	ops     chan *op
 	kick    chan struct{}
 	streams *streams
+	beats   *beatBuffer
 	prov    providerState
 }
 
@@ -116,6 +117,9 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if o.RightSizer != nil {
 		cc.Predictor = o.RightSizer.Predictor()
 	}
+	if cc.MaxPlacePerRound == 0 {
+		cc.MaxPlacePerRound = placePerRound
+	}
 	cc.Provider.Enabled = o.NodeProvider.Command != ""
 	cc.Provider.Cooldown, cc.Provider.RemovalDelay = o.NodeProvider.Cooldown, o.NodeProvider.RemovalDelay
 	c, err := controller.New(cc)
@@ -127,7 +131,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		o.HeartbeatInterval = max(o.Controller.HeartbeatTimeout/3, time.Second)
 	}
 	s := &Server{o: o, st: o.Store, log: o.Logger, now: o.Now, hub: newHub(), c: c,
-		ops: make(chan *op, 4096), kick: make(chan struct{}, 1), streams: newStreams()}
+		ops: make(chan *op, 4096), kick: make(chan struct{}, 1), streams: newStreams(), beats: newBeats()}
 	if o.RightSizer != nil {
 		s.wireRightSizer(ctx)
 	}
@@ -169,6 +173,11 @@ func (s *Server) restore(ctx context.Context) error {
 		s.log.Warn("restore: " + w)
 	}
 	s.stale = false
+	names := make([]string, 0, len(snap.Nodes))
+	for _, n := range snap.Nodes {
+		names = append(names, n.GetName())
+	}
+	s.beats.setKnown(names)
 	s.log.Info("state loaded", "jobs", len(snap.Jobs), "tasks", len(snap.Tasks), "nodes", len(snap.Nodes),
 		"copies", len(snap.Copies), "revision", snap.Revision, "failover_grace", s.o.Controller.FailoverGrace)
 	return nil

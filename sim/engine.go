@@ -30,6 +30,8 @@ type Report struct {
 	Tasks        int         `json:"tasks"`
 	Windows      int         `json:"windows"`
 	OverloadRisk float64     `json:"overload_risk"`
+	// Budget is the violation budget the fathom policy steered to.
+	Budget models.ViolationBudget `json:"violation_budget"`
 	// RiskCorrelation is the ρ (CPU, memory) the scheduler's bound used at
 	// the end of the fathom run (online: the predictor's estimate then);
 	// StepCorrelation the estimate from this whole workload (whether or not
@@ -124,7 +126,7 @@ func Run(w *Workload, opts Options) (*Report, error) {
 	}
 	rep := &Report{
 		Trace: w.Name, Machine: opts.Machine, Tasks: len(w.Tasks), Windows: w.Slots,
-		OverloadRisk: opts.OverloadRisk, Assumptions: w.Assumptions,
+		OverloadRisk: opts.OverloadRisk, Budget: opts.Budget.OrDefault(), Assumptions: w.Assumptions,
 	}
 	rep.StepCorrelation = EstimateStepCorrelation(w, 0, 0)
 	var fixed *scheduler.Resources
@@ -301,7 +303,7 @@ func newRun(w *Workload, policy string, opts *Options, fixed *scheduler.Resource
 		tr.prevLimit = [2]float64{-1, -1}
 		r.byJob[tr.job] = i
 	}
-	pc := predictor.Config{Kind: policy, Window: Step, StepSpread: opts.StepSpread}
+	pc := predictor.Config{Kind: policy, Window: Step, StepSpread: opts.StepSpread, Budget: opts.Budget}
 	switch policy {
 	case PolicyProvisioned:
 		pc.Kind = "fathom"                // not used: every task has its own recommender

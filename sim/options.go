@@ -122,7 +122,13 @@ type Options struct {
 	// predictor.DefaultStepSpread, 1.15; negative: the recommender's own
 	// mean and standard deviation).
 	StepSpread float64
-	// New builds a recommender for a policy (models.New when nil).
+	// Budget is the violation budget the fathom policy's recommenders
+	// steer to (models.DefaultViolationBudget when zero; `fathom sim
+	// --violation-budget`, as `fathom server` and `fathom model eval`).
+	Budget models.ViolationBudget
+	// New builds a recommender for a policy (when nil, the fathom policy
+	// gets the predictor's fleet of recommenders steering to Budget and
+	// the others models.New).
 	New func(policy string) (models.Recommender, error)
 	// Workers is how many policies run at once (0: GOMAXPROCS). Policies
 	// are independent, so results do not depend on it.
@@ -155,14 +161,15 @@ func (o *Options) normalize(w *Workload) error {
 			return fmt.Errorf("%w: unknown policy %q: use %s", ErrInvalid, p, strings.Join(Policies, ","))
 		}
 	}
-	if o.New == nil {
-		o.New = models.New
+	check := o.New // nil stays nil: the predictor then builds a fleet steering to Budget
+	if check == nil {
+		check = models.New
 	}
 	for _, p := range o.Policies {
 		if p == PolicyProvisioned || p == PolicyOracle {
 			continue
 		}
-		if _, err := o.New(p); err != nil {
+		if _, err := check(p); err != nil {
 			return fmt.Errorf("%w: policy %q: %v", ErrInvalid, p, err)
 		}
 	}
@@ -201,6 +208,9 @@ func (o *Options) normalize(w *Workload) error {
 	}
 	if math.IsNaN(o.StepSpread) || math.IsInf(o.StepSpread, 0) {
 		return fmt.Errorf("%w: step spread %v must be a finite number (e.g. 2; negative turns it off)", ErrInvalid, o.StepSpread)
+	}
+	if err := o.Budget.OrDefault().Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if o.ConsolidateEvery == 0 {
 		o.ConsolidateEvery = 12

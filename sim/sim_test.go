@@ -378,6 +378,39 @@ func TestMemoryOverloadEvictsLowestPriority(t *testing.T) {
 	}
 }
 
+// The fathom policy steers to Options.Budget (the one `fathom sim
+// --violation-budget` sets, as the server's and `model eval`'s): a budget
+// ten times looser buys smaller limits and more windows over them, and the
+// report says which budget was steered to.
+func TestSimSteersToTheBudget(t *testing.T) {
+	_, w := loadExcerpt(t)
+	run := func(b models.ViolationBudget) (*Report, [2]predictor.Result) {
+		t.Helper()
+		rep, err := Run(w, Options{Policies: []string{"fathom"}, Budget: b})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out [2]predictor.Result
+		for _, r := range rep.Results {
+			out[map[string]int{"cpu": 0, "memory": 1}[r.Resource]] = r
+		}
+		return rep, out
+	}
+	def, tight := run(models.ViolationBudget{})
+	loose := models.ViolationBudget{CPU: 0.05, Memory: 0.005}
+	lrep, lr := run(loose)
+	if def.Budget != models.DefaultViolationBudget() || lrep.Budget != loose {
+		t.Errorf("reported budgets %v and %v; want %v and %v", def.Budget, lrep.Budget, models.DefaultViolationBudget(), loose)
+	}
+	for r := range 2 {
+		t.Logf("%s: default budget footprint %.3f violations %.3f%%; loose %.3f %.3f%%", tight[r].Resource,
+			tight[r].Footprint, 100*tight[r].Violations, lr[r].Footprint, 100*lr[r].Violations)
+	}
+	if !(lr[0].Footprint < tight[0].Footprint) || !(lr[0].Violations > tight[0].Violations) {
+		t.Errorf("cpu: a 10x looser budget gave footprint %.3f violations %.4f; default %.3f %.4f", lr[0].Footprint, lr[0].Violations, tight[0].Footprint, tight[0].Violations)
+	}
+}
+
 func TestOptionsRejectBadInput(t *testing.T) {
 	_, w := loadExcerpt(t)
 	for _, o := range []Options{
@@ -389,6 +422,8 @@ func TestOptionsRejectBadInput(t *testing.T) {
 		{Correlation: &scheduler.Resources{-0.1, 0}},
 		{Correlation: &scheduler.Resources{0, 1.5}},
 		{Risk: scheduler.RiskBernstein, Correlation: &scheduler.Resources{0.1, 0}},
+		{Budget: models.ViolationBudget{CPU: 0.9}},
+		{Budget: models.ViolationBudget{Memory: -0.1}},
 	} {
 		if _, err := Run(w, o); !errors.Is(err, ErrInvalid) {
 			t.Errorf("Run(%+v) = %v, want ErrInvalid", o, err)

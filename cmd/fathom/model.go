@@ -62,16 +62,23 @@ type EvalReport struct {
 	Dropped map[string]int `json:"dropped"`
 	Seconds float64        `json:"seconds"`
 	// OOMFeedback: memory violations were reported to recommenders as OOM kills.
-	OOMFeedback bool               `json:"oom_feedback"`
-	Results     []predictor.Result `json:"results"`
+	OOMFeedback bool `json:"oom_feedback"`
+	// Budget is the violation budget the fathom fleet steered to.
+	Budget  predictor.ViolationBudget `json:"budget"`
+	Results []predictor.Result        `json:"results"`
+	// Sweep, with --sweep: fathom's curve over budgets, the baselines'
+	// over their knobs, and the ratios at equal violations.
+	Sweep *predictor.SweepReport `json:"sweep,omitempty"`
 }
 
 func newModelEvalCmd(g *cli.Globals) *cobra.Command {
 	var (
-		tracePath, format, vms string
-		policies               []string
-		workers                int
-		noOOM                  bool
+		tracePath, format, vms       string
+		budget                       models.ViolationBudget
+		policies                     []string
+		workers                      int
+		noOOM, sweep                 bool
+		scales, percentiles, margins []float64
 	)
 	cmd := &cobra.Command{
 		Use:   "eval --trace FILE --format bitbrains",
@@ -81,9 +88,21 @@ func newModelEvalCmd(g *cli.Globals) *cobra.Command {
 first 24 h of each task are a warm-up and are not scored. Per resource it
 prints slack Σ(limit−usage)⁺/Σlimit, footprint Σlimit/Σprovisioned, violations
 (usage > limit), severe violations (usage > 1.2 × limit) and limit changes
-(> 5%) per task-day.`,
+(> 5%) per task-day.
+
+The fathom recommenders of all the trace's tasks are one fleet: they steer the
+share of task-windows over the limit to --violation-budget together, from their
+own misses as the replay goes (no look-ahead, nothing tuned on the trace).
+
+With --sweep it traces fathom's footprint against violations over budgets
+(--violation-budget × --budget-scales) and each baseline's over its own knobs
+(--percentiles × --margins: vpa's target percentile and safety margin,
+autopilot's percentile of CPU and of its 48 h memory window and its margin),
+reads each baseline's Pareto envelope at fathom's violation rate, and prints
+fathom's footprint over the better baseline's at equal violations.`,
 		Example: `  fathom model eval --trace ../shared/traces/bitbrains-rnd-2013-07-vm001-250.csv.gz --format bitbrains
-  fathom model eval --trace rnd.csv.gz --format bitbrains --vms 201-250 -o json`,
+  fathom model eval --trace rnd.csv.gz --format bitbrains --vms 1-150 --violation-budget cpu=0.005,memory=0.0005
+  fathom model eval --trace rnd.csv.gz --format bitbrains --vms 1-150 --sweep -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if tracePath == "" {
@@ -112,16 +131,30 @@ prints slack Σ(limit−usage)⁺/Σlimit, footprint Σlimit/Σprovisioned, viol
 			if len(series) == 0 {
 				return cli.UsageErrorf("no VMs of %s are in --vms %s", tracePath, vms)
 			}
-			res, err := predictor.Evaluate(series, predictor.EvalOptions{Policies: policies, Workers: workers, NoOOMFeedback: noOOM})
+			eo := predictor.EvalOptions{Policies: policies, Workers: workers, NoOOMFeedback: noOOM, Budget: budget}
+			res, err := predictor.Evaluate(series, eo)
 			if err != nil {
 				return err
 			}
 			rep := EvalReport{
 				Trace: tracePath, Format: format, VMs: vms, Tasks: len(series), Rows: stats.Rows, OOMFeedback: !noOOM,
 				Dropped: map[string]int{"zero_capacity": stats.ZeroCapacity, "duplicate_timestamp": stats.DuplicateTime, "out_of_order": stats.OutOfOrderTime},
-				Seconds: time.Since(t0).Seconds(), Results: res,
+				Budget:  budget, Results: res,
 			}
-			return g.Print(rep, func(w io.Writer) { printEvalTable(w, rep) })
+			if sweep {
+				sw, err := predictor.Sweep(series, predictor.SweepOptions{Eval: eo, Budget: budget, Scales: scales, Percentiles: percentiles, Margins: margins})
+				if err != nil {
+					return cli.UsageErrorf("--sweep: %v", err)
+				}
+				rep.Sweep = &sw
+			}
+			rep.Seconds = time.Since(t0).Seconds()
+			return g.Print(rep, func(w io.Writer) {
+				printEvalTable(w, rep)
+				if rep.Sweep != nil {
+					printSweepTables(w, *rep.Sweep)
+				}
+			})
 		},
 	}
 	cmd.Flags().StringVar(&tracePath, "trace", "", "trace file (CSV, optionally gzipped) or directory of per-VM files")
@@ -130,6 +163,11 @@ prints slack Σ(limit−usage)⁺/Σlimit, footprint Σlimit/Σprovisioned, viol
 	cmd.Flags().StringSliceVar(&policies, "policies", append([]string{predictor.PolicyProvisioned}, models.Kinds[1:]...), "policies to evaluate")
 	cmd.Flags().IntVar(&workers, "workers", runtime.GOMAXPROCS(0), "tasks replayed in parallel")
 	cmd.Flags().BoolVar(&noOOM, "no-oom-feedback", false, "do not tell recommenders about the OOM kill a memory violation would cause")
+	bindViolationBudget(cmd.Flags(), &budget)
+	cmd.Flags().BoolVar(&sweep, "sweep", false, "also trace fathom's and the baselines' footprint-vs-violations curves and print the ratio at equal violations")
+	cmd.Flags().Float64SliceVar(&scales, "budget-scales", predictor.DefaultSweepScales, "with --sweep: multiples of --violation-budget that trace fathom's curve")
+	cmd.Flags().Float64SliceVar(&percentiles, "percentiles", predictor.DefaultSweepPercentiles, "with --sweep: the baselines' target percentiles")
+	cmd.Flags().Float64SliceVar(&margins, "margins", predictor.DefaultSweepMargins, "with --sweep: the baselines' safety margins (0.15 = +15%)")
 	return cmd
 }
 
@@ -171,6 +209,8 @@ func loadBitbrains(path string, rng trace.VMRange) ([]predictor.Series, trace.Bi
 func printEvalTable(w io.Writer, rep EvalReport) {
 	fmt.Fprintf(w, "trace %s (%d tasks, %d rows; dropped %d zero-capacity, %d duplicate-timestamp) in %.1fs\n",
 		rep.Trace, rep.Tasks, rep.Rows, rep.Dropped["zero_capacity"], rep.Dropped["duplicate_timestamp"], rep.Seconds)
+	fmt.Fprintf(w, "violation budget %s (fathom: %s of CPU windows, %s of memory windows may exceed the limit)\n",
+		rep.Budget, predictor.FormatPercent(rep.Budget.CPU), predictor.FormatPercent(rep.Budget.Memory))
 	fmt.Fprintln(w, "POLICY\tRESOURCE\tSLACK\tFOOTPRINT\tVIOLATIONS\tSEVERE\tCHANGES/TASK-DAY")
 	for _, r := range rep.Results {
 		fmt.Fprintf(w, "%s\t%s\t%.2f%%\t%.3f\t%.3f%%\t%.3f%%\t%.2f\n", r.Policy, r.Resource,
@@ -335,4 +375,43 @@ func parseModelWhen(s string, now time.Time) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("want an RFC 3339 time (2026-11-01T00:00:00Z) or a positive duration before now (72h)")
 	}
 	return now.Add(-d), nil
+}
+
+// printSweepTables prints fathom's curve against the baselines' envelopes
+// at equal violations, then the baselines' Pareto points.
+func printSweepTables(w io.Writer, sw predictor.SweepReport) {
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "At equal violations: fathom at each budget against each baseline's Pareto envelope read at fathom's violation rate (* = the budget given)")
+	fmt.Fprintln(w, "RESOURCE\tBUDGET\tFATHOM FOOTPRINT\tVIOLATIONS\tACHIEVED/BUDGET\tVPA AT SAME VIOLATIONS\tAUTOPILOT AT SAME VIOLATIONS\tRATIO TO BETTER\tRATIO (CONSERVATIVE)")
+	for _, c := range sw.Comparisons {
+		mark := ""
+		if c.Default {
+			mark = "*"
+		}
+		env := map[string]string{}
+		for _, e := range c.Baselines {
+			env[e.Policy] = "out of range"
+			if e.InRange {
+				env[e.Policy] = fmt.Sprintf("%.3f (%.3f×)", e.Footprint, e.Ratio)
+			}
+		}
+		ratio, cons := "n/a", "n/a"
+		if c.Best != "" {
+			ratio = fmt.Sprintf("%.3f× %s", c.Ratio, c.Best)
+			cons = fmt.Sprintf("%.3f×", c.RatioConservative)
+		}
+		fmt.Fprintf(w, "%s\t%s%s\t%.3f\t%s\t%.2f\t%s\t%s\t%s\t%s\n", c.Resource, predictor.FormatPercent(c.Budget), mark,
+			c.Fathom.Footprint, predictor.FormatPercent(c.Fathom.Violations), c.AchievedOverBudget, env["vpa"], env["autopilot"], ratio, cons)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Baselines' Pareto points (no other point of the policy has fewer violations and less footprint)")
+	fmt.Fprintln(w, "POLICY\tRESOURCE\tPERCENTILE\tMARGIN\tFOOTPRINT\tVIOLATIONS\tSEVERE\tCHANGES/TASK-DAY")
+	for _, pol := range []string{"vpa", "autopilot"} {
+		for _, rsc := range []string{"cpu", "memory"} {
+			for _, p := range predictor.Envelope(sw.Points, pol, rsc) {
+				fmt.Fprintf(w, "%s\t%s\t%g\t%g\t%.3f\t%s\t%s\t%.2f\n", pol, rsc, p.Percentile, p.Margin, p.Footprint,
+					predictor.FormatPercent(p.Violations), predictor.FormatPercent(p.SevereViolations), p.ChangesPerTaskDay)
+			}
+		}
+	}
 }

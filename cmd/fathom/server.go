@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -52,7 +54,11 @@ type serverConfig struct {
 	NodeProvider server.NodeProviderOptions
 	// NoMetricsStore skips the embedded TSDB (bench submit).
 	NoMetricsStore bool
-	Log            *slog.Logger
+	// CPUProfile and HeapProfile, when set, are where the server writes
+	// its CPU profile over its life and its heap profile as it stops
+	// (fathom bench cluster profiles the server with them).
+	CPUProfile, HeapProfile string
+	Log                     *slog.Logger
 	// Ready is called with the bound HTTP and gRPC addresses once serving.
 	Ready func(httpAddr, grpcAddr string)
 }
@@ -68,6 +74,8 @@ func (c *serverConfig) bind(cmd *cobra.Command) {
 	f.DurationVar(&c.RuleInterval, "rule-interval", 0, "evaluate every recording-rule group of the embedded TSDB at this interval (default: the rule file's, 30s for node/namespace aggregates and 5m for the per-task series Job right-sizing reads); a few seconds for tests and demos")
 	f.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", 10*time.Second, "a node without a heartbeat for this long is down and its tasks are placed again")
 	f.DurationVar(&c.FailoverGrace, "failover-grace", 30*time.Second, "after this server starts (or takes over), every node has this long to reconnect before any is declared down (never less than --heartbeat-timeout)")
+	f.StringVar(&c.CPUProfile, "cpu-profile", "", "write a CPU profile of the server's whole life to this file (go tool pprof)")
+	f.StringVar(&c.HeapProfile, "heap-profile", "", "write a heap profile to this file as the server stops (go tool pprof)")
 	c.Reconcile.bind(f)
 	c.Sizing.bind(f)
 	bindNodeProvider(f, &c.NodeProvider)
@@ -258,7 +266,30 @@ func runServer(ctx context.Context, c serverConfig) error {
 		}()
 	}
 	log.Info("fathom server listening", "http", hl.Addr().String(), "grpc", grpcAddr, "data_dir", c.DataDir, "embedded_etcd", st.Embedded())
-	return srv.Serve(ctx, server.ServeOptions{HTTP: hl, GRPC: gl})
+	if c.CPUProfile != "" {
+		f, err := os.Create(c.CPUProfile)
+		if err != nil {
+			return fmt.Errorf("--cpu-profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpu-profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	err = srv.Serve(ctx, server.ServeOptions{HTTP: hl, GRPC: gl})
+	if c.HeapProfile != "" {
+		// Taken while the server's state is still referenced.
+		runtime.GC()
+		if f, ferr := os.Create(c.HeapProfile); ferr == nil {
+			_ = pprof.WriteHeapProfile(f)
+			f.Close()
+		} else {
+			log.Warn("heap profile not written", "err", ferr)
+		}
+	}
+	runtime.KeepAlive(srv)
+	return err
 }
 
 // dialable turns ":7070" / "[::]:7070" into "127.0.0.1:7070".

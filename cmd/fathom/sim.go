@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fathom-scheduler/fathom/internal/cli"
+	"github.com/fathom-scheduler/fathom/models"
 	"github.com/fathom-scheduler/fathom/predictor"
 	"github.com/fathom-scheduler/fathom/scheduler"
 	"github.com/fathom-scheduler/fathom/sim"
@@ -30,6 +31,7 @@ func newSimCmd(g *cli.Globals) *cobra.Command {
 		seed                                                                 uint64
 		samples                                                              int
 		noProgress                                                           bool
+		budget                                                               models.ViolationBudget
 	)
 	cmd := &cobra.Command{
 		Use:   "sim --trace FILE --format F [--policy p1,p2,...]",
@@ -57,7 +59,7 @@ reschedules. See docs/simulator.md for how machines are counted.`,
 			if path == "" {
 				return cli.UsageErrorf("--trace is required: a trace file (or directory for google2011/alibaba2018)")
 			}
-			opts := sim.Options{OverloadRisk: eps, Seed: seed, SampleTasks: samples, Timeseries: tsOut != "", StepSpread: spread}
+			opts := sim.Options{OverloadRisk: eps, Seed: seed, SampleTasks: samples, Timeseries: tsOut != "", StepSpread: spread, Budget: budget}
 			if spread == 0 || math.IsNaN(spread) || math.IsInf(spread, 0) {
 				return cli.UsageErrorf("--step-spread %v: give a finite factor > 0 (e.g. 1), or < 0 for the recommender's own distribution", spread)
 			}
@@ -157,6 +159,7 @@ reschedules. See docs/simulator.md for how machines are counted.`,
 	f.StringVar(&risk, "risk-model", "gaussian", "overload risk bound: gaussian|bernstein|cantelli")
 	f.StringVar(&corr, "risk-correlation", "online", "ρ, the mean pairwise correlation of co-located tasks' usage for the risk bound: online (estimated from the window-to-window changes replayed so far: no look-ahead), trace (the same estimate from the whole trace at once), one value, or cpu,memory (0: independent)")
 	f.Float64Var(&spread, "step-spread", predictor.DefaultStepSpread, "fathom policy: predicted spread = this × the RMS window-to-window change of a task's usage (< 0: the recommender's own distribution)")
+	bindViolationBudget(f, &budget)
 	f.StringVar(&fails, "fail", "", "machine failures N@T, comma-separated (e.g. 2@3d: two machines in use fail 3 days in)")
 	f.StringVar(&tsOut, "timeseries", "", "write a per-window CSV time series of every policy's cluster to this file")
 	f.StringVar(&taskOut, "task-series", "", "write per-window usage, request and limit of a few sample tasks to this CSV file")
@@ -289,8 +292,8 @@ func simWriteFile(path string, write func(io.Writer) error) error {
 }
 
 func printSimTable(w io.Writer, rep *sim.Report) {
-	fmt.Fprintf(w, "trace %s: %d tasks, %d windows, machine %.4g cores / %.4g GiB, ε=%g, ρ cpu %.3f memory %.3f (whole-trace estimate %.3f, %.3f)\n\n",
-		rep.Trace, rep.Tasks, rep.Windows, rep.Machine.CPU, rep.Machine.Memory/(1<<30), rep.OverloadRisk,
+	fmt.Fprintf(w, "trace %s: %d tasks, %d windows, machine %.4g cores / %.4g GiB, ε=%g, violation budget %s, ρ cpu %.3f memory %.3f (whole-trace estimate %.3f, %.3f)\n\n",
+		rep.Trace, rep.Tasks, rep.Windows, rep.Machine.CPU, rep.Machine.Memory/(1<<30), rep.OverloadRisk, rep.Budget,
 		rep.RiskCorrelation[0], rep.RiskCorrelation[1], rep.StepCorrelation.Weighted[0], rep.StepCorrelation.Weighted[1])
 	fmt.Fprintln(w, "POLICY\tMACHINES MEAN\tPEAK\tLOWER BOUND\tUTILIZATION\tOVERLOADED\tEVICTIONS\tRESCHEDULES")
 	for _, c := range rep.Cluster {

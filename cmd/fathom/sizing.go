@@ -17,6 +17,7 @@ import (
 	"github.com/fathom-scheduler/fathom/internal/cli"
 	"github.com/fathom-scheduler/fathom/metrics"
 	"github.com/fathom-scheduler/fathom/models"
+	"github.com/fathom-scheduler/fathom/predictor"
 	"github.com/fathom-scheduler/fathom/predictor/promhistory"
 	"github.com/fathom-scheduler/fathom/server"
 )
@@ -31,6 +32,7 @@ type sizingConfig struct {
 	Deadband         float64
 	MinResizeInteval time.Duration
 	Kind             string
+	Budget           models.ViolationBudget
 	bound            bool // bind was called (bench submit does not)
 }
 
@@ -43,6 +45,7 @@ func (c *sizingConfig) bind(f *pflag.FlagSet) {
 	f.Float64Var(&c.Deadband, "resize-deadband", 0.10, "relative change of a recommendation below which a task's request and limit are left as they are (growth beyond half of it is applied at once)")
 	f.DurationVar(&c.MinResizeInteval, "resize-min-interval", 15*time.Minute, "least time after a task was placed or resized before its request or limit is lowered (increases go through at once)")
 	f.StringVar(&c.Kind, "recommender", "fathom", "recommender every task gets: "+joinKinds())
+	bindViolationBudget(f, &c.Budget)
 }
 
 // minUsageWindow is the shortest usage window: three of the agents' default
@@ -115,6 +118,7 @@ func (c *sizingConfig) apply(o *server.Options, ms *metrics.Store, promURL strin
 	rs, err := server.NewRightSizer(server.RightSizingOptions{
 		History:  promhistory.NewQuerier(q, promhistory.Options{UsePeak: true, Window: c.Window}),
 		Interval: c.Interval, Kind: c.Kind, Logger: log,
+		Predictor: predictor.Config{Budget: c.Budget},
 	})
 	if err != nil {
 		return err

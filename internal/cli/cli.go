@@ -53,6 +53,9 @@ func (g *Globals) Bind(root *cobra.Command) {
 		}
 		return UsageErrorf("--output %q is not supported; use table, json or yaml", g.Output)
 	}
+	// A flag value that does not parse (--violation-budget gpu=1,
+	// --workers lots) is bad input: exit 2 with what to fix.
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return UsageErrorf("%v", err) })
 }
 
 // ServerURL returns the control plane base URL with a scheme and no trailing slash.

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/storage"
 
 	"github.com/fathom-scheduler/fathom/metrics"
 	"github.com/fathom-scheduler/fathom/models"
@@ -331,4 +332,56 @@ func (h *History) Usage(ctx context.Context, taskID string, now time.Time) (cpu,
 		return 0, 0, ErrNoUsage
 	}
 	return cpu, memory, nil
+}
+
+// JobLister is what a Querier can add: the jobs (namespace and job name)
+// with task usage series in [from, to], from the series index alone (no
+// samples read). A round of the right-sizer asks it once and skips the
+// tasks of jobs without usage, instead of querying each of them.
+type JobLister interface {
+	UsageJobs(ctx context.Context, from, to time.Time) (map[JobName]bool, error)
+}
+
+// JobName is a job's namespace and name.
+type JobName struct{ Namespace, Job string }
+
+// UsageJobs returns the jobs with usage series in [from, to]; ok is false
+// when the Querier cannot list them (every task must then be queried).
+func (h *History) UsageJobs(ctx context.Context, from, to time.Time) (jobs map[JobName]bool, ok bool, err error) {
+	l, ok := h.q.(JobLister)
+	if !ok {
+		return nil, false, nil
+	}
+	jobs, err = l.UsageJobs(ctx, from, to)
+	return jobs, err == nil, err
+}
+
+// UsageJobs implements JobLister over the embedded store's series index.
+func (s Store) UsageJobs(ctx context.Context, from, to time.Time) (map[JobName]bool, error) {
+	q, err := s.Store.Queryable().Querier(from.UnixMilli(), to.UnixMilli())
+	if err != nil {
+		return nil, err
+	}
+	defer q.Close()
+	set := q.Select(ctx, false, &storage.SelectHints{Start: from.UnixMilli(), End: to.UnixMilli(), Func: "series"},
+		labels.MustNewMatcher(labels.MatchEqual, model.MetricNameLabel, CPUCounter))
+	out := map[JobName]bool{}
+	for set.Next() {
+		ls := set.At().Labels()
+		out[JobName{ls.Get(metrics.LabelNamespace), ls.Get(metrics.LabelJobName)}] = true
+	}
+	return out, set.Err()
+}
+
+// UsageJobs implements JobLister over the Prometheus series API.
+func (a API) UsageJobs(ctx context.Context, from, to time.Time) (map[JobName]bool, error) {
+	ss, _, _, err := a.API.Series(ctx, []string{CPUCounter}, from, to)
+	if err != nil {
+		return nil, err
+	}
+	out := map[JobName]bool{}
+	for _, ls := range ss {
+		out[JobName{string(ls[metrics.LabelNamespace]), string(ls[metrics.LabelJobName])}] = true
+	}
+	return out, nil
 }

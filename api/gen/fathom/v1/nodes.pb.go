@@ -323,7 +323,12 @@ func (x *Node) GetTaskMemoryUsedBytes() int64 {
 }
 
 type ListNodesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many nodes (by name) per answer; 0 = every node. At most
+	// 10000.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Continue after the previous answer's next_page_token.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -358,9 +363,25 @@ func (*ListNodesRequest) Descriptor() ([]byte, []int) {
 	return file_fathom_v1_nodes_proto_rawDescGZIP(), []int{1}
 }
 
+func (x *ListNodesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListNodesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListNodesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Nodes []*Node                `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// Set when more nodes follow: pass it as page_token.
+	NextPageToken string `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	// The scheduler's latest autoscaling report; absent until the scheduler
 	// has run a reconcile round.
 	Autoscale     *AutoscaleReport `protobuf:"bytes,2,opt,name=autoscale,proto3" json:"autoscale,omitempty"`
@@ -403,6 +424,13 @@ func (x *ListNodesResponse) GetNodes() []*Node {
 		return x.Nodes
 	}
 	return nil
+}
+
+func (x *ListNodesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 func (x *ListNodesResponse) GetAutoscale() *AutoscaleReport {
@@ -736,6 +764,50 @@ func (x *NodeProviderCall) GetStderr() string {
 	return ""
 }
 
+type GetNodeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetNodeRequest) Reset() {
+	*x = GetNodeRequest{}
+	mi := &file_fathom_v1_nodes_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetNodeRequest) ProtoMessage() {}
+
+func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fathom_v1_nodes_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
+func (*GetNodeRequest) Descriptor() ([]byte, []int) {
+	return file_fathom_v1_nodes_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GetNodeRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 type CordonNodeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -747,7 +819,7 @@ type CordonNodeRequest struct {
 
 func (x *CordonNodeRequest) Reset() {
 	*x = CordonNodeRequest{}
-	mi := &file_fathom_v1_nodes_proto_msgTypes[6]
+	mi := &file_fathom_v1_nodes_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -759,7 +831,7 @@ func (x *CordonNodeRequest) String() string {
 func (*CordonNodeRequest) ProtoMessage() {}
 
 func (x *CordonNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_nodes_proto_msgTypes[6]
+	mi := &file_fathom_v1_nodes_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -772,7 +844,7 @@ func (x *CordonNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CordonNodeRequest.ProtoReflect.Descriptor instead.
 func (*CordonNodeRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_nodes_proto_rawDescGZIP(), []int{6}
+	return file_fathom_v1_nodes_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CordonNodeRequest) GetName() string {
@@ -798,7 +870,7 @@ type DrainNodeRequest struct {
 
 func (x *DrainNodeRequest) Reset() {
 	*x = DrainNodeRequest{}
-	mi := &file_fathom_v1_nodes_proto_msgTypes[7]
+	mi := &file_fathom_v1_nodes_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -810,7 +882,7 @@ func (x *DrainNodeRequest) String() string {
 func (*DrainNodeRequest) ProtoMessage() {}
 
 func (x *DrainNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_nodes_proto_msgTypes[7]
+	mi := &file_fathom_v1_nodes_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -823,7 +895,7 @@ func (x *DrainNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainNodeRequest.ProtoReflect.Descriptor instead.
 func (*DrainNodeRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_nodes_proto_rawDescGZIP(), []int{7}
+	return file_fathom_v1_nodes_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DrainNodeRequest) GetName() string {
@@ -868,10 +940,14 @@ const file_fathom_v1_nodes_proto_rawDesc = "" +
 	"\x16task_memory_used_bytes\x18\x19 \x01(\x03R\x13taskMemoryUsedBytes\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x12\n" +
-	"\x10ListNodesRequest\"t\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"N\n" +
+	"\x10ListNodesRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"\x9c\x01\n" +
 	"\x11ListNodesResponse\x12%\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x0f.fathom.v1.NodeR\x05nodes\x128\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x0f.fathom.v1.NodeR\x05nodes\x12&\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\x128\n" +
 	"\tautoscale\x18\x02 \x01(\v2\x1a.fathom.v1.AutoscaleReportR\tautoscale\"\xc3\x03\n" +
 	"\x0fAutoscaleReport\x12;\n" +
 	"\vcomputed_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -907,7 +983,9 @@ const file_fathom_v1_nodes_proto_rawDesc = "" +
 	"\x10duration_seconds\x18\x04 \x01(\x01R\x0fdurationSeconds\x12\x18\n" +
 	"\aoutcome\x18\x05 \x01(\tR\aoutcome\x12\x1b\n" +
 	"\texit_code\x18\x06 \x01(\x05R\bexitCode\x12\x16\n" +
-	"\x06stderr\x18\a \x01(\tR\x06stderr\"C\n" +
+	"\x06stderr\x18\a \x01(\tR\x06stderr\"$\n" +
+	"\x0eGetNodeRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"C\n" +
 	"\x11CordonNodeRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\buncordon\x18\x02 \x01(\bR\buncordon\"&\n" +
@@ -916,9 +994,10 @@ const file_fathom_v1_nodes_proto_rawDesc = "" +
 	"\tNodeState\x12\x1a\n" +
 	"\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rNODE_STATE_UP\x10\x01\x12\x13\n" +
-	"\x0fNODE_STATE_DOWN\x10\x022\xa7\x02\n" +
+	"\x0fNODE_STATE_DOWN\x10\x022\xf8\x02\n" +
 	"\vNodeService\x12Y\n" +
-	"\tListNodes\x12\x1b.fathom.v1.ListNodesRequest\x1a\x1c.fathom.v1.ListNodesResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/nodes\x12_\n" +
+	"\tListNodes\x12\x1b.fathom.v1.ListNodesRequest\x1a\x1c.fathom.v1.ListNodesResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/nodes\x12O\n" +
+	"\aGetNode\x12\x19.fathom.v1.GetNodeRequest\x1a\x0f.fathom.v1.Node\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/nodes/{name}\x12_\n" +
 	"\n" +
 	"CordonNode\x12\x1c.fathom.v1.CordonNodeRequest\x1a\x0f.fathom.v1.Node\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/nodes/{name}:cordon\x12\\\n" +
 	"\tDrainNode\x12\x1b.fathom.v1.DrainNodeRequest\x1a\x0f.fathom.v1.Node\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/nodes/{name}:drainB?Z=github.com/fathom-scheduler/fathom/api/gen/fathom/v1;fathomv1b\x06proto3"
@@ -936,7 +1015,7 @@ func file_fathom_v1_nodes_proto_rawDescGZIP() []byte {
 }
 
 var file_fathom_v1_nodes_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fathom_v1_nodes_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_fathom_v1_nodes_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_fathom_v1_nodes_proto_goTypes = []any{
 	(NodeState)(0),                // 0: fathom.v1.NodeState
 	(*Node)(nil),                  // 1: fathom.v1.Node
@@ -945,32 +1024,35 @@ var file_fathom_v1_nodes_proto_goTypes = []any{
 	(*AutoscaleReport)(nil),       // 4: fathom.v1.AutoscaleReport
 	(*NodeProviderStatus)(nil),    // 5: fathom.v1.NodeProviderStatus
 	(*NodeProviderCall)(nil),      // 6: fathom.v1.NodeProviderCall
-	(*CordonNodeRequest)(nil),     // 7: fathom.v1.CordonNodeRequest
-	(*DrainNodeRequest)(nil),      // 8: fathom.v1.DrainNodeRequest
-	nil,                           // 9: fathom.v1.Node.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*GetNodeRequest)(nil),        // 7: fathom.v1.GetNodeRequest
+	(*CordonNodeRequest)(nil),     // 8: fathom.v1.CordonNodeRequest
+	(*DrainNodeRequest)(nil),      // 9: fathom.v1.DrainNodeRequest
+	nil,                           // 10: fathom.v1.Node.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
 }
 var file_fathom_v1_nodes_proto_depIdxs = []int32{
 	0,  // 0: fathom.v1.Node.state:type_name -> fathom.v1.NodeState
-	9,  // 1: fathom.v1.Node.labels:type_name -> fathom.v1.Node.LabelsEntry
-	10, // 2: fathom.v1.Node.registered_at:type_name -> google.protobuf.Timestamp
-	10, // 3: fathom.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
-	10, // 4: fathom.v1.Node.removal_requested_at:type_name -> google.protobuf.Timestamp
+	10, // 1: fathom.v1.Node.labels:type_name -> fathom.v1.Node.LabelsEntry
+	11, // 2: fathom.v1.Node.registered_at:type_name -> google.protobuf.Timestamp
+	11, // 3: fathom.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
+	11, // 4: fathom.v1.Node.removal_requested_at:type_name -> google.protobuf.Timestamp
 	1,  // 5: fathom.v1.ListNodesResponse.nodes:type_name -> fathom.v1.Node
 	4,  // 6: fathom.v1.ListNodesResponse.autoscale:type_name -> fathom.v1.AutoscaleReport
-	10, // 7: fathom.v1.AutoscaleReport.computed_at:type_name -> google.protobuf.Timestamp
+	11, // 7: fathom.v1.AutoscaleReport.computed_at:type_name -> google.protobuf.Timestamp
 	5,  // 8: fathom.v1.AutoscaleReport.node_provider:type_name -> fathom.v1.NodeProviderStatus
-	10, // 9: fathom.v1.NodeProviderStatus.next_add_at:type_name -> google.protobuf.Timestamp
+	11, // 9: fathom.v1.NodeProviderStatus.next_add_at:type_name -> google.protobuf.Timestamp
 	6,  // 10: fathom.v1.NodeProviderStatus.last_call:type_name -> fathom.v1.NodeProviderCall
-	10, // 11: fathom.v1.NodeProviderCall.started_at:type_name -> google.protobuf.Timestamp
+	11, // 11: fathom.v1.NodeProviderCall.started_at:type_name -> google.protobuf.Timestamp
 	2,  // 12: fathom.v1.NodeService.ListNodes:input_type -> fathom.v1.ListNodesRequest
-	7,  // 13: fathom.v1.NodeService.CordonNode:input_type -> fathom.v1.CordonNodeRequest
-	8,  // 14: fathom.v1.NodeService.DrainNode:input_type -> fathom.v1.DrainNodeRequest
-	3,  // 15: fathom.v1.NodeService.ListNodes:output_type -> fathom.v1.ListNodesResponse
-	1,  // 16: fathom.v1.NodeService.CordonNode:output_type -> fathom.v1.Node
-	1,  // 17: fathom.v1.NodeService.DrainNode:output_type -> fathom.v1.Node
-	15, // [15:18] is the sub-list for method output_type
-	12, // [12:15] is the sub-list for method input_type
+	7,  // 13: fathom.v1.NodeService.GetNode:input_type -> fathom.v1.GetNodeRequest
+	8,  // 14: fathom.v1.NodeService.CordonNode:input_type -> fathom.v1.CordonNodeRequest
+	9,  // 15: fathom.v1.NodeService.DrainNode:input_type -> fathom.v1.DrainNodeRequest
+	3,  // 16: fathom.v1.NodeService.ListNodes:output_type -> fathom.v1.ListNodesResponse
+	1,  // 17: fathom.v1.NodeService.GetNode:output_type -> fathom.v1.Node
+	1,  // 18: fathom.v1.NodeService.CordonNode:output_type -> fathom.v1.Node
+	1,  // 19: fathom.v1.NodeService.DrainNode:output_type -> fathom.v1.Node
+	16, // [16:20] is the sub-list for method output_type
+	12, // [12:16] is the sub-list for method input_type
 	12, // [12:12] is the sub-list for extension type_name
 	12, // [12:12] is the sub-list for extension extendee
 	0,  // [0:12] is the sub-list for field type_name
@@ -987,7 +1069,7 @@ func file_fathom_v1_nodes_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fathom_v1_nodes_proto_rawDesc), len(file_fathom_v1_nodes_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
