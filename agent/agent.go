@@ -272,6 +272,11 @@ func Run(ctx context.Context, cfg Config) error {
 	_ = srv.Shutdown(shut)
 	if cfg.StopTasksOnExit {
 		a.exec.StopAll()
+		// Nothing of the agent's is left in the parent cgroup: remove it
+		// rather than leave an empty group on the machine per run.
+		if err := cg.RemoveParent(); err != nil {
+			log.Warn("could not remove the task parent cgroup", "err", err)
+		}
 	} else {
 		a.exec.Close()
 	}
@@ -326,7 +331,8 @@ func (a *agentRuntime) reconcile(set []Assignment) { a.exec.Reconcile(set) }
 func (a *agentRuntime) statuses() []TaskStatus     { return a.exec.Statuses() }
 func (a *agentRuntime) usage() NodeHeartbeat {
 	n := a.sampler.Node()
-	return NodeHeartbeat{CPUUsedCores: n.CPUUsedCores, MemoryUsedBytes: n.MemoryUsed, MemoryAvailableBytes: n.MemoryAvailable, MemoryPressure: n.MemoryPressure}
+	return NodeHeartbeat{CPUUsedCores: n.CPUUsedCores, MemoryUsedBytes: n.MemoryUsed, MemoryAvailableBytes: n.MemoryAvailable, MemoryPressure: n.MemoryPressure,
+		TaskCPUUsedCores: n.TasksCPUCores, TaskMemoryUsedBytes: n.TasksWorkingSet}
 }
 
 // sessions keeps a session with the control plane alive: register, then

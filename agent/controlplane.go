@@ -36,13 +36,16 @@ type Registration struct {
 	MaxPushInterval time.Duration
 }
 
-// NodeHeartbeat is the node's liveness and usage.
+// NodeHeartbeat is the node's liveness and usage: the whole machine's, and
+// that of Fathom's running tasks alone (TaskCPUUsedCores, TaskMemoryUsedBytes).
 type NodeHeartbeat struct {
 	NodeID               string
 	CPUUsedCores         float64
 	MemoryUsedBytes      int64
 	MemoryAvailableBytes int64
 	MemoryPressure       bool
+	TaskCPUUsedCores     float64
+	TaskMemoryUsedBytes  int64
 }
 
 // ControlPlane is everything the agent needs from the server. The gRPC
@@ -106,7 +109,8 @@ func (c *GRPCControlPlane) Register(ctx context.Context, n NodeInfo) (Registrati
 
 func (c *GRPCControlPlane) Heartbeat(ctx context.Context, h NodeHeartbeat) (bool, error) {
 	r, err := c.client.Heartbeat(ctx, &fathomv1.HeartbeatRequest{NodeId: h.NodeID, CpuUsedCores: h.CPUUsedCores,
-		MemoryUsedBytes: h.MemoryUsedBytes, MemoryAvailableBytes: h.MemoryAvailableBytes, MemoryPressure: h.MemoryPressure})
+		MemoryUsedBytes: h.MemoryUsedBytes, MemoryAvailableBytes: h.MemoryAvailableBytes, MemoryPressure: h.MemoryPressure,
+		TaskCpuUsedCores: h.TaskCPUUsedCores, TaskMemoryUsedBytes: h.TaskMemoryUsedBytes})
 	if err != nil {
 		return false, err
 	}

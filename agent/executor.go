@@ -518,6 +518,20 @@ func (e *Executor) reject(t *task, a Assignment, reason string) {
 	})
 }
 
+// resolveCommand finds the program of a task's command. `fathom burn`, the
+// workload generator that both Fathom binaries carry, runs as the agent's
+// own executable when no `fathom` is on the task's PATH, so that
+// examples/burn.yaml runs on any node without the CLI installed there.
+func resolveCommand(argv, env []string) (string, error) {
+	exe, err := resolveExecutable(argv[0], env)
+	if err != nil && len(argv) > 1 && argv[0] == "fathom" && argv[1] == "burn" {
+		if self, serr := os.Executable(); serr == nil {
+			return self, nil
+		}
+	}
+	return exe, err
+}
+
 // resolveExecutable finds argv[0] the way the task's PATH would.
 func resolveExecutable(cmd0 string, env []string) (string, error) {
 	if strings.Contains(cmd0, "/") {
@@ -586,7 +600,7 @@ func (e *Executor) start(t *task, a Assignment) {
 		return
 	}
 	env := e.taskEnv(a, home)
-	exe, err := resolveExecutable(a.Command[0], env)
+	exe, err := resolveCommand(a.Command, env)
 	if err != nil {
 		e.reject(t, a, err.Error())
 		return

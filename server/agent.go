@@ -94,7 +94,8 @@ func (s *Server) remoteWriteURL(ctx context.Context) string {
 // only when a down node comes back.
 func (s *Server) Heartbeat(_ context.Context, req *fathomv1.HeartbeatRequest) (*fathomv1.HeartbeatResponse, error) {
 	u := controller.Usage{CPUUsed: req.GetCpuUsedCores(), MemoryUsed: req.GetMemoryUsedBytes(),
-		MemoryAvailable: req.GetMemoryAvailableBytes(), MemoryPressure: req.GetMemoryPressure()}
+		MemoryAvailable: req.GetMemoryAvailableBytes(), MemoryPressure: req.GetMemoryPressure(),
+		TasksCPUUsed: req.GetTaskCpuUsedCores(), TasksMemoryUsed: req.GetTaskMemoryUsedBytes()}
 	known := s.beats.record(req.GetNodeId(), u, s.now())
 	return &fathomv1.HeartbeatResponse{Reregister: !known}, nil
 }

@@ -300,6 +300,7 @@ func nodeView(v *controller.NodeView) *fathomv1.Node {
 	p.LastHeartbeat = ts(v.LastSeen)
 	p.CpuUsedCores, p.MemoryUsedBytes = v.Usage.CPUUsed, v.Usage.MemoryUsed
 	p.MemoryAvailableBytes, p.MemoryPressure = v.Usage.MemoryAvailable, v.Usage.MemoryPressure
+	p.TaskCpuUsedCores, p.TaskMemoryUsedBytes = v.Usage.TasksCPUUsed, v.Usage.TasksMemoryUsed
 	p.CpuRequestedCores, p.MemoryRequestedBytes, p.TaskCount = v.CPURequested, v.MemoryRequested, int32(v.Tasks)
 	return p
 }

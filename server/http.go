@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
+	"github.com/fathom-scheduler/fathom/console"
 	"github.com/fathom-scheduler/fathom/server/jobspec"
 )
 
@@ -105,6 +106,7 @@ func (s *Server) Handler(ctx context.Context, g *grpc.Server, gconn *grpc.Client
 			http.Error(w, "the Prometheus-compatible API is not enabled in this server (no metrics store configured)", http.StatusServiceUnavailable)
 		})
 	}
+	mux.Handle("/", console.Handler()) // the web console: static assets, public; it calls the API above
 	inner := s.httpMetrics(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {

@@ -199,14 +199,19 @@ func (x *RegisterNodeResponse) GetMaxPushIntervalSeconds() float64 {
 }
 
 type HeartbeatRequest struct {
-	state                protoimpl.MessageState `protogen:"open.v1"`
-	NodeId               string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	CpuUsedCores         float64                `protobuf:"fixed64,2,opt,name=cpu_used_cores,json=cpuUsedCores,proto3" json:"cpu_used_cores,omitempty"`
-	MemoryUsedBytes      int64                  `protobuf:"varint,3,opt,name=memory_used_bytes,json=memoryUsedBytes,proto3" json:"memory_used_bytes,omitempty"`
-	MemoryAvailableBytes int64                  `protobuf:"varint,4,opt,name=memory_available_bytes,json=memoryAvailableBytes,proto3" json:"memory_available_bytes,omitempty"`
-	MemoryPressure       bool                   `protobuf:"varint,5,opt,name=memory_pressure,json=memoryPressure,proto3" json:"memory_pressure,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// The whole machine (every process, not only Fathom's tasks).
+	CpuUsedCores         float64 `protobuf:"fixed64,2,opt,name=cpu_used_cores,json=cpuUsedCores,proto3" json:"cpu_used_cores,omitempty"`
+	MemoryUsedBytes      int64   `protobuf:"varint,3,opt,name=memory_used_bytes,json=memoryUsedBytes,proto3" json:"memory_used_bytes,omitempty"`
+	MemoryAvailableBytes int64   `protobuf:"varint,4,opt,name=memory_available_bytes,json=memoryAvailableBytes,proto3" json:"memory_available_bytes,omitempty"`
+	MemoryPressure       bool    `protobuf:"varint,5,opt,name=memory_pressure,json=memoryPressure,proto3" json:"memory_pressure,omitempty"`
+	// Fathom's running tasks on the node only: the sums over their cgroups of
+	// the CPU rate over the last sampling interval and of the working set.
+	TaskCpuUsedCores    float64 `protobuf:"fixed64,6,opt,name=task_cpu_used_cores,json=taskCpuUsedCores,proto3" json:"task_cpu_used_cores,omitempty"`
+	TaskMemoryUsedBytes int64   `protobuf:"varint,7,opt,name=task_memory_used_bytes,json=taskMemoryUsedBytes,proto3" json:"task_memory_used_bytes,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *HeartbeatRequest) Reset() {
@@ -272,6 +277,20 @@ func (x *HeartbeatRequest) GetMemoryPressure() bool {
 		return x.MemoryPressure
 	}
 	return false
+}
+
+func (x *HeartbeatRequest) GetTaskCpuUsedCores() float64 {
+	if x != nil {
+		return x.TaskCpuUsedCores
+	}
+	return 0
+}
+
+func (x *HeartbeatRequest) GetTaskMemoryUsedBytes() int64 {
+	if x != nil {
+		return x.TaskMemoryUsedBytes
+	}
+	return 0
 }
 
 type HeartbeatResponse struct {
@@ -969,13 +988,15 @@ const file_fathom_v1_agent_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12<\n" +
 	"\x1aheartbeat_interval_seconds\x18\x02 \x01(\x05R\x18heartbeatIntervalSeconds\x12(\n" +
 	"\x10remote_write_url\x18\x03 \x01(\tR\x0eremoteWriteUrl\x129\n" +
-	"\x19max_push_interval_seconds\x18\x04 \x01(\x01R\x16maxPushIntervalSeconds\"\xdc\x01\n" +
+	"\x19max_push_interval_seconds\x18\x04 \x01(\x01R\x16maxPushIntervalSeconds\"\xc0\x02\n" +
 	"\x10HeartbeatRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12$\n" +
 	"\x0ecpu_used_cores\x18\x02 \x01(\x01R\fcpuUsedCores\x12*\n" +
 	"\x11memory_used_bytes\x18\x03 \x01(\x03R\x0fmemoryUsedBytes\x124\n" +
 	"\x16memory_available_bytes\x18\x04 \x01(\x03R\x14memoryAvailableBytes\x12'\n" +
-	"\x0fmemory_pressure\x18\x05 \x01(\bR\x0ememoryPressure\"3\n" +
+	"\x0fmemory_pressure\x18\x05 \x01(\bR\x0ememoryPressure\x12-\n" +
+	"\x13task_cpu_used_cores\x18\x06 \x01(\x01R\x10taskCpuUsedCores\x123\n" +
+	"\x16task_memory_used_bytes\x18\a \x01(\x03R\x13taskMemoryUsedBytes\"3\n" +
 	"\x11HeartbeatResponse\x12\x1e\n" +
 	"\n" +
 	"reregister\x18\x01 \x01(\bR\n" +
