@@ -9,15 +9,15 @@ LDFLAGS := -X main.version=$(VERSION)
 # Keep the default test run well under CI's budget; long evaluations are opt-in.
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build test test-short bench lint generate demo deps deps-test notebooks notebooks-deps clean
+.PHONY: all build test test-short bench lint generate demo deps deps-test notebooks notebooks-deps screenshots clean
 
 all: build
 
 ## build: bin/fathom, and bin/fathom-agent, the agent alone (what runs on
 ## every machine; `fathom agent` execs it when it sits beside bin/fathom).
+## A progress line while it compiles (the first build takes minutes).
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/fathom
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(AGENT_BIN) ./cmd/fathom-agent
+	GO="$(GO)" LDFLAGS="$(LDFLAGS)" ./scripts/build.sh
 
 ## deps: every Debian package any target uses (protoc, prometheus, jupyter).
 deps:
@@ -50,6 +50,14 @@ generate:
 ## demo: the README's first command: fathom dev plus a demo job.
 demo: build
 	./scripts/demo.sh
+
+## screenshots: docs/img/console-*.png, the web console in headless Chromium
+## against a real fathom dev running the examples (a few minutes: it lets
+## usage accumulate so the charts show right-sizing at work).
+screenshots: build
+	./scripts/deps.sh browser
+	@command -v chromium >/dev/null || { echo "screenshots: no chromium (apt-get install chromium)"; exit 1; }
+	FATHOM_BIN=$(CURDIR)/$(BIN) FATHOM_SCREENSHOTS=$(CURDIR)/docs/img $(GO) test -count=1 -v -timeout 15m -run '^TestConsole$$' ./e2e/console/
 
 notebooks-deps:
 	./scripts/deps.sh notebooks

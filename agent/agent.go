@@ -31,6 +31,10 @@ type Config struct {
 	Memory int64
 	// Labels are registered with the node.
 	Labels map[string]string
+	// PortRange is "LO-HI", the dynamic ports the scheduler may give this
+	// node's tasks ("" = none). The agent checks each port is free before
+	// it starts a task and passes it as FATHOM_PORT_<NAME>.
+	PortRange string
 	// MetricsAddr is where the agent's HTTP server listens (/metrics,
 	// /healthz, /v1/tasks/{id}/logs). Default ":7072".
 	MetricsAddr string
@@ -268,6 +272,11 @@ func Run(ctx context.Context, cfg Config) error {
 	_ = srv.Shutdown(shut)
 	if cfg.StopTasksOnExit {
 		a.exec.StopAll()
+		// Nothing of the agent's is left in the parent cgroup: remove it
+		// rather than leave an empty group on the machine per run.
+		if err := cg.RemoveParent(); err != nil {
+			log.Warn("could not remove the task parent cgroup", "err", err)
+		}
 	} else {
 		a.exec.Close()
 	}
@@ -322,7 +331,8 @@ func (a *agentRuntime) reconcile(set []Assignment) { a.exec.Reconcile(set) }
 func (a *agentRuntime) statuses() []TaskStatus     { return a.exec.Statuses() }
 func (a *agentRuntime) usage() NodeHeartbeat {
 	n := a.sampler.Node()
-	return NodeHeartbeat{CPUUsedCores: n.CPUUsedCores, MemoryUsedBytes: n.MemoryUsed, MemoryAvailableBytes: n.MemoryAvailable, MemoryPressure: n.MemoryPressure}
+	return NodeHeartbeat{CPUUsedCores: n.CPUUsedCores, MemoryUsedBytes: n.MemoryUsed, MemoryAvailableBytes: n.MemoryAvailable, MemoryPressure: n.MemoryPressure,
+		TaskCPUUsedCores: n.TasksCPUCores, TaskMemoryUsedBytes: n.TasksWorkingSet}
 }
 
 // sessions keeps a session with the control plane alive: register, then
@@ -330,7 +340,7 @@ func (a *agentRuntime) usage() NodeHeartbeat {
 // start over. Tasks keep running throughout.
 func (a *agentRuntime) sessions(ctx context.Context, cp ControlPlane, addr string, mode cgroups.Mode) {
 	info := NodeInfo{Name: a.cfg.Name, CPUCores: a.cfg.CPU, MemoryBytes: a.cfg.Memory, Labels: a.cfg.Labels,
-		Enforcement: string(mode), AgentAddress: addr, Version: a.cfg.Version}
+		Enforcement: string(mode), AgentAddress: addr, Version: a.cfg.Version, PortRange: a.cfg.PortRange}
 	runSessions(ctx, cp, info, a.rep, a, a.log, a.sessionsEnded)
 }
 

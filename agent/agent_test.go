@@ -109,6 +109,19 @@ func TestAgentRunsAssignmentsReportsAndStreamsUsage(t *testing.T) {
 	if n, err := testutil.GatherAndCount(reg, "fathom_task_memory_working_set_bytes"); err != nil || n != 1 {
 		t.Errorf("working-set series: %d (%v), want 1 for the one running task", n, err)
 	}
+	// Heartbeats carry the tasks' own usage beside the machine's: web-0
+	// burns about 0.2 cores and holds 16Mi; echo has finished.
+	waitFor(t, 10*time.Second, "a heartbeat with web-0's usage", func() bool {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		h := srv.lastHeartbeat
+		return h != nil && h.GetTaskMemoryUsedBytes() >= 10<<20 && h.GetTaskCpuUsedCores() > 0.05
+	})
+	srv.mu.Lock()
+	if h := srv.lastHeartbeat; h.GetTaskCpuUsedCores() > 1 || h.GetTaskMemoryUsedBytes() > 256<<20 {
+		t.Errorf("heartbeat task usage %.3f cores, %d bytes: want about one 0.2-core, 16Mi task", h.GetTaskCpuUsedCores(), h.GetTaskMemoryUsedBytes())
+	}
+	srv.mu.Unlock()
 	// Remote write reached the endpoint the server named.
 	ws := rw.find("fathom_task_memory_working_set_bytes", "web-0")
 	if len(ws) == 0 || ws[len(ws)-1] < 10<<20 {

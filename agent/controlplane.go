@@ -24,6 +24,7 @@ type NodeInfo struct {
 	Enforcement  string // cgroup2 | cgroup1 | none
 	AgentAddress string // host:port of the agent's HTTP server
 	Version      string
+	PortRange    string // "LO-HI" or ""
 }
 
 // Registration is the control plane's answer to Register.
@@ -35,13 +36,16 @@ type Registration struct {
 	MaxPushInterval time.Duration
 }
 
-// NodeHeartbeat is the node's liveness and usage.
+// NodeHeartbeat is the node's liveness and usage: the whole machine's, and
+// that of Fathom's running tasks alone (TaskCPUUsedCores, TaskMemoryUsedBytes).
 type NodeHeartbeat struct {
 	NodeID               string
 	CPUUsedCores         float64
 	MemoryUsedBytes      int64
 	MemoryAvailableBytes int64
 	MemoryPressure       bool
+	TaskCPUUsedCores     float64
+	TaskMemoryUsedBytes  int64
 }
 
 // ControlPlane is everything the agent needs from the server. The gRPC
@@ -95,7 +99,7 @@ func (c *GRPCControlPlane) Close() error { return c.conn.Close() }
 
 func (c *GRPCControlPlane) Register(ctx context.Context, n NodeInfo) (Registration, error) {
 	r, err := c.client.Register(ctx, &fathomv1.RegisterNodeRequest{Name: n.Name, CpuCores: n.CPUCores, MemoryBytes: n.MemoryBytes,
-		Labels: n.Labels, Enforcement: n.Enforcement, AgentAddress: n.AgentAddress, Version: n.Version})
+		Labels: n.Labels, Enforcement: n.Enforcement, AgentAddress: n.AgentAddress, Version: n.Version, PortRange: n.PortRange})
 	if err != nil {
 		return Registration{}, err
 	}
@@ -105,7 +109,8 @@ func (c *GRPCControlPlane) Register(ctx context.Context, n NodeInfo) (Registrati
 
 func (c *GRPCControlPlane) Heartbeat(ctx context.Context, h NodeHeartbeat) (bool, error) {
 	r, err := c.client.Heartbeat(ctx, &fathomv1.HeartbeatRequest{NodeId: h.NodeID, CpuUsedCores: h.CPUUsedCores,
-		MemoryUsedBytes: h.MemoryUsedBytes, MemoryAvailableBytes: h.MemoryAvailableBytes, MemoryPressure: h.MemoryPressure})
+		MemoryUsedBytes: h.MemoryUsedBytes, MemoryAvailableBytes: h.MemoryAvailableBytes, MemoryPressure: h.MemoryPressure,
+		TaskCpuUsedCores: h.TaskCPUUsedCores, TaskMemoryUsedBytes: h.TaskMemoryUsedBytes})
 	if err != nil {
 		return false, err
 	}
@@ -211,7 +216,7 @@ func AssignmentFromProto(a *fathomv1.Assignment) Assignment {
 		TaskIndex: a.GetTaskIndex(), Command: a.GetCommand(), Env: a.GetEnv(), User: a.GetUser(), JobType: a.GetJobType(),
 		Priority: a.GetPriority(), CPURequestCores: a.GetCpuRequestCores(), CPULimitCores: a.GetCpuLimitCores(),
 		MemoryRequestBytes: a.GetMemoryRequestBytes(), MemoryLimitBytes: a.GetMemoryLimitBytes(), Desired: d, Generation: a.GetGeneration(),
-		HealthCheck: checkFromProto(a.GetHealthCheck()), Version: a.GetVersion()}
+		HealthCheck: checkFromProto(a.GetHealthCheck()), Version: a.GetVersion(), Ports: a.GetPorts()}
 }
 
 func checkFromProto(h *fathomv1.HealthCheck) *HealthCheck {
@@ -255,7 +260,7 @@ func AssignmentToProto(a Assignment) *fathomv1.Assignment {
 	return &fathomv1.Assignment{TaskId: a.TaskID, JobId: a.JobID, Namespace: a.Namespace, JobName: a.JobName, TaskIndex: a.TaskIndex,
 		Command: a.Command, Env: a.Env, User: a.User, JobType: a.JobType, Priority: a.Priority, CpuRequestCores: a.CPURequestCores,
 		CpuLimitCores: a.CPULimitCores, MemoryRequestBytes: a.MemoryRequestBytes, MemoryLimitBytes: a.MemoryLimitBytes,
-		DesiredState: d, Generation: a.Generation, HealthCheck: checkToProto(a.HealthCheck), Version: a.Version}
+		DesiredState: d, Generation: a.Generation, HealthCheck: checkToProto(a.HealthCheck), Version: a.Version, Ports: a.Ports}
 }
 
 var stateToProto = map[TaskState]fathomv1.TaskState{

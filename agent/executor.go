@@ -518,6 +518,20 @@ func (e *Executor) reject(t *task, a Assignment, reason string) {
 	})
 }
 
+// resolveCommand finds the program of a task's command. `fathom burn`, the
+// workload generator that both Fathom binaries carry, runs as the agent's
+// own executable when no `fathom` is on the task's PATH, so that
+// examples/burn.yaml runs on any node without the CLI installed there.
+func resolveCommand(argv, env []string) (string, error) {
+	exe, err := resolveExecutable(argv[0], env)
+	if err != nil && len(argv) > 1 && argv[0] == "fathom" && argv[1] == "burn" {
+		if self, serr := os.Executable(); serr == nil {
+			return self, nil
+		}
+	}
+	return exe, err
+}
+
 // resolveExecutable finds argv[0] the way the task's PATH would.
 func resolveExecutable(cmd0 string, env []string) (string, error) {
 	if strings.Contains(cmd0, "/") {
@@ -581,8 +595,12 @@ func (e *Executor) start(t *task, a Assignment) {
 		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 		home = u.HomeDir
 	}
+	if why := portsInUse(a.Ports); why != "" {
+		e.failStart(t, a, why+" on node "+e.cfg.Node)
+		return
+	}
 	env := e.taskEnv(a, home)
-	exe, err := resolveExecutable(a.Command[0], env)
+	exe, err := resolveCommand(a.Command, env)
 	if err != nil {
 		e.reject(t, a, err.Error())
 		return
@@ -704,6 +722,9 @@ func (e *Executor) taskEnv(a Assignment, home string) []string {
 	}
 	for k, v := range a.Env {
 		m[k] = v
+	}
+	for name, p := range a.Ports {
+		m[PortEnv(name)] = strconv.Itoa(int(p))
 	}
 	out := make([]string, 0, len(m))
 	for k, v := range m {

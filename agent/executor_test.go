@@ -448,3 +448,22 @@ func TestTaskDirectoriesSweptAfterRetention(t *testing.T) {
 		t.Fatalf("the running task's log was swept: %v", err)
 	}
 }
+
+// TestFathomBurnRunsAsTheAgent: `fathom burn` with no fathom on the task's
+// PATH is the agent's own executable (which carries burn); any other
+// missing program is still refused.
+func TestFathomBurnRunsAsTheAgent(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Skip(err)
+	}
+	env := []string{"PATH=" + t.TempDir()}
+	if got, err := resolveCommand([]string{"fathom", "burn", "--cpu", "0.1"}, env); err != nil || got != self {
+		t.Errorf("fathom burn: %q, %v; want the agent's own %s", got, err, self)
+	}
+	for _, argv := range [][]string{{"fathom", "job", "list"}, {"fathom"}, {"fathom-nope", "burn"}} {
+		if _, err := resolveCommand(argv, env); err == nil || !strings.Contains(err.Error(), "not found in PATH") {
+			t.Errorf("%v: %v, want not found in PATH", argv, err)
+		}
+	}
+}

@@ -26,6 +26,7 @@ type cpServer struct {
 	cond          *sync.Cond
 	registrations []*fathomv1.RegisterNodeRequest
 	heartbeats    int
+	lastHeartbeat *fathomv1.HeartbeatRequest
 	statuses      []TaskStatus
 	set           []*fathomv1.Assignment
 	changed       chan struct{}
@@ -74,9 +75,10 @@ func (s *cpServer) Register(_ context.Context, r *fathomv1.RegisterNodeRequest) 
 		MaxPushIntervalSeconds: s.maxPush.Seconds()}, nil
 }
 
-func (s *cpServer) Heartbeat(context.Context, *fathomv1.HeartbeatRequest) (*fathomv1.HeartbeatResponse, error) {
+func (s *cpServer) Heartbeat(_ context.Context, r *fathomv1.HeartbeatRequest) (*fathomv1.HeartbeatResponse, error) {
 	s.mu.Lock()
 	s.heartbeats++
+	s.lastHeartbeat = r
 	s.mu.Unlock()
 	s.cond.Broadcast()
 	return &fathomv1.HeartbeatResponse{}, nil
@@ -264,4 +266,16 @@ func (s *cpServer) statusesOf(id string) []TaskStatus {
 		}
 	}
 	return out
+}
+
+// waitFor polls cond until it holds or timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %s", what, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -32,6 +32,7 @@ type NodeSample struct {
 	MemoryTotal       int64   // MemTotal
 	MemoryAvailable   int64   // MemAvailable
 	TasksWorkingSet   int64   // sum over tasks
+	TasksCPUCores     float64 // sum over tasks of their CPU rate over the last interval
 	MemoryPressure    bool
 	PressureThreshold float64
 }
@@ -111,6 +112,7 @@ func (s *Sampler) Tick(now time.Time) {
 	dt := now.Sub(s.lastTick).Seconds()
 	seen := make(map[string]bool, len(usage))
 	var ws int64
+	var cpu float64
 	for _, u := range usage {
 		id := u.Assignment.TaskID
 		seen[id] = true
@@ -129,6 +131,7 @@ func (s *Sampler) Tick(now time.Time) {
 		ts.CPUSeconds, ts.MemoryWorkingSet, ts.OOMKills = u.Stats.CPUSeconds, u.Stats.MemoryWorkingSet, u.Stats.OOMKills
 		ts.MemoryPeak = max(ts.MemoryPeak, ts.MemoryWorkingSet)
 		ws += ts.MemoryWorkingSet
+		cpu += ts.CPUCores
 	}
 	for id := range s.tasks {
 		if !seen[id] {
@@ -143,7 +146,7 @@ func (s *Sampler) Tick(now time.Time) {
 	s.prevIdle, s.prevTotal = idle, total
 	n.MemoryTotal, n.MemoryAvailable = memTotal, memAvail
 	n.MemoryUsed = memTotal - memAvail
-	n.TasksWorkingSet = ws
+	n.TasksWorkingSet, n.TasksCPUCores = ws, cpu
 	n.MemoryPressure = s.overLocked() > 0
 	s.lastTick = now
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"maps"
 	"slices"
 	"time"
 )
@@ -61,6 +62,9 @@ type Assignment struct {
 
 	Desired    DesiredState `json:"desired_state"`
 	Generation int64        `json:"generation"`
+	// Ports are the task's named ports on this node, passed as
+	// FATHOM_PORT_<NAME> (upper case, '-' as '_').
+	Ports map[string]int32 `json:"ports,omitempty"`
 	// HealthCheck is run while the task runs (health.go); Version is the
 	// job version (informational).
 	HealthCheck *HealthCheck `json:"health_check,omitempty"`
@@ -70,7 +74,7 @@ type Assignment struct {
 // sameSpec reports whether a and b run the same process, so that a change
 // between them is a change of limits only and can be applied in place.
 func sameSpec(a, b Assignment) bool {
-	if a.TaskID != b.TaskID || a.User != b.User || a.JobType != b.JobType || !slices.Equal(a.Command, b.Command) || len(a.Env) != len(b.Env) {
+	if a.TaskID != b.TaskID || a.User != b.User || a.JobType != b.JobType || !slices.Equal(a.Command, b.Command) || len(a.Env) != len(b.Env) || !maps.Equal(a.Ports, b.Ports) {
 		return false
 	}
 	for k, v := range a.Env {

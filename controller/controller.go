@@ -513,7 +513,7 @@ func (c *Controller) markAssign(node string, r ref) {
 // schedNode is the scheduler's view of a node.
 func (c *Controller) schedNode(n *Node) scheduler.Node {
 	return scheduler.Node{Name: n.Name, Capacity: scheduler.Resources{n.CPU, float64(n.Memory)}, Labels: n.Labels,
-		Cordoned: !n.Schedulable && !n.Draining, Draining: n.Draining, Down: !n.Up}
+		Cordoned: !n.Schedulable && !n.Draining, Draining: n.Draining, Down: !n.Up, PortRange: n.PortRange}
 }
 
 // schedTask is the scheduler's view of a task with sizes z and predicted
@@ -528,11 +528,29 @@ func (c *Controller) schedTask(r ref, z Sizes, dist [scheduler.NumResources]sche
 		Limit:       scheduler.Resources{z.CPULimit, float64(z.MemoryLimit)},
 		Usage:       dist,
 		Constraints: r.job.cons, Spread: r.job.job.Spec.Spread,
+		Ports: schedPorts(r.job.job.Spec.Ports, r.task().Ports),
 	}
 	if t.Validate() != nil {
 		t.Usage = [scheduler.NumResources]scheduler.Dist{}
 	}
 	return t
+}
+
+// schedPorts is the scheduler's view of a task's ports: the spec's, with
+// the numbers the task holds now (a dynamic port keeps its number when it
+// is still free where the task goes).
+func schedPorts(spec []PortSpec, held map[string]int) []scheduler.Port {
+	if len(spec) == 0 {
+		return nil
+	}
+	out := make([]scheduler.Port, len(spec))
+	for i, p := range spec {
+		out[i] = scheduler.Port{Name: p.Name, Static: p.Static, Value: held[p.Name]}
+		if p.Static > 0 {
+			out[i].Value = p.Static
+		}
+	}
+	return out
 }
 
 var schedOps = map[string]scheduler.Op{OpEqual: scheduler.OpEqual, OpNotEqual: scheduler.OpNotEqual, OpIn: scheduler.OpIn, OpExists: scheduler.OpExists}

@@ -25,9 +25,10 @@ import (
 //	                              drain-budget, min-age, eps, move-cost, shrink-delay, risk,
 //	                              provider, removal-delay, cooldown, correlation, retry-waiting,
 //	                              job-retention, max-finished (before the first add-node)
-//	add-node name=n1 [cpu=4] [mem=8] [zone=a] [rack=r1]   an agent that registers
+//	add-node name=n1 [cpu=4] [mem=8] [zone=a] [rack=r1] [ports=LO-HI]   an agent that registers
 //	submit job=web [replicas=1] [type=service] [prio=prod] [cpu=] [mem=] [schedule=]
 //	       [restart=ATTEMPTS/INTERVAL/DELAY/MODE] [constraint=zone=b|zone!=b|zone~a,b|zone?]... [spread=zone]
+//	       [ports=http;admin:8080]  (named ports; :N is static)
 //	                              (constraints separated by ';': ~ is in, ? is exists)
 //	recommend task=web-0 [cpu=] [mem=] [limit-cpu=] [limit-mem=] [mean-cpu= sd-cpu= mean-mem= sd-mem=]
 //	                              the predictor's next answer for the task (it is sized at the next tick)
@@ -40,6 +41,7 @@ import (
 //	restart-server                a new controller restored from the store
 //	tick [dt=1s] [n=1]            advance time: agents talk, the controller ticks, Ready is applied
 //	tasks | agents | nodes        print state
+//	endpoints                     the service jobs' endpoints (Controller.Services)
 //	explain task=web-0            why the task is where it is, or waits
 //	expect [running=N] [pending=N] [lost=N] [succeeded=N] [processes=N] [max-processes=N] [starts=task:N,...]
 //	                              [min-running=job:N] (fewest processes of the job running at the end of a tick)
@@ -180,6 +182,9 @@ func (h *harness) run(d *datadriven.TestData) (string, error) {
 				info.Labels[l] = z
 			}
 		}
+		if info.PortRange, err = scheduler.ParsePortRange(a["ports"]); err != nil {
+			return "", err
+		}
 		ag := &simAgent{info: info, alive: true, procs: map[string]*proc{}, set: map[string]Assignment{}}
 		h.agents[info.Name] = ag
 		h.order = append(h.order, info.Name)
@@ -258,6 +263,15 @@ func (h *harness) run(d *datadriven.TestData) (string, error) {
 		var b strings.Builder
 		for range int(n) {
 			b.WriteString(h.tick(dt))
+		}
+		return b.String(), nil
+	case "endpoints":
+		var b strings.Builder
+		for _, sv := range h.controller().Services("") {
+			fmt.Fprintf(&b, "%s/%s ports=%v healthy=%d/%d\n", sv.Namespace, sv.Name, sv.PortNames, sv.Healthy(), len(sv.Endpoints))
+			for _, e := range sv.Endpoints {
+				fmt.Fprintf(&b, "  %s node=%s healthy=%v%s\n", e.TaskID, e.Node, e.Healthy, fmtPorts(e.Ports))
+			}
 		}
 		return b.String(), nil
 	case "tasks":
@@ -375,6 +389,18 @@ func (h *harness) submit(a map[string]string) error {
 	}
 	spec := Spec{Name: a["job"], Namespace: "default", Type: typ, Priority: prio, Replicas: int32(reps), Schedule: strings.ReplaceAll(a["schedule"], "_", " "),
 		Command: []string{"/bin/true"}, CPUHint: cpu, MemoryHint: int64(mem * (1 << 30)), Spread: a["spread"]}
+	if v, ok := a["ports"]; ok {
+		for _, p := range strings.Split(v, ";") {
+			name, st, _ := strings.Cut(p, ":")
+			ps := PortSpec{Name: name}
+			if st != "" {
+				if ps.Static, err = strconv.Atoi(st); err != nil {
+					return fmt.Errorf("ports=%q: %v", v, err)
+				}
+			}
+			spec.Ports = append(spec.Ports, ps)
+		}
+	}
 	if v, ok := a["restart"]; ok {
 		f := strings.Split(v, "/")
 		if len(f) != 4 {
@@ -581,7 +607,7 @@ func (h *harness) apply() string {
 			fmt.Fprintf(&b, "assign %s: -%s\n", ch.Node, ch.TaskID)
 		} else {
 			a := ch.Assignment
-			fmt.Fprintf(&b, "assign %s: %s gen=%d %s cpu=%.3g mem=%dMi\n", ch.Node, ch.TaskID, a.Generation, a.Desired, a.CPURequest, a.MemoryRequest>>20)
+			fmt.Fprintf(&b, "assign %s: %s gen=%d %s cpu=%.3g mem=%dMi%s\n", ch.Node, ch.TaskID, a.Generation, a.Desired, a.CPURequest, a.MemoryRequest>>20, fmtPorts(a.Ports))
 		}
 		if ag == nil || !ag.alive || !ag.connected {
 			continue
@@ -963,6 +989,18 @@ func parseCmd(t *testing.T, line string) *datadriven.TestData {
 		d.CmdArgs = append(d.CmdArgs, a)
 	}
 	return d
+}
+
+// fmtPorts prints a task's ports as " ports=admin:20001,http:20002".
+func fmtPorts(m map[string]int) string {
+	if len(m) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, k+":"+strconv.Itoa(m[k]))
+	}
+	return " ports=" + strings.Join(parts, ",")
 }
 
 // specArgs applies the deployment arguments of submit and update to spec.

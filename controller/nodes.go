@@ -24,7 +24,7 @@ func (c *Controller) Register(info NodeInfo, now time.Time) (bool, error) {
 	n := &ne.node
 	c.big.ok = false
 	n.CPU, n.Memory, n.Labels = info.CPU, info.Memory, maps.Clone(info.Labels)
-	n.Enforcement, n.AgentAddress, n.Version = info.Enforcement, info.AgentAddress, info.Version
+	n.Enforcement, n.AgentAddress, n.Version, n.PortRange = info.Enforcement, info.AgentAddress, info.Version, info.PortRange
 	ne.lastSeen, ne.restored = now, false
 	if !old.Up || old.RegisteredAt.IsZero() {
 		n.RegisteredAt = now
@@ -47,7 +47,7 @@ func (c *Controller) Register(info NodeInfo, now time.Time) (bool, error) {
 func sameNode(a, b *Node) bool {
 	return a.Name == b.Name && a.CPU == b.CPU && a.Memory == b.Memory && maps.Equal(a.Labels, b.Labels) &&
 		a.Enforcement == b.Enforcement && a.AgentAddress == b.AgentAddress && a.Version == b.Version && a.Up == b.Up &&
-		a.Schedulable == b.Schedulable && a.Draining == b.Draining && a.RemovalRequestedAt.Equal(b.RemovalRequestedAt) &&
+		a.PortRange == b.PortRange && a.Schedulable == b.Schedulable && a.Draining == b.Draining && a.RemovalRequestedAt.Equal(b.RemovalRequestedAt) &&
 		a.RegisteredAt.Equal(b.RegisteredAt)
 }
 

@@ -3,6 +3,7 @@ package controller
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 )
 
@@ -212,7 +213,7 @@ func (c *Controller) assignment(r ref, gen int64, z Sizes, d Desired) Assignment
 	s := c.specOf(r)
 	return Assignment{TaskID: r.id(), JobID: r.job.job.ID, Namespace: s.Namespace, JobName: s.Name, Index: r.idx,
 		Command: s.Command, Env: s.Env, User: s.User, Type: s.Type, Priority: s.Priority,
-		Sizes: z, Desired: d, Generation: gen, HealthCheck: s.HealthCheck, Version: r.task().Version}
+		Sizes: z, Desired: d, Generation: gen, HealthCheck: s.HealthCheck, Version: r.task().Version, Ports: maps.Clone(r.task().Ports)}
 }
 
 // NodeAssignments is the full assignment set of a node, sorted by task id:

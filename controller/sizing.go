@@ -183,24 +183,28 @@ func (p *SizingPolicy) resizeDecision(cur Sizing, want Sizing, lastChange, now t
 	out := cur
 	var ups, downs []string
 	canShrink := now.Sub(lastChange) >= p.ShrinkDelay
-	one := func(name string, c, w float64) float64 {
+	// The reason names units: a person reads it in `fathom job status` and
+	// the console ("memory request 32 MiB→40 MiB", never raw bytes).
+	one := func(name string, c, w float64, unit func(float64) string) float64 {
 		switch {
 		case c <= 0 && w > 0 || w > c*(1+band/2):
-			ups = append(ups, fmt.Sprintf("%s %.4g→%.4g", name, c, w))
+			ups = append(ups, name+" "+unit(c)+"→"+unit(w))
 			return w
 		case w < c*(1-band) && canShrink:
-			downs = append(downs, fmt.Sprintf("%s %.4g→%.4g", name, c, w))
+			downs = append(downs, name+" "+unit(c)+"→"+unit(w))
 			return w
 		}
 		return c
 	}
-	out.CPURequest = one("cpu request", cur.CPURequest, want.CPURequest)
-	out.MemoryRequest = int64(one("memory request", float64(cur.MemoryRequest), float64(want.MemoryRequest)))
+	cores := func(v float64) string { return fmt.Sprintf("%.4g", v) }
+	mib := func(v float64) string { return fmt.Sprintf("%.4g MiB", v/(1<<20)) }
+	out.CPURequest = one("cpu request", cur.CPURequest, want.CPURequest, cores)
+	out.MemoryRequest = int64(one("memory request", float64(cur.MemoryRequest), float64(want.MemoryRequest), mib))
 	if want.CPULimit > 0 || cur.CPULimit > 0 {
-		out.CPULimit = one("cpu limit", cur.CPULimit, want.CPULimit)
+		out.CPULimit = one("cpu limit", cur.CPULimit, want.CPULimit, cores)
 	}
 	if want.MemoryLimit > 0 || cur.MemoryLimit > 0 {
-		out.MemoryLimit = int64(one("memory limit", float64(cur.MemoryLimit), float64(want.MemoryLimit)))
+		out.MemoryLimit = int64(one("memory limit", float64(cur.MemoryLimit), float64(want.MemoryLimit), mib))
 	}
 	if p.PackOnLimit {
 		// Every change keeps request = limit.

@@ -134,3 +134,15 @@ func (h *harness) run1(t *testing.T, cmd string) {
 		t.Fatalf("%s: %v %s", cmd, err, out)
 	}
 }
+
+// TestResizeWhyIsReadable: the reason a person reads in `fathom job status`
+// and the console names memory in MiB, never raw bytes (3.355e+07).
+func TestResizeWhyIsReadable(t *testing.T) {
+	p := SizingPolicy{Deadband: 0.1}
+	cur := Sizing{Sizes: Sizes{CPURequest: 0.25, MemoryRequest: 32 << 20, MemoryLimit: 64 << 20}}
+	want := Sizing{Sizes: Sizes{CPURequest: 0.5, MemoryRequest: 33554432 + 8<<20, MemoryLimit: 96 << 20}}
+	_, changed, why := p.resizeDecision(cur, want, epoch, epoch)
+	if exp := "cpu request 0.25→0.5, memory request 32 MiB→40 MiB, memory limit 64 MiB→96 MiB"; !changed || why != exp {
+		t.Errorf("why %q (changed %v), want %q", why, changed, exp)
+	}
+}

@@ -3,6 +3,7 @@ package controller
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -272,7 +273,7 @@ func (c *Controller) place(now time.Time) (map[string]bool, []scheduler.Task) {
 		if why := preempted[pl.TaskID]; why != "" {
 			what = why + "; " + what
 		}
-		c.placeOn(r, pl.Node, cd.z, cd.move != "", what, now)
+		c.placeOn(r, pl.Node, pl.Ports, cd.z, cd.move != "", what, now)
 		if cd.move != "" {
 			c.out.stats.Moved++
 			c.out.stats.add(&c.out.stats.MovedBy, "drain")
@@ -449,13 +450,14 @@ func (c *Controller) detach(r ref) {
 // State): a new attempt of the task (generation + 1) on node with sizes z.
 // With move, the copy where the task runs now keeps running (a ghost) until
 // the new one runs.
-func (c *Controller) placeOn(r ref, node string, z Sizing, move bool, what string, now time.Time) {
+func (c *Controller) placeOn(r ref, node string, ports map[string]int, z Sizing, move bool, what string, now time.Time) {
 	t := r.task()
 	if move && t.Node != "" && t.Node != node && t.State == Running {
 		c.addGhost(r, t.Node)
 	}
 	c.setNode(r, node)
 	t.Sizes = z.Sizes
+	t.Ports = maps.Clone(ports)
 	m := r.meta()
 	m.dist, m.floor, m.wait, m.queued = z.Dist, Sizes{}, "", false
 	if z.Source != "" {
@@ -567,7 +569,7 @@ func (c *Controller) resize(now time.Time) []scheduler.Task {
 			c.markAssign(t.Node, w.r)
 			c.out.stats.Resized++
 		case rz.Moved:
-			c.placeOn(w.r, rz.Placement.Node, w.z, true, fmt.Sprintf("moved from %s (sizes %s: %s); placed on %s (score %.1f): %s",
+			c.placeOn(w.r, rz.Placement.Node, rz.Placement.Ports, w.z, true, fmt.Sprintf("moved from %s (sizes %s: %s); placed on %s (score %.1f): %s",
 				rz.Node, w.why, rz.Reason, rz.Placement.Node, rz.Placement.Score, rz.Placement.Why), now)
 			t.ResizedAt = now
 			m.decision = "moved: " + w.why
@@ -619,7 +621,7 @@ func (c *Controller) consolidate(now time.Time, placedOn map[string]bool) {
 			continue
 		}
 		t := r.task()
-		c.placeOn(r, pl.Node, Sizing{Sizes: t.Sizes, Dist: r.meta().dist}, true,
+		c.placeOn(r, pl.Node, pl.Ports, Sizing{Sizes: t.Sizes, Dist: r.meta().dist}, true,
 			fmt.Sprintf("moved from %s (%s); placed on %s (score %.1f): %s", t.Node, why[pl.TaskID], pl.Node, pl.Score, pl.Why), now)
 		c.out.stats.Moved++
 		c.out.stats.add(&c.out.stats.MovedBy, "consolidation")

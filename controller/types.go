@@ -2,6 +2,8 @@ package controller
 
 import (
 	"maps"
+
+	"github.com/fathom-scheduler/fathom/scheduler"
 	"slices"
 	"strconv"
 	"strings"
@@ -100,6 +102,16 @@ type Spec struct {
 	// none).
 	Constraints []Constraint
 	Spread      string
+	// Ports are the named ports each task holds on its node: Static
+	// asks for that number, 0 for one the scheduler picks from the node's
+	// port range (see Task.Ports).
+	Ports []PortSpec
+}
+
+// PortSpec is one named port of a job's tasks.
+type PortSpec struct {
+	Name   string
+	Static int
 }
 
 // Constraint operators on node labels.
@@ -135,6 +147,7 @@ func (s Spec) clone() Spec {
 		p := *s.Restart
 		s.Restart = &p
 	}
+	s.Ports = slices.Clone(s.Ports)
 	s.Constraints = slices.Clone(s.Constraints)
 	for i := range s.Constraints {
 		s.Constraints[i].Values = slices.Clone(s.Constraints[i].Values)
@@ -263,6 +276,9 @@ type Task struct {
 	RestartAttempts int32
 	RestartWindow   time.Time
 	RestartAt       time.Time
+	// Ports are the task's port numbers by name on Node, chosen when it was
+	// placed (nil for a job without ports).
+	Ports map[string]int
 }
 
 // ID is the task's stable id, "<job id>-<index>".
@@ -270,6 +286,7 @@ func (t *Task) ID() string { return TaskID(t.JobID, t.Index) }
 
 func (t Task) clone() Task {
 	t.History = slices.Clone(t.History)
+	t.Ports = maps.Clone(t.Ports)
 	return t
 }
 
@@ -310,6 +327,9 @@ type Node struct {
 	// hand it to the node provider for removal.
 	RemovalRequestedAt time.Time
 	RegisteredAt       time.Time
+	// PortRange is where the node's dynamic ports come from (`fathom
+	// agent --port-range`); the zero range gives none.
+	PortRange scheduler.PortRange
 }
 
 func (n Node) clone() Node {
@@ -326,6 +346,7 @@ type NodeInfo struct {
 	Enforcement  string
 	AgentAddress string
 	Version      string
+	PortRange    scheduler.PortRange
 }
 
 // Usage is a node's observed load from its heartbeat (memory only, never
@@ -369,6 +390,9 @@ type Assignment struct {
 	Sizes
 	Desired    Desired
 	Generation int64
+	// Ports are the task's ports on this node by name; the agent passes
+	// each as FATHOM_PORT_<NAME> (upper case).
+	Ports map[string]int
 	// HealthCheck is run by the agent while the task runs (nil: none);
 	// Version is the job version the assignment is of.
 	HealthCheck *HealthCheck

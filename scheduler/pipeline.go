@@ -20,10 +20,11 @@ const (
 	ReasonRisk               // overload probability would exceed ε
 	ReasonAvoid              // the task avoids this node (it evicted the task)
 	ReasonSpreadLabel        // the node's value of the spread label holds more of the job's tasks than another value's
+	ReasonPorts              // a static port is taken there, or its port range has too few free ports
 	NumReasons
 )
 
-var reasonNames = [NumReasons]string{"ok", "down", "cordoned", "draining", "insufficient-cpu", "insufficient-memory", "prod-limits", "constraint", "spread", "overload-risk", "avoided", "spread-label"}
+var reasonNames = [NumReasons]string{"ok", "down", "cordoned", "draining", "insufficient-cpu", "insufficient-memory", "prod-limits", "constraint", "spread", "overload-risk", "avoided", "spread-label", "ports"}
 
 func (r Reason) String() string {
 	if r < NumReasons {
@@ -96,7 +97,7 @@ func (c *placeCtx) forTask(t *Task) {
 // The default pipeline. Cheap rules that rule out most nodes come first, so
 // that the costlier ones (a map lookup for spread, the risk bound) see few.
 var (
-	filters = []Filter{nodeHealth{}, avoidFilter{}, resourceFit{}, prodLimitFit{}, constraintFilter{}, spreadFilter{}, overloadRisk{}}
+	filters = []Filter{nodeHealth{}, avoidFilter{}, resourceFit{}, prodLimitFit{}, constraintFilter{}, portsFilter{}, spreadFilter{}, overloadRisk{}}
 	scorers = []weighted{{bestFit{}, 0.75}, {stranding{}, 0.25}}
 )
 

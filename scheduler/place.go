@@ -77,8 +77,11 @@ type Plan struct {
 type Placement struct {
 	TaskID string
 	Node   string
-	Score  float64
-	Why    Explanation
+	// Ports are the task's ports on Node by name (static and the dynamic
+	// ones chosen there); nil for a task without ports.
+	Ports map[string]int
+	Score float64
+	Why   Explanation
 }
 
 // Preemption stops a running task to make room for a higher-priority one.
@@ -219,6 +222,7 @@ type classKey struct {
 	maxPer int
 	avoid  string
 	spread string
+	ports  string
 }
 
 func classOf(t *Task) classKey {
@@ -230,6 +234,7 @@ func classOf(t *Task) classKey {
 		k.job = t.Job
 	}
 	k.spread = t.Spread
+	k.ports = portKey(t.Ports)
 	return k
 }
 
@@ -290,8 +295,9 @@ func (s *State) Place(pending []Task, opts Options) (Plan, error) {
 		c.cur = nil
 		n, why := c.selectSpread(t, opts, seq, &cands)
 		if n >= 0 {
+			s.choosePorts(t, n)
 			s.commit(*t, n)
-			plan.Placements = append(plan.Placements, Placement{TaskID: t.ID, Node: s.nodes[n].Name, Score: why.Top[0].Score, Why: why})
+			plan.Placements = append(plan.Placements, Placement{TaskID: t.ID, Node: s.nodes[n].Name, Ports: t.PortMap(), Score: why.Top[0].Score, Why: why})
 			continue
 		}
 		if t.Priority.IsProd() && !opts.NoPreemption {
@@ -309,11 +315,12 @@ func (s *State) Place(pending []Task, opts Options) (Plan, error) {
 					}
 					preemptedBy[vt.ID] = t.ID
 				}
+				s.choosePorts(t, n)
 				s.commit(*t, n)
 				why.Top = [3]NodeScore{{Node: s.nodes[n].Name, Score: c.score(t, n)}}
 				why.NTop = 1
 				why.Preempted = len(victims)
-				plan.Placements = append(plan.Placements, Placement{TaskID: t.ID, Node: s.nodes[n].Name, Score: why.Top[0].Score, Why: why})
+				plan.Placements = append(plan.Placements, Placement{TaskID: t.ID, Node: s.nodes[n].Name, Ports: t.PortMap(), Score: why.Top[0].Score, Why: why})
 				continue
 			}
 		}

@@ -86,6 +86,10 @@ func (s *State) Resize(reqs []ResizeRequest, now time.Time, opts MoveOptions) ([
 		}
 		old := s.tasks[i].Task
 		n := s.tasks[i].node
+		if want.Ports == nil {
+			// A resize keeps the task's ports.
+			want.Ports = old.Ports
+		}
 		s.uncommit(i)
 		c.cur = nil
 		r := Resize{TaskID: want.ID, Node: rq.Node, From: old.Request, To: want.Request}
@@ -117,6 +121,7 @@ func (s *State) Resize(reqs []ResizeRequest, now time.Time, opts MoveOptions) ([
 		young := now.Sub(rq.Since) < opts.MinTaskAge
 		if (unmet > opts.MoveCost || must) && !young {
 			if m, mwhy := c.selectNode(&want, opts.Options, uint64(q)+1<<32, &buf); m >= 0 {
+				s.choosePorts(&want, m)
 				s.commit(want, m)
 				r.Moved = true
 				if must && unmet <= opts.MoveCost {
@@ -124,7 +129,7 @@ func (s *State) Resize(reqs []ResizeRequest, now time.Time, opts MoveOptions) ([
 				} else {
 					r.Reason = fmt.Sprintf("%.0f%% of the new request has no room on %s (move cost %.2f): moved to %s", 100*unmet, rq.Node, opts.MoveCost, s.nodes[m].Name)
 				}
-				r.Placement = Placement{TaskID: want.ID, Node: s.nodes[m].Name, Score: mwhy.Top[0].Score, Why: mwhy}
+				r.Placement = Placement{TaskID: want.ID, Node: s.nodes[m].Name, Ports: want.PortMap(), Score: mwhy.Top[0].Score, Why: mwhy}
 				out = append(out, r)
 				continue
 			}

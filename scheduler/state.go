@@ -53,9 +53,13 @@ type nodeState struct {
 	sd        Resources // Σ predicted stddev (for correlated tasks)
 	bmax      Resources // largest cap − mean of one task (for Bernstein)
 	tasks     []int32
-	bucket    int32 // -1: not schedulable, not in the index
-	pos       int32
-	removed   bool // RemoveNode: a free slot
+	// ports counts the tasks holding each port; portsInRange is how many
+	// distinct held ports lie in PortRange (ports.go).
+	ports        map[int]int32
+	portsInRange int
+	bucket       int32 // -1: not schedulable, not in the index
+	pos          int32
+	removed      bool // RemoveNode: a free slot
 }
 
 type taskState struct {
@@ -142,6 +146,12 @@ func (s *State) AddNode(n Node) (bool, error) {
 		}
 		relabel := !maps.Equal(ns.Labels, n.Labels)
 		ns.Node = n
+		ns.portsInRange = 0
+		for p := range ns.ports {
+			if n.PortRange.Contains(p) {
+				ns.portsInRange++
+			}
+		}
 		for k := range s.consCache {
 			s.consCache[k][i] = 0
 		}
@@ -401,6 +411,7 @@ func (s *State) commit(t Task, n int32) int32 {
 		}
 	}
 	s.countSpread(i, 1)
+	s.holdPorts(&ts.Task, n, 1)
 	s.idx.update(s, n)
 	return i
 }
@@ -465,6 +476,7 @@ func (s *State) uncommit(i int32) {
 		}
 	}
 	s.countSpread(i, -1)
+	s.holdPorts(&ts.Task, n, -1)
 	if ts.Job != "" {
 		j := s.jobID(ts.Job)
 		k := jobNode{j, n}

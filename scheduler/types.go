@@ -187,6 +187,8 @@ type Task struct {
 	// to the next fewest only when those nodes have no room (nodes without
 	// the label last). "" = none.
 	Spread string
+	// Ports are the named ports the task holds on its node (ports.go).
+	Ports []Port
 }
 
 // sameRules reports whether a and b have the same constraints and spread.
@@ -232,6 +234,9 @@ func (t *Task) Validate() error {
 			return fmt.Errorf("%w: task %s: constraint %d (%s in ...) has no values", ErrInvalid, t.ID, i, k.Label)
 		}
 	}
+	if err := t.validatePorts(); err != nil {
+		return err
+	}
 	if t.MaxPerNode < 0 {
 		return fmt.Errorf("%w: task %s: max per node %d must be ≥ 0", ErrInvalid, t.ID, t.MaxPerNode)
 	}
@@ -248,6 +253,8 @@ type Node struct {
 	Cordoned bool
 	Draining bool
 	Down     bool
+	// PortRange is where dynamic ports come from (ports.go).
+	PortRange PortRange
 }
 
 // Validate reports what is wrong with the node.

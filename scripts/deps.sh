@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Fathom's targets use. Idempotent; never fatal for
 # optional parts: a test that needs a missing package skips and says why.
-#   deps.sh test       prometheus (integration test against a real server) and the
-#                      notebook packages (the notebooks test executes them headless)
+#   deps.sh test       prometheus (integration test against a real server), chromium
+#                      (the console's browser test, e2e/console) and the notebook
+#                      packages (the notebooks test executes them headless)
+#   deps.sh browser    chromium alone (make screenshots)
 #   deps.sh generate   protobuf-compiler and libprotobuf-dev (google/protobuf/*.proto)
 #   deps.sh notebooks  jupyter-nbconvert, python3-pandas, python3-matplotlib, python3-ipykernel
 #   deps.sh all        all of the above
 set -uo pipefail
 want=()
 case "${1:-all}" in
-  test) want=(prometheus jupyter-nbconvert python3-pandas python3-matplotlib python3-ipykernel python3-nbformat) ;;
+  test) want=(prometheus chromium jupyter-nbconvert python3-pandas python3-matplotlib python3-ipykernel python3-nbformat) ;;
+  browser) want=(chromium) ;;
   generate) want=(protobuf-compiler libprotobuf-dev) ;;
   notebooks) want=(jupyter-nbconvert python3-pandas python3-matplotlib python3-ipykernel python3-nbformat) ;;
-  all) want=(prometheus protobuf-compiler libprotobuf-dev jupyter-nbconvert python3-pandas python3-matplotlib python3-ipykernel python3-nbformat stress-ng) ;;
-  *) echo "usage: $0 test|generate|notebooks|all" >&2; exit 2 ;;
+  all) want=(prometheus chromium protobuf-compiler libprotobuf-dev jupyter-nbconvert python3-pandas python3-matplotlib python3-ipykernel python3-nbformat stress-ng) ;;
+  *) echo "usage: $0 test|browser|generate|notebooks|all" >&2; exit 2 ;;
 esac
 missing=()
 for p in "${want[@]}"; do

@@ -13,6 +13,7 @@ import (
 
 	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
 	"github.com/fathom-scheduler/fathom/controller"
+	"github.com/fathom-scheduler/fathom/scheduler"
 )
 
 var nodeName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
@@ -32,10 +33,14 @@ func (s *Server) Register(ctx context.Context, req *fathomv1.RegisterNodeRequest
 	default:
 		return nil, status.Errorf(codes.InvalidArgument, "enforcement %q: allowed cgroup2, cgroup1, none", req.GetEnforcement())
 	}
+	pr, err := scheduler.ParsePortRange(req.GetPortRange())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "port_range: %v", err)
+	}
 	info := controller.NodeInfo{Name: req.GetName(), CPU: req.GetCpuCores(), Memory: req.GetMemoryBytes(), Labels: req.GetLabels(),
-		Enforcement: req.GetEnforcement(), AgentAddress: req.GetAgentAddress(), Version: req.GetVersion()}
+		Enforcement: req.GetEnforcement(), AgentAddress: req.GetAgentAddress(), Version: req.GetVersion(), PortRange: pr}
 	changed := false
-	err := s.do(ctx, func(c *controller.Controller, now time.Time) error {
+	err = s.do(ctx, func(c *controller.Controller, now time.Time) error {
 		var err error
 		changed, err = c.Register(info, now)
 		return controllerErr(err)
@@ -89,7 +94,8 @@ func (s *Server) remoteWriteURL(ctx context.Context) string {
 // only when a down node comes back.
 func (s *Server) Heartbeat(_ context.Context, req *fathomv1.HeartbeatRequest) (*fathomv1.HeartbeatResponse, error) {
 	u := controller.Usage{CPUUsed: req.GetCpuUsedCores(), MemoryUsed: req.GetMemoryUsedBytes(),
-		MemoryAvailable: req.GetMemoryAvailableBytes(), MemoryPressure: req.GetMemoryPressure()}
+		MemoryAvailable: req.GetMemoryAvailableBytes(), MemoryPressure: req.GetMemoryPressure(),
+		TasksCPUUsed: req.GetTaskCpuUsedCores(), TasksMemoryUsed: req.GetTaskMemoryUsedBytes()}
 	known := s.beats.record(req.GetNodeId(), u, s.now())
 	return &fathomv1.HeartbeatResponse{Reregister: !known}, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
 	"github.com/fathom-scheduler/fathom/controller"
+	"github.com/fathom-scheduler/fathom/scheduler"
 	"github.com/fathom-scheduler/fathom/server/jobspec"
 )
 
@@ -58,6 +59,9 @@ func specFromProto(s *fathomv1.JobSpec) controller.Spec {
 	}
 	if h := t.GetHealthCheck(); h != nil {
 		spec.HealthCheck = checkFromProto(h)
+	}
+	for _, pt := range t.GetPorts() {
+		spec.Ports = append(spec.Ports, controller.PortSpec{Name: pt.GetName(), Static: int(pt.GetStatic())})
 	}
 	return spec
 }
@@ -113,6 +117,9 @@ func specToProto(s *controller.Spec) *fathomv1.JobSpec {
 	}
 	if s.Spread != "" {
 		p.Spread = &fathomv1.Spread{Label: s.Spread}
+	}
+	for _, pt := range s.Ports {
+		p.Task.Ports = append(p.Task.Ports, &fathomv1.Port{Name: pt.Name, Static: int32(pt.Static)})
 	}
 	return p
 }
@@ -237,7 +244,8 @@ func taskProto(t *controller.Task, spec *controller.Spec) *fathomv1.Task {
 		StartGeneration: t.StartGeneration, PlacedAt: ts(t.PlacedAt), ResizedAt: ts(t.ResizedAt),
 		Evictions: t.Evictions, AvoidNode: t.AvoidNode, AvoidUntil: ts(t.AvoidUntil),
 		Version: t.Version, VersionAt: ts(t.VersionAt), Health: healthStates[t.Health], HealthMessage: t.HealthMessage, HealthySince: ts(t.HealthySince),
-		RestartAttempts: t.RestartAttempts, RestartWindowStart: ts(t.RestartWindow), RestartAt: ts(t.RestartAt)}
+		RestartAttempts: t.RestartAttempts, RestartWindowStart: ts(t.RestartWindow), RestartAt: ts(t.RestartAt),
+		Ports: portsProto(t.Ports)}
 	for _, h := range t.History {
 		p.History = append(p.History, &fathomv1.TaskTransition{Time: ts(h.Time), State: taskStates[h.State], Node: h.Node, Message: h.Message})
 	}
@@ -253,7 +261,8 @@ func taskFromRecord(p *fathomv1.Task) controller.Task {
 		PlacedAt: tm(p.GetPlacedAt()), ResizedAt: tm(p.GetResizedAt()), Evictions: p.GetEvictions(), AvoidNode: p.GetAvoidNode(), AvoidUntil: tm(p.GetAvoidUntil()),
 		Version: p.GetVersion(), VersionAt: tm(p.GetVersionAt()), Health: healthFrom[p.GetHealth()], HealthMessage: p.GetHealthMessage(),
 		HealthySince:    tm(p.GetHealthySince()),
-		RestartAttempts: p.GetRestartAttempts(), RestartWindow: tm(p.GetRestartWindowStart()), RestartAt: tm(p.GetRestartAt())}
+		RestartAttempts: p.GetRestartAttempts(), RestartWindow: tm(p.GetRestartWindowStart()), RestartAt: tm(p.GetRestartAt()),
+		Ports: portsFromProto(p.GetPorts())}
 	if t.State == 0 {
 		t.State = controller.Pending
 	}
@@ -274,11 +283,12 @@ func nodeRecord(n *controller.Node) *fathomv1.Node {
 	}
 	return &fathomv1.Node{Id: n.Name, Name: n.Name, State: st, Schedulable: n.Schedulable, Draining: n.Draining,
 		CpuCores: n.CPU, MemoryBytes: n.Memory, Labels: maps.Clone(n.Labels), Enforcement: n.Enforcement, AgentAddress: n.AgentAddress,
-		Version: n.Version, RegisteredAt: ts(n.RegisteredAt), RemovalRequestedAt: ts(n.RemovalRequestedAt)}
+		Version: n.Version, RegisteredAt: ts(n.RegisteredAt), RemovalRequestedAt: ts(n.RemovalRequestedAt), PortRange: n.PortRange.String()}
 }
 
 func nodeFromRecord(p *fathomv1.Node) controller.Node {
-	return controller.Node{Name: p.GetName(), CPU: p.GetCpuCores(), Memory: p.GetMemoryBytes(), Labels: maps.Clone(p.GetLabels()),
+	pr, _ := scheduler.ParsePortRange(p.GetPortRange()) // checked when the agent registered
+	return controller.Node{PortRange: pr, Name: p.GetName(), CPU: p.GetCpuCores(), Memory: p.GetMemoryBytes(), Labels: maps.Clone(p.GetLabels()),
 		Enforcement: p.GetEnforcement(), AgentAddress: p.GetAgentAddress(), Version: p.GetVersion(),
 		Up: p.GetState() == fathomv1.NodeState_NODE_STATE_UP, Schedulable: p.GetSchedulable(), Draining: p.GetDraining(),
 		RemovalRequestedAt: tm(p.GetRemovalRequestedAt()), RegisteredAt: tm(p.GetRegisteredAt())}
@@ -290,6 +300,7 @@ func nodeView(v *controller.NodeView) *fathomv1.Node {
 	p.LastHeartbeat = ts(v.LastSeen)
 	p.CpuUsedCores, p.MemoryUsedBytes = v.Usage.CPUUsed, v.Usage.MemoryUsed
 	p.MemoryAvailableBytes, p.MemoryPressure = v.Usage.MemoryAvailable, v.Usage.MemoryPressure
+	p.TaskCpuUsedCores, p.TaskMemoryUsedBytes = v.Usage.TasksCPUUsed, v.Usage.TasksMemoryUsed
 	p.CpuRequestedCores, p.MemoryRequestedBytes, p.TaskCount = v.CPURequested, v.MemoryRequested, int32(v.Tasks)
 	return p
 }
@@ -310,7 +321,29 @@ func assignmentProto(a *controller.Assignment) *fathomv1.Assignment {
 	return &fathomv1.Assignment{TaskId: a.TaskID, JobId: a.JobID, Namespace: a.Namespace, JobName: a.JobName, TaskIndex: a.Index,
 		Command: a.Command, Env: a.Env, User: a.User, JobType: a.Type, Priority: a.Priority,
 		CpuRequestCores: a.CPURequest, CpuLimitCores: a.CPULimit, MemoryRequestBytes: a.MemoryRequest, MemoryLimitBytes: a.MemoryLimit,
-		DesiredState: desiredStates[a.Desired], Generation: a.Generation, HealthCheck: checkProto(a.HealthCheck), Version: a.Version}
+		DesiredState: desiredStates[a.Desired], Generation: a.Generation, HealthCheck: checkProto(a.HealthCheck), Version: a.Version, Ports: portsProto(a.Ports)}
+}
+
+func portsProto(m map[string]int) map[string]int32 {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]int32, len(m))
+	for k, v := range m {
+		out[k] = int32(v)
+	}
+	return out
+}
+
+func portsFromProto(m map[string]int32) map[string]int {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]int, len(m))
+	for k, v := range m {
+		out[k] = int(v)
+	}
+	return out
 }
 
 var reportedStates = map[fathomv1.TaskState]controller.ReportedState{

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
+	"github.com/fathom-scheduler/fathom/console"
 	"github.com/fathom-scheduler/fathom/server/jobspec"
 )
 
@@ -37,6 +38,7 @@ func (s *Server) GRPCServer() *grpc.Server {
 	fathomv1.RegisterJobServiceServer(g, s)
 	fathomv1.RegisterNodeServiceServer(g, s)
 	fathomv1.RegisterAgentServiceServer(g, s)
+	fathomv1.RegisterServiceServiceServer(g, serviceServer{s: s})
 	var rec fathomv1.RecommendationServiceServer = unimplementedPredictor{}
 	var mod fathomv1.ModelServiceServer = unimplementedPredictor{}
 	if s.o.Recommendations != nil {
@@ -77,7 +79,7 @@ var marshaler = &runtime.JSONPb{
 func (s *Server) Handler(ctx context.Context, g *grpc.Server, gconn *grpc.ClientConn) (http.Handler, error) {
 	gw := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler))
 	for _, reg := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
-		fathomv1.RegisterJobServiceHandler, fathomv1.RegisterNodeServiceHandler,
+		fathomv1.RegisterJobServiceHandler, fathomv1.RegisterNodeServiceHandler, fathomv1.RegisterServiceServiceHandler,
 		fathomv1.RegisterRecommendationServiceHandler, fathomv1.RegisterModelServiceHandler,
 	} {
 		if err := reg(ctx, gw, gconn); err != nil {
@@ -113,6 +115,7 @@ func (s *Server) Handler(ctx context.Context, g *grpc.Server, gconn *grpc.Client
 			http.Error(w, "the Prometheus-compatible API is not enabled in this server (no metrics store configured)", http.StatusServiceUnavailable)
 		})
 	}
+	mux.Handle("/", console.Handler()) // the web console: static assets, public; it calls the API above
 	inner := s.httpMetrics(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
@@ -275,6 +278,9 @@ type ServeOptions struct {
 	HTTP net.Listener
 	// GRPC serves gRPC only. Optional.
 	GRPC net.Listener
+	// DNS (UDP) and DNSTCP answer service discovery (services.go). Optional.
+	DNS    net.PacketConn
+	DNSTCP net.Listener
 	// ShutdownTimeout for in-flight requests when ctx ends; default 5 s.
 	ShutdownTimeout time.Duration
 }
@@ -318,9 +324,18 @@ func (s *Server) Serve(ctx context.Context, so ServeOptions) error {
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	hs := &http.Server{Handler: h, Protocols: &protocols, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	var wg sync.WaitGroup
 	wg.Add(3)
+	if so.DNS != nil || so.DNSTCP != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.ServeDNS(ctx, so.DNS, so.DNSTCP); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("server: dns: %w", err)
+			}
+		}()
+	}
 	go func() { defer wg.Done(); s.Run(ctx) }()
 	go func() {
 		defer wg.Done()

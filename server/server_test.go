@@ -25,6 +25,7 @@ import (
 type harness struct {
 	t      *testing.T
 	url    string
+	dns    string // the DNS server's UDP address
 	srv    *Server
 	conn   *grpc.ClientConn
 	jobs   fathomv1.JobServiceClient
@@ -52,8 +53,12 @@ func startServer(t *testing.T, o Options) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	dl, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ServeOptions{HTTP: hl, GRPC: gl}) }()
+	go func() { done <- srv.Serve(ctx, ServeOptions{HTTP: hl, GRPC: gl, DNS: dl}) }()
 	conn, err := grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +71,7 @@ func startServer(t *testing.T, o Options) *harness {
 		}
 		st.Close()
 	})
-	h := &harness{t: t, url: "http://" + hl.Addr().String(), srv: srv, conn: conn,
+	h := &harness{t: t, url: "http://" + hl.Addr().String(), dns: dl.LocalAddr().String(), srv: srv, conn: conn,
 		jobs: fathomv1.NewJobServiceClient(conn), nodes: fathomv1.NewNodeServiceClient(conn), agents: fathomv1.NewAgentServiceClient(conn)}
 	h.waitReady()
 	return h
@@ -225,7 +230,7 @@ func (s *assignmentSet) GetAssignments() []*fathomv1.Assignment { return s.Assig
 func (h *harness) agent(name string, cpu float64) *agent {
 	ctx := h.t.Context()
 	a := &agent{t: h.t, h: h, name: name, sets: make(chan *assignmentSet, 1000)}
-	resp, err := h.agents.Register(ctx, &fathomv1.RegisterNodeRequest{Name: name, CpuCores: cpu, MemoryBytes: 8 << 30, Enforcement: "none", AgentAddress: "127.0.0.1:1"})
+	resp, err := h.agents.Register(ctx, &fathomv1.RegisterNodeRequest{Name: name, CpuCores: cpu, MemoryBytes: 8 << 30, Enforcement: "none", AgentAddress: "127.0.0.1:1", PortRange: "31000-31009"})
 	if err != nil {
 		h.t.Fatal(err)
 	}

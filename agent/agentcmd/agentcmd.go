@@ -26,6 +26,7 @@ import (
 
 	"github.com/fathom-scheduler/fathom/agent"
 	"github.com/fathom-scheduler/fathom/internal/cli"
+	"github.com/fathom-scheduler/fathom/scheduler"
 )
 
 // Long is the agent command's description.
@@ -58,6 +59,7 @@ func (fl *Flags) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&fl.cpu, "cpu", "", "CPU cores offered to tasks, e.g. 8 or 7500m (default: the machine's)")
 	fs.StringVar(&fl.memory, "memory", "", "memory offered to tasks, e.g. 256Gi or 68719476736 (default: the machine's)")
 	fs.StringArrayVar(&fl.labels, "label", nil, "node label key=value (repeatable)")
+	fs.StringVar(&c.PortRange, "port-range", agent.DefaultPortRange, "dynamic ports given to tasks' named ports (task.ports without static), LO-HI; empty: none")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", ":7072", "listen address of the agent's HTTP server (/metrics, /healthz, task logs)")
 	fs.StringVar(&c.AdvertiseAddr, "advertise-addr", "", "host:port the server uses to reach the agent's HTTP server (default: host name and --metrics-addr port)")
 	fs.StringVar(&c.DataDir, "data-dir", "/var/lib/fathom/agent", "task state and logs; keep it across restarts to re-attach to running tasks")
@@ -92,6 +94,9 @@ func (fl *Flags) Config(g *cli.Globals, serverGiven bool, version string) (agent
 		if cfg.Memory, err = agent.ParseBytes(fl.memory); err != nil {
 			return cfg, cli.UsageErrorf("--memory: %v", err)
 		}
+	}
+	if _, err := scheduler.ParsePortRange(cfg.PortRange); err != nil {
+		return cfg, cli.UsageErrorf("--port-range: %v", err)
 	}
 	if cfg.LogMaxSize, err = agent.ParseBytes(fl.logMaxSize); err != nil {
 		return cfg, cli.UsageErrorf("--log-max-size: %v", err)

@@ -51,7 +51,7 @@ func TestExecKeepsEveryFlag(t *testing.T) {
 		"--label", "zone=a", "--label", "disk=ssd,fast", "--metrics-addr", "127.0.0.1:9", "--data-dir", "/tmp/x y",
 		"--cgroup-parent", "/fathom", "--cgroup-mode", "cgroup2", "--remote-write-url", "http://h/api/v1/write",
 		"--remote-write-buffer", "7", "--eviction-threshold", "0.9", "--grace-period", "3s", "--sample-interval", "2s",
-		"--push-interval", "20s", "--log-max-size", "1Mi", "--log-max-files", "5", "--task-retention", "2h", "--stop-tasks-on-exit", "--log-level", "debug"}
+		"--push-interval", "20s", "--port-range", "30000-30100", "--log-max-size", "1Mi", "--log-max-files", "5", "--task-retention", "2h", "--stop-tasks-on-exit", "--log-level", "debug"}
 	fat, rebuilt, err := parse(t, "agent", args)
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +65,7 @@ func TestExecKeepsEveryFlag(t *testing.T) {
 		t.Errorf("fathom agent parsed\n%+v\nfathom-agent parsed from %q\n%+v", fat, rebuilt, slim)
 	}
 	want := agent.Config{Server: "10.0.0.1:7071", Name: "rack1-07", CPU: 7.5, Memory: 120 << 30,
-		Labels: map[string]string{"zone": "a", "disk": "ssd,fast"}, MetricsAddr: "127.0.0.1:9", DataDir: "/tmp/x y",
+		Labels: map[string]string{"zone": "a", "disk": "ssd,fast"}, PortRange: "30000-30100", MetricsAddr: "127.0.0.1:9", DataDir: "/tmp/x y",
 		CgroupParent: "/fathom", CgroupMode: "cgroup2", RemoteWriteURL: "http://h/api/v1/write", RemoteWriteBuffer: 7,
 		EvictionThreshold: 0.9, GracePeriod: 3e9, SampleInterval: 2e9, PushInterval: 20e9, LogMaxSize: 1 << 20, LogMaxFiles: 5,
 		TaskRetention: 2 * time.Hour, StopTasksOnExit: true, Version: "test"}

@@ -30,23 +30,12 @@ func BenchmarkSample(b *testing.B) {
 		_ = g.Kill()
 		_ = cmd.Wait()
 		_ = g.Delete()
-		removeParentDirs(m)
+		m.RemoveParent()
 	})
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if _, err := g.Sample(); err != nil {
 			b.Fatal(err)
 		}
-	}
-}
-
-func removeParentDirs(m Manager) {
-	switch v := m.(type) {
-	case *v1:
-		for _, d := range v.parents {
-			_ = os.Remove(d)
-		}
-	case *v2:
-		_ = os.Remove(v.parent)
 	}
 }

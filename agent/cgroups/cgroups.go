@@ -111,6 +111,21 @@ type Manager interface {
 	// the hierarchy does not offer (a cgroup2 tree whose cpu or memory
 	// controller is bound to cgroup v1). Their limits are not enforced.
 	Missing() []string
+	// RemoveParent removes the parent of the task groups when it is empty
+	// (no group left under it): what an agent that stopped its tasks on exit
+	// leaves behind. A parent still holding groups stays; that is no error.
+	RemoveParent() error
+}
+
+// removeEmptyDir removes dir if it is an empty cgroup. The kernel refuses
+// (EBUSY) a cgroup with children or processes; that, and a dir already
+// gone, are no error.
+func removeEmptyDir(dir string) error {
+	err := os.Remove(dir)
+	if err == nil || os.IsNotExist(err) || errors.Is(err, syscall.EBUSY) || errors.Is(err, syscall.ENOTEMPTY) {
+		return nil
+	}
+	return fmt.Errorf("removing the parent cgroup %s: %w", dir, err)
 }
 
 // Enforcement is what the node reports: the back end's mode, or "none"

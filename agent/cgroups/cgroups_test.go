@@ -17,7 +17,7 @@ func TestGroupLifecycle(t *testing.T) {
 	if m.Mode() == ModeNone {
 		t.Skip("no writable cgroup (v1 or v2): needs root and a writable cgroup hierarchy")
 	}
-	defer removeParentDirs(m)
+	defer m.RemoveParent()
 	if _, err := m.Create("../escape"); err == nil {
 		t.Error("Create accepted a name with '/'")
 	}
@@ -67,5 +67,53 @@ func TestGroupLifecycle(t *testing.T) {
 	start, err := ProcStartTime(os.Getpid())
 	if err != nil || start == 0 {
 		t.Errorf("ProcStartTime(self) = %d, %v", start, err)
+	}
+}
+
+// TestRemoveParent: the parent stays while a group is under it and goes
+// once the groups are deleted.
+func TestRemoveParent(t *testing.T) {
+	parent := fmt.Sprintf("fathom-test-%d-removeparent", os.Getpid())
+	m, err := New("auto", parent)
+	if err != nil {
+		t.Skipf("cannot inspect cgroups here: %v", err)
+	}
+	if m.Mode() == ModeNone {
+		t.Skip("no writable cgroup (v1 or v2): needs root and a writable cgroup hierarchy")
+	}
+	var dirs []string
+	switch v := m.(type) {
+	case *v1:
+		for _, d := range v.parents {
+			dirs = append(dirs, d)
+		}
+	case *v2:
+		dirs = []string{v.parent}
+	}
+	g, err := m.Create("kept")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.RemoveParent(); err != nil {
+		t.Fatalf("RemoveParent with a group under it: %v, want no error", err)
+	}
+	for _, d := range dirs {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("parent %s removed while a group is under it: %v", d, err)
+		}
+	}
+	if err := g.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.RemoveParent(); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs {
+		if _, err := os.Stat(d); !os.IsNotExist(err) {
+			t.Errorf("empty parent %s still there (%v)", d, err)
+		}
+	}
+	if err := m.RemoveParent(); err != nil {
+		t.Errorf("RemoveParent twice: %v", err)
 	}
 }

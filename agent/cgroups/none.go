@@ -23,6 +23,9 @@ func (none) Mode() Mode { return ModeNone }
 
 func (none) SetParentCPU(float64) error { return nil }
 
+// RemoveParent implements Manager: there is no parent.
+func (none) RemoveParent() error { return nil }
+
 // Missing implements Manager: none promises no enforcement to begin with.
 func (none) Missing() []string { return nil }
 

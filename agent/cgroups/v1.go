@@ -63,6 +63,16 @@ func (*v1) Mode() Mode { return ModeV1 }
 // Missing implements Manager: cgroup1 is used only with all it needs.
 func (*v1) Missing() []string { return nil }
 
+func (m *v1) RemoveParent() error {
+	var first error
+	for _, dir := range m.parents {
+		if err := removeEmptyDir(dir); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
 func (m *v1) SetParentCPU(cores float64) error {
 	shares := max(2, min(262144, int64(cores*1024)))
 	return writeFile(filepath.Join(m.parents["cpu"], "cpu.shares"), strconv.FormatInt(shares, 10))

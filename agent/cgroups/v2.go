@@ -100,6 +100,8 @@ func (*v2) Mode() Mode { return ModeV2 }
 // Missing implements Manager.
 func (m *v2) Missing() []string { return m.missing }
 
+func (m *v2) RemoveParent() error { return removeEmptyDir(m.parent) }
+
 func (m *v2) SetParentCPU(cores float64) error {
 	if contains(m.missing, "cpu") {
 		return nil // nothing to weigh with; Missing reports it

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -60,7 +61,7 @@ func (c *apiClient) call(ctx context.Context, method, path string, query url.Val
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach the control plane at %s (set --server or FATHOM_ADDR): %w", c.base, err)
+		return reachError(c.base, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
@@ -77,6 +78,17 @@ func (c *apiClient) call(ctx context.Context, method, path string, query url.Val
 		return fmt.Errorf("%s %s: unexpected reply: %w", method, path, err)
 	}
 	return nil
+}
+
+// reachError is the error for a request that got no HTTP reply. An
+// HTTP/1.1 client that reaches a gRPC-only port reads an HTTP/2 SETTINGS
+// frame, which net/http reports as a malformed response starting with zero
+// bytes; say which port to use instead (exit 2: the address is bad input).
+func reachError(base string, err error) error {
+	if strings.Contains(err.Error(), `malformed HTTP response "\x00\x00`) {
+		return cli.UsageErrorf("%s answered in HTTP/2 binary framing: that is the control plane's gRPC port (fathom server --grpc-addr, 7071 by default); point --server or FATHOM_ADDR at its REST address (--http-addr, e.g. http://127.0.0.1:7070)", base)
+	}
+	return fmt.Errorf("cannot reach the control plane at %s (set --server or FATHOM_ADDR): %w", base, err)
 }
 
 func apiError(code int, data []byte) error {

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fathom-scheduler/fathom/agent"
+	"github.com/fathom-scheduler/fathom/console"
 	"github.com/fathom-scheduler/fathom/internal/cli"
 )
 
@@ -23,15 +24,15 @@ func newDevCmd(g *cli.Globals) *cobra.Command {
 		c                                  serverConfig
 		agentAddr, cpu, memory, cgroupMode string
 		logLevel                           string
-		noAgent                            bool
+		noAgent, demo                      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a one-machine cluster: server, embedded etcd and TSDB, and a local agent",
 		Long: `All of Fathom on one machine, for trying it out: the control plane with an
 embedded etcd and an embedded Prometheus-compatible TSDB, plus one agent that
-runs tasks on this machine. It prints the API, metrics and Grafana data-source
-URLs. Ctrl-C stops everything, including the tasks it started.`,
+runs tasks on this machine. It prints the web console's URL first, then the
+API, metrics and Grafana data-source URLs. Ctrl-C stops everything, including the tasks it started.`,
 		Example: `  fathom dev
   fathom dev --data-dir /tmp/fathom --cpu 2 --memory 4Gi`,
 		Args: cobra.NoArgs,
@@ -47,7 +48,7 @@ URLs. Ctrl-C stops everything, including the tasks it started.`,
 			c.Log = log
 			acfg := agent.Config{
 				MetricsAddr: agentAddr, DataDir: filepath.Join(c.DataDir, "agent"), CgroupMode: cgroupMode,
-				StopTasksOnExit: true, Version: version, Log: log,
+				StopTasksOnExit: true, Version: version, Log: log, PortRange: agent.DefaultPortRange,
 			}
 			var err error
 			if cpu != "" {
@@ -68,15 +69,19 @@ URLs. Ctrl-C stops everything, including the tasks it started.`,
 			var agentErr error
 			c.Ready = func(httpAddr, grpcAddr string) {
 				api := "http://" + dialable(httpAddr)
+				// The console first: it is where a newcomer looks.
+				fmt.Fprintf(g.Stdout, "Console: %s\n", console.URL(api, ""))
 				fmt.Fprintf(g.Stdout, `Fathom dev cluster is up.
   API (REST, gRPC h2c):  %[1]s   (gRPC also on %[2]s)
   Control-plane metrics: %[1]s/metrics
   Agent metrics:         http://%[3]s/metrics
   Grafana data source:   type Prometheus, URL %[1]s   (PromQL API under /api/v1/)
   Data directory:        %[4]s
-Submit a job:  FATHOM_ADDR=%[1]s fathom job run examples/web.yaml
-Ctrl-C stops everything.
 `, api, dialable(grpcAddr), dialable(agentAddr), c.DataDir)
+				if !demo {
+					fmt.Fprintf(g.Stdout, "Submit a job:  FATHOM_ADDR=%s fathom job run examples/web.yaml\n", api)
+				}
+				fmt.Fprintln(g.Stdout, "Ctrl-C stops everything.")
 				if noAgent {
 					return
 				}
@@ -117,6 +122,9 @@ Ctrl-C stops everything.
 	f.StringVar(&memory, "memory", "", "memory the local agent offers, e.g. 4Gi (default: the machine's)")
 	f.StringVar(&cgroupMode, "cgroup-mode", "auto", "auto, cgroup2, cgroup1 or none")
 	f.BoolVar(&noAgent, "no-agent", false, "run only the control plane")
+	// scripts/demo.sh submits the examples itself and then says what to try.
+	f.BoolVar(&demo, "demo", false, "leave the submit hint out of the banner")
+	f.MarkHidden("demo")
 	f.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")
 	return cmd
 }

@@ -248,7 +248,8 @@ func cores(c float64) string {
 }
 
 // bytesStr is b for a table: exact Gi or Mi where it divides, else Mi with
-// one decimal below 10 GiB and Gi with one decimal above.
+// one decimal below 10 GiB and Gi with one decimal above; Ki or B below
+// 1 MiB (never a bare number beside Mi in the same column).
 func bytesStr(b int64) string {
 	switch {
 	case b == 0:
@@ -261,8 +262,10 @@ func bytesStr(b int64) string {
 		return fmt.Sprintf("%.1fGi", float64(b)/(1<<30))
 	case b >= 1<<20:
 		return fmt.Sprintf("%.1fMi", float64(b)/(1<<20))
+	case b >= 1<<10:
+		return fmt.Sprintf("%.1fKi", float64(b)/(1<<10))
 	}
-	return strconv.FormatInt(b, 10)
+	return strconv.FormatInt(b, 10) + "B"
 }
 
 func newJobStopCmd(g *cli.Globals) *cobra.Command {
@@ -335,7 +338,7 @@ func streamLogs(ctx context.Context, c *apiClient, taskID string, q url.Values, 
 	// No client timeout: -f streams until interrupted.
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach the control plane at %s: %w", c.base, err)
+		return reachError(c.base, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

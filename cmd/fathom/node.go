@@ -47,7 +47,10 @@ func newNodeListCmd(g *cli.Globals) *cobra.Command {
 		Aliases: []string{"ls"},
 		Short:   "List nodes with capacity, requested sums, usage and state, and the autoscaling report",
 		Long: `List nodes with capacity, the sums of the requests placed there, measured usage
-and state. The REMOVABLE column and the summary below the table are the
+and state. CPU USED and MEM USED are what Fathom's tasks on the node use (the
+sums over their cgroups at the latest heartbeat), not the whole machine; -o
+json carries both (task_cpu_used_cores, task_memory_used_bytes and the
+machine-wide cpu_used_cores, memory_used_bytes). The REMOVABLE column and the summary below the table are the
 scheduler's autoscaling report: how many machines the current work needs (and
 the lower bound), which empty nodes could go, how many machines to add for the
 tasks waiting for room, and what the node provider hook (--node-provider-cmd
@@ -122,8 +125,8 @@ func writeNodeTable(w io.Writer, resp *fathomv1.ListNodesResponse, now time.Time
 			rm = "no"
 		}
 		fmt.Fprintf(w, "%s\t%s\t%.2f/%.2f\t%.2f\t%s/%s\t%s\t%d\t%s\t%s\t%s\n", n.GetName(), nodeState(n),
-			n.GetCpuRequestedCores(), n.GetCpuCores(), n.GetCpuUsedCores(),
-			bytesStr(n.GetMemoryRequestedBytes()), bytesStr(n.GetMemoryBytes()), bytesStr(n.GetMemoryUsedBytes()),
+			n.GetCpuRequestedCores(), n.GetCpuCores(), n.GetTaskCpuUsedCores(),
+			bytesStr(n.GetMemoryRequestedBytes()), bytesStr(n.GetMemoryBytes()), bytesStr(n.GetTaskMemoryUsedBytes()),
 			n.GetTaskCount(), orDash(n.GetEnforcement()), hb, rm)
 	}
 	fmt.Fprintln(w)

@@ -58,7 +58,7 @@ func TestNodeListAutoscaling(t *testing.T) {
 	var c serverConfig
 	cmd := &cobra.Command{}
 	c.bind(cmd)
-	if err := cmd.Flags().Parse([]string{"--data-dir", dir, "--http-addr", "127.0.0.1:0", "--grpc-addr", "",
+	if err := cmd.Flags().Parse([]string{"--data-dir", dir, "--http-addr", "127.0.0.1:0", "--grpc-addr", "", "--dns-addr", "",
 		"--no-rightsizing", "--heartbeat-timeout", "5s",
 		"--node-provider-cmd", hook, "--node-removal-delay", "1ms", "--node-provider-cooldown", "1h"}); err != nil {
 		t.Fatal(err)
@@ -98,10 +98,11 @@ func TestNodeListAutoscaling(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	go func() { // the agents' heartbeats
+	go func() { // the agents' heartbeats; node-b's machine is busy with other work
 		for ctx.Err() == nil {
 			for _, n := range []string{"node-a", "node-b"} {
-				agents.Heartbeat(ctx, &fathomv1.HeartbeatRequest{NodeId: n})
+				agents.Heartbeat(ctx, &fathomv1.HeartbeatRequest{NodeId: n, CpuUsedCores: 1.9, MemoryUsedBytes: 3 << 30,
+					TaskCpuUsedCores: 0.25, TaskMemoryUsedBytes: 48 << 20})
 			}
 			time.Sleep(500 * time.Millisecond)
 		}
@@ -175,7 +176,13 @@ func TestNodeListAutoscaling(t *testing.T) {
 	if err != nil {
 		t.Fatalf("node list: %v", err)
 	}
-	for _, want := range []string{"REMOVABLE", "yes: handed to the node provider", "no\n",
+	// CPU USED and MEM USED are the tasks' (0.25 cores, 48Mi), not the machine's (1.9, 3Gi).
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 5 && f[0] == "node-b" && (f[3] != "0.25" || f[5] != "48Mi") {
+			t.Errorf("node-b CPU USED %s, MEM USED %s: want the tasks' 0.25 and 48Mi, not the machine's:\n%s", f[3], f[5], line)
+		}
+	}
+	for _, want := range []string{"REMOVABLE", "yes: handed to the node provider", "no\n", "node-b  ",
 		"work needs 0 machines (lower bound 0); 0 in use of 2 up;", "add 0 (machines of 2 cores, 4Gi)",
 		`node provider: last call "remove ` + gone + `" ok`} {
 		if !strings.Contains(out, want) {

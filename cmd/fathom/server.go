@@ -39,6 +39,7 @@ type serverConfig struct {
 	DataDir          string
 	HTTPAddr         string
 	GRPCAddr         string
+	DNSAddr          string
 	EtcdEndpoints    []string
 	PrometheusURL    string
 	Retention        time.Duration
@@ -68,6 +69,7 @@ func (c *serverConfig) bind(cmd *cobra.Command) {
 	f.StringVar(&c.DataDir, "data-dir", "/var/lib/fathom/server", "directory for the embedded etcd (data-dir/etcd) and metrics TSDB (data-dir/metrics)")
 	f.StringVar(&c.HTTPAddr, "http-addr", ":7070", "REST API, /metrics, /healthz, /readyz, the Prometheus-compatible /api/v1/ and gRPC (h2c)")
 	f.StringVar(&c.GRPCAddr, "grpc-addr", ":7071", "gRPC only (agents and gRPC clients); empty = disable")
+	f.StringVar(&c.DNSAddr, "dns-addr", "127.0.0.1:8600", "answer DNS (UDP and TCP) for <job>.<namespace>.service.fathom (A, SRV) with the healthy endpoints of service jobs; empty = disable")
 	f.StringSliceVar(&c.EtcdEndpoints, "etcd-endpoints", nil, "external etcd endpoints (comma-separated); empty = embedded single-member etcd in --data-dir")
 	f.StringVar(&c.PrometheusURL, "prometheus-url", "", "use this Prometheus instead of the embedded TSDB: /api/v1/ is proxied to it and agents remote-write to it (it needs --web.enable-remote-write-receiver)")
 	f.DurationVar(&c.Retention, "retention", 15*24*time.Hour, "how long the embedded TSDB keeps samples")
@@ -247,6 +249,18 @@ func runServer(ctx context.Context, c serverConfig) error {
 		defer gl.Close()
 		grpcAddr = gl.Addr().String()
 	}
+	var dnsUDP net.PacketConn
+	var dnsTCP net.Listener
+	if c.DNSAddr != "" {
+		if dnsUDP, err = net.ListenPacket("udp", c.DNSAddr); err != nil {
+			return fmt.Errorf("--dns-addr: %w", err)
+		}
+		defer dnsUDP.Close()
+		if dnsTCP, err = net.Listen("tcp", dnsUDP.LocalAddr().String()); err != nil {
+			return fmt.Errorf("--dns-addr (tcp): %w", err)
+		}
+		defer dnsTCP.Close()
+	}
 	if ms != nil {
 		// Agents push to the embedded TSDB through this server's HTTP port.
 		_, o.RemoteWriteHTTPPort, _ = net.SplitHostPort(hl.Addr().String())
@@ -265,7 +279,11 @@ func runServer(ctx context.Context, c serverConfig) error {
 			}
 		}()
 	}
-	log.Info("fathom server listening", "http", hl.Addr().String(), "grpc", grpcAddr, "data_dir", c.DataDir, "embedded_etcd", st.Embedded())
+	dnsAt := ""
+	if dnsUDP != nil {
+		dnsAt = dnsUDP.LocalAddr().String()
+	}
+	log.Info("fathom server listening", "http", hl.Addr().String(), "grpc", grpcAddr, "dns", dnsAt, "data_dir", c.DataDir, "embedded_etcd", st.Embedded())
 	if c.CPUProfile != "" {
 		f, err := os.Create(c.CPUProfile)
 		if err != nil {
@@ -277,7 +295,7 @@ func runServer(ctx context.Context, c serverConfig) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	err = srv.Serve(ctx, server.ServeOptions{HTTP: hl, GRPC: gl})
+	err = srv.Serve(ctx, server.ServeOptions{HTTP: hl, GRPC: gl, DNS: dnsUDP, DNSTCP: dnsTCP})
 	if c.HeapProfile != "" {
 		// Taken while the server's state is still referenced.
 		runtime.GC()

@@ -158,8 +158,21 @@ func printRecommendations(w io.Writer, recs *fathomv1.ListRecommendationsRespons
 			}
 			return strconv.FormatFloat(v, 'g', 3, 64)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s/%s\t%s/%s\t%s\t%.2f\t%s\t%s\n", r.GetTask(), r.GetResource(), f(r.GetUsage()),
-			f(r.GetCurrentRequest()), f(r.GetCurrentLimit()), f(r.GetRequest()), f(r.GetLimit()), r.GetModel(), r.GetConfidence(),
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s/%s\t%s/%s\t%s\t%s\t%s\t%s\n", r.GetTask(), r.GetResource(), f(r.GetUsage()),
+			f(r.GetCurrentRequest()), f(r.GetCurrentLimit()), f(r.GetRequest()), f(r.GetLimit()), r.GetModel(), confidenceStr(r.GetConfidence()),
 			orDash(r.GetWhy()), orDash(r.GetExplanation()))
 	}
+}
+
+// confidenceStr is a recommendation's confidence for a table: "-" when
+// there is none (no history: a cold-start or default size), "<0.01" for the
+// first minutes of history (it grows as 1-2^-days), else two decimals.
+func confidenceStr(c float64) string {
+	switch {
+	case !(c > 0):
+		return "-"
+	case c < 0.01:
+		return "<0.01"
+	}
+	return strconv.FormatFloat(c, 'f', 2, 64)
 }

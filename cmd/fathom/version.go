@@ -30,9 +30,10 @@ func newVersionCmd(g *cli.Globals) *cobra.Command {
 					}
 				}
 			}
-			return g.Print(info, func(w io.Writer) {
-				fmt.Fprintf(w, "fathom %s (%s)\n", info["version"], info["go"])
-			})
+			return g.Print(info, func(w io.Writer) { fmt.Fprintln(w, versionLine()) })
 		},
 	}
 }
+
+// versionLine is what `fathom version` and `fathom --version` print.
+func versionLine() string { return fmt.Sprintf("fathom %s (%s)", version, runtime.Version()) }

@@ -162,7 +162,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	}
 	httpAddr := freeAddr(t)
 	server := "http://" + httpAddr
-	srv := start(t, bin, filepath.Join(dir, "server.log"), "server", "--data-dir", filepath.Join(dir, "server"), "--http-addr", httpAddr, "--grpc-addr", "")
+	srv := start(t, bin, filepath.Join(dir, "server.log"), "server", "--data-dir", filepath.Join(dir, "server"), "--http-addr", httpAddr, "--dns-addr", "", "--grpc-addr", "")
 	defer srv.stop(syscall.SIGTERM)
 	waitFor(t, "server /readyz", 60*time.Second, func() bool {
 		r, err := http.Get(server + "/readyz")

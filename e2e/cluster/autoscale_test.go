@@ -77,7 +77,7 @@ esac
 	})
 
 	c := &cluster{t: t, api: "http://" + httpAddr, grpc: freePort(t), dir: t.TempDir()}
-	start(t, "server", "server", "--data-dir", filepath.Join(c.dir, "server"), "--http-addr", httpAddr, "--grpc-addr", c.grpc,
+	start(t, "server", "server", "--data-dir", filepath.Join(c.dir, "server"), "--http-addr", httpAddr, "--dns-addr", "", "--grpc-addr", c.grpc,
 		"--heartbeat-timeout", "3s", "--no-rightsizing",
 		"--node-provider-cmd", hook, "--node-provider-cooldown", "1m", "--node-removal-delay", "2s")
 	c.waitFor("server ready", 60*time.Second, func() bool {

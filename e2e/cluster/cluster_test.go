@@ -141,7 +141,7 @@ func startServer(t *testing.T, extra ...string) *cluster {
 	t.Helper()
 	httpAddr, grpcAddr := freePort(t), freePort(t)
 	c := &cluster{t: t, api: "http://" + httpAddr, grpc: grpcAddr, dir: t.TempDir()}
-	c.serverArgs = append([]string{"server", "--data-dir", filepath.Join(c.dir, "server"), "--http-addr", httpAddr, "--grpc-addr", grpcAddr}, extra...)
+	c.serverArgs = append([]string{"server", "--data-dir", filepath.Join(c.dir, "server"), "--http-addr", httpAddr, "--dns-addr", "", "--grpc-addr", grpcAddr}, extra...)
 	c.runServer()
 	return c
 }

@@ -287,7 +287,7 @@ func TestDevSubmitListStop(t *testing.T) {
 	dir := t.TempDir()
 	httpAddr, grpcAddr, agentAddr := freePort(t), freePort(t), freePort(t)
 	base := "http://" + httpAddr
-	dev := start(t, "dev", "--data-dir", dir, "--http-addr", httpAddr, "--grpc-addr", grpcAddr,
+	dev := start(t, "dev", "--data-dir", dir, "--http-addr", httpAddr, "--dns-addr", "", "--grpc-addr", grpcAddr,
 		"--agent-addr", agentAddr, "--cgroup-mode", "none", "--cpu", "1", "--memory", "1Gi")
 	waitReady(t, base, dev)
 

@@ -145,7 +145,7 @@ func startStack(t *testing.T, promURL string) string {
 	// are made and mature while the test runs: the predictor panels need them.
 	// Recording rules every 2 s instead of the file's 30 s / 5 m, so that the
 	// recorded series the dashboards read exist within the test.
-	args := []string{"server", "--data-dir", filepath.Join(dir, "server"), "--http-addr", httpAddr, "--grpc-addr", "",
+	args := []string{"server", "--data-dir", filepath.Join(dir, "server"), "--http-addr", httpAddr, "--dns-addr", "", "--grpc-addr", "",
 		"--usage-window", "10s", "--rightsizing-interval", "2s", "--rule-interval", "2s"}
 	if promURL != "" {
 		args = append(args, "--prometheus-url", promURL)

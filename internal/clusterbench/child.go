@@ -40,7 +40,7 @@ func StartChild(ctx context.Context, binary, dataDir string, args ...string) (*C
 		return nil, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(binary, append([]string{"server", "--data-dir", dataDir, "--http-addr", hp, "--grpc-addr", gp,
+	cmd := exec.Command(binary, append([]string{"server", "--data-dir", dataDir, "--http-addr", hp, "--grpc-addr", gp, "--dns-addr", "",
 		"--log-level", "warn"}, args...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -98,7 +98,7 @@ func Parse(data []byte) (*fathomv1.JobSpec, error) {
 // known fields per level, in spec order for messages.
 var (
 	topFields  = []string{"name", "namespace", "type", "priority", "replicas", "schedule", "task", "update", "restart", "constraints", "spread"}
-	taskFields = []string{"command", "env", "user", "resources", "health_check"}
+	taskFields = []string{"command", "env", "user", "resources", "health_check", "ports"}
 	resFields  = []string{"cpu", "memory"}
 )
 
@@ -262,6 +262,13 @@ func taskFromMap(m map[string]any) (*fathomv1.TaskSpec, error) {
 			return nil, err
 		}
 		t.HealthCheck = h
+	}
+	if v, ok := m["ports"]; ok && v != nil {
+		ps, err := portsFromMap(v)
+		if err != nil {
+			return nil, err
+		}
+		t.Ports = ps
 	}
 	return t, nil
 }
@@ -456,6 +463,11 @@ func Normalize(in *fathomv1.JobSpec) (*fathomv1.JobSpec, error) {
 		return nil, err
 	}
 	ts.HealthCheck = hc
+	ps, err := normalizePorts(t.GetPorts(), t.GetEnv())
+	if err != nil {
+		return nil, err
+	}
+	ts.Ports = ps
 	s.Task = ts
 	if s.Update, err = normalizeUpdate(in.GetUpdate(), s.Type, r); err != nil {
 		return nil, err
@@ -527,3 +539,7 @@ func ParseMemory(q string) (int64, error) {
 	}
 	return int64(b), nil
 }
+
+// CheckDNSLabel reports whether v is a DNS label (RFC 1123, at most 63),
+// naming field in the error: the rule names and namespaces follow.
+func CheckDNSLabel(field, v string) error { return checkDNSLabel(field, v) }

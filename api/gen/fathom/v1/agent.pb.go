@@ -32,8 +32,10 @@ type RegisterNodeRequest struct {
 	Enforcement string `protobuf:"bytes,5,opt,name=enforcement,proto3" json:"enforcement,omitempty"`
 	// host:port of the agent's HTTP server: /metrics, /healthz,
 	// GET /v1/tasks/{task_id}/logs?follow=true&tail=N
-	AgentAddress  string `protobuf:"bytes,6,opt,name=agent_address,json=agentAddress,proto3" json:"agent_address,omitempty"`
-	Version       string `protobuf:"bytes,7,opt,name=version,proto3" json:"version,omitempty"`
+	AgentAddress string `protobuf:"bytes,6,opt,name=agent_address,json=agentAddress,proto3" json:"agent_address,omitempty"`
+	Version      string `protobuf:"bytes,7,opt,name=version,proto3" json:"version,omitempty"`
+	// Dynamic ports the node gives out, "LO-HI" (`--port-range`); empty: none.
+	PortRange     string `protobuf:"bytes,80,opt,name=port_range,json=portRange,proto3" json:"port_range,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -117,6 +119,13 @@ func (x *RegisterNodeRequest) GetVersion() string {
 	return ""
 }
 
+func (x *RegisterNodeRequest) GetPortRange() string {
+	if x != nil {
+		return x.PortRange
+	}
+	return ""
+}
+
 type RegisterNodeResponse struct {
 	state                    protoimpl.MessageState `protogen:"open.v1"`
 	NodeId                   string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -190,14 +199,19 @@ func (x *RegisterNodeResponse) GetMaxPushIntervalSeconds() float64 {
 }
 
 type HeartbeatRequest struct {
-	state                protoimpl.MessageState `protogen:"open.v1"`
-	NodeId               string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	CpuUsedCores         float64                `protobuf:"fixed64,2,opt,name=cpu_used_cores,json=cpuUsedCores,proto3" json:"cpu_used_cores,omitempty"`
-	MemoryUsedBytes      int64                  `protobuf:"varint,3,opt,name=memory_used_bytes,json=memoryUsedBytes,proto3" json:"memory_used_bytes,omitempty"`
-	MemoryAvailableBytes int64                  `protobuf:"varint,4,opt,name=memory_available_bytes,json=memoryAvailableBytes,proto3" json:"memory_available_bytes,omitempty"`
-	MemoryPressure       bool                   `protobuf:"varint,5,opt,name=memory_pressure,json=memoryPressure,proto3" json:"memory_pressure,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// The whole machine (every process, not only Fathom's tasks).
+	CpuUsedCores         float64 `protobuf:"fixed64,2,opt,name=cpu_used_cores,json=cpuUsedCores,proto3" json:"cpu_used_cores,omitempty"`
+	MemoryUsedBytes      int64   `protobuf:"varint,3,opt,name=memory_used_bytes,json=memoryUsedBytes,proto3" json:"memory_used_bytes,omitempty"`
+	MemoryAvailableBytes int64   `protobuf:"varint,4,opt,name=memory_available_bytes,json=memoryAvailableBytes,proto3" json:"memory_available_bytes,omitempty"`
+	MemoryPressure       bool    `protobuf:"varint,5,opt,name=memory_pressure,json=memoryPressure,proto3" json:"memory_pressure,omitempty"`
+	// Fathom's running tasks on the node only: the sums over their cgroups of
+	// the CPU rate over the last sampling interval and of the working set.
+	TaskCpuUsedCores    float64 `protobuf:"fixed64,6,opt,name=task_cpu_used_cores,json=taskCpuUsedCores,proto3" json:"task_cpu_used_cores,omitempty"`
+	TaskMemoryUsedBytes int64   `protobuf:"varint,7,opt,name=task_memory_used_bytes,json=taskMemoryUsedBytes,proto3" json:"task_memory_used_bytes,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *HeartbeatRequest) Reset() {
@@ -263,6 +277,20 @@ func (x *HeartbeatRequest) GetMemoryPressure() bool {
 		return x.MemoryPressure
 	}
 	return false
+}
+
+func (x *HeartbeatRequest) GetTaskCpuUsedCores() float64 {
+	if x != nil {
+		return x.TaskCpuUsedCores
+	}
+	return 0
+}
+
+func (x *HeartbeatRequest) GetTaskMemoryUsedBytes() int64 {
+	if x != nil {
+		return x.TaskMemoryUsedBytes
+	}
+	return 0
 }
 
 type HeartbeatResponse struct {
@@ -514,7 +542,10 @@ type Assignment struct {
 	// The agent runs it while the task runs and reports the result.
 	HealthCheck *HealthCheck `protobuf:"bytes,40,opt,name=health_check,json=healthCheck,proto3" json:"health_check,omitempty"`
 	// The job version the assignment is of (informational).
-	Version       int64 `protobuf:"varint,41,opt,name=version,proto3" json:"version,omitempty"`
+	Version int64 `protobuf:"varint,41,opt,name=version,proto3" json:"version,omitempty"`
+	// The task's ports by name; the agent checks each is free and passes it
+	// as FATHOM_PORT_<NAME>.
+	Ports         map[string]int32 `protobuf:"bytes,80,rep,name=ports,proto3" json:"ports,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -673,6 +704,13 @@ func (x *Assignment) GetVersion() int64 {
 		return x.Version
 	}
 	return 0
+}
+
+func (x *Assignment) GetPorts() map[string]int32 {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
 }
 
 type ReportTaskStatusRequest struct {
@@ -932,7 +970,7 @@ var File_fathom_v1_agent_proto protoreflect.FileDescriptor
 
 const file_fathom_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x15fathom/v1/agent.proto\x12\tfathom.v1\x1a\x16fathom/v1/deploy.proto\x1a\x15fathom/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc9\x02\n" +
+	"\x15fathom/v1/agent.proto\x12\tfathom.v1\x1a\x16fathom/v1/deploy.proto\x1a\x15fathom/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8\x02\n" +
 	"\x13RegisterNodeRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tcpu_cores\x18\x02 \x01(\x01R\bcpuCores\x12!\n" +
@@ -940,7 +978,9 @@ const file_fathom_v1_agent_proto_rawDesc = "" +
 	"\x06labels\x18\x04 \x03(\v2*.fathom.v1.RegisterNodeRequest.LabelsEntryR\x06labels\x12 \n" +
 	"\venforcement\x18\x05 \x01(\tR\venforcement\x12#\n" +
 	"\ragent_address\x18\x06 \x01(\tR\fagentAddress\x12\x18\n" +
-	"\aversion\x18\a \x01(\tR\aversion\x1a9\n" +
+	"\aversion\x18\a \x01(\tR\aversion\x12\x1d\n" +
+	"\n" +
+	"port_range\x18P \x01(\tR\tportRange\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd2\x01\n" +
@@ -948,13 +988,15 @@ const file_fathom_v1_agent_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12<\n" +
 	"\x1aheartbeat_interval_seconds\x18\x02 \x01(\x05R\x18heartbeatIntervalSeconds\x12(\n" +
 	"\x10remote_write_url\x18\x03 \x01(\tR\x0eremoteWriteUrl\x129\n" +
-	"\x19max_push_interval_seconds\x18\x04 \x01(\x01R\x16maxPushIntervalSeconds\"\xdc\x01\n" +
+	"\x19max_push_interval_seconds\x18\x04 \x01(\x01R\x16maxPushIntervalSeconds\"\xc0\x02\n" +
 	"\x10HeartbeatRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12$\n" +
 	"\x0ecpu_used_cores\x18\x02 \x01(\x01R\fcpuUsedCores\x12*\n" +
 	"\x11memory_used_bytes\x18\x03 \x01(\x03R\x0fmemoryUsedBytes\x124\n" +
 	"\x16memory_available_bytes\x18\x04 \x01(\x03R\x14memoryAvailableBytes\x12'\n" +
-	"\x0fmemory_pressure\x18\x05 \x01(\bR\x0ememoryPressure\"3\n" +
+	"\x0fmemory_pressure\x18\x05 \x01(\bR\x0ememoryPressure\x12-\n" +
+	"\x13task_cpu_used_cores\x18\x06 \x01(\x01R\x10taskCpuUsedCores\x123\n" +
+	"\x16task_memory_used_bytes\x18\a \x01(\x03R\x13taskMemoryUsedBytes\"3\n" +
 	"\x11HeartbeatResponse\x12\x1e\n" +
 	"\n" +
 	"reregister\x18\x01 \x01(\bR\n" +
@@ -967,7 +1009,7 @@ const file_fathom_v1_agent_proto_rawDesc = "" +
 	"\x06remove\x18\x03 \x01(\tH\x00R\x06remove\x12\x16\n" +
 	"\x05reset\x18\x05 \x01(\bH\x00R\x05reset\x12\x18\n" +
 	"\x06synced\x18\x04 \x01(\bH\x00R\x06syncedB\b\n" +
-	"\x06change\"\xca\x05\n" +
+	"\x06change\"\xbc\x06\n" +
 	"\n" +
 	"Assignment\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x15\n" +
@@ -991,10 +1033,15 @@ const file_fathom_v1_agent_proto_rawDesc = "" +
 	"generation\x18\x10 \x01(\x03R\n" +
 	"generation\x129\n" +
 	"\fhealth_check\x18( \x01(\v2\x16.fathom.v1.HealthCheckR\vhealthCheck\x12\x18\n" +
-	"\aversion\x18) \x01(\x03R\aversion\x1a6\n" +
+	"\aversion\x18) \x01(\x03R\aversion\x126\n" +
+	"\x05ports\x18P \x03(\v2 .fathom.v1.Assignment.PortsEntryR\x05ports\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"e\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a8\n" +
+	"\n" +
+	"PortsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"e\n" +
 	"\x17ReportTaskStatusRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x121\n" +
 	"\bstatuses\x18\x02 \x03(\v2\x15.fathom.v1.TaskStatusR\bstatuses\"\x1a\n" +
@@ -1040,7 +1087,7 @@ func file_fathom_v1_agent_proto_rawDescGZIP() []byte {
 	return file_fathom_v1_agent_proto_rawDescData
 }
 
-var file_fathom_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_fathom_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_fathom_v1_agent_proto_goTypes = []any{
 	(*RegisterNodeRequest)(nil),      // 0: fathom.v1.RegisterNodeRequest
 	(*RegisterNodeResponse)(nil),     // 1: fathom.v1.RegisterNodeResponse
@@ -1054,36 +1101,38 @@ var file_fathom_v1_agent_proto_goTypes = []any{
 	(*TaskStatus)(nil),               // 9: fathom.v1.TaskStatus
 	nil,                              // 10: fathom.v1.RegisterNodeRequest.LabelsEntry
 	nil,                              // 11: fathom.v1.Assignment.EnvEntry
-	(DesiredState)(0),                // 12: fathom.v1.DesiredState
-	(*HealthCheck)(nil),              // 13: fathom.v1.HealthCheck
-	(TaskState)(0),                   // 14: fathom.v1.TaskState
-	(*timestamppb.Timestamp)(nil),    // 15: google.protobuf.Timestamp
-	(HealthState)(0),                 // 16: fathom.v1.HealthState
+	nil,                              // 12: fathom.v1.Assignment.PortsEntry
+	(DesiredState)(0),                // 13: fathom.v1.DesiredState
+	(*HealthCheck)(nil),              // 14: fathom.v1.HealthCheck
+	(TaskState)(0),                   // 15: fathom.v1.TaskState
+	(*timestamppb.Timestamp)(nil),    // 16: google.protobuf.Timestamp
+	(HealthState)(0),                 // 17: fathom.v1.HealthState
 }
 var file_fathom_v1_agent_proto_depIdxs = []int32{
 	10, // 0: fathom.v1.RegisterNodeRequest.labels:type_name -> fathom.v1.RegisterNodeRequest.LabelsEntry
 	6,  // 1: fathom.v1.AssignmentUpdate.upsert:type_name -> fathom.v1.Assignment
 	11, // 2: fathom.v1.Assignment.env:type_name -> fathom.v1.Assignment.EnvEntry
-	12, // 3: fathom.v1.Assignment.desired_state:type_name -> fathom.v1.DesiredState
-	13, // 4: fathom.v1.Assignment.health_check:type_name -> fathom.v1.HealthCheck
-	9,  // 5: fathom.v1.ReportTaskStatusRequest.statuses:type_name -> fathom.v1.TaskStatus
-	14, // 6: fathom.v1.TaskStatus.state:type_name -> fathom.v1.TaskState
-	15, // 7: fathom.v1.TaskStatus.started_at:type_name -> google.protobuf.Timestamp
-	15, // 8: fathom.v1.TaskStatus.finished_at:type_name -> google.protobuf.Timestamp
-	16, // 9: fathom.v1.TaskStatus.health:type_name -> fathom.v1.HealthState
-	0,  // 10: fathom.v1.AgentService.Register:input_type -> fathom.v1.RegisterNodeRequest
-	2,  // 11: fathom.v1.AgentService.Heartbeat:input_type -> fathom.v1.HeartbeatRequest
-	4,  // 12: fathom.v1.AgentService.StreamAssignments:input_type -> fathom.v1.WatchAssignmentsRequest
-	7,  // 13: fathom.v1.AgentService.ReportTaskStatus:input_type -> fathom.v1.ReportTaskStatusRequest
-	1,  // 14: fathom.v1.AgentService.Register:output_type -> fathom.v1.RegisterNodeResponse
-	3,  // 15: fathom.v1.AgentService.Heartbeat:output_type -> fathom.v1.HeartbeatResponse
-	5,  // 16: fathom.v1.AgentService.StreamAssignments:output_type -> fathom.v1.AssignmentUpdate
-	8,  // 17: fathom.v1.AgentService.ReportTaskStatus:output_type -> fathom.v1.ReportTaskStatusResponse
-	14, // [14:18] is the sub-list for method output_type
-	10, // [10:14] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	13, // 3: fathom.v1.Assignment.desired_state:type_name -> fathom.v1.DesiredState
+	14, // 4: fathom.v1.Assignment.health_check:type_name -> fathom.v1.HealthCheck
+	12, // 5: fathom.v1.Assignment.ports:type_name -> fathom.v1.Assignment.PortsEntry
+	9,  // 6: fathom.v1.ReportTaskStatusRequest.statuses:type_name -> fathom.v1.TaskStatus
+	15, // 7: fathom.v1.TaskStatus.state:type_name -> fathom.v1.TaskState
+	16, // 8: fathom.v1.TaskStatus.started_at:type_name -> google.protobuf.Timestamp
+	16, // 9: fathom.v1.TaskStatus.finished_at:type_name -> google.protobuf.Timestamp
+	17, // 10: fathom.v1.TaskStatus.health:type_name -> fathom.v1.HealthState
+	0,  // 11: fathom.v1.AgentService.Register:input_type -> fathom.v1.RegisterNodeRequest
+	2,  // 12: fathom.v1.AgentService.Heartbeat:input_type -> fathom.v1.HeartbeatRequest
+	4,  // 13: fathom.v1.AgentService.StreamAssignments:input_type -> fathom.v1.WatchAssignmentsRequest
+	7,  // 14: fathom.v1.AgentService.ReportTaskStatus:input_type -> fathom.v1.ReportTaskStatusRequest
+	1,  // 15: fathom.v1.AgentService.Register:output_type -> fathom.v1.RegisterNodeResponse
+	3,  // 16: fathom.v1.AgentService.Heartbeat:output_type -> fathom.v1.HeartbeatResponse
+	5,  // 17: fathom.v1.AgentService.StreamAssignments:output_type -> fathom.v1.AssignmentUpdate
+	8,  // 18: fathom.v1.AgentService.ReportTaskStatus:output_type -> fathom.v1.ReportTaskStatusResponse
+	15, // [15:19] is the sub-list for method output_type
+	11, // [11:15] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_fathom_v1_agent_proto_init() }
@@ -1105,7 +1154,7 @@ func file_fathom_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fathom_v1_agent_proto_rawDesc), len(file_fathom_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

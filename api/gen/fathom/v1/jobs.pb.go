@@ -474,12 +474,15 @@ func (x *Spread) GetLabel() string {
 }
 
 type TaskSpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Command       []string               `protobuf:"bytes,1,rep,name=command,proto3" json:"command,omitempty"`
-	Env           map[string]string      `protobuf:"bytes,2,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	User          string                 `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
-	Resources     *Resources             `protobuf:"bytes,4,opt,name=resources,proto3" json:"resources,omitempty"`
-	HealthCheck   *HealthCheck           `protobuf:"bytes,40,opt,name=health_check,json=healthCheck,proto3" json:"health_check,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Command     []string               `protobuf:"bytes,1,rep,name=command,proto3" json:"command,omitempty"`
+	Env         map[string]string      `protobuf:"bytes,2,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	User        string                 `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
+	Resources   *Resources             `protobuf:"bytes,4,opt,name=resources,proto3" json:"resources,omitempty"`
+	HealthCheck *HealthCheck           `protobuf:"bytes,40,opt,name=health_check,json=healthCheck,proto3" json:"health_check,omitempty"`
+	// Named ports every task holds on its node, passed to the process as
+	// FATHOM_PORT_<NAME> (upper case) and recorded in Task.ports.
+	Ports         []*Port `protobuf:"bytes,80,rep,name=ports,proto3" json:"ports,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -549,6 +552,70 @@ func (x *TaskSpec) GetHealthCheck() *HealthCheck {
 	return nil
 }
 
+func (x *TaskSpec) GetPorts() []*Port {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+// Port is one named port. Without `static` the scheduler picks a free one
+// from the node's `fathom agent --port-range`; with it, that number, and no
+// two tasks on one node hold it.
+type Port struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// DNS label (RFC 1123), at most 15 characters (SRV `_<name>._tcp`).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// 1..65535; 0 or omitted: dynamic.
+	Static        int32 `protobuf:"varint,2,opt,name=static,proto3" json:"static,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Port) Reset() {
+	*x = Port{}
+	mi := &file_fathom_v1_jobs_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Port) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Port) ProtoMessage() {}
+
+func (x *Port) ProtoReflect() protoreflect.Message {
+	mi := &file_fathom_v1_jobs_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Port.ProtoReflect.Descriptor instead.
+func (*Port) Descriptor() ([]byte, []int) {
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Port) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Port) GetStatic() int32 {
+	if x != nil {
+		return x.Static
+	}
+	return 0
+}
+
 // Resources are optional hints in Kubernetes quantity notation ("500m", "2",
 // "256Mi", "1G"). Omitted means Fathom sizes the task.
 type Resources struct {
@@ -561,7 +628,7 @@ type Resources struct {
 
 func (x *Resources) Reset() {
 	*x = Resources{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[5]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -573,7 +640,7 @@ func (x *Resources) String() string {
 func (*Resources) ProtoMessage() {}
 
 func (x *Resources) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[5]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -586,7 +653,7 @@ func (x *Resources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resources.ProtoReflect.Descriptor instead.
 func (*Resources) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{5}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Resources) GetCpu() string {
@@ -641,7 +708,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[6]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -653,7 +720,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[6]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -666,7 +733,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{6}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Job) GetId() string {
@@ -863,13 +930,16 @@ type Task struct {
 	RestartAttempts    int32                  `protobuf:"varint,60,opt,name=restart_attempts,json=restartAttempts,proto3" json:"restart_attempts,omitempty"`
 	RestartWindowStart *timestamppb.Timestamp `protobuf:"bytes,61,opt,name=restart_window_start,json=restartWindowStart,proto3" json:"restart_window_start,omitempty"`
 	RestartAt          *timestamppb.Timestamp `protobuf:"bytes,62,opt,name=restart_at,json=restartAt,proto3" json:"restart_at,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The task's port numbers by name on its node (TaskSpec.ports), chosen
+	// when it was placed.
+	Ports         map[string]int32 `protobuf:"bytes,80,rep,name=ports,proto3" json:"ports,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[7]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -881,7 +951,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[7]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -894,7 +964,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{7}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Task) GetId() string {
@@ -1156,6 +1226,13 @@ func (x *Task) GetRestartAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Task) GetPorts() map[string]int32 {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
 // TaskCopy is a copy of a task a node keeps running although the task was
 // placed elsewhere (its node was lost, or it moves): the node keeps it
 // until the replacement runs, then stops it. Stored so that a restarted
@@ -1177,7 +1254,7 @@ type TaskCopy struct {
 
 func (x *TaskCopy) Reset() {
 	*x = TaskCopy{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[8]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1189,7 +1266,7 @@ func (x *TaskCopy) String() string {
 func (*TaskCopy) ProtoMessage() {}
 
 func (x *TaskCopy) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[8]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1202,7 +1279,7 @@ func (x *TaskCopy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCopy.ProtoReflect.Descriptor instead.
 func (*TaskCopy) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{8}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TaskCopy) GetTaskId() string {
@@ -1270,7 +1347,7 @@ type CreateJobRequest struct {
 
 func (x *CreateJobRequest) Reset() {
 	*x = CreateJobRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[9]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1282,7 +1359,7 @@ func (x *CreateJobRequest) String() string {
 func (*CreateJobRequest) ProtoMessage() {}
 
 func (x *CreateJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[9]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1295,7 +1372,7 @@ func (x *CreateJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateJobRequest.ProtoReflect.Descriptor instead.
 func (*CreateJobRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{9}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreateJobRequest) GetSpec() *JobSpec {
@@ -1319,7 +1396,7 @@ type CreateJobResponse struct {
 
 func (x *CreateJobResponse) Reset() {
 	*x = CreateJobResponse{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[10]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1331,7 +1408,7 @@ func (x *CreateJobResponse) String() string {
 func (*CreateJobResponse) ProtoMessage() {}
 
 func (x *CreateJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[10]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1344,7 +1421,7 @@ func (x *CreateJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateJobResponse.ProtoReflect.Descriptor instead.
 func (*CreateJobResponse) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{10}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CreateJobResponse) GetId() string {
@@ -1395,7 +1472,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[11]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1407,7 +1484,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[11]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1420,7 +1497,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{11}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListJobsRequest) GetNamespace() string {
@@ -1469,7 +1546,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[12]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1558,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[12]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +1571,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{12}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -1520,7 +1597,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[13]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1532,7 +1609,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[13]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1545,7 +1622,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{13}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -1564,7 +1641,7 @@ type StopJobRequest struct {
 
 func (x *StopJobRequest) Reset() {
 	*x = StopJobRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[14]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1576,7 +1653,7 @@ func (x *StopJobRequest) String() string {
 func (*StopJobRequest) ProtoMessage() {}
 
 func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[14]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1589,7 +1666,7 @@ func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopJobRequest.ProtoReflect.Descriptor instead.
 func (*StopJobRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{14}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StopJobRequest) GetId() string {
@@ -1615,7 +1692,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[15]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1627,7 +1704,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[15]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1640,7 +1717,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{15}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListTasksRequest) GetJobId() string {
@@ -1682,7 +1759,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[16]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1694,7 +1771,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[16]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1707,7 +1784,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{16}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -1733,7 +1810,7 @@ type WatchJobsRequest struct {
 
 func (x *WatchJobsRequest) Reset() {
 	*x = WatchJobsRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[17]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1745,7 +1822,7 @@ func (x *WatchJobsRequest) String() string {
 func (*WatchJobsRequest) ProtoMessage() {}
 
 func (x *WatchJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[17]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1758,7 +1835,7 @@ func (x *WatchJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobsRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobsRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{17}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WatchJobsRequest) GetNamespace() string {
@@ -1780,7 +1857,7 @@ type WatchTasksRequest struct {
 
 func (x *WatchTasksRequest) Reset() {
 	*x = WatchTasksRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[18]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1792,7 +1869,7 @@ func (x *WatchTasksRequest) String() string {
 func (*WatchTasksRequest) ProtoMessage() {}
 
 func (x *WatchTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[18]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1805,7 +1882,7 @@ func (x *WatchTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchTasksRequest.ProtoReflect.Descriptor instead.
 func (*WatchTasksRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{18}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WatchTasksRequest) GetJobId() string {
@@ -1832,7 +1909,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[19]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1844,7 +1921,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[19]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1857,7 +1934,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{19}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *JobEvent) GetType() EventType {
@@ -1884,7 +1961,7 @@ type TaskEvent struct {
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[20]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1896,7 +1973,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[20]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1909,7 +1986,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{20}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TaskEvent) GetType() EventType {
@@ -1939,7 +2016,7 @@ type TaskTransition struct {
 
 func (x *TaskTransition) Reset() {
 	*x = TaskTransition{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[21]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1951,7 +2028,7 @@ func (x *TaskTransition) String() string {
 func (*TaskTransition) ProtoMessage() {}
 
 func (x *TaskTransition) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[21]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1964,7 +2041,7 @@ func (x *TaskTransition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskTransition.ProtoReflect.Descriptor instead.
 func (*TaskTransition) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{21}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TaskTransition) GetTime() *timestamppb.Timestamp {
@@ -2015,7 +2092,7 @@ type JobVersion struct {
 
 func (x *JobVersion) Reset() {
 	*x = JobVersion{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[22]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2027,7 +2104,7 @@ func (x *JobVersion) String() string {
 func (*JobVersion) ProtoMessage() {}
 
 func (x *JobVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[22]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2040,7 +2117,7 @@ func (x *JobVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobVersion.ProtoReflect.Descriptor instead.
 func (*JobVersion) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{22}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *JobVersion) GetJobId() string {
@@ -2102,7 +2179,7 @@ type UpdateJobRequest struct {
 
 func (x *UpdateJobRequest) Reset() {
 	*x = UpdateJobRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[23]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2114,7 +2191,7 @@ func (x *UpdateJobRequest) String() string {
 func (*UpdateJobRequest) ProtoMessage() {}
 
 func (x *UpdateJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[23]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2127,7 +2204,7 @@ func (x *UpdateJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateJobRequest.ProtoReflect.Descriptor instead.
 func (*UpdateJobRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{23}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *UpdateJobRequest) GetId() string {
@@ -2158,7 +2235,7 @@ type UpdateJobResponse struct {
 
 func (x *UpdateJobResponse) Reset() {
 	*x = UpdateJobResponse{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[24]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2170,7 +2247,7 @@ func (x *UpdateJobResponse) String() string {
 func (*UpdateJobResponse) ProtoMessage() {}
 
 func (x *UpdateJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[24]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2183,7 +2260,7 @@ func (x *UpdateJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateJobResponse.ProtoReflect.Descriptor instead.
 func (*UpdateJobResponse) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{24}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *UpdateJobResponse) GetId() string {
@@ -2223,7 +2300,7 @@ type ListJobVersionsRequest struct {
 
 func (x *ListJobVersionsRequest) Reset() {
 	*x = ListJobVersionsRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[25]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2235,7 +2312,7 @@ func (x *ListJobVersionsRequest) String() string {
 func (*ListJobVersionsRequest) ProtoMessage() {}
 
 func (x *ListJobVersionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[25]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2248,7 +2325,7 @@ func (x *ListJobVersionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobVersionsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobVersionsRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{25}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListJobVersionsRequest) GetId() string {
@@ -2268,7 +2345,7 @@ type ListJobVersionsResponse struct {
 
 func (x *ListJobVersionsResponse) Reset() {
 	*x = ListJobVersionsResponse{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[26]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2280,7 +2357,7 @@ func (x *ListJobVersionsResponse) String() string {
 func (*ListJobVersionsResponse) ProtoMessage() {}
 
 func (x *ListJobVersionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[26]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2293,7 +2370,7 @@ func (x *ListJobVersionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobVersionsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobVersionsResponse) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{26}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListJobVersionsResponse) GetVersions() []*JobVersion {
@@ -2313,7 +2390,7 @@ type RevertJobRequest struct {
 
 func (x *RevertJobRequest) Reset() {
 	*x = RevertJobRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[27]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2325,7 +2402,7 @@ func (x *RevertJobRequest) String() string {
 func (*RevertJobRequest) ProtoMessage() {}
 
 func (x *RevertJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[27]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2338,7 +2415,7 @@ func (x *RevertJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevertJobRequest.ProtoReflect.Descriptor instead.
 func (*RevertJobRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{27}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RevertJobRequest) GetId() string {
@@ -2365,7 +2442,7 @@ type ScaleJobRequest struct {
 
 func (x *ScaleJobRequest) Reset() {
 	*x = ScaleJobRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[28]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2377,7 +2454,7 @@ func (x *ScaleJobRequest) String() string {
 func (*ScaleJobRequest) ProtoMessage() {}
 
 func (x *ScaleJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[28]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2390,7 +2467,7 @@ func (x *ScaleJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleJobRequest.ProtoReflect.Descriptor instead.
 func (*ScaleJobRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{28}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ScaleJobRequest) GetId() string {
@@ -2416,7 +2493,7 @@ type PromoteJobRequest struct {
 
 func (x *PromoteJobRequest) Reset() {
 	*x = PromoteJobRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[29]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2428,7 +2505,7 @@ func (x *PromoteJobRequest) String() string {
 func (*PromoteJobRequest) ProtoMessage() {}
 
 func (x *PromoteJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[29]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2441,7 +2518,7 @@ func (x *PromoteJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteJobRequest.ProtoReflect.Descriptor instead.
 func (*PromoteJobRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{29}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PromoteJobRequest) GetId() string {
@@ -2460,7 +2537,7 @@ type PlanJobRequest struct {
 
 func (x *PlanJobRequest) Reset() {
 	*x = PlanJobRequest{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[30]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2472,7 +2549,7 @@ func (x *PlanJobRequest) String() string {
 func (*PlanJobRequest) ProtoMessage() {}
 
 func (x *PlanJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[30]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2485,7 +2562,7 @@ func (x *PlanJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanJobRequest.ProtoReflect.Descriptor instead.
 func (*PlanJobRequest) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{30}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PlanJobRequest) GetSpec() *JobSpec {
@@ -2517,7 +2594,7 @@ type PlanJobResponse struct {
 
 func (x *PlanJobResponse) Reset() {
 	*x = PlanJobResponse{}
-	mi := &file_fathom_v1_jobs_proto_msgTypes[31]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2529,7 +2606,7 @@ func (x *PlanJobResponse) String() string {
 func (*PlanJobResponse) ProtoMessage() {}
 
 func (x *PlanJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fathom_v1_jobs_proto_msgTypes[31]
+	mi := &file_fathom_v1_jobs_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2542,7 +2619,7 @@ func (x *PlanJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanJobResponse.ProtoReflect.Descriptor instead.
 func (*PlanJobResponse) Descriptor() ([]byte, []int) {
-	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{31}
+	return file_fathom_v1_jobs_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PlanJobResponse) GetAction() string {
@@ -2639,16 +2716,20 @@ const file_fathom_v1_jobs_proto_rawDesc = "" +
 	"\x05value\x18\x03 \x01(\tR\x05value\x12\x16\n" +
 	"\x06values\x18\x04 \x03(\tR\x06values\"\x1e\n" +
 	"\x06Spread\x12\x14\n" +
-	"\x05label\x18\x01 \x01(\tR\x05label\"\x8f\x02\n" +
+	"\x05label\x18\x01 \x01(\tR\x05label\"\xb6\x02\n" +
 	"\bTaskSpec\x12\x18\n" +
 	"\acommand\x18\x01 \x03(\tR\acommand\x12.\n" +
 	"\x03env\x18\x02 \x03(\v2\x1c.fathom.v1.TaskSpec.EnvEntryR\x03env\x12\x12\n" +
 	"\x04user\x18\x03 \x01(\tR\x04user\x122\n" +
 	"\tresources\x18\x04 \x01(\v2\x14.fathom.v1.ResourcesR\tresources\x129\n" +
-	"\fhealth_check\x18( \x01(\v2\x16.fathom.v1.HealthCheckR\vhealthCheck\x1a6\n" +
+	"\fhealth_check\x18( \x01(\v2\x16.fathom.v1.HealthCheckR\vhealthCheck\x12%\n" +
+	"\x05ports\x18P \x03(\v2\x0f.fathom.v1.PortR\x05ports\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"5\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"2\n" +
+	"\x04Port\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06static\x18\x02 \x01(\x05R\x06static\"5\n" +
 	"\tResources\x12\x10\n" +
 	"\x03cpu\x18\x01 \x01(\tR\x03cpu\x12\x16\n" +
 	"\x06memory\x18\x02 \x01(\tR\x06memory\"\xa2\a\n" +
@@ -2682,7 +2763,7 @@ const file_fathom_v1_jobs_proto_rawDesc = "" +
 	"\x0eversion_reason\x18- \x01(\tR\rversionReason\x1a=\n" +
 	"\x0fTaskCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\x8c\f\n" +
+	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\xf8\f\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x1c\n" +
@@ -2732,7 +2813,12 @@ const file_fathom_v1_jobs_proto_rawDesc = "" +
 	"\x10restart_attempts\x18< \x01(\x05R\x0frestartAttempts\x12L\n" +
 	"\x14restart_window_start\x18= \x01(\v2\x1a.google.protobuf.TimestampR\x12restartWindowStart\x129\n" +
 	"\n" +
-	"restart_at\x18> \x01(\v2\x1a.google.protobuf.TimestampR\trestartAt\"\xbd\x02\n" +
+	"restart_at\x18> \x01(\v2\x1a.google.protobuf.TimestampR\trestartAt\x120\n" +
+	"\x05ports\x18P \x03(\v2\x1a.fathom.v1.Task.PortsEntryR\x05ports\x1a8\n" +
+	"\n" +
+	"PortsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\xbd\x02\n" +
 	"\bTaskCopy\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x1e\n" +
@@ -2876,7 +2962,7 @@ func file_fathom_v1_jobs_proto_rawDescGZIP() []byte {
 }
 
 var file_fathom_v1_jobs_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_fathom_v1_jobs_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_fathom_v1_jobs_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_fathom_v1_jobs_proto_goTypes = []any{
 	(JobState)(0),                   // 0: fathom.v1.JobState
 	(EventType)(0),                  // 1: fathom.v1.EventType
@@ -2885,126 +2971,130 @@ var file_fathom_v1_jobs_proto_goTypes = []any{
 	(*Constraint)(nil),              // 4: fathom.v1.Constraint
 	(*Spread)(nil),                  // 5: fathom.v1.Spread
 	(*TaskSpec)(nil),                // 6: fathom.v1.TaskSpec
-	(*Resources)(nil),               // 7: fathom.v1.Resources
-	(*Job)(nil),                     // 8: fathom.v1.Job
-	(*Task)(nil),                    // 9: fathom.v1.Task
-	(*TaskCopy)(nil),                // 10: fathom.v1.TaskCopy
-	(*CreateJobRequest)(nil),        // 11: fathom.v1.CreateJobRequest
-	(*CreateJobResponse)(nil),       // 12: fathom.v1.CreateJobResponse
-	(*ListJobsRequest)(nil),         // 13: fathom.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),        // 14: fathom.v1.ListJobsResponse
-	(*GetJobRequest)(nil),           // 15: fathom.v1.GetJobRequest
-	(*StopJobRequest)(nil),          // 16: fathom.v1.StopJobRequest
-	(*ListTasksRequest)(nil),        // 17: fathom.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),       // 18: fathom.v1.ListTasksResponse
-	(*WatchJobsRequest)(nil),        // 19: fathom.v1.WatchJobsRequest
-	(*WatchTasksRequest)(nil),       // 20: fathom.v1.WatchTasksRequest
-	(*JobEvent)(nil),                // 21: fathom.v1.JobEvent
-	(*TaskEvent)(nil),               // 22: fathom.v1.TaskEvent
-	(*TaskTransition)(nil),          // 23: fathom.v1.TaskTransition
-	(*JobVersion)(nil),              // 24: fathom.v1.JobVersion
-	(*UpdateJobRequest)(nil),        // 25: fathom.v1.UpdateJobRequest
-	(*UpdateJobResponse)(nil),       // 26: fathom.v1.UpdateJobResponse
-	(*ListJobVersionsRequest)(nil),  // 27: fathom.v1.ListJobVersionsRequest
-	(*ListJobVersionsResponse)(nil), // 28: fathom.v1.ListJobVersionsResponse
-	(*RevertJobRequest)(nil),        // 29: fathom.v1.RevertJobRequest
-	(*ScaleJobRequest)(nil),         // 30: fathom.v1.ScaleJobRequest
-	(*PromoteJobRequest)(nil),       // 31: fathom.v1.PromoteJobRequest
-	(*PlanJobRequest)(nil),          // 32: fathom.v1.PlanJobRequest
-	(*PlanJobResponse)(nil),         // 33: fathom.v1.PlanJobResponse
-	nil,                             // 34: fathom.v1.TaskSpec.EnvEntry
-	nil,                             // 35: fathom.v1.Job.TaskCountsEntry
-	(*UpdateStrategy)(nil),          // 36: fathom.v1.UpdateStrategy
-	(*HealthCheck)(nil),             // 37: fathom.v1.HealthCheck
-	(*timestamppb.Timestamp)(nil),   // 38: google.protobuf.Timestamp
-	(*Deployment)(nil),              // 39: fathom.v1.Deployment
-	(TaskState)(0),                  // 40: fathom.v1.TaskState
-	(DesiredState)(0),               // 41: fathom.v1.DesiredState
-	(HealthState)(0),                // 42: fathom.v1.HealthState
-	(*FieldChange)(nil),             // 43: fathom.v1.FieldChange
+	(*Port)(nil),                    // 7: fathom.v1.Port
+	(*Resources)(nil),               // 8: fathom.v1.Resources
+	(*Job)(nil),                     // 9: fathom.v1.Job
+	(*Task)(nil),                    // 10: fathom.v1.Task
+	(*TaskCopy)(nil),                // 11: fathom.v1.TaskCopy
+	(*CreateJobRequest)(nil),        // 12: fathom.v1.CreateJobRequest
+	(*CreateJobResponse)(nil),       // 13: fathom.v1.CreateJobResponse
+	(*ListJobsRequest)(nil),         // 14: fathom.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),        // 15: fathom.v1.ListJobsResponse
+	(*GetJobRequest)(nil),           // 16: fathom.v1.GetJobRequest
+	(*StopJobRequest)(nil),          // 17: fathom.v1.StopJobRequest
+	(*ListTasksRequest)(nil),        // 18: fathom.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),       // 19: fathom.v1.ListTasksResponse
+	(*WatchJobsRequest)(nil),        // 20: fathom.v1.WatchJobsRequest
+	(*WatchTasksRequest)(nil),       // 21: fathom.v1.WatchTasksRequest
+	(*JobEvent)(nil),                // 22: fathom.v1.JobEvent
+	(*TaskEvent)(nil),               // 23: fathom.v1.TaskEvent
+	(*TaskTransition)(nil),          // 24: fathom.v1.TaskTransition
+	(*JobVersion)(nil),              // 25: fathom.v1.JobVersion
+	(*UpdateJobRequest)(nil),        // 26: fathom.v1.UpdateJobRequest
+	(*UpdateJobResponse)(nil),       // 27: fathom.v1.UpdateJobResponse
+	(*ListJobVersionsRequest)(nil),  // 28: fathom.v1.ListJobVersionsRequest
+	(*ListJobVersionsResponse)(nil), // 29: fathom.v1.ListJobVersionsResponse
+	(*RevertJobRequest)(nil),        // 30: fathom.v1.RevertJobRequest
+	(*ScaleJobRequest)(nil),         // 31: fathom.v1.ScaleJobRequest
+	(*PromoteJobRequest)(nil),       // 32: fathom.v1.PromoteJobRequest
+	(*PlanJobRequest)(nil),          // 33: fathom.v1.PlanJobRequest
+	(*PlanJobResponse)(nil),         // 34: fathom.v1.PlanJobResponse
+	nil,                             // 35: fathom.v1.TaskSpec.EnvEntry
+	nil,                             // 36: fathom.v1.Job.TaskCountsEntry
+	nil,                             // 37: fathom.v1.Task.PortsEntry
+	(*UpdateStrategy)(nil),          // 38: fathom.v1.UpdateStrategy
+	(*HealthCheck)(nil),             // 39: fathom.v1.HealthCheck
+	(*timestamppb.Timestamp)(nil),   // 40: google.protobuf.Timestamp
+	(*Deployment)(nil),              // 41: fathom.v1.Deployment
+	(TaskState)(0),                  // 42: fathom.v1.TaskState
+	(DesiredState)(0),               // 43: fathom.v1.DesiredState
+	(HealthState)(0),                // 44: fathom.v1.HealthState
+	(*FieldChange)(nil),             // 45: fathom.v1.FieldChange
 }
 var file_fathom_v1_jobs_proto_depIdxs = []int32{
 	6,  // 0: fathom.v1.JobSpec.task:type_name -> fathom.v1.TaskSpec
-	36, // 1: fathom.v1.JobSpec.update:type_name -> fathom.v1.UpdateStrategy
+	38, // 1: fathom.v1.JobSpec.update:type_name -> fathom.v1.UpdateStrategy
 	3,  // 2: fathom.v1.JobSpec.restart:type_name -> fathom.v1.RestartPolicy
 	4,  // 3: fathom.v1.JobSpec.constraints:type_name -> fathom.v1.Constraint
 	5,  // 4: fathom.v1.JobSpec.spread:type_name -> fathom.v1.Spread
-	34, // 5: fathom.v1.TaskSpec.env:type_name -> fathom.v1.TaskSpec.EnvEntry
-	7,  // 6: fathom.v1.TaskSpec.resources:type_name -> fathom.v1.Resources
-	37, // 7: fathom.v1.TaskSpec.health_check:type_name -> fathom.v1.HealthCheck
-	2,  // 8: fathom.v1.Job.spec:type_name -> fathom.v1.JobSpec
-	0,  // 9: fathom.v1.Job.state:type_name -> fathom.v1.JobState
-	38, // 10: fathom.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	38, // 11: fathom.v1.Job.stopped_at:type_name -> google.protobuf.Timestamp
-	35, // 12: fathom.v1.Job.task_counts:type_name -> fathom.v1.Job.TaskCountsEntry
-	38, // 13: fathom.v1.Job.last_run_at:type_name -> google.protobuf.Timestamp
-	38, // 14: fathom.v1.Job.next_run_at:type_name -> google.protobuf.Timestamp
-	39, // 15: fathom.v1.Job.deployment:type_name -> fathom.v1.Deployment
-	24, // 16: fathom.v1.Job.previous:type_name -> fathom.v1.JobVersion
-	38, // 17: fathom.v1.Job.version_at:type_name -> google.protobuf.Timestamp
-	40, // 18: fathom.v1.Task.state:type_name -> fathom.v1.TaskState
-	41, // 19: fathom.v1.Task.desired_state:type_name -> fathom.v1.DesiredState
-	38, // 20: fathom.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	38, // 21: fathom.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	38, // 22: fathom.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	23, // 23: fathom.v1.Task.history:type_name -> fathom.v1.TaskTransition
-	38, // 24: fathom.v1.Task.placed_at:type_name -> google.protobuf.Timestamp
-	38, // 25: fathom.v1.Task.resized_at:type_name -> google.protobuf.Timestamp
-	38, // 26: fathom.v1.Task.avoid_until:type_name -> google.protobuf.Timestamp
-	38, // 27: fathom.v1.Task.version_at:type_name -> google.protobuf.Timestamp
-	42, // 28: fathom.v1.Task.health:type_name -> fathom.v1.HealthState
-	38, // 29: fathom.v1.Task.healthy_since:type_name -> google.protobuf.Timestamp
-	38, // 30: fathom.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
-	38, // 31: fathom.v1.Task.restart_at:type_name -> google.protobuf.Timestamp
-	38, // 32: fathom.v1.TaskCopy.since:type_name -> google.protobuf.Timestamp
-	2,  // 33: fathom.v1.CreateJobRequest.spec:type_name -> fathom.v1.JobSpec
-	8,  // 34: fathom.v1.CreateJobResponse.job:type_name -> fathom.v1.Job
-	8,  // 35: fathom.v1.ListJobsResponse.jobs:type_name -> fathom.v1.Job
-	9,  // 36: fathom.v1.ListTasksResponse.tasks:type_name -> fathom.v1.Task
-	1,  // 37: fathom.v1.JobEvent.type:type_name -> fathom.v1.EventType
-	8,  // 38: fathom.v1.JobEvent.job:type_name -> fathom.v1.Job
-	1,  // 39: fathom.v1.TaskEvent.type:type_name -> fathom.v1.EventType
-	9,  // 40: fathom.v1.TaskEvent.task:type_name -> fathom.v1.Task
-	38, // 41: fathom.v1.TaskTransition.time:type_name -> google.protobuf.Timestamp
-	40, // 42: fathom.v1.TaskTransition.state:type_name -> fathom.v1.TaskState
-	2,  // 43: fathom.v1.JobVersion.spec:type_name -> fathom.v1.JobSpec
-	38, // 44: fathom.v1.JobVersion.submitted_at:type_name -> google.protobuf.Timestamp
-	2,  // 45: fathom.v1.UpdateJobRequest.spec:type_name -> fathom.v1.JobSpec
-	8,  // 46: fathom.v1.UpdateJobResponse.job:type_name -> fathom.v1.Job
-	24, // 47: fathom.v1.ListJobVersionsResponse.versions:type_name -> fathom.v1.JobVersion
-	2,  // 48: fathom.v1.PlanJobRequest.spec:type_name -> fathom.v1.JobSpec
-	43, // 49: fathom.v1.PlanJobResponse.changes:type_name -> fathom.v1.FieldChange
-	11, // 50: fathom.v1.JobService.CreateJob:input_type -> fathom.v1.CreateJobRequest
-	13, // 51: fathom.v1.JobService.ListJobs:input_type -> fathom.v1.ListJobsRequest
-	15, // 52: fathom.v1.JobService.GetJob:input_type -> fathom.v1.GetJobRequest
-	16, // 53: fathom.v1.JobService.StopJob:input_type -> fathom.v1.StopJobRequest
-	17, // 54: fathom.v1.JobService.ListTasks:input_type -> fathom.v1.ListTasksRequest
-	25, // 55: fathom.v1.JobService.UpdateJob:input_type -> fathom.v1.UpdateJobRequest
-	27, // 56: fathom.v1.JobService.ListJobVersions:input_type -> fathom.v1.ListJobVersionsRequest
-	29, // 57: fathom.v1.JobService.RevertJob:input_type -> fathom.v1.RevertJobRequest
-	30, // 58: fathom.v1.JobService.ScaleJob:input_type -> fathom.v1.ScaleJobRequest
-	31, // 59: fathom.v1.JobService.PromoteJob:input_type -> fathom.v1.PromoteJobRequest
-	32, // 60: fathom.v1.JobService.PlanJob:input_type -> fathom.v1.PlanJobRequest
-	19, // 61: fathom.v1.JobService.WatchJobs:input_type -> fathom.v1.WatchJobsRequest
-	20, // 62: fathom.v1.JobService.WatchTasks:input_type -> fathom.v1.WatchTasksRequest
-	12, // 63: fathom.v1.JobService.CreateJob:output_type -> fathom.v1.CreateJobResponse
-	14, // 64: fathom.v1.JobService.ListJobs:output_type -> fathom.v1.ListJobsResponse
-	8,  // 65: fathom.v1.JobService.GetJob:output_type -> fathom.v1.Job
-	8,  // 66: fathom.v1.JobService.StopJob:output_type -> fathom.v1.Job
-	18, // 67: fathom.v1.JobService.ListTasks:output_type -> fathom.v1.ListTasksResponse
-	26, // 68: fathom.v1.JobService.UpdateJob:output_type -> fathom.v1.UpdateJobResponse
-	28, // 69: fathom.v1.JobService.ListJobVersions:output_type -> fathom.v1.ListJobVersionsResponse
-	26, // 70: fathom.v1.JobService.RevertJob:output_type -> fathom.v1.UpdateJobResponse
-	26, // 71: fathom.v1.JobService.ScaleJob:output_type -> fathom.v1.UpdateJobResponse
-	8,  // 72: fathom.v1.JobService.PromoteJob:output_type -> fathom.v1.Job
-	33, // 73: fathom.v1.JobService.PlanJob:output_type -> fathom.v1.PlanJobResponse
-	21, // 74: fathom.v1.JobService.WatchJobs:output_type -> fathom.v1.JobEvent
-	22, // 75: fathom.v1.JobService.WatchTasks:output_type -> fathom.v1.TaskEvent
-	63, // [63:76] is the sub-list for method output_type
-	50, // [50:63] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	35, // 5: fathom.v1.TaskSpec.env:type_name -> fathom.v1.TaskSpec.EnvEntry
+	8,  // 6: fathom.v1.TaskSpec.resources:type_name -> fathom.v1.Resources
+	39, // 7: fathom.v1.TaskSpec.health_check:type_name -> fathom.v1.HealthCheck
+	7,  // 8: fathom.v1.TaskSpec.ports:type_name -> fathom.v1.Port
+	2,  // 9: fathom.v1.Job.spec:type_name -> fathom.v1.JobSpec
+	0,  // 10: fathom.v1.Job.state:type_name -> fathom.v1.JobState
+	40, // 11: fathom.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	40, // 12: fathom.v1.Job.stopped_at:type_name -> google.protobuf.Timestamp
+	36, // 13: fathom.v1.Job.task_counts:type_name -> fathom.v1.Job.TaskCountsEntry
+	40, // 14: fathom.v1.Job.last_run_at:type_name -> google.protobuf.Timestamp
+	40, // 15: fathom.v1.Job.next_run_at:type_name -> google.protobuf.Timestamp
+	41, // 16: fathom.v1.Job.deployment:type_name -> fathom.v1.Deployment
+	25, // 17: fathom.v1.Job.previous:type_name -> fathom.v1.JobVersion
+	40, // 18: fathom.v1.Job.version_at:type_name -> google.protobuf.Timestamp
+	42, // 19: fathom.v1.Task.state:type_name -> fathom.v1.TaskState
+	43, // 20: fathom.v1.Task.desired_state:type_name -> fathom.v1.DesiredState
+	40, // 21: fathom.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	40, // 22: fathom.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	40, // 23: fathom.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	24, // 24: fathom.v1.Task.history:type_name -> fathom.v1.TaskTransition
+	40, // 25: fathom.v1.Task.placed_at:type_name -> google.protobuf.Timestamp
+	40, // 26: fathom.v1.Task.resized_at:type_name -> google.protobuf.Timestamp
+	40, // 27: fathom.v1.Task.avoid_until:type_name -> google.protobuf.Timestamp
+	40, // 28: fathom.v1.Task.version_at:type_name -> google.protobuf.Timestamp
+	44, // 29: fathom.v1.Task.health:type_name -> fathom.v1.HealthState
+	40, // 30: fathom.v1.Task.healthy_since:type_name -> google.protobuf.Timestamp
+	40, // 31: fathom.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
+	40, // 32: fathom.v1.Task.restart_at:type_name -> google.protobuf.Timestamp
+	37, // 33: fathom.v1.Task.ports:type_name -> fathom.v1.Task.PortsEntry
+	40, // 34: fathom.v1.TaskCopy.since:type_name -> google.protobuf.Timestamp
+	2,  // 35: fathom.v1.CreateJobRequest.spec:type_name -> fathom.v1.JobSpec
+	9,  // 36: fathom.v1.CreateJobResponse.job:type_name -> fathom.v1.Job
+	9,  // 37: fathom.v1.ListJobsResponse.jobs:type_name -> fathom.v1.Job
+	10, // 38: fathom.v1.ListTasksResponse.tasks:type_name -> fathom.v1.Task
+	1,  // 39: fathom.v1.JobEvent.type:type_name -> fathom.v1.EventType
+	9,  // 40: fathom.v1.JobEvent.job:type_name -> fathom.v1.Job
+	1,  // 41: fathom.v1.TaskEvent.type:type_name -> fathom.v1.EventType
+	10, // 42: fathom.v1.TaskEvent.task:type_name -> fathom.v1.Task
+	40, // 43: fathom.v1.TaskTransition.time:type_name -> google.protobuf.Timestamp
+	42, // 44: fathom.v1.TaskTransition.state:type_name -> fathom.v1.TaskState
+	2,  // 45: fathom.v1.JobVersion.spec:type_name -> fathom.v1.JobSpec
+	40, // 46: fathom.v1.JobVersion.submitted_at:type_name -> google.protobuf.Timestamp
+	2,  // 47: fathom.v1.UpdateJobRequest.spec:type_name -> fathom.v1.JobSpec
+	9,  // 48: fathom.v1.UpdateJobResponse.job:type_name -> fathom.v1.Job
+	25, // 49: fathom.v1.ListJobVersionsResponse.versions:type_name -> fathom.v1.JobVersion
+	2,  // 50: fathom.v1.PlanJobRequest.spec:type_name -> fathom.v1.JobSpec
+	45, // 51: fathom.v1.PlanJobResponse.changes:type_name -> fathom.v1.FieldChange
+	12, // 52: fathom.v1.JobService.CreateJob:input_type -> fathom.v1.CreateJobRequest
+	14, // 53: fathom.v1.JobService.ListJobs:input_type -> fathom.v1.ListJobsRequest
+	16, // 54: fathom.v1.JobService.GetJob:input_type -> fathom.v1.GetJobRequest
+	17, // 55: fathom.v1.JobService.StopJob:input_type -> fathom.v1.StopJobRequest
+	18, // 56: fathom.v1.JobService.ListTasks:input_type -> fathom.v1.ListTasksRequest
+	26, // 57: fathom.v1.JobService.UpdateJob:input_type -> fathom.v1.UpdateJobRequest
+	28, // 58: fathom.v1.JobService.ListJobVersions:input_type -> fathom.v1.ListJobVersionsRequest
+	30, // 59: fathom.v1.JobService.RevertJob:input_type -> fathom.v1.RevertJobRequest
+	31, // 60: fathom.v1.JobService.ScaleJob:input_type -> fathom.v1.ScaleJobRequest
+	32, // 61: fathom.v1.JobService.PromoteJob:input_type -> fathom.v1.PromoteJobRequest
+	33, // 62: fathom.v1.JobService.PlanJob:input_type -> fathom.v1.PlanJobRequest
+	20, // 63: fathom.v1.JobService.WatchJobs:input_type -> fathom.v1.WatchJobsRequest
+	21, // 64: fathom.v1.JobService.WatchTasks:input_type -> fathom.v1.WatchTasksRequest
+	13, // 65: fathom.v1.JobService.CreateJob:output_type -> fathom.v1.CreateJobResponse
+	15, // 66: fathom.v1.JobService.ListJobs:output_type -> fathom.v1.ListJobsResponse
+	9,  // 67: fathom.v1.JobService.GetJob:output_type -> fathom.v1.Job
+	9,  // 68: fathom.v1.JobService.StopJob:output_type -> fathom.v1.Job
+	19, // 69: fathom.v1.JobService.ListTasks:output_type -> fathom.v1.ListTasksResponse
+	27, // 70: fathom.v1.JobService.UpdateJob:output_type -> fathom.v1.UpdateJobResponse
+	29, // 71: fathom.v1.JobService.ListJobVersions:output_type -> fathom.v1.ListJobVersionsResponse
+	27, // 72: fathom.v1.JobService.RevertJob:output_type -> fathom.v1.UpdateJobResponse
+	27, // 73: fathom.v1.JobService.ScaleJob:output_type -> fathom.v1.UpdateJobResponse
+	9,  // 74: fathom.v1.JobService.PromoteJob:output_type -> fathom.v1.Job
+	34, // 75: fathom.v1.JobService.PlanJob:output_type -> fathom.v1.PlanJobResponse
+	22, // 76: fathom.v1.JobService.WatchJobs:output_type -> fathom.v1.JobEvent
+	23, // 77: fathom.v1.JobService.WatchTasks:output_type -> fathom.v1.TaskEvent
+	65, // [65:78] is the sub-list for method output_type
+	52, // [52:65] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_fathom_v1_jobs_proto_init() }
@@ -3022,7 +3112,7 @@ func file_fathom_v1_jobs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fathom_v1_jobs_proto_rawDesc), len(file_fathom_v1_jobs_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   34,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

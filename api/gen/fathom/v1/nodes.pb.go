@@ -79,20 +79,21 @@ type Node struct {
 	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	State NodeState              `protobuf:"varint,3,opt,name=state,proto3,enum=fathom.v1.NodeState" json:"state,omitempty"`
 	// False when cordoned or draining.
-	Schedulable          bool                   `protobuf:"varint,4,opt,name=schedulable,proto3" json:"schedulable,omitempty"`
-	Draining             bool                   `protobuf:"varint,5,opt,name=draining,proto3" json:"draining,omitempty"`
-	CpuCores             float64                `protobuf:"fixed64,6,opt,name=cpu_cores,json=cpuCores,proto3" json:"cpu_cores,omitempty"`
-	MemoryBytes          int64                  `protobuf:"varint,7,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
-	Labels               map[string]string      `protobuf:"bytes,8,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Enforcement          string                 `protobuf:"bytes,9,opt,name=enforcement,proto3" json:"enforcement,omitempty"`
-	AgentAddress         string                 `protobuf:"bytes,10,opt,name=agent_address,json=agentAddress,proto3" json:"agent_address,omitempty"`
-	Version              string                 `protobuf:"bytes,11,opt,name=version,proto3" json:"version,omitempty"`
-	RegisteredAt         *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=registered_at,json=registeredAt,proto3" json:"registered_at,omitempty"`
-	LastHeartbeat        *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=last_heartbeat,json=lastHeartbeat,proto3" json:"last_heartbeat,omitempty"`
-	CpuUsedCores         float64                `protobuf:"fixed64,14,opt,name=cpu_used_cores,json=cpuUsedCores,proto3" json:"cpu_used_cores,omitempty"`
-	MemoryUsedBytes      int64                  `protobuf:"varint,15,opt,name=memory_used_bytes,json=memoryUsedBytes,proto3" json:"memory_used_bytes,omitempty"`
-	MemoryAvailableBytes int64                  `protobuf:"varint,16,opt,name=memory_available_bytes,json=memoryAvailableBytes,proto3" json:"memory_available_bytes,omitempty"`
-	MemoryPressure       bool                   `protobuf:"varint,17,opt,name=memory_pressure,json=memoryPressure,proto3" json:"memory_pressure,omitempty"`
+	Schedulable   bool                   `protobuf:"varint,4,opt,name=schedulable,proto3" json:"schedulable,omitempty"`
+	Draining      bool                   `protobuf:"varint,5,opt,name=draining,proto3" json:"draining,omitempty"`
+	CpuCores      float64                `protobuf:"fixed64,6,opt,name=cpu_cores,json=cpuCores,proto3" json:"cpu_cores,omitempty"`
+	MemoryBytes   int64                  `protobuf:"varint,7,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	Labels        map[string]string      `protobuf:"bytes,8,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Enforcement   string                 `protobuf:"bytes,9,opt,name=enforcement,proto3" json:"enforcement,omitempty"`
+	AgentAddress  string                 `protobuf:"bytes,10,opt,name=agent_address,json=agentAddress,proto3" json:"agent_address,omitempty"`
+	Version       string                 `protobuf:"bytes,11,opt,name=version,proto3" json:"version,omitempty"`
+	RegisteredAt  *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=registered_at,json=registeredAt,proto3" json:"registered_at,omitempty"`
+	LastHeartbeat *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=last_heartbeat,json=lastHeartbeat,proto3" json:"last_heartbeat,omitempty"`
+	// The whole machine, every process (from the agent's /proc readings).
+	CpuUsedCores         float64 `protobuf:"fixed64,14,opt,name=cpu_used_cores,json=cpuUsedCores,proto3" json:"cpu_used_cores,omitempty"`
+	MemoryUsedBytes      int64   `protobuf:"varint,15,opt,name=memory_used_bytes,json=memoryUsedBytes,proto3" json:"memory_used_bytes,omitempty"`
+	MemoryAvailableBytes int64   `protobuf:"varint,16,opt,name=memory_available_bytes,json=memoryAvailableBytes,proto3" json:"memory_available_bytes,omitempty"`
+	MemoryPressure       bool    `protobuf:"varint,17,opt,name=memory_pressure,json=memoryPressure,proto3" json:"memory_pressure,omitempty"`
 	// Sums of the requests of tasks placed on the node.
 	CpuRequestedCores    float64 `protobuf:"fixed64,18,opt,name=cpu_requested_cores,json=cpuRequestedCores,proto3" json:"cpu_requested_cores,omitempty"`
 	MemoryRequestedBytes int64   `protobuf:"varint,19,opt,name=memory_requested_bytes,json=memoryRequestedBytes,proto3" json:"memory_requested_bytes,omitempty"`
@@ -104,11 +105,18 @@ type Node struct {
 	// Set when the server cordoned the node to hand it to the node provider
 	// hook (--node-provider-cmd) for removal; stored, cleared by uncordon.
 	RemovalRequestedAt *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=removal_requested_at,json=removalRequestedAt,proto3" json:"removal_requested_at,omitempty"`
+	// Dynamic ports the node gives out, "LO-HI" (`fathom agent --port-range`).
+	PortRange string `protobuf:"bytes,80,opt,name=port_range,json=portRange,proto3" json:"port_range,omitempty"`
 	// Where that removal stands, e.g. "waiting for 2 tasks to move",
 	// "handed to the node provider 3m ago" (not stored; empty when none).
-	Removal       string `protobuf:"bytes,23,opt,name=removal,proto3" json:"removal,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Removal string `protobuf:"bytes,23,opt,name=removal,proto3" json:"removal,omitempty"`
+	// Fathom's running tasks on the node only (sums over their cgroups, as of
+	// the latest heartbeat): what the tasks use, as opposed to the whole
+	// machine above. 0 from agents older than this field.
+	TaskCpuUsedCores    float64 `protobuf:"fixed64,24,opt,name=task_cpu_used_cores,json=taskCpuUsedCores,proto3" json:"task_cpu_used_cores,omitempty"`
+	TaskMemoryUsedBytes int64   `protobuf:"varint,25,opt,name=task_memory_used_bytes,json=taskMemoryUsedBytes,proto3" json:"task_memory_used_bytes,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Node) Reset() {
@@ -295,11 +303,32 @@ func (x *Node) GetRemovalRequestedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Node) GetPortRange() string {
+	if x != nil {
+		return x.PortRange
+	}
+	return ""
+}
+
 func (x *Node) GetRemoval() string {
 	if x != nil {
 		return x.Removal
 	}
 	return ""
+}
+
+func (x *Node) GetTaskCpuUsedCores() float64 {
+	if x != nil {
+		return x.TaskCpuUsedCores
+	}
+	return 0
+}
+
+func (x *Node) GetTaskMemoryUsedBytes() int64 {
+	if x != nil {
+		return x.TaskMemoryUsedBytes
+	}
+	return 0
 }
 
 type ListNodesRequest struct {
@@ -889,7 +918,7 @@ var File_fathom_v1_nodes_proto protoreflect.FileDescriptor
 
 const file_fathom_v1_nodes_proto_rawDesc = "" +
 	"\n" +
-	"\x15fathom/v1/nodes.proto\x12\tfathom.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe5\a\n" +
+	"\x15fathom/v1/nodes.proto\x12\tfathom.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8\b\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
@@ -914,8 +943,12 @@ const file_fathom_v1_nodes_proto_rawDesc = "" +
 	"\n" +
 	"task_count\x18\x14 \x01(\x05R\ttaskCount\x12\x1c\n" +
 	"\tremovable\x18\x15 \x01(\bR\tremovable\x12L\n" +
-	"\x14removal_requested_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\x12removalRequestedAt\x12\x18\n" +
-	"\aremoval\x18\x17 \x01(\tR\aremoval\x1a9\n" +
+	"\x14removal_requested_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\x12removalRequestedAt\x12\x1d\n" +
+	"\n" +
+	"port_range\x18P \x01(\tR\tportRange\x12\x18\n" +
+	"\aremoval\x18\x17 \x01(\tR\aremoval\x12-\n" +
+	"\x13task_cpu_used_cores\x18\x18 \x01(\x01R\x10taskCpuUsedCores\x123\n" +
+	"\x16task_memory_used_bytes\x18\x19 \x01(\x03R\x13taskMemoryUsedBytes\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"N\n" +
