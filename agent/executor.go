@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/fathom-scheduler/fathom/agent/cgroups"
+	"github.com/fathom-scheduler/fathom/internal/logtail"
 )
 
 // ExecutorConfig configures an Executor.
@@ -995,50 +996,27 @@ func (e *Executor) Usage() []TaskUsage {
 	return out
 }
 
-// Bounds of TaskStatus.LogTail (the control plane bounds again what it
-// keeps).
-const (
-	logTailLines = 10
-	logTailBytes = 1024
-)
-
-// logTail returns the last lines of a task's output (at most logTailLines
-// and logTailBytes, cut at a line start), "" when there is none.
+// logTail returns the last lines of a task's output (at most logtail.MaxLines
+// and logtail.MaxBytes, cut at a line start), "" when there is none.
 func (e *Executor) logTail(id string) string {
-	c, err := e.OpenLog(id, logTailLines)
+	c, err := e.OpenLog(id, logtail.MaxLines)
 	defer c.Close()
 	if err != nil {
 		return ""
 	}
 	// The tail is at most 10 lines but a line can be long: read what the
-	// cursor gives, keeping the last logTailBytes.
+	// cursor gives, keeping the last logtail.MaxBytes.
 	buf := make([]byte, 4096)
 	var out []byte
 	for {
 		n, err := c.Read(buf)
 		out = append(out, buf[:n]...)
-		if len(out) > 2*logTailBytes {
-			out = append(out[:0], out[len(out)-logTailBytes:]...)
+		if len(out) > 2*logtail.MaxBytes {
+			out = append(out[:0], out[len(out)-logtail.MaxBytes:]...)
 		}
 		if err != nil || n == 0 {
 			break
 		}
 	}
-	return boundTail(string(out))
-}
-
-// boundTail keeps the last logTailLines lines and logTailBytes bytes of s.
-func boundTail(s string) string {
-	s = strings.TrimRight(s, "\n")
-	if len(s) > logTailBytes {
-		s = s[len(s)-logTailBytes:]
-		if i := strings.IndexByte(s, '\n'); i >= 0 && i < len(s)-1 {
-			s = s[i+1:]
-		}
-		s = strings.ToValidUTF8(s, "")
-	}
-	if lines := strings.Split(s, "\n"); len(lines) > logTailLines {
-		s = strings.Join(lines[len(lines)-logTailLines:], "\n")
-	}
-	return s
+	return logtail.Bound(string(out))
 }

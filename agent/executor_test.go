@@ -351,16 +351,6 @@ func TestExitsAreNotRestartedLocally(t *testing.T) {
 	}
 }
 
-func TestBoundTail(t *testing.T) {
-	long := strings.Repeat("z", 3000) + "\nend\n"
-	if got := boundTail(long); got != "end" {
-		t.Errorf("boundTail of a 3000-byte line then end = %q; want the cut line dropped", got[:min(len(got), 20)])
-	}
-	if got := boundTail("a\nb\n"); got != "a\nb" {
-		t.Errorf("boundTail = %q", got)
-	}
-}
-
 // A kept copy (a task re-placed elsewhere whose replacement does not run
 // yet) keeps running while it runs, but is never started, and a service
 // copy that exits is not restarted.

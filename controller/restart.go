@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/fathom-scheduler/fathom/internal/logtail"
 )
 
 // Restart policies (Nomad's restart stanza). A task's process that ends on
@@ -113,32 +115,6 @@ func decideRestart(p RestartPolicy, st restartState, placedAt, now time.Time) Re
 		Why: fmt.Sprintf("restart %d of %d in %s", st.Attempts, p.Attempts, p.Interval)}
 }
 
-// Bounds of the output kept in a failed task's reason.
-const (
-	MaxLogTailLines = 10
-	MaxLogTailBytes = 1024
-)
-
-// BoundLogTail keeps at most the last MaxLogTailLines lines and
-// MaxLogTailBytes bytes of s (cut at a line start where it can be), without
-// a trailing newline. Agents bound what they send; the controller bounds
-// again what it keeps.
-func BoundLogTail(s string) string {
-	s = strings.TrimRight(s, "\n")
-	if len(s) > MaxLogTailBytes {
-		s = s[len(s)-MaxLogTailBytes:]
-		if i := strings.IndexByte(s, '\n'); i >= 0 && i < len(s)-1 {
-			s = s[i+1:]
-		}
-		s = strings.ToValidUTF8(s, "")
-	}
-	if n := strings.Count(s, "\n"); n >= MaxLogTailLines {
-		lines := strings.Split(s, "\n")
-		s = strings.Join(lines[len(lines)-MaxLogTailLines:], "\n")
-	}
-	return s
-}
-
 // exitedOnItsOwn applies the restart policy to a task whose process ended
 // on its own on node (not OOM-killed, not stopped or evicted): restart it
 // there after the delay, or end it as failed. A batch or cron task that
@@ -166,7 +142,7 @@ func (c *Controller) exitedOnItsOwn(r ref, st Status, node string, now time.Time
 	t.State = Failed
 	t.RestartAt = time.Time{}
 	msg := fmt.Sprintf("%s; %s", exit, d.Why)
-	if tail := BoundLogTail(st.LogTail); tail != "" {
+	if tail := logtail.Bound(st.LogTail); tail != "" {
 		msg += "; last output:\n" + tail
 	}
 	withHistory(t, now, msg)

@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"strings"
 	"testing"
 	"time"
 )
@@ -64,26 +63,5 @@ func TestDefaultRestartPolicies(t *testing.T) {
 	}
 	if p := DefaultRestartPolicy(TypeService); p != (RestartPolicy{2, 30 * time.Minute, 15 * time.Second, RestartModeFail}) {
 		t.Errorf("service default %v", p)
-	}
-}
-
-func TestBoundLogTail(t *testing.T) {
-	var lines []string
-	for i := range 50 {
-		lines = append(lines, strings.Repeat("x", 10)+string(rune('a'+i%26)))
-	}
-	got := BoundLogTail(strings.Join(lines, "\n") + "\n")
-	if n := strings.Count(got, "\n") + 1; n != MaxLogTailLines {
-		t.Errorf("%d lines kept; want %d", n, MaxLogTailLines)
-	}
-	if !strings.HasSuffix(got, lines[49]) {
-		t.Errorf("tail %q does not end with the last line", got)
-	}
-	long := strings.Repeat("y", 5000) + "\nlast"
-	if got := BoundLogTail(long); len(got) > MaxLogTailBytes || !strings.HasSuffix(got, "last") {
-		t.Errorf("a long line: kept %d bytes ending %q; want ≤ %d ending with the last line", len(got), got[max(0, len(got)-10):], MaxLogTailBytes)
-	}
-	if got := BoundLogTail(""); got != "" {
-		t.Errorf("empty: %q", got)
 	}
 }

@@ -429,7 +429,7 @@ type Status struct {
 	Health        Health
 	HealthMessage string
 	// LogTail is the end of the task's output when its process ended on
-	// its own (bounded by the agent; see BoundLogTail).
+	// its own (bounded by the agent; see internal/logtail).
 	LogTail string
 }
 

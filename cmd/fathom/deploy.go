@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
 
 	fathomv1 "github.com/fathom-scheduler/fathom/api/gen/fathom/v1"
 	"github.com/fathom-scheduler/fathom/internal/cli"
@@ -146,25 +147,36 @@ func newJobRevertCmd(g *cli.Globals) *cobra.Command {
 			if err != nil || v <= 0 {
 				return cli.UsageErrorf("VERSION %q is not a version number (fathom job history %s lists them)", args[1], args[0])
 			}
-			c := newAPIClient(g)
-			job, err := resolveJob(cmd.Context(), c, args[0], ns)
-			if err != nil {
-				return err
-			}
-			resp := &fathomv1.UpdateJobResponse{}
-			body := fmt.Appendf(nil, `{"version": %d}`, v)
-			if err := c.call(cmd.Context(), "POST", "/v1/jobs/"+url.PathEscape(job.GetId())+":revert", nil, "application/json", body, resp); err != nil {
-				return err
-			}
-			out, err := marshalOut(resp)
-			if err != nil {
-				return err
-			}
-			return g.Print(out, func(w io.Writer) { printChange(w, resp) })
+			return changeJob(cmd, g, args[0], ns, "revert", fmt.Appendf(nil, `{"version": %d}`, v))
 		},
 	}
 	cmd.Flags().StringVarP(&ns, "namespace", "n", "", "the job's namespace (default: default)")
 	return cmd
+}
+
+// jobAction POSTs body to the job's custom method (/v1/jobs/{id}:action)
+// after resolving NAME|ID in the namespace, decoding the answer into out.
+func jobAction(cmd *cobra.Command, g *cli.Globals, nameOrID, ns, action string, body []byte, out proto.Message) error {
+	c := newAPIClient(g)
+	job, err := resolveJob(cmd.Context(), c, nameOrID, ns)
+	if err != nil {
+		return err
+	}
+	return c.call(cmd.Context(), "POST", "/v1/jobs/"+url.PathEscape(job.GetId())+":"+action, nil, "application/json", body, out)
+}
+
+// changeJob is a jobAction that makes a new version (revert, scale) and
+// prints the change.
+func changeJob(cmd *cobra.Command, g *cli.Globals, nameOrID, ns, action string, body []byte) error {
+	resp := &fathomv1.UpdateJobResponse{}
+	if err := jobAction(cmd, g, nameOrID, ns, action, body, resp); err != nil {
+		return err
+	}
+	out, err := marshalOut(resp)
+	if err != nil {
+		return err
+	}
+	return g.Print(out, func(w io.Writer) { printChange(w, resp) })
 }
 
 func newJobScaleCmd(g *cli.Globals) *cobra.Command {
@@ -179,21 +191,7 @@ func newJobScaleCmd(g *cli.Globals) *cobra.Command {
 			if err != nil || n < 0 {
 				return cli.UsageErrorf("N %q is not a number of tasks (0 or more)", args[1])
 			}
-			c := newAPIClient(g)
-			job, err := resolveJob(cmd.Context(), c, args[0], ns)
-			if err != nil {
-				return err
-			}
-			resp := &fathomv1.UpdateJobResponse{}
-			body := fmt.Appendf(nil, `{"replicas": %d}`, n)
-			if err := c.call(cmd.Context(), "POST", "/v1/jobs/"+url.PathEscape(job.GetId())+":scale", nil, "application/json", body, resp); err != nil {
-				return err
-			}
-			out, err := marshalOut(resp)
-			if err != nil {
-				return err
-			}
-			return g.Print(out, func(w io.Writer) { printChange(w, resp) })
+			return changeJob(cmd, g, args[0], ns, "scale", fmt.Appendf(nil, `{"replicas": %d}`, n))
 		},
 	}
 	cmd.Flags().StringVarP(&ns, "namespace", "n", "", "the job's namespace (default: default)")
@@ -207,13 +205,8 @@ func newJobPromoteCmd(g *cli.Globals) *cobra.Command {
 		Short: "Let a rollout paused on its canaries replace the remaining tasks",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c := newAPIClient(g)
-			job, err := resolveJob(cmd.Context(), c, args[0], ns)
-			if err != nil {
-				return err
-			}
 			out := &fathomv1.Job{}
-			if err := c.call(cmd.Context(), "POST", "/v1/jobs/"+url.PathEscape(job.GetId())+":promote", nil, "application/json", []byte("{}"), out); err != nil {
+			if err := jobAction(cmd, g, args[0], ns, "promote", []byte("{}"), out); err != nil {
 				return err
 			}
 			v, err := marshalOut(out)
