@@ -128,8 +128,11 @@ task:
 	sampler.halt()
 	samples, most, pids := sampler.result()
 	t.Logf("task processes: at most %d at once over %d samples; pids %v", most, samples, pids)
-	if most > 1 || len(pids) != 2 {
-		t.Errorf("at most %d processes at once, pids %v; want one at a time, two runs (the evicted one and the one on %s)", most, pids, big)
+	// The run on the big node is confirmed above by its pid in the API; the
+	// 20 ms sampler can miss it when the job is stopped right after, so it
+	// checks only that no two ran at once and that nothing else ran.
+	if most > 1 || len(pids) == 0 || len(pids) > 2 {
+		t.Errorf("at most %d processes at once, pids %v; want one at a time, at most two runs (the evicted one and the one on %s)", most, pids, big)
 	}
 	_ = c.do("DELETE", "/v1/jobs/"+job, nil, nil)
 }
